@@ -1,0 +1,83 @@
+"""``{field}`` templates rendered without eval.
+
+Only plain field names are allowed, with an optional format spec (``{given_name:.1}``
+takes the first letter). Attribute access and indexing (``{x.y}``, ``{x[0]}``) are
+refused when the mapping is loaded, so a mapping file can never reach into objects.
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Mapping
+
+# Fields a template may use; ``offices`` is the only multi-valued one.
+PERSON_FIELDS = frozenset(
+    {
+        "person_id",
+        "logon_id",
+        "given_name",
+        "family_name",
+        "email",
+        "office",
+        "org_id",
+        "org_name",
+        "wda",
+        "supervisor_id",
+        "profile",
+        "offices",
+        "value",  # group templates: the profile or one office
+    }
+)
+MULTI_FIELD = "offices"
+
+_formatter = string.Formatter()
+
+
+class TemplateError(ValueError):
+    pass
+
+
+def fields_of(template: str) -> tuple[str, ...]:
+    """Field names used by ``template``; raises ``TemplateError`` for anything but plain names."""
+    names: list[str] = []
+    try:
+        parsed = list(_formatter.parse(template))
+    except ValueError as exc:
+        raise TemplateError(f"malformed template {template!r}: {exc}") from exc
+    for _literal, name, spec, conversion in parsed:
+        if name is None:
+            continue
+        if conversion:
+            raise TemplateError(f"template {template!r}: conversions (!r, !s) are not allowed")
+        if spec and "{" in spec:
+            raise TemplateError(f"template {template!r}: nested fields are not allowed")
+        if name not in PERSON_FIELDS:
+            allowed = ", ".join(sorted(PERSON_FIELDS))
+            raise TemplateError(f"template {template!r}: unknown field {name!r} (allowed: {allowed})")
+        names.append(name)
+    return tuple(names)
+
+
+def render(template: str, values: Mapping[str, str | tuple[str, ...]]) -> tuple[str, ...]:
+    """Render to zero or more values. A template with ``{offices}`` yields one value per
+    office; a rendering that is empty or whitespace yields no value."""
+    names = fields_of(template)
+    if MULTI_FIELD in names:
+        offices = values.get(MULTI_FIELD, ())
+        items = (offices,) if isinstance(offices, str) else offices
+        out = [_render_one(template, {**values, MULTI_FIELD: office}) for office in items]
+    else:
+        out = [_render_one(template, values)]
+    return tuple(v for v in out if v.strip())
+
+
+def _render_one(template: str, values: Mapping[str, str | tuple[str, ...]]) -> str:
+    parts: list[str] = []
+    for literal, name, spec, _conv in _formatter.parse(template):
+        parts.append(literal)
+        if name is None:
+            continue
+        raw = values.get(name, "")
+        text = raw if isinstance(raw, str) else ";".join(raw)
+        parts.append(format(text, spec or ""))
+    return "".join(parts).strip()

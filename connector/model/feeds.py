@@ -1,0 +1,96 @@
+"""The result of reading the feeds: validated records, rejected rows, per-feed health."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+from connector.model.records import (
+    AccessRequest,
+    Contract,
+    Nda,
+    Organization,
+    RequesterDesignation,
+    Separation,
+    Training,
+    Worker,
+)
+
+
+class FeedName(StrEnum):
+    ORGANIZATIONS = "organizations"
+    CONTRACTS = "contracts"
+    WORKERS = "workers"
+    SEPARATIONS = "separations"
+    TRAINING = "training"
+    NDAS = "ndas"
+    REQUESTERS = "requesters"
+    REQUESTS = "requests"
+
+
+class FeedState(StrEnum):
+    OK = "ok"
+    MISSING = "missing"
+    UNREADABLE = "unreadable"  # cannot be opened/decoded, or the header lacks a column
+    STALE = "stale"  # older than the configured age
+    SHRUNK = "shrunk"  # far fewer rows than the last good run
+    EMPTY = "empty"  # no data rows where some are required
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A row that failed validation. Never dropped silently: it is in the plan and the log."""
+
+    feed: str
+    file: str
+    line: int
+    column: str | None
+    value: str | None
+    reason: str
+
+    def __str__(self) -> str:
+        where = f"{self.file} line {self.line}"
+        if self.column:
+            where += f", column {self.column}"
+        return f"{where}: {self.reason}"
+
+
+@dataclass(frozen=True, slots=True)
+class FeedHealth:
+    feed: FeedName
+    file: str
+    state: FeedState
+    rows: int  # accepted data rows
+    rejected: int
+    detail: str = ""
+    modified_at: datetime | None = None
+    digest: str = ""  # sha256 of the file bytes, for the audit trail
+
+    @property
+    def healthy(self) -> bool:
+        return self.state is FeedState.OK
+
+
+@dataclass(frozen=True, slots=True)
+class FeedSet:
+    """Everything read from the feeds for one evaluation."""
+
+    organizations: tuple[Organization, ...] = ()
+    contracts: tuple[Contract, ...] = ()
+    workers: tuple[Worker, ...] = ()
+    separations: tuple[Separation, ...] = ()
+    training: tuple[Training, ...] = ()
+    ndas: tuple[Nda, ...] = ()
+    requesters: tuple[RequesterDesignation, ...] = ()
+    requests: tuple[AccessRequest, ...] = ()
+    rejected: tuple[Rejection, ...] = ()
+    health: Mapping[FeedName, FeedHealth] = field(default_factory=dict)
+
+    def unhealthy(self) -> frozenset[FeedName]:
+        """Feeds that must not drive any action (missing, unreadable, stale, shrunk, empty).
+
+        A feed absent from ``health`` is considered healthy (unit tests build FeedSets by hand).
+        """
+        return frozenset(name for name, h in self.health.items() if not h.healthy)

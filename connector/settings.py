@@ -1,0 +1,243 @@
+"""Configuration: a TOML file, ``MISYNC_*`` environment overrides, secret files.
+
+Precedence (highest first): environment (``MISYNC_TARGET__LDAP__URL``), the TOML file,
+the defaults here. Secrets are never in the TOML: ``password_file`` / ``token_file``
+name a file (systemd ``LoadCredential=`` puts them in ``$CREDENTIALS_DIRECTORY``).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def read_secret(path: Path | None, inline: SecretStr | None, what: str) -> str:
+    """A secret from its file (preferred) or an inline value (env only). Raises ValueError."""
+    if path is not None:
+        try:
+            return path.read_text(encoding="utf-8").rstrip("\r\n")
+        except OSError as exc:
+            raise ValueError(f"{what}: cannot read secret file {path}: {exc.strerror}") from exc
+    if inline is not None:
+        return inline.get_secret_value()
+    raise ValueError(f"{what}: no secret configured (set a *_file path)")
+
+
+class FeedsSettings(_Section):
+    dir: Path = Path("feeds")
+    mapping: Path | None = None  # mappings/feeds.toml: file names and column names per feed
+    max_age_hours: float = Field(default=36.0, ge=0)  # 0 disables the staleness check
+    shrink_share: float = Field(default=0.2, ge=0, le=1)  # block if rows fall by more than this
+    shrink_min_rows: int = Field(default=10, ge=0)  # ... and by at least this many rows
+
+
+class PolicySettings(_Section):
+    timezone: str = "America/Los_Angeles"
+    approved_courses: list[str] = ["MIS Basic"]
+    nda_grace_days: int = Field(default=14, ge=0)
+    separation_deadline_hours: float = Field(default=24.0, ge=0)
+    contract_grace_hours: float = Field(default=1.0, ge=0)
+    lapse_deadline_hours: float = Field(default=24.0, ge=0)  # NDA grace expiry and other lapses
+    warning_hours: float = Field(default=4.0, ge=0)  # warn this long before a deadline
+    late_notice_hours: float = Field(default=24.0, ge=0)
+    restore_on_cure: bool = True  # a cured lapse (contract, training, NDA) restores access
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {v!r}") from exc
+        return v
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+class LdapSettings(_Section):
+    url: str = "ldap://127.0.0.1:389"
+    bind_dn: str = ""
+    password_file: Path | None = None
+    password: SecretStr | None = None  # env only (MISYNC_TARGET__LDAP__PASSWORD); prefer the file
+    base_dn: str = Field(default="", description="managed scope: accounts live and are created here")
+    filter: str = "(objectClass=inetOrgPerson)"
+    scope: Literal["subtree", "one"] = "one"
+    group_base_dn: str = ""
+    start_tls: bool = False
+    ca_file: Path | None = None
+    verify_tls: bool = True
+    connect_timeout: float = Field(default=10.0, gt=0)
+    receive_timeout: float = Field(default=30.0, gt=0)
+    page_size: int = Field(default=1000, ge=1, le=10000)
+
+    def bind_password(self) -> str:
+        return read_secret(self.password_file, self.password, "target.ldap.password")
+
+
+class ScimSettings(_Section):
+    base_url: str = ""
+    token_file: Path | None = None
+    token: SecretStr | None = None
+    oauth_token_url: str = ""
+    oauth_client_id: str = ""
+    oauth_client_secret_file: Path | None = None
+    verify_tls: bool = True
+    ca_file: Path | None = None
+    timeout: float = Field(default=30.0, gt=0)
+    page_size: int = Field(default=200, ge=1, le=10000)
+
+
+class TargetSettings(_Section):
+    kind: Literal["ldap", "scim"] = "ldap"
+    mapping: Path = Path("mappings/openldap-ppolicy.toml")
+    ldap: LdapSettings = LdapSettings()
+    scim: ScimSettings = ScimSettings()
+    orphans: Literal["disable", "report"] = "disable"
+
+
+class GuardSettings(_Section):
+    """Mass-disable guard: holds back disables that no evidence explains."""
+
+    max_unexplained_disables: int = Field(default=25, ge=0)
+    max_unexplained_share: float = Field(default=0.05, ge=0, le=1)
+
+
+class ApplySettings(_Section):
+    workers: int = Field(default=4, ge=1, le=32)
+    max_attempts: int = Field(default=4, ge=1)  # per object per run
+    backoff_seconds: float = Field(default=0.5, ge=0)
+    backoff_max_seconds: float = Field(default=30.0, ge=0)
+    quarantine_after: int = Field(default=3, ge=1)  # consecutive failed runs
+
+
+class StateSettings(_Section):
+    dir: Path = Path("/var/lib/misync")
+
+    @property
+    def db(self) -> Path:
+        return self.dir / "state.sqlite3"
+
+    @property
+    def audit_db(self) -> Path:
+        return self.dir / "audit.sqlite3"
+
+
+class AuditSettings(_Section):
+    retention_days: int = Field(default=400, ge=365)  # at least a year (CJIS, policy 3.l)
+
+
+class LogSettings(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["json", "console"] = "json"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="MISYNC_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    feeds: FeedsSettings = FeedsSettings()
+    policy: PolicySettings = PolicySettings()
+    target: TargetSettings = TargetSettings()
+    guard: GuardSettings = GuardSettings()
+    apply: ApplySettings = ApplySettings()
+    state: StateSettings = StateSettings()
+    audit: AuditSettings = AuditSettings()
+    log: LogSettings = LogSettings()
+
+    @model_validator(mode="after")
+    def _target_complete(self) -> Settings:
+        if self.target.kind == "ldap" and not self.target.ldap.base_dn:
+            raise ValueError("target.ldap.base_dn: required when target.kind = 'ldap'")
+        if self.target.kind == "scim" and not self.target.scim.base_url:
+            raise ValueError("target.scim.base_url: required when target.kind = 'scim'")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if settings_cls.model_config.get("toml_file"):
+            sources.append(TomlConfigSettingsSource(settings_cls))
+        sources.append(file_secret_settings)
+        return tuple(sources)
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names the file and each bad field."""
+
+
+def load_settings(path: Path | None, **overrides: Any) -> Settings:
+    """Load ``path`` (TOML) + environment. Relative paths in the file are resolved
+    against the file's folder, so a config works from any working directory."""
+    from pydantic import ValidationError
+
+    if path is not None and not path.is_file():
+        raise ConfigError(f"{path}: configuration file not found")
+
+    bound: type[Settings] = type(
+        "Settings", (Settings,), {"model_config": SettingsConfigDict(**{**Settings.model_config, "toml_file": path})}
+    )
+    try:
+        s = bound(**overrides)
+    except ValidationError as exc:
+        where = str(path) if path else "configuration"
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigError(f"{where}: {problems}") from exc
+    except Exception as exc:  # TOML syntax errors surface from the source
+        raise ConfigError(f"{path}: {exc}") from exc
+    base = path.parent.resolve() if path is not None else Path.cwd()
+    return _resolve_paths(Settings.model_validate(s.model_dump()), base)
+
+
+def _resolve_paths(s: Settings, base: Path) -> Settings:
+    def rel(p: Path | None) -> Path | None:
+        if p is None or p.is_absolute():
+            return p
+        return base / p
+
+    feeds = s.feeds.model_copy(update={"dir": rel(s.feeds.dir), "mapping": rel(s.feeds.mapping)})
+    ldap = s.target.ldap.model_copy(
+        update={"password_file": rel(s.target.ldap.password_file), "ca_file": rel(s.target.ldap.ca_file)}
+    )
+    scim = s.target.scim.model_copy(
+        update={
+            "token_file": rel(s.target.scim.token_file),
+            "ca_file": rel(s.target.scim.ca_file),
+            "oauth_client_secret_file": rel(s.target.scim.oauth_client_secret_file),
+        }
+    )
+    target = s.target.model_copy(update={"mapping": rel(s.target.mapping), "ldap": ldap, "scim": scim})
+    state = s.state.model_copy(update={"dir": rel(s.state.dir)})
+    return s.model_copy(update={"feeds": feeds, "target": target, "state": state})
+
+
+def hours(h: float) -> timedelta:
+    return timedelta(hours=h)

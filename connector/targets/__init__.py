@@ -1,0 +1,17 @@
+"""Targets: the directories misync writes to. One adapter per protocol, one port for all."""
+
+from connector.targets.base import (
+    PermanentTargetError,
+    Target,
+    TargetError,
+    TargetUnavailableError,
+    TemporaryTargetError,
+)
+
+__all__ = [
+    "PermanentTargetError",
+    "Target",
+    "TargetError",
+    "TargetUnavailableError",
+    "TemporaryTargetError",
+]

@@ -1,0 +1,97 @@
+"""The target port. Adapters (ldap/, scim/) implement it; the core never imports them.
+
+Error tree (one root, in the spirit of scim2-client's ``SCIMClientError``):
+
+- ``TargetError``
+  - ``TargetUnavailableError``: cannot connect, bind, or finish reading the snapshot.
+    The run stops before any action: a partial read never turns into actions.
+  - ``TemporaryTargetError``: this object may succeed later (busy, timeout, 429/503);
+    carries ``retry_after`` seconds when the server said so.
+  - ``PermanentTargetError``: this object will fail the same way again (schema
+    violation, 400/409/412); the object fails, the run goes on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Protocol, runtime_checkable
+
+from connector.model.accounts import Account, Change, DesiredAccount
+
+
+class TargetError(Exception):
+    """Root of every error a target adapter raises."""
+
+    def __init__(self, message: str, *, account_id: str | None = None, detail: str = "") -> None:
+        super().__init__(message)
+        self.account_id = account_id
+        self.detail = detail  # the server's own words (LDAP result, SCIM scimType/detail)
+
+
+class TargetUnavailableError(TargetError):
+    """The target cannot be reached or read completely; nothing may be planned from it."""
+
+
+class TemporaryTargetError(TargetError):
+    """Retry this object later, after ``retry_after`` seconds when known."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        account_id: str | None = None,
+        detail: str = "",
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, account_id=account_id, detail=detail)
+        self.retry_after = retry_after
+
+
+class PermanentTargetError(TargetError):
+    """This object fails; the run goes on with the others."""
+
+
+@runtime_checkable
+class Target(Protocol):
+    """A directory holding MIS accounts, seen through a mapping.
+
+    Every method either succeeds or raises a ``TargetError``; none returns a silent
+    failure flag. Implementations hold their own connections (no process-wide state)
+    and are used from one thread at a time; ``apply`` opens one per worker.
+    """
+
+    @property
+    def description(self) -> str:
+        """Names the target and its managed scope, e.g. ``ldap://h:389 ou=people,dc=x``."""
+        ...
+
+    def snapshot(self) -> Iterator[Account]:
+        """Stream every account in the managed scope (paged; never one round trip per entry).
+
+        Raises ``TargetUnavailableError`` if the read cannot be completed.
+        """
+        ...
+
+    def read(self, account_id: str) -> Account | None:
+        """Read one account of the managed scope; None if it does not exist there."""
+        ...
+
+    def find(self, person_id: str) -> Account | None:
+        """Find the account correlated to ``person_id`` (fast path: no full scan)."""
+        ...
+
+    def create(self, desired: DesiredAccount) -> str:
+        """Create the account (enabled or not, as ``desired.enabled`` says); return its id."""
+        ...
+
+    def update(self, account_id: str, changes: Sequence[Change]) -> None:
+        """Apply attribute and group changes to an existing account."""
+        ...
+
+    def set_enabled(self, account_id: str, enabled: bool) -> None:
+        """Enable or disable the account the way the mapping declares. Never deletes."""
+        ...
+
+    def close(self) -> None:
+        """Release connections. Idempotent."""
+        ...
