@@ -49,6 +49,8 @@ class Rejection:
     column: str | None
     value: str | None
     reason: str
+    key: str = ""  # the row's subject as read (person_id, or org_id for org feeds), if any
+
 
     def __str__(self) -> str:
         where = f"{self.file} line {self.line}"
