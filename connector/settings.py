@@ -75,7 +75,9 @@ class LdapSettings(_Section):
     bind_dn: str = ""
     password_file: Path | None = None
     password: SecretStr | None = None  # env only (MISYNC_TARGET__LDAP__PASSWORD); prefer the file
-    base_dn: str = Field(default="", description="managed scope: accounts live and are created here")
+    base_dn: str = Field(
+        default="", description="managed scope: accounts live and are created here"
+    )
     filter: str = "(objectClass=inetOrgPerson)"
     scope: Literal["subtree", "one"] = "one"
     group_base_dn: str = ""
@@ -201,7 +203,9 @@ def load_settings(path: Path | None, **overrides: Any) -> Settings:
         raise ConfigError(f"{path}: configuration file not found")
 
     bound: type[Settings] = type(
-        "Settings", (Settings,), {"model_config": SettingsConfigDict(**{**Settings.model_config, "toml_file": path})}
+        "Settings",
+        (Settings,),
+        {"model_config": SettingsConfigDict(**{**Settings.model_config, "toml_file": path})},
     )
     try:
         s = bound(**overrides)
@@ -225,7 +229,10 @@ def _resolve_paths(s: Settings, base: Path) -> Settings:
 
     feeds = s.feeds.model_copy(update={"dir": rel(s.feeds.dir), "mapping": rel(s.feeds.mapping)})
     ldap = s.target.ldap.model_copy(
-        update={"password_file": rel(s.target.ldap.password_file), "ca_file": rel(s.target.ldap.ca_file)}
+        update={
+            "password_file": rel(s.target.ldap.password_file),
+            "ca_file": rel(s.target.ldap.ca_file),
+        }
     )
     scim = s.target.scim.model_copy(
         update={
@@ -234,7 +241,9 @@ def _resolve_paths(s: Settings, base: Path) -> Settings:
             "oauth_client_secret_file": rel(s.target.scim.oauth_client_secret_file),
         }
     )
-    target = s.target.model_copy(update={"mapping": rel(s.target.mapping), "ldap": ldap, "scim": scim})
+    target = s.target.model_copy(
+        update={"mapping": rel(s.target.mapping), "ldap": ldap, "scim": scim}
+    )
     state = s.state.model_copy(update={"dir": rel(s.state.dir)})
     return s.model_copy(update={"feeds": feeds, "target": target, "state": state})
 

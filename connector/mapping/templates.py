@@ -53,7 +53,9 @@ def fields_of(template: str) -> tuple[str, ...]:
             raise TemplateError(f"template {template!r}: nested fields are not allowed")
         if name not in PERSON_FIELDS:
             allowed = ", ".join(sorted(PERSON_FIELDS))
-            raise TemplateError(f"template {template!r}: unknown field {name!r} (allowed: {allowed})")
+            raise TemplateError(
+                f"template {template!r}: unknown field {name!r} (allowed: {allowed})"
+            )
         names.append(name)
     return tuple(names)
 

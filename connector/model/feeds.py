@@ -51,7 +51,6 @@ class Rejection:
     reason: str
     key: str = ""  # the row's subject as read (person_id, or org_id for org feeds), if any
 
-
     def __str__(self) -> str:
         where = f"{self.file} line {self.line}"
         if self.column:

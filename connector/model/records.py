@@ -109,7 +109,7 @@ class Nda:
 
 @dataclass(frozen=True, slots=True)
 class RequesterDesignation:
-    """A designated MIS Access Requester (3.f, 3.g.i, 3.h.i). ``wda == "*"`` = ESD central office."""
+    """A designated MIS Access Requester (3.g.i, 3.h.i); wda "*" is ESD central office."""
 
     person_id: str
     wda: str

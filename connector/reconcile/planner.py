@@ -1,0 +1,359 @@
+"""Build the plan: who gets created, updated, enabled, disabled, and what is held back.
+
+Rules (SPEC.md "Interfaces" and "Authoritative feeds"):
+
+- **Feed guard.** An unhealthy feed (missing, unreadable, stale, shrunk, empty) drives
+  nothing. Creates and enables need every feed healthy; updates need the roster, the
+  requests, the organizations and the requesters. A disable goes ahead when at least one
+  of its failing reasons comes from a healthy feed ("except disables driven by other
+  feeds"). A person with a rejected row in a feed is treated as if that feed were
+  unhealthy *for that person*: a rejected row is never read as "no row".
+- **Mass-disable guard.** Disables that no positive evidence explains (orphans,
+  people who vanished from a feed: reasons with ``evidenced=False`` only) are held when
+  their count exceeds ``max_unexplained`` or their share of enabled managed accounts
+  exceeds ``max_share``, unless overridden. A disable backed by evidence (a separation,
+  a contract end, a disable request) is a policy duty and is never held by a count.
+- **Orphans.** Enabled accounts in scope that correlate to no person in the feeds are
+  disabled (or, with ``orphans="report"``, held and reported).
+- **Breaches.** An enabled account of a person who lost entitlement is a breach once
+  the deadline has passed and a warning within ``warning`` of it.
+- **Order.** Disables first (revoking comes before granting), then updates, enables,
+  creates; within an op, by person_id then account_id. The plan is deterministic.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from connector.mapping.types import Mapping as AccountMapping
+from connector.model.accounts import Account
+from connector.model.decisions import Decision, Reason, Status
+from connector.model.feeds import FeedName, FeedSet
+from connector.model.plan import Action, Breach, HeldAction, Op, Plan
+from connector.model.records import Organization, Worker
+from connector.reconcile.desired import desired_account, person_fields
+from connector.reconcile.diff import account_digest, creation_changes, diff_account
+from connector.reconcile.logon import propose_logon_id
+
+ALL_FEEDS = frozenset(FeedName)
+UPDATE_DRIVERS = frozenset(
+    {FeedName.WORKERS, FeedName.REQUESTS, FeedName.ORGANIZATIONS, FeedName.REQUESTERS}
+)
+ORPHAN_DRIVERS = frozenset({FeedName.WORKERS, FeedName.REQUESTS})
+ORG_KEYED_FEEDS = frozenset({FeedName.ORGANIZATIONS, FeedName.CONTRACTS})
+OP_ORDER = {Op.DISABLE: 0, Op.UPDATE: 1, Op.ENABLE: 2, Op.CREATE: 3}
+
+
+@dataclass(frozen=True, slots=True)
+class PlanInputs:
+    """Everything the planner needs; gathered by the app from the adapters."""
+
+    as_of: datetime
+    feeds: FeedSet
+    decisions: Mapping[str, Decision]
+    accounts: Iterable[Account]
+    mapping: AccountMapping
+    target: str
+    known_logon_ids: Mapping[str, str] = field(default_factory=dict)  # person_id -> logon_id
+    taken_logon_ids: frozenset[str] = frozenset()  # lower-cased, ever assigned
+    quarantined: frozenset[str] = frozenset()  # action keys
+    orphans: str = "disable"  # "disable" | "report"
+    max_unexplained: int = 25
+    max_share: float = 0.05
+    override_guard: bool = False
+    warning: timedelta = timedelta(hours=4)
+
+
+def _entitled_reason(decision: Decision) -> Reason:
+    grant = decision.grant
+    started = f" from {grant.started_at.isoformat()} ({grant.source})" if grant else ""
+    rid = grant.request_id if grant else "?"
+    return Reason(
+        code="entitled",
+        clause="3.a, 3.i",
+        message=f"every condition of Policy 1021 holds; grant {rid}{started}",
+        source=grant.source if grant else None,
+        evidenced=True,
+    )
+
+
+def _update_reason() -> Reason:
+    return Reason(
+        code="data_changed",
+        clause="3.k",
+        message="account data differs from the roster and the approved requests",
+    )
+
+
+def _orphan_reason(account: Account, correlation_attribute: str) -> Reason:
+    if account.correlation:
+        msg = f"{correlation_attribute}={account.correlation} matches no person in the feeds"
+    else:
+        msg = f"account has no {correlation_attribute}; it correlates to no person"
+    return Reason(code="orphan", clause="3.e.viii, 3.j", message=msg, feed=FeedName.WORKERS)
+
+
+def build_plan(inp: PlanInputs) -> Plan:
+    feeds = inp.feeds
+    unhealthy = feeds.unhealthy()
+    mapping = inp.mapping
+    manage_groups = bool(mapping.groups)
+
+    workers: dict[str, Worker] = {w.person_id: w for w in feeds.workers}
+    orgs: dict[str, Organization] = {o.org_id: o for o in feeds.organizations}
+
+    # Feeds with a rejected row per person (and per org, applied to the org's people).
+    rejected_by_person: dict[str, set[FeedName]] = defaultdict(set)
+    rejected_by_org: dict[str, set[FeedName]] = defaultdict(set)
+    for r in feeds.rejected:
+        if not r.key:
+            continue
+        name = FeedName(r.feed)
+        (rejected_by_org if name in ORG_KEYED_FEEDS else rejected_by_person)[r.key].add(name)
+
+    def blocked_feeds(person_id: str | None) -> frozenset[FeedName]:
+        if person_id is None:
+            return unhealthy
+        extra = set(rejected_by_person.get(person_id, ()))
+        worker = workers.get(person_id)
+        if worker is not None:
+            extra |= rejected_by_org.get(worker.org_id, set())
+        return unhealthy | extra
+
+    # Correlate the snapshot.
+    by_person: dict[str, list[Account]] = defaultdict(list)
+    uncorrelated: list[Account] = []
+    enabled_count = 0
+    target_logons: set[str] = set()
+    for snap in inp.accounts:
+        enabled_count += snap.enabled
+        if snap.logon_id:
+            target_logons.add(snap.logon_id.lower())
+        if snap.correlation and snap.correlation in inp.decisions:
+            by_person[snap.correlation].append(snap)
+        else:
+            uncorrelated.append(snap)
+
+    taken = set(inp.taken_logon_ids) | target_logons
+    actions: list[Action] = []
+    held: list[HeldAction] = []
+    breaches: list[Breach] = []
+
+    def hold(action: Action, code: str, message: str) -> None:
+        held.append(HeldAction(action=action, code=code, message=message))
+
+    def consider(action: Action) -> None:
+        """Apply the feed guard and quarantine; keep or hold."""
+        blocked = blocked_feeds(action.person_id)
+        if action.key in inp.quarantined:
+            hold(action, "quarantined", f"{action.key} failed repeatedly and is quarantined")
+            return
+        if action.op is Op.DISABLE:
+            drivers = action.drivers
+            if drivers and drivers <= blocked:
+                names = ", ".join(sorted(drivers))
+                hold(
+                    action, "feed_unhealthy", f"every feed behind this disable is unusable: {names}"
+                )
+                return
+        else:
+            bad = action.drivers & blocked
+            if bad:
+                names = ", ".join(sorted(bad))
+                hold(action, "feed_unhealthy", f"{action.op.value} held: unusable feed(s) {names}")
+                return
+        actions.append(action)
+
+    for person_id in sorted(inp.decisions):
+        decision = inp.decisions[person_id]
+        accounts = by_person.get(person_id, [])
+        if len(accounts) > 1:
+            for dup_acc in accounts:
+                dup = Action(
+                    op=Op.UPDATE,
+                    person_id=person_id,
+                    account_id=dup_acc.account_id,
+                    logon_id=dup_acc.logon_id,
+                    changes=(),
+                    reasons=(),
+                    before=account_digest(dup_acc),
+                )
+                hold(
+                    dup,
+                    "ambiguous_correlation",
+                    f"{len(accounts)} accounts carry {mapping.correlation_attribute}={person_id}",
+                )
+            continue
+        acc = accounts[0] if accounts else None
+
+        if decision.entitled:
+            worker = workers.get(person_id)
+            if worker is None:  # cannot happen for an entitled person; be safe
+                continue
+            logon = _logon_for(inp, person_id, acc, worker, orgs, decision, taken)
+            desired = desired_account(decision, worker, orgs.get(worker.org_id), logon, mapping)
+            reasons = (_entitled_reason(decision), *decision.flags)
+            if acc is None:
+                consider(
+                    Action(
+                        op=Op.CREATE,
+                        person_id=person_id,
+                        account_id=None,
+                        logon_id=logon,
+                        changes=creation_changes(desired, manage_groups=manage_groups),
+                        reasons=reasons,
+                        before=None,
+                        desired=desired,
+                        drivers=ALL_FEEDS,
+                    )
+                )
+            elif not acc.enabled:
+                consider(
+                    Action(
+                        op=Op.ENABLE,
+                        person_id=person_id,
+                        account_id=acc.account_id,
+                        logon_id=logon,
+                        changes=diff_account(acc, desired, manage_groups=manage_groups),
+                        reasons=reasons,
+                        before=account_digest(acc),
+                        desired=desired,
+                        drivers=ALL_FEEDS,
+                    )
+                )
+            else:
+                changes = diff_account(acc, desired, manage_groups=manage_groups)
+                if changes:
+                    consider(
+                        Action(
+                            op=Op.UPDATE,
+                            person_id=person_id,
+                            account_id=acc.account_id,
+                            logon_id=logon,
+                            changes=changes,
+                            reasons=(_update_reason(),),
+                            before=account_digest(acc),
+                            desired=desired,
+                            drivers=UPDATE_DRIVERS,
+                        )
+                    )
+            continue
+
+        if acc is None or not acc.enabled:
+            continue
+        deadline = decision.deadline
+        action = Action(
+            op=Op.DISABLE,
+            person_id=person_id,
+            account_id=acc.account_id,
+            logon_id=acc.logon_id,
+            changes=(),
+            reasons=decision.reasons + decision.flags,
+            before=account_digest(acc),
+            drivers=frozenset(r.feed for r in decision.reasons if r.feed is not None),
+            evidenced=decision.evidenced,
+            deadline=deadline,
+        )
+        consider(action)
+        if deadline is not None:
+            _breach(breaches, person_id, acc, deadline, decision.reasons, inp)
+
+    for stray in uncorrelated:
+        if not stray.enabled:
+            continue
+        orphan = Action(
+            op=Op.DISABLE,
+            person_id=None,
+            account_id=stray.account_id,
+            logon_id=stray.logon_id,
+            changes=(),
+            reasons=(_orphan_reason(stray, mapping.correlation_attribute),),
+            before=account_digest(stray),
+            drivers=ORPHAN_DRIVERS,
+        )
+        if inp.orphans == "report":
+            hold(orphan, "orphan_report_only", "orphans are configured report-only")
+        else:
+            consider(orphan)
+
+    actions, held = _mass_disable_guard(actions, held, enabled_count, inp)
+    actions.sort(key=lambda a: (OP_ORDER[a.op], a.person_id or "", a.account_id or ""))
+    held.sort(key=lambda h: (h.code, h.action.person_id or "", h.action.account_id or ""))
+    breaches.sort(key=lambda b: (b.deadline, b.account_id))
+
+    counts = {s.value: 0 for s in Status}
+    for d in inp.decisions.values():
+        counts[d.status.value] += 1
+    return Plan(
+        as_of=inp.as_of,
+        target=inp.target,
+        actions=tuple(actions),
+        held=tuple(held),
+        breaches=tuple(breaches),
+        rejected=feeds.rejected,
+        feeds=tuple(feeds.health[name] for name in FeedName if name in feeds.health),
+        decisions=counts,
+    )
+
+
+def _logon_for(
+    inp: PlanInputs,
+    person_id: str,
+    acc: Account | None,
+    worker: Worker,
+    orgs: Mapping[str, Organization],
+    decision: Decision,
+    taken: set[str],
+) -> str:
+    """The person's logon ID: remembered, else the existing account's, else a new proposal."""
+    known = inp.known_logon_ids.get(person_id)
+    if known:
+        return known
+    if acc is not None and acc.logon_id:
+        return acc.logon_id
+    fields = person_fields(decision, worker, orgs.get(worker.org_id), "")
+    logon = propose_logon_id(
+        inp.mapping.logon_template, fields, max_length=inp.mapping.logon_max_length, taken=taken
+    )
+    taken.add(logon)
+    return logon
+
+
+def _breach(
+    breaches: list[Breach],
+    person_id: str,
+    acc: Account,
+    deadline: datetime,
+    reasons: tuple[Reason, ...],
+    inp: PlanInputs,
+) -> None:
+    with_deadline = tuple(r for r in reasons if r.deadline is not None)
+    if deadline <= inp.as_of:
+        severity = "breach"
+    elif deadline - inp.as_of <= inp.warning:
+        severity = "warning"
+    else:
+        return
+    breaches.append(Breach(person_id, acc.account_id, deadline, severity, with_deadline))
+
+
+def _mass_disable_guard(
+    actions: list[Action], held: list[HeldAction], enabled_count: int, inp: PlanInputs
+) -> tuple[list[Action], list[HeldAction]]:
+    unexplained = [a for a in actions if a.op is Op.DISABLE and not a.evidenced]
+    if not unexplained or inp.override_guard:
+        return actions, held
+    share = len(unexplained) / enabled_count if enabled_count else 1.0
+    if len(unexplained) <= inp.max_unexplained and share <= inp.max_share:
+        return actions, held
+    msg = (
+        f"{len(unexplained)} disables without positive evidence ({share:.1%} of "
+        f"{enabled_count} enabled accounts) exceed the guard (max {inp.max_unexplained} "
+        f"or {inp.max_share:.1%}); review and re-run with --override-guard"
+    )
+    ids = {id(a) for a in unexplained}
+    kept = [a for a in actions if id(a) not in ids]
+    return kept, held + [HeldAction(a, "mass_disable_guard", msg) for a in unexplained]

@@ -1,0 +1,246 @@
+"""The plan as JSON, and its checksum.
+
+The checksum is the sha256 of the canonical JSON of the plan without its
+``checksum`` field (keys sorted, no insignificant white space, UTF-8). It names the
+plan: ``apply --plan FILE`` recomputes it and refuses a file whose content does not
+match, so a reviewed plan cannot be edited on its way to apply.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from datetime import datetime
+from typing import Any
+
+from connector.model.accounts import Change, ChangeKind, DesiredAccount
+from connector.model.decisions import Reason
+from connector.model.feeds import FeedHealth, FeedName, FeedState, Rejection
+from connector.model.plan import Action, Breach, HeldAction, Op, Plan
+from connector.model.records import SourceRef
+
+FORMAT_VERSION = 1
+
+
+class PlanFormatError(ValueError):
+    """A plan file that is not a plan, or whose checksum does not match its content."""
+
+
+def _dt(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _reason(r: Reason) -> dict[str, Any]:
+    out: dict[str, Any] = {"code": r.code, "clause": r.clause, "message": r.message}
+    if r.feed is not None:
+        out["feed"] = r.feed.value
+    if r.source is not None:
+        out["source"] = {"feed": r.source.feed, "file": r.source.file, "line": r.source.line}
+    if r.evidenced:
+        out["evidenced"] = True
+    if r.since is not None:
+        out["since"] = _dt(r.since)
+    if r.deadline is not None:
+        out["deadline"] = _dt(r.deadline)
+    return out
+
+
+def _change(c: Change) -> dict[str, Any]:
+    return {"kind": c.kind.value, "name": c.name, "old": list(c.old), "new": list(c.new)}
+
+
+def _desired(d: DesiredAccount) -> dict[str, Any]:
+    return {
+        "person_id": d.person_id,
+        "logon_id": d.logon_id,
+        "enabled": d.enabled,
+        "attributes": {k: list(v) for k, v in d.attributes.items()},
+        "create_only": {k: list(v) for k, v in d.create_only.items()},
+        "groups": sorted(d.groups),
+    }
+
+
+def _action(a: Action) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "op": a.op.value,
+        "person_id": a.person_id,
+        "account_id": a.account_id,
+        "logon_id": a.logon_id,
+        "changes": [_change(c) for c in a.changes],
+        "reasons": [_reason(r) for r in a.reasons],
+        "before": a.before,
+        "drivers": sorted(a.drivers),
+        "evidenced": a.evidenced,
+        "deadline": _dt(a.deadline),
+    }
+    if a.desired is not None:
+        out["desired"] = _desired(a.desired)
+    return out
+
+
+def _breach(b: Breach) -> dict[str, Any]:
+    return {
+        "person_id": b.person_id,
+        "account_id": b.account_id,
+        "deadline": _dt(b.deadline),
+        "severity": b.severity,
+        "reasons": [_reason(r) for r in b.reasons],
+    }
+
+
+def _feed(h: FeedHealth) -> dict[str, Any]:
+    return {
+        "feed": h.feed.value,
+        "file": h.file,
+        "state": h.state.value,
+        "rows": h.rows,
+        "rejected": h.rejected,
+        "detail": h.detail,
+        "modified_at": _dt(h.modified_at),
+        "digest": h.digest,
+    }
+
+
+def plan_to_dict(plan: Plan) -> dict[str, Any]:
+    return {
+        "format": FORMAT_VERSION,
+        "as_of": _dt(plan.as_of),
+        "target": plan.target,
+        "summary": plan.summary,
+        "decisions": dict(plan.decisions),
+        "actions": [_action(a) for a in plan.actions],
+        "held": [
+            {"code": h.code, "message": h.message, "action": _action(h.action)} for h in plan.held
+        ],
+        "breaches": [_breach(b) for b in plan.breaches],
+        "rejected": [dataclasses.asdict(r) for r in plan.rejected],
+        "feeds": [_feed(h) for h in plan.feeds],
+        "checksum": plan.checksum,
+    }
+
+
+def _canonical(body: dict[str, Any]) -> bytes:
+    content = {k: v for k, v in body.items() if k != "checksum"}
+    return json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def checksum_of(body: dict[str, Any]) -> str:
+    return "sha256:" + hashlib.sha256(_canonical(body)).hexdigest()
+
+
+def seal(plan: Plan) -> Plan:
+    """The same plan with its checksum set."""
+    return dataclasses.replace(plan, checksum=checksum_of(plan_to_dict(plan)))
+
+
+def plan_to_json(plan: Plan, *, indent: int | None = 2) -> str:
+    body = plan_to_dict(plan)
+    body["checksum"] = checksum_of(body)
+    return json.dumps(body, indent=indent, ensure_ascii=False, sort_keys=False)
+
+
+# --- reading back ---------------------------------------------------------------------
+
+
+def _pdt(value: Any) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def _preason(d: dict[str, Any]) -> Reason:
+    src = d.get("source")
+    return Reason(
+        code=d["code"],
+        clause=d["clause"],
+        message=d["message"],
+        feed=FeedName(d["feed"]) if d.get("feed") else None,
+        source=SourceRef(src["feed"], src["file"], int(src["line"])) if src else None,
+        evidenced=bool(d.get("evidenced", False)),
+        since=_pdt(d.get("since")),
+        deadline=_pdt(d.get("deadline")),
+    )
+
+
+def _pdesired(d: dict[str, Any]) -> DesiredAccount:
+    return DesiredAccount(
+        person_id=d["person_id"],
+        logon_id=d["logon_id"],
+        enabled=bool(d["enabled"]),
+        attributes={k: tuple(v) for k, v in d["attributes"].items()},
+        create_only={k: tuple(v) for k, v in d.get("create_only", {}).items()},
+        groups=frozenset(d.get("groups", ())),
+    )
+
+
+def _paction(d: dict[str, Any]) -> Action:
+    return Action(
+        op=Op(d["op"]),
+        person_id=d.get("person_id"),
+        account_id=d.get("account_id"),
+        logon_id=d.get("logon_id"),
+        changes=tuple(
+            Change(ChangeKind(c["kind"]), c["name"], tuple(c["old"]), tuple(c["new"]))
+            for c in d.get("changes", ())
+        ),
+        reasons=tuple(_preason(r) for r in d.get("reasons", ())),
+        before=d.get("before"),
+        desired=_pdesired(d["desired"]) if d.get("desired") else None,
+        drivers=frozenset(FeedName(x) for x in d.get("drivers", ())),
+        evidenced=bool(d.get("evidenced", False)),
+        deadline=_pdt(d.get("deadline")),
+    )
+
+
+def plan_from_json(text: str, *, source: str = "plan") -> Plan:
+    """Parse and verify a plan file. Raises ``PlanFormatError`` naming what is wrong."""
+    try:
+        body = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PlanFormatError(f"{source}: not JSON (line {exc.lineno}: {exc.msg})") from exc
+    if not isinstance(body, dict) or body.get("format") != FORMAT_VERSION:
+        raise PlanFormatError(f"{source}: not a misync plan (format {FORMAT_VERSION} expected)")
+    stated = body.get("checksum", "")
+    actual = checksum_of(body)
+    if stated != actual:
+        raise PlanFormatError(
+            f"{source}: checksum mismatch: the file says {stated or '(none)'} but its content "
+            f"hashes to {actual}; the plan was altered after it was made"
+        )
+    try:
+        plan = Plan(
+            as_of=datetime.fromisoformat(body["as_of"]),
+            target=body["target"],
+            actions=tuple(_paction(a) for a in body["actions"]),
+            held=tuple(
+                HeldAction(_paction(h["action"]), h["code"], h["message"]) for h in body["held"]
+            ),
+            breaches=tuple(
+                Breach(
+                    b.get("person_id"),
+                    b["account_id"],
+                    datetime.fromisoformat(b["deadline"]),
+                    b["severity"],
+                    tuple(_preason(r) for r in b["reasons"]),
+                )
+                for b in body["breaches"]
+            ),
+            rejected=tuple(Rejection(**r) for r in body["rejected"]),
+            feeds=tuple(
+                FeedHealth(
+                    feed=FeedName(f["feed"]),
+                    file=f["file"],
+                    state=FeedState(f["state"]),
+                    rows=f["rows"],
+                    rejected=f["rejected"],
+                    detail=f["detail"],
+                    modified_at=_pdt(f.get("modified_at")),
+                    digest=f.get("digest", ""),
+                )
+                for f in body["feeds"]
+            ),
+            decisions=dict(body.get("decisions", {})),
+            checksum=stated,
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise PlanFormatError(f"{source}: malformed plan: {exc!r}") from exc
+    return plan
