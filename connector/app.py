@@ -1,0 +1,400 @@
+"""Wiring: settings -> adapters -> core. The CLI and (later) the daemon call these
+functions; nothing here is global, so one process can hold several ``Runtime``s."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import structlog
+
+from connector.apply import ApplyReport, Executor, Outcome
+from connector.audit import AuditTrail
+from connector.feeds import read_feeds
+from connector.mapping import Mapping as AccountMapping
+from connector.mapping import load_mapping
+from connector.model.accounts import Account
+from connector.model.decisions import Decision
+from connector.model.feeds import FeedName, FeedSet
+from connector.model.plan import Op, Plan
+from connector.policy import PolicyRules, evaluate_all
+from connector.reconcile import PlanInputs, build_plan, seal
+from connector.reconcile.diff import account_digest
+from connector.settings import Settings
+from connector.state import StateStore
+from connector.targets.base import Target
+
+
+class DriftError(RuntimeError):
+    """``apply --plan``: the target changed since the plan was made; nothing was applied."""
+
+    def __init__(self, message: str, drifted: list[str]) -> None:
+        super().__init__(message)
+        self.drifted = drifted
+
+
+def policy_rules(settings: Settings) -> PolicyRules:
+    p = settings.policy
+    return PolicyRules(
+        tz=p.tz,
+        approved_courses=frozenset(p.approved_courses),
+        nda_grace=timedelta(days=p.nda_grace_days),
+        separation_deadline=timedelta(hours=p.separation_deadline_hours),
+        contract_grace=timedelta(hours=p.contract_grace_hours),
+        lapse_deadline=timedelta(hours=p.lapse_deadline_hours),
+        late_notice=timedelta(hours=p.late_notice_hours),
+        restore_on_cure=p.restore_on_cure,
+    )
+
+
+@dataclass
+class Runtime:
+    """Everything one process needs, built from settings."""
+
+    settings: Settings
+    mapping: AccountMapping = field(init=False)
+    rules: PolicyRules = field(init=False)
+    target_factory: Callable[[], Target] | None = None
+
+    def __post_init__(self) -> None:
+        self.mapping = load_mapping(self.settings.target.mapping)
+        self.rules = policy_rules(self.settings)
+
+    def target(self) -> Target:
+        if self.target_factory is not None:
+            return self.target_factory()
+        kind = self.settings.target.kind
+        if kind == "ldap":
+            from connector.targets.ldap import LdapTarget
+
+            return LdapTarget(self.settings.target.ldap, self.mapping)
+        from connector.targets.scim import ScimTarget
+
+        return ScimTarget(self.settings.target.scim, self.mapping)
+
+    def store(self) -> StateStore:
+        return StateStore(self.settings.state.db)
+
+    def audit(self) -> AuditTrail:
+        return AuditTrail(self.settings.state.audit_db)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    as_of: datetime
+    feeds: FeedSet
+    decisions: Mapping[str, Decision]
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def evaluate(rt: Runtime, store: StateStore, as_of: datetime) -> Evaluation:
+    previous = {FeedName(k): v for k, v in store.last_good_feed_rows().items()}
+    feeds = read_feeds(rt.settings.feeds, now=now(), tz=rt.rules.tz, previous_rows=previous)
+    log = structlog.get_logger("misync.feeds")
+    for h in feeds.health.values():
+        if not h.healthy:
+            log.warning("feed.unusable", feed=h.feed.value, state=h.state.value, detail=h.detail)
+    for r in feeds.rejected:
+        log.warning(
+            "feed.row_rejected",
+            feed=r.feed,
+            file=r.file,
+            line=r.line,
+            column=r.column,
+            reason=r.reason,
+        )
+    return Evaluation(as_of, feeds, evaluate_all(feeds, as_of, rt.rules))
+
+
+def make_plan(
+    rt: Runtime,
+    store: StateStore,
+    as_of: datetime,
+    *,
+    override_guard: bool = False,
+    evaluation: Evaluation | None = None,
+) -> tuple[Plan, Evaluation]:
+    """Evaluate the feeds, read the target (paged, streamed), and build a sealed plan."""
+    ev = evaluation or evaluate(rt, store, as_of)
+    s = rt.settings
+    target = rt.target()
+    try:
+        plan = build_plan(
+            PlanInputs(
+                as_of=as_of,
+                feeds=ev.feeds,
+                decisions=ev.decisions,
+                accounts=target.snapshot(),
+                mapping=rt.mapping,
+                target=target.description,
+                known_logon_ids=store.logon_ids(),
+                taken_logon_ids=frozenset(store.taken_logon_ids()),
+                quarantined=frozenset(store.quarantined(s.apply.quarantine_after)),
+                orphans=s.target.orphans,
+                max_unexplained=s.guard.max_unexplained_disables,
+                max_share=s.guard.max_unexplained_share,
+                override_guard=override_guard,
+                warning=timedelta(hours=s.policy.warning_hours),
+            )
+        )
+    finally:
+        target.close()
+    return seal(plan), ev
+
+
+def check_drift(rt: Runtime, plan: Plan) -> None:
+    """Refuse a reviewed plan if any object it touches changed since it was made."""
+    target = rt.target()
+    try:
+        if target.description != plan.target:
+            raise DriftError(
+                f"the plan was made for {plan.target}, this configuration targets "
+                f"{target.description}",
+                [],
+            )
+        drifted: list[str] = []
+        for a in plan.actions:
+            if a.op is Op.CREATE:
+                existing = target.find(a.person_id) if a.person_id else None
+                if existing is not None:
+                    drifted.append(f"{a.person_id}: an account now exists ({existing.account_id})")
+                continue
+            assert a.account_id is not None
+            current: Account | None = target.read(a.account_id)
+            if current is None:
+                drifted.append(f"{a.account_id}: no longer exists")
+            elif account_digest(current) != a.before:
+                drifted.append(f"{a.account_id}: changed since the plan was made")
+    finally:
+        target.close()
+    if drifted:
+        raise DriftError(
+            f"the target drifted since the plan was made ({len(drifted)} objects)", drifted
+        )
+
+
+def decision_digest(d: Decision) -> str:
+    body = {
+        "status": d.status.value,
+        "reasons": sorted(f"{r.code}|{r.clause}|{r.message}" for r in d.reasons),
+        "grant": d.grant.request_id if d.grant else None,
+        "profile": d.profile,
+        "offices": list(d.offices),
+    }
+    raw = json.dumps(body, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(raw.encode()).hexdigest()[:32]
+
+
+def _decision_record(d: Decision) -> dict[str, Any]:
+    return {
+        "person_id": d.person_id,
+        "status": d.status.value,
+        "reasons": [{"code": r.code, "clause": r.clause, "message": r.message} for r in d.reasons],
+        "flags": [{"code": r.code, "clause": r.clause} for r in d.flags],
+        "grant": d.grant.request_id if d.grant else None,
+    }
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    run_id: str
+    plan: Plan
+    report: ApplyReport
+
+
+def run_apply(
+    rt: Runtime,
+    *,
+    plan: Plan | None = None,
+    override_guard: bool = False,
+    run_id: str | None = None,
+) -> ApplyResult:
+    """Plan now (or take a reviewed plan), then apply it, journaling and auditing it all."""
+    run_id = run_id or uuid.uuid4().hex[:12]
+    log = structlog.get_logger("misync.run").bind(run_id=run_id)
+    s = rt.settings
+    with rt.store() as store, rt.audit() as audit:
+        ev: Evaluation | None = None
+        if plan is None:
+            plan, ev = make_plan(rt, store, now(), override_guard=override_guard)
+        else:
+            check_drift(rt, plan)
+        for entry in store.open_journal_entries():
+            log.warning("journal.unfinished_entry", entry=entry.id, key=entry.key, op=entry.op)
+        store.start_run(run_id, "apply", plan.as_of, plan.checksum)
+        audit.append(
+            "plan",
+            {
+                "checksum": plan.checksum,
+                "as_of": plan.as_of.isoformat(),
+                "summary": plan.summary,
+                "target": plan.target,
+                "feeds": {f.feed.value: f.digest for f in plan.feeds},
+            },
+            run_id=run_id,
+        )
+        if ev is not None:
+            _record_decisions(store, audit, ev, run_id, log)
+
+        def on_outcome(o: Outcome) -> None:
+            a = o.action
+            audit.append(
+                "operation",
+                {
+                    "op": a.op.value,
+                    "person_id": a.person_id,
+                    "account_id": o.account_id,
+                    "logon_id": a.logon_id,
+                    "outcome": o.status,
+                    "attempts": o.attempts,
+                    "detail": o.detail,
+                    "plan": plan.checksum if plan else "",
+                    "reasons": [
+                        {"code": r.code, "clause": r.clause, "message": r.message}
+                        for r in a.reasons
+                    ],
+                    "changes": [
+                        {"name": c.name, "old": list(c.old), "new": list(c.new)} for c in a.changes
+                    ],
+                },
+                run_id=run_id,
+            )
+            if o.status == "ok":
+                store.clear_failure(a.key)
+            else:
+                store.record_failure(a.key, now(), o.detail)
+
+        executor = Executor(
+            target_factory=rt.target,
+            journal=store,
+            workers=s.apply.workers,
+            max_attempts=s.apply.max_attempts,
+            backoff=s.apply.backoff_seconds,
+            backoff_max=s.apply.backoff_max_seconds,
+            on_outcome=on_outcome,
+        )
+        for h in plan.held:
+            log.warning(
+                "operation.held",
+                code=h.code,
+                op=h.action.op.value,
+                person_id=h.action.person_id,
+                account_id=h.action.account_id,
+                message=h.message,
+            )
+        report = executor.apply(plan, run_id)
+        _record_breaches(store, audit, plan, report, run_id, log)
+        if ev is not None and not ev.feeds.unhealthy():
+            store.record_feed_rows(run_id, {h.feed.value: h.rows for h in ev.feeds.health.values()})
+        summary = {**plan.summary, **report.counts, "failed": len(report.failed)}
+        status = "ok" if not report.failed and not plan.held else "incomplete"
+        store.finish_run(run_id, status, summary)
+        head = audit.append("run", {"status": status, "summary": summary}, run_id=run_id)
+        log.info(
+            "run.finished", status=status, summary=summary, audit_seq=head.seq, audit_head=head.hash
+        )
+    return ApplyResult(run_id, plan, report)
+
+
+def _record_decisions(
+    store: StateStore, audit: AuditTrail, ev: Evaluation, run_id: str, log: Any
+) -> None:
+    """Audit and log one event per decision *change* (not per person per run)."""
+    old = store.decision_digests()
+    changed: dict[str, str] = {}
+    records: list[tuple[str, dict[str, Any]]] = []
+    for pid, d in ev.decisions.items():
+        digest = decision_digest(d)
+        if old.get(pid) != digest:
+            changed[pid] = digest
+            records.append(("decision", _decision_record(d)))
+            log.info(
+                "decision.changed",
+                person_id=pid,
+                status=d.status.value,
+                reasons=[r.code for r in d.reasons],
+            )
+    if records:
+        audit.append_many(records, run_id=run_id)
+        store.record_decision_digests(changed)
+
+
+def _record_breaches(
+    store: StateStore, audit: AuditTrail, plan: Plan, report: ApplyReport, run_id: str, log: Any
+) -> None:
+    """Open, keep and close timely-deactivation breaches in the state store."""
+    disabled = {
+        o.account_id for o in report.outcomes if o.status == "ok" and o.action.op is Op.DISABLE
+    }
+    open_now = store.open_breaches()
+    at = now()
+    for b in plan.breaches:
+        codes = ",".join(r.code for r in b.reasons)
+        if b.severity == "warning":
+            log.warning(
+                "deadline.warning",
+                person_id=b.person_id,
+                account_id=b.account_id,
+                deadline=b.deadline.isoformat(),
+                reasons=codes,
+            )
+            continue
+        if b.account_id in disabled:
+            resolution = f"disabled by run {run_id}, past its deadline"
+            if b.account_id in open_now:
+                store.close_breach(b.account_id, at, resolution)
+            audit.append(
+                "breach",
+                {
+                    "account_id": b.account_id,
+                    "person_id": b.person_id,
+                    "deadline": b.deadline.isoformat(),
+                    "reasons": codes,
+                    "state": "closed",
+                    "resolution": resolution,
+                },
+                run_id=run_id,
+            )
+            log.error(
+                "breach.closed",
+                person_id=b.person_id,
+                account_id=b.account_id,
+                deadline=b.deadline.isoformat(),
+                reasons=codes,
+                late=True,
+            )
+            continue
+        if b.account_id not in open_now:
+            store.open_breach(b.account_id, b.person_id or "", b.deadline, b.severity, codes, at)
+            audit.append(
+                "breach",
+                {
+                    "account_id": b.account_id,
+                    "person_id": b.person_id,
+                    "deadline": b.deadline.isoformat(),
+                    "reasons": codes,
+                    "state": "open",
+                },
+                run_id=run_id,
+            )
+        log.error(
+            "breach.open",
+            person_id=b.person_id,
+            account_id=b.account_id,
+            deadline=b.deadline.isoformat(),
+            reasons=codes,
+        )
+    still = {b.account_id for b in plan.breaches if b.severity == "breach"} - disabled
+    for account_id in open_now:
+        if account_id not in still:
+            store.close_breach(account_id, at, f"no longer enabled past a deadline (run {run_id})")
+            audit.append("breach", {"account_id": account_id, "state": "closed"}, run_id=run_id)
+            log.info("breach.closed", account_id=account_id)

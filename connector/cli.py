@@ -1,0 +1,313 @@
+"""The ``misync`` command.
+
+Exit codes (also in the README):
+
+  0  success (plan: computed; apply: every action carried out; verify: intact)
+  1  unexpected internal error (a bug: the traceback is logged)
+  2  usage, configuration or input error (bad config, mapping, plan file, person unknown)
+  3  the target or the state could not be read; nothing was changed
+  4  apply finished but some actions failed or were held (see the log and the plan)
+  5  apply --plan refused: the plan was altered or the target drifted since it was made
+  6  audit verify: the trail was altered
+  8  plan --detailed-exitcode: the plan has actions (0 means nothing to do)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import TextIO
+
+import structlog
+
+from connector import __version__
+from connector.logs import configure
+
+EXIT_OK, EXIT_BUG, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_INCOMPLETE, EXIT_REFUSED = 0, 1, 2, 3, 4, 5
+EXIT_TAMPERED, EXIT_CHANGES = 6, 8
+DEFAULT_CONFIG = Path("/etc/misync/misync.toml")
+
+
+class UserError(Exception):
+    """A mistake the user can fix; printed as one line, no traceback."""
+
+    def __init__(self, message: str, code: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _instant(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 instant: {text!r}") from exc
+    if value.tzinfo is None:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} needs a UTC offset, e.g. 2026-11-25T17:00-08:00"
+        )
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="misync",
+        description="Keep the MIS directory in line with WorkSource Policy 1021.",
+    )
+    p.add_argument("--version", action="version", version=f"misync {__version__}")
+    p.add_argument(
+        "-c",
+        "--config",
+        type=Path,
+        help=f"TOML configuration (default: $MISYNC_CONFIG or {DEFAULT_CONFIG})",
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    plan = sub.add_parser("plan", help="dry run: what would change, and why")
+    plan.add_argument(
+        "--as-of", type=_instant, help="evaluate at this instant (ISO 8601 with offset)"
+    )
+    plan.add_argument("--format", choices=("text", "json"), default="text")
+    plan.add_argument(
+        "-o", "--out", type=Path, help="also write the JSON plan here (for apply --plan)"
+    )
+    plan.add_argument(
+        "--override-guard",
+        action="store_true",
+        help="do not hold back unexplained disables (mass-disable guard)",
+    )
+    plan.add_argument(
+        "--detailed-exitcode",
+        action="store_true",
+        help="exit 8 when the plan has actions, 0 when there is nothing to do",
+    )
+
+    apply = sub.add_parser("apply", help="carry out a plan (a fresh one, or a reviewed file)")
+    apply.add_argument(
+        "--plan",
+        type=Path,
+        dest="plan_file",
+        help="apply exactly this reviewed JSON plan; refuse if the target drifted",
+    )
+    apply.add_argument(
+        "--override-guard",
+        action="store_true",
+        help="carry out unexplained disables the mass-disable guard would hold",
+    )
+    apply.add_argument("--format", choices=("text", "json"), default="text")
+
+    explain = sub.add_parser("explain", help="why a person is (not) entitled, with clauses")
+    explain.add_argument("person_id")
+    explain.add_argument("--as-of", type=_instant)
+    explain.add_argument("--format", choices=("text", "json"), default="text")
+
+    config = sub.add_parser("config", help="configuration commands")
+    csub = config.add_subparsers(dest="config_command", required=True, metavar="SUBCOMMAND")
+    csub.add_parser("check", help="validate the configuration, mapping, secrets and feeds layout")
+
+    audit = sub.add_parser("audit", help="the tamper-evident audit trail")
+    asub = audit.add_subparsers(dest="audit_command", required=True, metavar="SUBCOMMAND")
+    asub.add_parser("verify", help="check the hash chain and the head anchor")
+    export = asub.add_parser("export", help="export records for auditors")
+    export.add_argument("--format", choices=("csv", "jsonl"), default="csv")
+    export.add_argument("--since", type=_instant)
+    export.add_argument("--until", type=_instant)
+    export.add_argument("-o", "--out", type=Path)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _dispatch(args, sys.stdout)
+    except UserError as exc:
+        print(f"misync: {exc}", file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        return 130
+
+
+def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from connector.app import Runtime
+    from connector.mapping import MappingError
+    from connector.settings import ConfigError, load_settings
+
+    path = args.config or (
+        Path(os.environ["MISYNC_CONFIG"]) if os.environ.get("MISYNC_CONFIG") else DEFAULT_CONFIG
+    )
+    try:
+        settings = load_settings(path)
+        configure(settings.log.level, settings.log.format)
+        return Runtime(settings)
+    except (ConfigError, MappingError) as exc:
+        raise UserError(str(exc)) from exc
+
+
+def _dispatch(args: argparse.Namespace, out: TextIO) -> int:
+    from connector import app
+    from connector.audit import AuditTrail
+    from connector.reconcile import PlanFormatError, plan_from_json, plan_to_json
+    from connector.reconcile.render import render_decision, render_plan
+    from connector.targets.base import TargetError
+
+    rt = _load(args)
+    log = structlog.get_logger("misync.cli")
+    try:
+        if args.command == "plan":
+            as_of = args.as_of or app.now()
+            with rt.store() as store:
+                plan, _ = app.make_plan(rt, store, as_of, override_guard=args.override_guard)
+            text = plan_to_json(plan)
+            if args.out:
+                args.out.write_text(text, encoding="utf-8")
+            out.write(text + "\n" if args.format == "json" else render_plan(plan))
+            log.info("plan.made", checksum=plan.checksum, summary=plan.summary)
+            if args.detailed_exitcode and plan.actions:
+                return EXIT_CHANGES
+            return EXIT_OK
+
+        if args.command == "apply":
+            plan = None
+            if args.plan_file:
+                try:
+                    plan = plan_from_json(
+                        args.plan_file.read_text(encoding="utf-8"), source=str(args.plan_file)
+                    )
+                except OSError as exc:
+                    raise UserError(f"{args.plan_file}: cannot read plan: {exc.strerror}") from exc
+                except PlanFormatError as exc:
+                    raise UserError(str(exc), EXIT_REFUSED) from exc
+            try:
+                result = app.run_apply(rt, plan=plan, override_guard=args.override_guard)
+            except app.DriftError as exc:
+                lines = "\n".join(f"  {d}" for d in exc.drifted)
+                raise UserError(f"refused: {exc}\n{lines}".rstrip(), EXIT_REFUSED) from exc
+            report = result.report
+            if args.format == "json":
+                out.write(plan_to_json(result.plan) + "\n")
+            else:
+                out.write(render_plan(result.plan))
+                out.write(
+                    f"\napplied run {result.run_id}: "
+                    + ", ".join(f"{k} {v}" for k, v in sorted(report.counts.items()))
+                    + "\n"
+                )
+                for o in report.failed:
+                    out.write(f"  FAILED {o.action.op.value} {o.action.key}: {o.detail}\n")
+            return EXIT_INCOMPLETE if report.failed or result.plan.held else EXIT_OK
+
+        if args.command == "explain":
+            as_of = args.as_of or app.now()
+            with rt.store() as store:
+                ev = app.evaluate(rt, store, as_of)
+            decision = ev.decisions.get(args.person_id)
+            if decision is None:
+                raise UserError(f"person {args.person_id!r} appears in no feed")
+            target = rt.target()
+            try:
+                account = target.find(args.person_id)
+            finally:
+                target.close()
+            if args.format == "json":
+                import json
+
+                from connector.reconcile.serialize import _reason
+
+                out.write(
+                    json.dumps(
+                        {
+                            "person_id": decision.person_id,
+                            "as_of": decision.as_of.isoformat(),
+                            "status": decision.status.value,
+                            "entitled": decision.entitled,
+                            "reasons": [_reason(r) for r in decision.reasons],
+                            "flags": [_reason(r) for r in decision.flags],
+                            "grant": decision.grant.request_id if decision.grant else None,
+                            "account": {
+                                "id": account.account_id,
+                                "enabled": account.enabled,
+                                "logon_id": account.logon_id,
+                            }
+                            if account
+                            else None,
+                        },
+                        indent=2,
+                    )
+                    + "\n"
+                )
+            else:
+                out.write(render_decision(decision))
+                if account is None:
+                    out.write("  account: none in the target\n")
+                else:
+                    state = "enabled" if account.enabled else "disabled"
+                    out.write(f"  account: {account.account_id} ({state})\n")
+            return EXIT_OK
+
+        if args.command == "config":
+            return _config_check(rt, out)
+
+        if args.command == "audit":
+            trail = AuditTrail(rt.settings.state.audit_db)
+            with trail:
+                if args.audit_command == "verify":
+                    result = trail.verify()
+                    for problem in result.problems:
+                        out.write(f"  {problem}\n")
+                    verdict = "intact" if result.ok else "ALTERED"
+                    out.write(
+                        f"audit trail {verdict}: {result.records} records, head "
+                        f"{result.head_seq} {result.head_hash}\n"
+                    )
+                    return EXIT_OK if result.ok else EXIT_TAMPERED
+                sink = args.out.open("w", encoding="utf-8", newline="") if args.out else out
+                try:
+                    n = trail.export(sink, args.format, since=args.since, until=args.until)
+                finally:
+                    if args.out:
+                        sink.close()
+                print(f"misync: exported {n} audit records", file=sys.stderr)
+                return EXIT_OK
+    except TargetError as exc:
+        log.error("target.unavailable", error=str(exc), detail=exc.detail)
+        raise UserError(
+            f"target: {exc}" + (f" ({exc.detail})" if exc.detail else ""), EXIT_UNAVAILABLE
+        ) from exc
+    except ValueError as exc:  # secret files and similar input problems
+        raise UserError(str(exc)) from exc
+    raise UserError(f"unknown command {args.command}")
+
+
+def _config_check(rt, out: TextIO) -> int:  # type: ignore[no-untyped-def]
+    """Validate what can be validated without touching the directory."""
+    from connector.feeds import load_feed_layout
+
+    s = rt.settings
+    problems: list[str] = []
+    try:
+        load_feed_layout(s.feeds.mapping)
+    except ValueError as exc:
+        problems.append(str(exc))
+    if not s.feeds.dir.is_dir():
+        problems.append(f"feeds.dir: {s.feeds.dir} is not a directory")
+    if s.target.kind == "ldap":
+        try:
+            s.target.ldap.bind_password()
+        except ValueError as exc:
+            problems.append(str(exc))
+    for p in problems:
+        out.write(f"  {p}\n")
+    if problems:
+        out.write(f"configuration has {len(problems)} problem(s)\n")
+        return EXIT_USAGE
+    out.write(
+        f"configuration OK: target {s.target.kind} via mapping {rt.mapping.name}; "
+        f"feeds in {s.feeds.dir}; state in {s.state.dir}\n"
+    )
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
