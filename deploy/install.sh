@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Install what misync needs on a Debian machine: Debian's slapd and ldap-utils (the demo
+# and the tests start a private, throwaway slapd; the system service is never used),
+# a virtualenv in .venv, and the package (with test tools when called as `install.sh test`).
+# Idempotent: safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+want_test="${1:-}"
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+apt_need=()
+[ -x /usr/sbin/slapd ] || apt_need+=(slapd)
+command -v ldapadd >/dev/null 2>&1 || apt_need+=(ldap-utils)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || apt_need+=(python3-venv)
+if [ ${#apt_need[@]} -gt 0 ]; then
+  echo "misync install: apt-get install ${apt_need[*]}"
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${apt_need[@]}" >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+.venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
+if [ "$want_test" = "test" ]; then
+  .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]"
+else
+  .venv/bin/python -m pip install -q --disable-pip-version-check -e .
+fi
+echo "misync install: ready ($(.venv/bin/misync --version))"

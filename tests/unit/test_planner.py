@@ -1,0 +1,352 @@
+"""The planner: decisions + snapshot -> actions, held actions and breaches (pure, no I/O)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from connector.mapping import load_mapping
+from connector.model import (
+    Account,
+    ChangeKind,
+    Decision,
+    FeedHealth,
+    FeedName,
+    FeedSet,
+    FeedState,
+    Grant,
+    Op,
+    Organization,
+    OrgKind,
+    Reason,
+    Rejection,
+    SourceRef,
+    Status,
+    Worker,
+    WorkerStatus,
+)
+from connector.reconcile import (
+    PlanFormatError,
+    PlanInputs,
+    build_plan,
+    plan_from_json,
+    plan_to_json,
+)
+from connector.reconcile.diff import account_digest
+
+MAPPING = load_mapping(Path(__file__).parents[2] / "mappings" / "openldap-ppolicy.toml")
+NOW = datetime(2026, 11, 25, 17, 0, tzinfo=UTC)
+SRC = SourceRef("workers", "workers.csv", 2)
+ORG = Organization(
+    "ORG1",
+    "Goodwill",
+    OrgKind.WIOA_CONTRACTOR,
+    "WDA-04",
+    SourceRef("organizations", "organizations.csv", 2),
+)
+
+
+def worker(pid: str, given: str = "Ann", family: str = "Lee") -> Worker:
+    return Worker(
+        pid, "ORG1", given, family, f"{pid}@x.org", "Renton", "S1", WorkerStatus.ACTIVE, None, SRC
+    )
+
+
+def entitled(pid: str) -> Decision:
+    grant = Grant("REQ-1", NOW - timedelta(days=30), SourceRef("requests", "requests.csv", 2))
+    return Decision(
+        pid, NOW, Status.ENTITLED, grant=grant, profile="case-manager", offices=("Renton",)
+    )
+
+
+def separated(pid: str, *, deadline: datetime) -> Decision:
+    r = Reason("separated", "3.h.viii", "separated", FeedName.SEPARATIONS, SRC, True, NOW, deadline)
+    return Decision(pid, NOW, Status.ENDED, reasons=(r,))
+
+
+def lapsed(pid: str, feed: FeedName = FeedName.TRAINING) -> Decision:
+    r = Reason("training_missing", "3.a.iii", "no training", feed, None, False)
+    return Decision(pid, NOW, Status.SUSPENDED, reasons=(r,))
+
+
+def account(
+    pid: str | None, uid: str = "alee", *, enabled: bool = True, **attrs: tuple[str, ...]
+) -> Account:
+    base = {
+        "employeeNumber": (pid,) if pid else (),
+        "uid": (uid,),
+        "cn": ("Ann Lee",),
+        "sn": ("Lee",),
+        "givenName": ("Ann",),
+        "mail": (f"{pid}@x.org",),
+        "displayName": ("Ann Lee",),
+        "o": ("Goodwill",),
+        "departmentNumber": ("ORG1",),
+        "employeeType": ("case-manager",),
+        "physicalDeliveryOfficeName": ("Renton",),
+    }
+    base.update(attrs)
+    return Account(
+        f"uid={uid},ou=people,dc=x", pid, uid, enabled, base, frozenset({"mis-case-manager"})
+    )
+
+
+def health(**states: FeedState) -> dict[FeedName, FeedHealth]:
+    return {n: FeedHealth(n, f"{n}.csv", states.get(n.value, FeedState.OK), 1, 0) for n in FeedName}
+
+
+def inputs(decisions, accounts, *, feeds: FeedSet | None = None, **kw) -> PlanInputs:  # type: ignore[no-untyped-def]
+    pids = list(decisions)
+    fs = feeds or FeedSet(
+        organizations=(ORG,), workers=tuple(worker(p) for p in pids), health=health()
+    )
+    return PlanInputs(
+        as_of=NOW,
+        feeds=fs,
+        decisions={d.person_id: d for d in decisions.values()},
+        accounts=accounts,
+        mapping=MAPPING,
+        target="ldap://t ou=people,dc=x",
+        **kw,
+    )
+
+
+def ops(plan) -> list[tuple[str, str | None]]:  # type: ignore[no-untyped-def]
+    return [(a.op.value, a.person_id) for a in plan.actions]
+
+
+@pytest.mark.parametrize(
+    ("decision", "acct", "expected"),
+    [
+        pytest.param(entitled("P1"), None, [("create", "P1")], id="entitled-no-account-creates"),
+        pytest.param(
+            entitled("P1"),
+            account("P1", enabled=False),
+            [("enable", "P1")],
+            id="entitled-disabled-enables",
+        ),
+        pytest.param(entitled("P1"), account("P1"), [], id="entitled-in-line-nothing"),
+        pytest.param(
+            entitled("P1"),
+            account("P1", employeeType=("viewer",)),
+            [("update", "P1")],
+            id="entitled-drifted-updates",
+        ),
+        pytest.param(
+            separated("P1", deadline=NOW),
+            account("P1"),
+            [("disable", "P1")],
+            id="separated-enabled-disables",
+        ),
+        pytest.param(
+            separated("P1", deadline=NOW),
+            account("P1", enabled=False),
+            [],
+            id="separated-disabled-nothing",
+        ),
+        pytest.param(separated("P1", deadline=NOW), None, [], id="separated-no-account-nothing"),
+        pytest.param(lapsed("P1"), account("P1"), [("disable", "P1")], id="lapse-disables"),
+    ],
+)
+def test_one_person_table(
+    decision: Decision, acct: Account | None, expected: list[tuple[str, str]]
+) -> None:
+    # max_share=1.0: a one-account directory would otherwise trip the mass-disable guard
+    plan = build_plan(inputs({"P1": decision}, [acct] if acct else [], max_share=1.0))
+    assert ops(plan) == expected
+    assert plan.held == ()
+
+
+def test_create_proposes_logon_and_shows_every_attribute() -> None:
+    plan = build_plan(inputs({"P1": entitled("P1")}, [], taken_logon_ids=frozenset({"alee"})))
+    (create,) = plan.actions
+    assert create.logon_id == "alee2"
+    assert create.desired is not None
+    assert create.desired.attributes["uid"] == ("alee2",)
+    assert create.desired.attributes["employeeNumber"] == ("P1",)
+    assert create.desired.create_only == {"description": ("Provisioned by misync",)}
+    assert create.desired.groups == frozenset({"mis-case-manager"})
+    names = {c.name for c in create.changes}
+    assert {"cn", "mail", "employeeType", "description", "groups"} <= names
+
+
+def test_known_logon_id_is_reused_for_life() -> None:
+    plan = build_plan(inputs({"P1": entitled("P1")}, [], known_logon_ids={"P1": "annlee7"}))
+    assert plan.actions[0].logon_id == "annlee7"
+
+
+def test_update_lists_exact_changes() -> None:
+    acct = account("P1", employeeType=("viewer",), physicalDeliveryOfficeName=("Kent", "Renton"))
+    (upd,) = build_plan(inputs({"P1": entitled("P1")}, [acct])).actions
+    got = {(c.kind, c.name, c.old, c.new) for c in upd.changes}
+    assert got == {
+        (ChangeKind.ATTRIBUTE, "employeeType", ("viewer",), ("case-manager",)),
+        (ChangeKind.ATTRIBUTE, "physicalDeliveryOfficeName", ("Kent", "Renton"), ("Renton",)),
+    }
+    assert upd.before == account_digest(acct)
+
+
+def test_orphans_disabled_or_reported() -> None:
+    stray = account("P404", uid="ghost")
+    plan = build_plan(inputs({}, [stray], max_share=1.0))
+    assert [(a.op, a.account_id, a.reasons[0].code) for a in plan.actions] == [
+        (Op.DISABLE, stray.account_id, "orphan")
+    ]
+    reported = build_plan(inputs({}, [stray], orphans="report"))
+    assert reported.actions == ()
+    assert [h.code for h in reported.held] == ["orphan_report_only"]
+
+
+def test_disabled_orphan_is_left_alone() -> None:
+    assert build_plan(inputs({}, [account("P404", enabled=False)])).actions == ()
+
+
+@pytest.mark.parametrize(
+    ("bad_feed", "decision", "acct", "kept", "held_code"),
+    [
+        pytest.param(
+            "contracts", entitled("P1"), None, [], "feed_unhealthy", id="create-needs-every-feed"
+        ),
+        pytest.param(
+            "ndas",
+            entitled("P1"),
+            account("P1", enabled=False),
+            [],
+            "feed_unhealthy",
+            id="enable-needs-every-feed",
+        ),
+        pytest.param(
+            "workers",
+            entitled("P1"),
+            account("P1", sn=("X",)),
+            [],
+            "feed_unhealthy",
+            id="update-needs-roster",
+        ),
+        pytest.param(
+            "training",
+            entitled("P1"),
+            account("P1", sn=("X",)),
+            [("update", "P1")],
+            None,
+            id="update-ignores-training",
+        ),
+        pytest.param(
+            "contracts",
+            separated("P1", deadline=NOW),
+            account("P1"),
+            [("disable", "P1")],
+            None,
+            id="disable-by-other-feed-goes-ahead",
+        ),
+        pytest.param(
+            "training",
+            lapsed("P1"),
+            account("P1"),
+            [],
+            "feed_unhealthy",
+            id="disable-only-by-bad-feed-held",
+        ),
+    ],
+)
+def test_feed_guard(
+    bad_feed: str,
+    decision: Decision,
+    acct: Account | None,
+    kept: list[tuple[str, str]],
+    held_code: str | None,
+) -> None:
+    fs = FeedSet(
+        organizations=(ORG,),
+        workers=(worker("P1"),),
+        health=health(**{bad_feed: FeedState.MISSING}),
+    )
+    plan = build_plan(inputs({"P1": decision}, [acct] if acct else [], feeds=fs, max_share=1.0))
+    assert ops(plan) == kept
+    assert [h.code for h in plan.held] == ([held_code] if held_code else [])
+
+
+def test_rejected_row_is_not_read_as_no_row() -> None:
+    rej = Rejection(
+        "training", "training.csv", 7, "completed_on", "2025-13-01", "not a date", key="P1"
+    )
+    fs = FeedSet(organizations=(ORG,), workers=(worker("P1"),), rejected=(rej,), health=health())
+    plan = build_plan(inputs({"P1": lapsed("P1")}, [account("P1")], feeds=fs, max_share=1.0))
+    assert plan.actions == ()
+    assert [h.code for h in plan.held] == ["feed_unhealthy"]
+    assert plan.rejected == (rej,)
+
+
+@pytest.mark.parametrize(
+    ("n", "override", "expect_held"),
+    [(3, False, 0), (30, False, 30), (30, True, 0)],
+)
+def test_mass_disable_guard_holds_unexplained(n: int, override: bool, expect_held: int) -> None:
+    orphans = [account(f"X{i}", uid=f"u{i}") for i in range(n)]
+    keep = [account(f"P{i}", uid=f"k{i}") for i in range(100)]
+    decisions = {f"P{i}": entitled(f"P{i}") for i in range(100)}
+    fs = FeedSet(organizations=(ORG,), workers=tuple(worker(p) for p in decisions), health=health())
+    plan = build_plan(
+        inputs(decisions, orphans + keep, feeds=fs, override_guard=override, max_share=1.0)
+    )
+    assert sum(h.code == "mass_disable_guard" for h in plan.held) == expect_held
+    assert sum(a.op is Op.DISABLE for a in plan.actions) == n - expect_held
+
+
+def test_mass_disable_guard_never_holds_evidenced_disables() -> None:
+    decisions = {f"P{i}": separated(f"P{i}", deadline=NOW + timedelta(days=1)) for i in range(40)}
+    accts = [account(f"P{i}", uid=f"u{i}") for i in range(40)]
+    plan = build_plan(inputs(decisions, accts, max_unexplained=1, max_share=0.01))
+    assert len(plan.actions) == 40
+    assert plan.held == ()
+
+
+@pytest.mark.parametrize(
+    ("deadline", "severity"),
+    [
+        (NOW - timedelta(seconds=1), "breach"),
+        (NOW, "breach"),
+        (NOW + timedelta(hours=3), "warning"),
+        (NOW + timedelta(hours=5), None),
+    ],
+)
+def test_breaches_and_warnings(deadline: datetime, severity: str | None) -> None:
+    plan = build_plan(inputs({"P1": separated("P1", deadline=deadline)}, [account("P1")]))
+    assert [b.severity for b in plan.breaches] == ([severity] if severity else [])
+
+
+def test_quarantined_and_ambiguous_are_held() -> None:
+    acct = account("P1", sn=("X",))
+    q = build_plan(inputs({"P1": entitled("P1")}, [acct], quarantined=frozenset({acct.account_id})))
+    assert [h.code for h in q.held] == ["quarantined"]
+    twins = [account("P1", uid="a"), account("P1", uid="b")]
+    amb = build_plan(inputs({"P1": entitled("P1")}, twins))
+    assert amb.actions == ()
+    assert [h.code for h in amb.held] == ["ambiguous_correlation", "ambiguous_correlation"]
+
+
+def test_disables_come_first() -> None:
+    decisions = {"P1": entitled("P1"), "P2": separated("P2", deadline=NOW)}
+    fs = FeedSet(organizations=(ORG,), workers=(worker("P1"), worker("P2")), health=health())
+    plan = build_plan(inputs(decisions, [account("P2", uid="b")], feeds=fs))
+    assert ops(plan) == [("disable", "P2"), ("create", "P1")]
+
+
+def test_plan_json_round_trip_and_tamper_detection() -> None:
+    decisions = {"P1": entitled("P1"), "P2": separated("P2", deadline=NOW)}
+    fs = FeedSet(organizations=(ORG,), workers=(worker("P1"), worker("P2")), health=health())
+    plan = build_plan(inputs(decisions, [account("P2", uid="b")], feeds=fs))
+    text = plan_to_json(plan)
+    again = plan_from_json(text)
+    assert dataclasses.replace(again, checksum="") == dataclasses.replace(plan, checksum="")
+    assert again.checksum.startswith("sha256:")
+    body = json.loads(text)
+    body["actions"][0]["op"] = "enable"
+    with pytest.raises(PlanFormatError, match="checksum mismatch"):
+        plan_from_json(json.dumps(body))
+    with pytest.raises(PlanFormatError, match="not JSON"):
+        plan_from_json("{")
