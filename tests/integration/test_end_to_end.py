@@ -1,0 +1,288 @@
+"""End to end on a real slapd: the `misync` command on the demo feeds.
+
+feeds -> policy -> plan -> apply on slapd -> plan is empty; drift refusal; the
+mass-disable guard; feed guards; per-object failures; the audit trail.
+The evaluation instant is pinned (``connector.app.now``) so the sample dates never rot.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import ldap3
+import pytest
+
+from connector import app
+from connector.cli import main
+
+pytestmark = pytest.mark.slapd
+
+ROOT = Path(__file__).resolve().parents[2]
+DEMO = ROOT / "config" / "demo"
+NOW = datetime(2026, 11, 25, 17, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def pinned_now(monkeypatch: pytest.MonkeyPatch) -> datetime:
+    monkeypatch.setattr(app, "now", lambda: NOW)
+    return NOW
+
+
+def _seed_entries(scope: Any) -> str:
+    """The demo seed rewritten for this test's branch (the fixture made the OUs)."""
+    text = (DEMO / "seed.ldif").read_text(encoding="utf-8")
+    text = text.replace("ou=people,dc=mis,dc=example", scope.people_dn)
+    text = text.replace("ou=groups,dc=mis,dc=example", scope.groups_dn)
+    text = text.replace("ou=services,dc=mis,dc=example", scope.outside_dn)
+    blocks = [b for b in re.split(r"\n\s*\n", text) if b.strip()]
+    keep = [b for b in blocks if "objectClass: organizationalUnit" not in b]
+    return "\n\n".join(keep) + "\n"
+
+
+@pytest.fixture
+def demo(tmp_path: Path, ldap_scope: Any, slapd: Any, pinned_now: datetime) -> dict[str, Any]:
+    slapd.add_ldif(_seed_entries(ldap_scope))
+    feeds = tmp_path / "feeds"
+    shutil.copytree(DEMO / "feeds", feeds)
+    ldap = ldap_scope.settings
+    cfg = tmp_path / "misync.toml"
+    cfg.write_text(
+        f"""
+[feeds]
+dir = "{feeds}"
+mapping = "{ROOT / 'mappings' / 'feeds.toml'}"
+max_age_hours = 0
+
+[target]
+kind = "ldap"
+mapping = "{ROOT / 'mappings' / 'openldap-ppolicy.toml'}"
+
+[target.ldap]
+url = "{ldap.url}"
+bind_dn = "{ldap.bind_dn}"
+password_file = "{ldap.password_file}"
+base_dn = "{ldap_scope.people_dn}"
+group_base_dn = "{ldap_scope.groups_dn}"
+scope = "one"
+
+[guard]
+max_unexplained_share = 0.5
+
+[apply]
+backoff_seconds = 0
+
+[state]
+dir = "{tmp_path / 'state'}"
+""",
+        encoding="utf-8",
+    )
+    return {"config": cfg, "feeds": feeds, "scope": ldap_scope, "tmp": tmp_path}
+
+
+def run(demo: dict[str, Any], *args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    code = main(["-c", str(demo["config"]), *args])
+    return code, capsys.readouterr().out
+
+
+def plan_json(demo: dict[str, Any], capsys: pytest.CaptureFixture[str], *extra: str) -> dict[str, Any]:
+    code, out = run(demo, "plan", "--format", "json", *extra, capsys=capsys)
+    assert code == 0, out
+    return json.loads(out)
+
+
+def entry(scope: Any, uid: str, attrs: list[str] | None = None) -> dict[str, list[str]] | None:
+    ldap = scope.settings
+    conn = ldap3.Connection(
+        ldap3.Server(ldap.url), ldap.bind_dn, ldap.bind_password(), auto_bind=True,
+        raise_exceptions=False,
+    )
+    try:
+        base = f"uid={uid},{scope.people_dn}"
+        ok = conn.search(base, "(objectClass=*)", ldap3.BASE,
+                         attributes=attrs or ["*", "pwdAccountLockedTime"])
+        if not ok:
+            return None
+        return {k: [str(v) for v in vals] for k, vals in conn.entries[0].entry_attributes_as_dict.items()}
+    finally:
+        conn.unbind()
+
+
+def by_person(plan: dict[str, Any]) -> dict[str | None, str]:
+    return {a["person_id"] or a["account_id"].split(",")[0]: a["op"] for a in plan["actions"]}
+
+
+def test_plan_apply_then_plan_is_empty(demo: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    plan = plan_json(demo, capsys)
+    assert by_person(plan) == {
+        "P1001": "create", "P1002": "create", "P1003": "disable", "P1004": "disable",
+        "P1005": "update", "P1007": "enable", "P1008": "disable", "uid=oldtemp": "disable",
+    }
+    assert plan["summary"]["create"] == 2
+    assert plan["summary"]["disable"] == 4
+    assert plan["held"] == []
+    reasons = {a["person_id"]: {r["code"]: r["clause"] for r in a["reasons"]} for a in plan["actions"]}
+    assert reasons["P1003"]["data_sharing_ended"] == "3.e.vii"
+    assert "separated" in reasons["P1004"]
+    assert "disabled_by_request" in reasons["P1008"]
+    assert "late_notice_disable" in reasons["P1008"]
+    assert {b["person_id"] for b in plan["breaches"] if b["severity"] == "breach"} == {"P1003", "P1004", "P1008"}
+    assert [(r["file"], r["line"], r["column"]) for r in plan["rejected"]] == [("training.csv", 11, "completed_on")]
+
+    code, out = run(demo, "apply", capsys=capsys)
+    assert code == 0, out
+
+    scope = demo["scope"]
+    aortiz = entry(scope, "aortiz")
+    assert aortiz is not None
+    assert aortiz["employeeNumber"] == ["P1001"]
+    assert sorted(aortiz["physicalDeliveryOfficeName"]) == ["Bellevue", "Seattle Downtown"]
+    assert "pwdAccountLockedTime" not in aortiz
+    for uid in ("cnguyen", "dpatel", "hruiz", "oldtemp"):
+        e = entry(scope, uid)
+        assert e is not None and e.get("pwdAccountLockedTime"), uid  # disabled, never deleted
+    gkim = entry(scope, "gkim")
+    assert gkim is not None and "pwdAccountLockedTime" not in gkim
+    ewalsh = entry(scope, "ewalsh")
+    assert ewalsh is not None and ewalsh["employeeType"] == ["supervisor"]
+    svc = entry_outside(scope, "etl-batch")
+    assert svc is not None and "pwdAccountLockedTime" not in svc
+
+    again = plan_json(demo, capsys)
+    assert again["actions"] == []
+    assert again["held"] == []
+    assert main(["-c", str(demo["config"]), "plan", "--detailed-exitcode"]) == 0
+
+
+def entry_outside(scope: Any, uid: str) -> dict[str, list[str]] | None:
+    ldap = scope.settings
+    conn = ldap3.Connection(ldap3.Server(ldap.url), ldap.bind_dn, ldap.bind_password(), auto_bind=True)
+    try:
+        conn.search(f"uid={uid},{scope.outside_dn}", "(objectClass=*)", ldap3.BASE,
+                    attributes=["*", "pwdAccountLockedTime"])
+        return {k: [str(v) for v in vals] for k, vals in conn.entries[0].entry_attributes_as_dict.items()}
+    finally:
+        conn.unbind()
+
+
+def test_reviewed_plan_applies_exactly_and_refuses_drift(
+    demo: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = demo["tmp"] / "plan.json"
+    code, _ = run(demo, "plan", "-o", str(path), capsys=capsys)
+    assert code == 0
+
+    # someone edits an account the plan touches
+    ldap = demo["scope"].settings
+    conn = ldap3.Connection(ldap3.Server(ldap.url), ldap.bind_dn, ldap.bind_password(), auto_bind=True)
+    conn.modify(f"uid=ewalsh,{demo['scope'].people_dn}", {"sn": [(ldap3.MODIFY_REPLACE, ["Walsh-Smith"])]})
+    conn.unbind()
+
+    code, _ = run(demo, "apply", "--plan", str(path), capsys=capsys)
+    err = capsys.readouterr().err
+    assert code == 5
+    dpatel = entry(demo["scope"], "dpatel")
+    assert dpatel is not None and "pwdAccountLockedTime" not in dpatel  # nothing applied
+
+    # a fresh plan, reviewed and applied as is
+    code, _ = run(demo, "plan", "-o", str(path), capsys=capsys)
+    assert code == 0
+    code, out = run(demo, "apply", "--plan", str(path), capsys=capsys)
+    assert code == 0, out + err
+    assert plan_json(demo, capsys)["actions"] == []
+
+
+def test_altered_plan_file_is_refused(demo: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    path = demo["tmp"] / "plan.json"
+    assert run(demo, "plan", "-o", str(path), capsys=capsys)[0] == 0
+    body = json.loads(path.read_text())
+    body["actions"] = [a for a in body["actions"] if a["op"] != "disable"]
+    path.write_text(json.dumps(body))
+    assert run(demo, "apply", "--plan", str(path), capsys=capsys)[0] == 5
+    assert "checksum mismatch" in capsys.readouterr().err
+
+
+def test_mass_disable_guard_holds_orphans_until_overridden(
+    demo: dict[str, Any], slapd: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    people = demo["scope"].people_dn
+    slapd.add_ldif("\n".join(
+        f"dn: uid=stray{i},{people}\nobjectClass: inetOrgPerson\nuid: stray{i}\n"
+        f"cn: Stray {i}\nsn: Stray\nemployeeNumber: X{i}\n"
+        for i in range(30)
+    ))
+    plan = plan_json(demo, capsys)
+    held = [h for h in plan["held"] if h["code"] == "mass_disable_guard"]
+    assert len(held) == 31  # 30 strays + the demo's orphan
+    assert "P1004" in {a["person_id"] for a in plan["actions"]}  # evidenced disables go ahead
+
+    assert run(demo, "apply", capsys=capsys)[0] == 4  # held actions: incomplete
+    stray = entry(demo["scope"], "stray0")
+    assert stray is not None and "pwdAccountLockedTime" not in stray
+    dpatel = entry(demo["scope"], "dpatel")
+    assert dpatel is not None and dpatel.get("pwdAccountLockedTime")
+
+    assert run(demo, "apply", "--override-guard", capsys=capsys)[0] == 0
+    stray = entry(demo["scope"], "stray0")
+    assert stray is not None and stray.get("pwdAccountLockedTime")
+
+
+def test_missing_feed_blocks_what_it_drives(demo: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    (demo["feeds"] / "contracts.csv").unlink()
+    plan = plan_json(demo, capsys)
+    ops = by_person(plan)
+    assert ops.get("P1004") == "disable"  # separation: another feed drives it
+    assert ops.get("P1008") == "disable"  # disable request
+    assert "P1001" not in ops and "P1003" not in ops
+    held = {h["action"]["person_id"]: h["code"] for h in plan["held"]}
+    assert held["P1001"] == "feed_unhealthy"  # create needs every feed
+    assert held["P1003"] == "feed_unhealthy"  # only the (missing) contracts feed explains it
+    assert [f["state"] for f in plan["feeds"] if f["feed"] == "contracts"] == ["missing"]
+
+
+def test_one_bad_account_does_not_stop_the_run(demo: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    workers = demo["feeds"] / "workers.csv"
+    # mail is IA5String in the LDAP schema: slapd refuses a non-ASCII value
+    workers.write_text(workers.read_text().replace("ben.lee@example.org", "bén.lee@example.org"))
+    code, out = run(demo, "apply", capsys=capsys)
+    assert code == 4
+    assert "FAILED create" in out
+    assert entry(demo["scope"], "blee") is None
+    assert entry(demo["scope"], "aortiz") is not None  # the rest was applied
+    plan = plan_json(demo, capsys)
+    assert by_person(plan) == {"P1002": "create"}
+
+
+def test_explain_lists_every_reason(demo: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = run(demo, "explain", "P1006", "--format", "json", capsys=capsys)
+    assert code == 0
+    body = json.loads(out)
+    assert body["entitled"] is False
+    assert [r["code"] for r in body["reasons"]] == ["training_missing"]
+    assert body["reasons"][0]["clause"] == "3.a.iii"
+    code, out = run(demo, "explain", "P1003", capsys=capsys)
+    assert "3.e.vii" in out and "DS-0417" in out and "contracts.csv line 7" in out
+    assert run(demo, "explain", "NOBODY", capsys=capsys)[0] == 2
+
+
+def test_audit_trail_verifies_and_detects_tampering(
+    demo: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(demo, "apply", capsys=capsys)[0] == 0
+    code, out = run(demo, "audit", "verify", capsys=capsys)
+    assert code == 0, out
+    assert "intact" in out
+    import sqlite3
+
+    db = sqlite3.connect(demo["tmp"] / "state" / "audit.sqlite3")
+    table = db.execute("select name from sqlite_master where type='table' and sql like '%hash%'").fetchone()[0]
+    db.execute(f"update {table} set data = replace(data, 'disable', 'enable') where kind = 'operation'")  # noqa: S608
+    db.commit()
+    db.close()
+    code, out = run(demo, "audit", "verify", capsys=capsys)
+    assert code == 6
+    assert "ALTERED" in out
