@@ -139,7 +139,8 @@ class Executor:
                 futures: list[tuple[Action, int, Future[Outcome]]] = []
                 for action in batch:
                     entry = self._begin(action, plan.checksum, run_id)
-                    if entry is None:  # logon ID conflict: failed before touching the target
+                    if isinstance(entry, Outcome):  # failed before touching the target
+                        outcomes.append(entry)
                         continue
                     futures.append((action, entry, pool.submit(self._perform, action)))
                 for action, entry, fut in futures:
@@ -155,7 +156,8 @@ class Executor:
 
     # -- journal ------------------------------------------------------------------------
 
-    def _begin(self, action: Action, checksum: str, run_id: str) -> int | None:
+    def _begin(self, action: Action, checksum: str, run_id: str) -> int | Outcome:
+        """Journal the action (and reserve a new logon ID); an Outcome if it cannot start."""
         if action.op is Op.CREATE and action.person_id and action.logon_id:
             try:
                 self._journal.reserve_logon_id(action.person_id, action.logon_id)
@@ -170,7 +172,7 @@ class Executor:
                 )
                 outcome = Outcome(action, "failed", None, 0, f"logon ID not reserved: {exc}")
                 self._end(entry, outcome)
-                return None
+                return outcome
         return self._journal.journal_begin(
             run_id,
             action.key,
