@@ -1,0 +1,383 @@
+"""The state store: journal, logon IDs, runs, feed row counts, decision digests,
+breaches and failure counts, in one SQLite file (WAL).
+
+Guarantees:
+
+- ``journal_begin`` commits before it returns, so an entry exists before the
+  directory is touched; a crash between begin and end leaves an *open* entry that
+  ``open_journal_entries`` reports.
+- Logon IDs are never deleted: an ID once assigned stays with its person for life
+  and is never given to anyone else (3.j.ii). Comparison is case-insensitive.
+- One connection per store, guarded by a lock, so apply's worker threads may share it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+_SCHEMA = """
+create table if not exists meta (key text primary key, value text not null);
+create table if not exists logon_ids (
+  person_id text primary key,
+  logon_id text not null unique collate nocase,
+  assigned_at text not null);
+create table if not exists runs (
+  run_id text primary key, kind text not null, as_of text not null, plan text,
+  started_at text not null, finished_at text, status text, summary text);
+create table if not exists journal (
+  id integer primary key autoincrement,
+  run_id text not null, key text not null, op text not null,
+  person_id text, account_id text, payload text not null, begun_at text not null,
+  ended_at text, outcome text, detail text);
+create index if not exists journal_open on journal(ended_at) where ended_at is null;
+create table if not exists feed_rows (
+  feed text primary key, rows integer not null, run_id text not null);
+create table if not exists decisions (person_id text primary key, digest text not null);
+create table if not exists breaches (
+  id integer primary key autoincrement, account_id text not null, person_id text not null,
+  deadline text not null, severity text not null, reasons text not null, opened_at text not null,
+  alerted_at text, closed_at text, resolution text);
+create unique index if not exists breaches_open on breaches(account_id) where closed_at is null;
+create table if not exists failures (
+  key text primary key, count integer not null, last_at text not null, detail text not null);
+"""
+
+
+class LogonIdConflictError(ValueError):
+    """The logon ID belongs to someone else, or the person already has another one."""
+
+
+@dataclass(frozen=True, slots=True)
+class JournalRow:
+    id: int
+    run_id: str
+    key: str
+    op: str
+    person_id: str | None
+    account_id: str | None
+    payload: dict[str, Any]
+    begun_at: datetime
+    ended_at: datetime | None
+    outcome: str | None
+    detail: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RunRow:
+    run_id: str
+    kind: str
+    as_of: datetime
+    plan: str | None
+    started_at: datetime
+    finished_at: datetime | None
+    status: str | None
+    summary: dict[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class BreachRow:
+    account_id: str
+    person_id: str
+    deadline: datetime
+    severity: str
+    reasons: str
+    opened_at: datetime
+    alerted_at: datetime | None
+
+
+def _ts(value: datetime | None = None) -> str:
+    return (value or datetime.now(UTC)).astimezone(UTC).isoformat()
+
+
+def _dt(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+class StateStore:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not path.exists():
+            fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+            os.close(fd)
+        self.path = path
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("pragma journal_mode=wal")
+        self._db.execute("pragma synchronous=full")
+        self._db.execute("pragma busy_timeout=10000")
+        with self._tx() as db:
+            db.executescript(_SCHEMA)
+            db.execute(
+                "insert or ignore into meta(key, value) values('schema_version', ?)",
+                (str(SCHEMA_VERSION),),
+            )
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("begin immediate")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("rollback")
+                raise
+            self._db.execute("commit")
+
+    def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> StateStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- logon IDs (3.j.ii) ---------------------------------------------------------------
+
+    def logon_ids(self) -> dict[str, str]:
+        return dict(self._query("select person_id, logon_id from logon_ids"))
+
+    def taken_logon_ids(self) -> set[str]:
+        return {row[0].lower() for row in self._query("select logon_id from logon_ids")}
+
+    def reserve_logon_id(self, person_id: str, logon_id: str) -> None:
+        with self._tx() as db:
+            mine = db.execute(
+                "select logon_id from logon_ids where person_id = ?", (person_id,)
+            ).fetchone()
+            if mine is not None:
+                if mine[0].lower() == logon_id.lower():
+                    return
+                raise LogonIdConflictError(f"{person_id} already holds logon ID {mine[0]}")
+            other = db.execute(
+                "select person_id from logon_ids where logon_id = ? collate nocase", (logon_id,)
+            ).fetchone()
+            if other is not None:
+                raise LogonIdConflictError(f"logon ID {logon_id} belongs to {other[0]}")
+            db.execute(
+                "insert into logon_ids(person_id, logon_id, assigned_at) values (?, ?, ?)",
+                (person_id, logon_id, _ts()),
+            )
+
+    # -- runs -----------------------------------------------------------------------------
+
+    def start_run(self, run_id: str, kind: str, as_of: datetime, plan_checksum: str | None) -> None:
+        with self._tx() as db:
+            db.execute(
+                "insert into runs(run_id, kind, as_of, plan, started_at) values (?, ?, ?, ?, ?)",
+                (run_id, kind, _ts(as_of), plan_checksum, _ts()),
+            )
+
+    def finish_run(self, run_id: str, status: str, summary: Mapping[str, int]) -> None:
+        with self._tx() as db:
+            db.execute(
+                "update runs set finished_at = ?, status = ?, summary = ? where run_id = ?",
+                (_ts(), status, json.dumps(dict(summary), sort_keys=True), run_id),
+            )
+
+    def runs(self, limit: int = 20, *, unfinished: bool = False) -> list[RunRow]:
+        where = "where finished_at is null" if unfinished else ""
+        rows = self._query(
+            f"select run_id, kind, as_of, plan, started_at, finished_at, status, summary "  # noqa: S608
+            f"from runs {where} order by started_at desc limit ?",
+            (limit,),
+        )
+        return [
+            RunRow(
+                r[0],
+                r[1],
+                datetime.fromisoformat(r[2]),
+                r[3],
+                datetime.fromisoformat(r[4]),
+                _dt(r[5]),
+                r[6],
+                json.loads(r[7]) if r[7] else {},
+            )
+            for r in rows
+        ]
+
+    def unfinished_runs(self) -> list[RunRow]:
+        return self.runs(limit=1000, unfinished=True)
+
+    # -- journal --------------------------------------------------------------------------
+
+    def journal_begin(
+        self,
+        run_id: str,
+        key: str,
+        op: str,
+        person_id: str | None,
+        account_id: str | None,
+        payload: Mapping[str, Any],
+    ) -> int:
+        with self._tx() as db:
+            cur = db.execute(
+                "insert into journal(run_id, key, op, person_id, account_id, payload, begun_at) "
+                "values (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    run_id,
+                    key,
+                    op,
+                    person_id,
+                    account_id,
+                    json.dumps(dict(payload), sort_keys=True, ensure_ascii=False),
+                    _ts(),
+                ),
+            )
+            assert cur.lastrowid is not None
+            return cur.lastrowid
+
+    def journal_end(self, entry_id: int, outcome: str, account_id: str | None, detail: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "update journal set ended_at = ?, outcome = ?, detail = ?, "
+                "account_id = coalesce(?, account_id) where id = ?",
+                (_ts(), outcome, detail, account_id, entry_id),
+            )
+
+    def _journal_rows(self, where: str, args: tuple[Any, ...]) -> list[JournalRow]:
+        rows = self._query(
+            "select id, run_id, key, op, person_id, account_id, payload, begun_at, ended_at, "
+            f"outcome, detail from journal {where} order by id",  # noqa: S608 - `where` is a constant
+            args,
+        )
+        return [
+            JournalRow(
+                r[0],
+                r[1],
+                r[2],
+                r[3],
+                r[4],
+                r[5],
+                json.loads(r[6]),
+                datetime.fromisoformat(r[7]),
+                _dt(r[8]),
+                r[9],
+                r[10],
+            )
+            for r in rows
+        ]
+
+    def open_journal_entries(self) -> list[JournalRow]:
+        return self._journal_rows("where ended_at is null", ())
+
+    def journal(self, run_id: str | None = None) -> list[JournalRow]:
+        if run_id is None:
+            return self._journal_rows("", ())
+        return self._journal_rows("where run_id = ?", (run_id,))
+
+    # -- feeds and decisions --------------------------------------------------------------
+
+    def last_good_feed_rows(self) -> dict[str, int]:
+        return dict(self._query("select feed, rows from feed_rows"))
+
+    def record_feed_rows(self, run_id: str, rows: Mapping[str, int]) -> None:
+        with self._tx() as db:
+            db.executemany(
+                "insert into feed_rows(feed, rows, run_id) values (?, ?, ?) "
+                "on conflict(feed) do update set rows = excluded.rows, run_id = excluded.run_id",
+                [(k, v, run_id) for k, v in rows.items()],
+            )
+
+    def decision_digests(self) -> dict[str, str]:
+        return dict(self._query("select person_id, digest from decisions"))
+
+    def record_decision_digests(self, changed: Mapping[str, str]) -> None:
+        with self._tx() as db:
+            db.executemany(
+                "insert into decisions(person_id, digest) values (?, ?) "
+                "on conflict(person_id) do update set digest = excluded.digest",
+                list(changed.items()),
+            )
+
+    # -- breaches -------------------------------------------------------------------------
+
+    def open_breaches(self) -> dict[str, BreachRow]:
+        rows = self._query(
+            "select account_id, person_id, deadline, severity, reasons, opened_at, alerted_at "
+            "from breaches where closed_at is null"
+        )
+        return {
+            r[0]: BreachRow(
+                r[0],
+                r[1],
+                datetime.fromisoformat(r[2]),
+                r[3],
+                r[4],
+                datetime.fromisoformat(r[5]),
+                _dt(r[6]),
+            )
+            for r in rows
+        }
+
+    def open_breach(
+        self,
+        account_id: str,
+        person_id: str,
+        deadline: datetime,
+        severity: str,
+        reasons: str,
+        at: datetime,
+    ) -> None:
+        with self._tx() as db:
+            db.execute(
+                "insert into breaches(account_id, person_id, deadline, severity, reasons,"
+                " opened_at, alerted_at) values (?, ?, ?, ?, ?, ?, ?) on conflict do nothing",
+                (account_id, person_id, _ts(deadline), severity, reasons, _ts(at), _ts(at)),
+            )
+
+    def mark_alerted(self, account_id: str, at: datetime) -> None:
+        with self._tx() as db:
+            db.execute(
+                "update breaches set alerted_at = ? where account_id = ? and closed_at is null",
+                (_ts(at), account_id),
+            )
+
+    def close_breach(self, account_id: str, at: datetime, resolution: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "update breaches set closed_at = ?, resolution = ? "
+                "where account_id = ? and closed_at is null",
+                (_ts(at), resolution, account_id),
+            )
+
+    # -- failures and quarantine ----------------------------------------------------------
+
+    def record_failure(self, key: str, at: datetime, detail: str) -> int:
+        with self._tx() as db:
+            db.execute(
+                "insert into failures(key, count, last_at, detail) values (?, 1, ?, ?) "
+                "on conflict(key) do update set count = count + 1, last_at = excluded.last_at, "
+                "detail = excluded.detail",
+                (key, _ts(at), detail),
+            )
+            row = db.execute("select count from failures where key = ?", (key,)).fetchone()
+            return int(row[0])
+
+    def clear_failure(self, key: str) -> None:
+        with self._tx() as db:
+            db.execute("delete from failures where key = ?", (key,))
+
+    def quarantined(self, threshold: int) -> dict[str, str]:
+        rows = self._query("select key, detail from failures where count >= ?", (threshold,))
+        return dict(rows)
+
+    def release(self, key: str) -> None:
+        self.clear_failure(key)
