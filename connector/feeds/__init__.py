@@ -1,1 +1,6 @@
-"""feeds"""
+"""Feeds: read the eight CSV feeds into validated records, rejected rows and health."""
+
+from connector.feeds.layout import FeedLayout, FeedLayoutError, load_feed_layout
+from connector.feeds.reader import read_feeds
+
+__all__ = ["FeedLayout", "FeedLayoutError", "load_feed_layout", "read_feeds"]

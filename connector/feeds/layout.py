@@ -1,0 +1,114 @@
+"""Where each feed lives and what its columns are called (mappings/feeds.toml)."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from connector.model.feeds import FeedName
+
+#: SPEC.md's default file names and (logical) columns.
+COLUMNS: dict[FeedName, tuple[str, ...]] = {
+    FeedName.ORGANIZATIONS: ("org_id", "name", "kind", "wda"),
+    FeedName.CONTRACTS: (
+        "contract_id",
+        "org_id",
+        "type",
+        "counterparty",
+        "business_case",
+        "signed_on",
+        "starts_on",
+        "ends_on",
+        "terminated_on",
+        "security_admin_approved_on",
+        "contracts_office_approved_on",
+        "data_owner_approved_on",
+    ),
+    FeedName.WORKERS: (
+        "person_id",
+        "org_id",
+        "given_name",
+        "family_name",
+        "email",
+        "office",
+        "supervisor_id",
+        "status",
+        "separated_on",
+    ),
+    FeedName.SEPARATIONS: ("person_id", "org_id", "separated_at", "reason"),
+    FeedName.TRAINING: ("person_id", "course", "completed_on"),
+    FeedName.NDAS: ("person_id", "signed_on"),
+    FeedName.REQUESTERS: ("person_id", "wda", "designated_by", "starts_on", "ends_on"),
+    FeedName.REQUESTS: (
+        "request_id",
+        "action",
+        "person_id",
+        "requester_id",
+        "submitted_at",
+        "effective_on",
+        "status",
+        "profile",
+        "offices",
+        "cert_training",
+        "cert_profile_approved",
+        "cert_nda",
+        "supervisor_id",
+    ),
+}
+
+
+class FeedLayoutError(ValueError):
+    """The feed layout file is invalid; the message names the file and the field."""
+
+
+@dataclass(frozen=True, slots=True)
+class FeedLayout:
+    files: dict[FeedName, str]
+    columns: dict[FeedName, dict[str, str]]  # logical name -> the file's column name
+
+    def column(self, feed: FeedName, logical: str) -> str:
+        return self.columns[feed].get(logical, logical)
+
+
+class _Feed(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    file: str | None = None
+    columns: dict[str, str] = {}
+
+
+class _Layout(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    feeds: dict[FeedName, _Feed] = {}
+
+
+def load_feed_layout(path: Path | None) -> FeedLayout:
+    files = {name: f"{name.value}.csv" for name in FeedName}
+    columns: dict[FeedName, dict[str, str]] = {name: {} for name in FeedName}
+    if path is None:
+        return FeedLayout(files, columns)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        layout = _Layout.model_validate(raw)
+    except FileNotFoundError as exc:
+        raise FeedLayoutError(f"{path}: feed layout file not found") from exc
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise FeedLayoutError(f"{path}: cannot read feed layout: {exc}") from exc
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        raise FeedLayoutError(f"{path}: {problems}") from exc
+    for name, feed in layout.feeds.items():
+        unknown = set(feed.columns) - set(COLUMNS[name])
+        if unknown:
+            raise FeedLayoutError(
+                f"{path}: feeds.{name.value}.columns: unknown column(s) {', '.join(sorted(unknown))}"
+                f" (known: {', '.join(COLUMNS[name])})"
+            )
+        if feed.file:
+            files[name] = feed.file
+        columns[name] = dict(feed.columns)
+    return FeedLayout(files, columns)
