@@ -1,0 +1,592 @@
+"""Policy 1021, evaluated for one person at one instant. Pure: no I/O, no clock.
+
+Time rules (SPEC.md; details in docs/DECISIONS.md): date ranges include both days in
+``rules.tz``; ``terminated_on`` takes effect at the start of its day; a roster
+``separated_on`` at the end of its day; a request's ``effective_on`` at the start of
+its day; signed/approved/completed dates count when on or before the local date of
+``at``.
+
+Every failing condition is listed (not only the first), each with its clause and its
+evidence; ``evidenced`` marks losses a feed row positively shows.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
+
+from connector.model.decisions import Decision, Grant, Reason, Status
+from connector.model.feeds import FeedName, FeedSet
+from connector.model.records import (
+    AccessRequest,
+    Contract,
+    ContractType,
+    Nda,
+    Organization,
+    OrgKind,
+    RequestAction,
+    RequesterDesignation,
+    RequestStatus,
+    Separation,
+    SourceRef,
+    Training,
+    Worker,
+    WorkerStatus,
+)
+from connector.policy.clauses import CLAUSES
+from connector.policy.rules import PolicyRules
+
+
+def day_start(d: date, tz: ZoneInfo) -> datetime:
+    """The first instant of local day ``d`` (DST-safe)."""
+    return datetime(d.year, d.month, d.day, tzinfo=tz)
+
+
+def _reason(
+    code: str,
+    message: str,
+    *,
+    clause: str | None = None,
+    feed: FeedName | None = None,
+    source: SourceRef | None = None,
+    evidenced: bool = False,
+    since: datetime | None = None,
+    deadline: datetime | None = None,
+) -> Reason:
+    return Reason(
+        code, clause or CLAUSES[code][0], message, feed, source, evidenced, since, deadline
+    )
+
+
+T = TypeVar("T")
+
+
+def _group(rows: tuple[T, ...], key: Callable[[T], str]) -> dict[str, tuple[T, ...]]:
+    out: dict[str, list[T]] = defaultdict(list)
+    for r in rows:
+        out[key(r)].append(r)
+    return {k: tuple(v) for k, v in out.items()}
+
+
+@dataclass(frozen=True)
+class PolicyIndex:
+    """The feeds grouped by person, organization and requester; built once per run."""
+
+    orgs: Mapping[str, Organization]
+    contracts: Mapping[str, tuple[Contract, ...]]
+    workers: Mapping[str, Worker]
+    separations: Mapping[str, tuple[Separation, ...]]
+    training: Mapping[str, tuple[Training, ...]]
+    ndas: Mapping[str, tuple[Nda, ...]]
+    designations: Mapping[str, tuple[RequesterDesignation, ...]]
+    requests: Mapping[str, tuple[AccessRequest, ...]]
+    people: tuple[str, ...]
+    _org_cache: dict[tuple[str, datetime], tuple[Reason, ...]] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, feeds: FeedSet) -> PolicyIndex:
+        people = (
+            {w.person_id for w in feeds.workers}
+            | {r.person_id for r in feeds.requests}
+            | {s.person_id for s in feeds.separations}
+        )
+        return cls(
+            orgs={o.org_id: o for o in feeds.organizations},
+            contracts=_group(feeds.contracts, lambda r: r.org_id),
+            workers={w.person_id: w for w in feeds.workers},
+            separations=_group(feeds.separations, lambda r: r.person_id),
+            training=_group(feeds.training, lambda r: r.person_id),
+            ndas=_group(feeds.ndas, lambda r: r.person_id),
+            designations=_group(feeds.requesters, lambda r: r.person_id),
+            requests=_group(feeds.requests, lambda r: r.person_id),
+            people=tuple(sorted(people)),
+        )
+
+
+def separation_of(
+    person_id: str, idx: PolicyIndex, tz: ZoneInfo
+) -> tuple[datetime, SourceRef, FeedName] | None:
+    """The person's separation instant: the newest separations.csv row wins over the roster."""
+    rows = idx.separations.get(person_id, ())
+    if rows:
+        newest = max(rows, key=lambda s: s.separated_at)
+        return newest.separated_at, newest.source, FeedName.SEPARATIONS
+    w = idx.workers.get(person_id)
+    if w is not None and w.status is WorkerStatus.SEPARATED and w.separated_on is not None:
+        return day_start(w.separated_on + timedelta(days=1), tz), w.source, FeedName.WORKERS
+    return None
+
+
+def requester_problem(req: AccessRequest, wda: str, idx: PolicyIndex, tz: ZoneInfo) -> str | None:
+    """Why ``req``'s requester could not submit it for a person in ``wda``; None if valid."""
+    rid = req.requester_id
+    desig = idx.designations.get(rid, ())
+    submitted = req.submitted_at.astimezone(tz).date()
+    if not desig:
+        return f"requester {rid} is not a designated MIS Access Requester"
+    matching = [d for d in desig if d.wda in (wda, "*")]
+    if not matching:
+        wdas = ", ".join(sorted({d.wda for d in desig}))
+        return f"requester {rid} is designated for {wdas}, not {wda or 'the person’s WDA'}"
+    in_force = [
+        d
+        for d in matching
+        if d.starts_on <= submitted and (d.ends_on is None or submitted <= d.ends_on)
+    ]
+    if not in_force:
+        d = matching[0]
+        span = f"{d.starts_on}..{d.ends_on or ''}"
+        return f"requester {rid}'s designation ({span}, {d.source}) was not in force on {submitted}"
+    sep = separation_of(rid, idx, tz)
+    if sep is not None and sep[0] <= req.submitted_at:
+        return f"requester {rid} had separated at {sep[0].isoformat()} ({sep[1]})"
+    return None
+
+
+def contract_end(c: Contract, tz: ZoneInfo) -> datetime | None:
+    ends = [day_start(c.ends_on + timedelta(days=1), tz)] if c.ends_on else []
+    if c.terminated_on:
+        ends.append(day_start(c.terminated_on, tz))
+    return min(ends) if ends else None
+
+
+def _in_force(c: Contract, at: datetime, tz: ZoneInfo) -> bool:
+    end = contract_end(c, tz)
+    return day_start(c.starts_on, tz) <= at and (end is None or at < end)
+
+
+def _contract_reasons(
+    org_id: str, idx: PolicyIndex, at: datetime, rules: PolicyRules
+) -> tuple[Reason, ...]:
+    """Conditions 3.a.i, 3.a.ii, 3.b, 3.c, 3.e.vii for one organization (cached per run)."""
+    tz = rules.tz
+    today = at.astimezone(tz).date()
+    contracts = idx.contracts.get(org_id, ())
+    out: list[Reason] = []
+
+    def ended(c: Contract, code: str, what: str) -> Reason | None:
+        end = contract_end(c, tz)
+        if end is None or at < end:
+            return None
+        verb = (
+            "was terminated"
+            if c.terminated_on and end == day_start(c.terminated_on, tz)
+            else "ended"
+        )
+        last = c.terminated_on if verb == "was terminated" else c.ends_on
+        return _reason(
+            code,
+            f"{what} {c.contract_id} {verb} {last} ({c.source})",
+            feed=FeedName.CONTRACTS,
+            source=c.source,
+            evidenced=True,
+            since=end,
+            deadline=end + rules.contract_grace,
+        )
+
+    wioa = [c for c in contracts if c.type is ContractType.WIOA_SERVICES]
+    if not any(c.signed_on and c.signed_on <= today and _in_force(c, at, tz) for c in wioa):
+        if not wioa:
+            out.append(
+                _reason(
+                    "no_wioa_contract",
+                    f"organization {org_id} has no WIOA services contract in contracts.csv",
+                    feed=FeedName.CONTRACTS,
+                )
+            )
+        for c in wioa:
+            r = ended(c, "wioa_contract_ended", "WIOA services contract")
+            if r is None and at < day_start(c.starts_on, tz):
+                r = _reason(
+                    "wioa_contract_not_started",
+                    f"WIOA services contract {c.contract_id} starts {c.starts_on} ({c.source})",
+                    feed=FeedName.CONTRACTS,
+                    source=c.source,
+                )
+            if r is None:
+                r = _reason(
+                    "wioa_contract_unsigned",
+                    f"WIOA services contract {c.contract_id} is not signed ({c.source})",
+                    feed=FeedName.CONTRACTS,
+                    source=c.source,
+                    evidenced=True,
+                )
+            out.append(r)
+
+    ds = [c for c in contracts if c.type is ContractType.DATA_SHARING]
+
+    def ds_problems(c: Contract) -> list[Reason]:
+        r = ended(c, "data_sharing_ended", "data-sharing contract")
+        if r is not None:
+            return [r]
+        if at < day_start(c.starts_on, tz):
+            return [
+                _reason(
+                    "data_sharing_not_started",
+                    f"data-sharing contract {c.contract_id} starts {c.starts_on} ({c.source})",
+                    feed=FeedName.CONTRACTS,
+                    source=c.source,
+                )
+            ]
+        probs: list[Reason] = []
+        kw: dict[str, Any] = {"feed": FeedName.CONTRACTS, "source": c.source, "evidenced": True}
+        if not (c.signed_on and c.signed_on <= today):
+            probs.append(
+                _reason(
+                    "data_sharing_unsigned",
+                    f"data-sharing contract {c.contract_id} is not signed ({c.source})",
+                    **kw,
+                )
+            )
+        if not c.business_case.strip():
+            probs.append(
+                _reason(
+                    "data_sharing_no_business_case",
+                    f"data-sharing contract {c.contract_id} states no business case ({c.source})",
+                    **kw,
+                )
+            )
+        missing = [
+            who
+            for who, d in (
+                ("Security Administrator", c.security_admin_approved_on),
+                ("Contracts Office", c.contracts_office_approved_on),
+                ("Data Owner", c.data_owner_approved_on),
+            )
+            if not (d and d <= today)
+        ]
+        if missing:
+            probs.append(
+                _reason(
+                    "data_sharing_unapproved",
+                    f"data-sharing contract {c.contract_id} "
+                    f"lacks approval by {', '.join(missing)} ({c.source})",
+                    **kw,
+                )
+            )
+        return probs
+
+    all_probs = [ds_problems(c) for c in ds]
+    if not ds:
+        out.append(
+            _reason(
+                "no_data_sharing_contract",
+                f"organization {org_id} has no MIS data-sharing contract in contracts.csv",
+                feed=FeedName.CONTRACTS,
+            )
+        )
+    elif all(all_probs):
+        for probs in all_probs:
+            out += probs
+    return tuple(out)
+
+
+def _coverage_gap(
+    org_id: str, idx: PolicyIndex, since: datetime, at: datetime, rules: PolicyRules
+) -> str | None:
+    """restore_on_cure=False: was any contract condition uncovered between ``since`` and ``at``?"""
+    tz = rules.tz
+    for ctype in ContractType:
+        spans = sorted(
+            (max(day_start(c.starts_on, tz), since), contract_end(c, tz) or at)
+            for c in idx.contracts.get(org_id, ())
+            if c.type is ctype
+        )
+        cursor = since
+        for start, end in spans:
+            if start > cursor:
+                return (
+                    f"no {ctype.value} contract covered {cursor.isoformat()}..{start.isoformat()}"
+                )
+            cursor = max(cursor, end)
+        if cursor < at:
+            return f"no {ctype.value} contract covered {cursor.isoformat()}..{at.isoformat()}"
+    return None
+
+
+def evaluate(person_id: str, idx: PolicyIndex, at: datetime, rules: PolicyRules) -> Decision:
+    tz = rules.tz
+    today = at.astimezone(tz).date()
+    worker = idx.workers.get(person_id)
+    seps = idx.separations.get(person_id, ())
+    org_id = worker.org_id if worker else (seps[0].org_id if seps else "")
+    org = idx.orgs.get(org_id)
+    is_esd = org is not None and org.kind is OrgKind.ESD
+    wda = org.wda if org else ""
+    reasons: list[Reason] = []
+    flags: list[Reason] = []
+
+    sep = separation_of(person_id, idx, tz)
+    sep_at = sep[0] if sep and sep[0] <= at else None
+    sep_clause = "3.g.ix" if is_esd else "3.h.viii"
+
+    # --- requests, in effect order (3.i, 3.k) -----------------------------------------
+    approved = sorted(
+        (
+            q
+            for q in idx.requests.get(person_id, ())
+            if q.status is RequestStatus.APPROVED and day_start(q.effective_on, tz) <= at
+        ),
+        key=lambda q: (day_start(q.effective_on, tz), q.submitted_at, q.source.line),
+    )
+    grant: Grant | None = None
+    ended: Reason | None = None
+    invalid_add: list[Reason] = []
+    profile: str = ""
+    offices: tuple[str, ...] = ()
+    sep_ended = False
+
+    def end_by_separation(upto: datetime) -> None:
+        nonlocal grant, sep_ended
+        if grant is not None and sep_at is not None and grant.started_at < sep_at <= upto:
+            grant, sep_ended = None, True
+
+    for q in approved:
+        eff = day_start(q.effective_on, tz)
+        end_by_separation(eff)
+        problem = requester_problem(q, wda, idx, tz)
+        src: dict[str, Any] = {"feed": FeedName.REQUESTS, "source": q.source}
+        if q.action is RequestAction.ADD:
+            certs = [
+                n
+                for n, ok in (
+                    ("training", q.cert_training),
+                    ("profile approval", q.cert_profile_approved),
+                    ("NDA", q.cert_nda),
+                )
+                if not ok
+            ]
+            if problem or certs:
+                bad: list[Reason] = []
+                if problem:
+                    bad.append(
+                        _reason(
+                            "add_request_invalid_requester",
+                            f"add request {q.request_id}: {problem} ({q.source})",
+                            evidenced=True,
+                            **src,
+                        )
+                    )
+                if certs:
+                    bad.append(
+                        _reason(
+                            "add_request_uncertified",
+                            f"add request {q.request_id} does not certify "
+                            f"{', '.join(certs)} ({q.source})",
+                            evidenced=True,
+                            **src,
+                        )
+                    )
+                if grant is not None:
+                    flags.append(
+                        _reason(
+                            "add_invalid_ignored",
+                            f"add request {q.request_id} ignored: {bad[0].message}",
+                            **src,
+                        )
+                    )
+                else:
+                    invalid_add = bad
+                continue
+            if grant is None:
+                grant = Grant(q.request_id, eff, q.source)
+                ended, sep_ended, invalid_add = None, False, []
+            profile, offices = q.profile or profile, q.offices or offices
+        elif q.action is RequestAction.CHANGE:
+            if problem:
+                flags.append(
+                    _reason(
+                        "change_invalid_requester",
+                        f"change request {q.request_id} ignored: {problem} ({q.source})",
+                        **src,
+                    )
+                )
+                continue
+            if grant is not None:
+                profile, offices = q.profile or profile, q.offices or offices
+        else:  # disable: carried out whoever sent it (losing access is the safe side)
+            if problem:
+                flags.append(
+                    _reason(
+                        "disable_invalid_requester",
+                        f"disable request {q.request_id}: {problem} ({q.source})",
+                        **src,
+                    )
+                )
+            if eff - q.submitted_at < rules.late_notice:
+                hours = (eff - q.submitted_at).total_seconds() / 3600
+                when = f"{hours:.0f} h before" if hours >= 0 else f"{-hours:.0f} h after"
+                flags.append(
+                    _reason(
+                        "late_notice_disable",
+                        f"disable request {q.request_id} submitted {when} it took "
+                        f"effect ({q.source})",
+                        **src,
+                    )
+                )
+            if grant is not None:
+                grant = None
+                ended = _reason(
+                    "disabled_by_request",
+                    f"disable request {q.request_id} took effect {q.effective_on} ({q.source})",
+                    evidenced=True,
+                    since=eff,
+                    deadline=eff,
+                    **src,
+                )
+    end_by_separation(at)
+
+    if grant is None:
+        if ended is not None:
+            reasons.append(ended)
+        elif invalid_add:
+            reasons += invalid_add
+        elif not sep_ended:
+            reasons.append(
+                _reason(
+                    "no_add_request",
+                    f"no approved add request for {person_id} is in force",
+                    feed=FeedName.REQUESTS,
+                )
+            )
+
+    # --- employment (3.g.ix, 3.h.viii, 3.g.vi) ------------------------------------------
+    if sep_at is not None and (grant is None or grant.started_at < sep_at):
+        assert sep is not None
+        reasons.append(
+            _reason(
+                "separated",
+                f"separated {sep_at.isoformat()} ({sep[1]})",
+                clause=sep_clause,
+                feed=sep[2],
+                source=sep[1],
+                evidenced=True,
+                since=sep_at,
+                deadline=sep_at + rules.separation_deadline,
+            )
+        )
+    elif worker is None:
+        reasons.append(
+            _reason(
+                "not_on_roster",
+                f"{person_id} is not on the HR roster (workers.csv)",
+                feed=FeedName.WORKERS,
+            )
+        )
+
+    # --- organization and contracts (3.e.viii, 3.a.i, 3.a.ii, 3.b, 3.c, 3.e.vii) --------
+    if org is None:
+        reasons.append(
+            _reason(
+                "org_unknown",
+                f"organization {org_id or '(none)'} is not in organizations.csv",
+                feed=FeedName.ORGANIZATIONS,
+                source=worker.source if worker else None,
+            )
+        )
+    elif org.kind is OrgKind.OTHER:
+        reasons.append(
+            _reason(
+                "org_ineligible",
+                f"organization {org.org_id} ({org.name}) is of kind 'other' ({org.source})",
+                feed=FeedName.ORGANIZATIONS,
+                source=org.source,
+                evidenced=True,
+            )
+        )
+    if org_id and not is_esd:
+        key = (org_id, at)
+        cached = idx._org_cache.get(key)
+        if cached is None:
+            cached = _contract_reasons(org_id, idx, at, rules)
+            idx._org_cache[key] = cached
+        reasons += cached
+
+    # --- training (3.a.iii) ---------------------------------------------------------------
+    approved_courses = {c.strip().lower() for c in rules.approved_courses}
+    rows = idx.training.get(person_id, ())
+    if not any(
+        t.course.strip().lower() in approved_courses and t.completed_on <= today for t in rows
+    ):
+        others = sorted(
+            {t.course for t in rows if t.course.strip().lower() not in approved_courses}
+        )
+        note = f"; {', '.join(others)} is program training and does not count" if others else ""
+        reasons.append(
+            _reason(
+                "training_missing",
+                f"no state-approved MIS training "
+                f"({', '.join(sorted(rules.approved_courses))}) completed{note}",
+                feed=FeedName.TRAINING,
+            )
+        )
+
+    # --- NDA (3.g.iv / 3.h.v, 3.i.iii) ------------------------------------------------------
+    nda_clause = ("3.g.iv" if is_esd else "3.h.v") + ", 3.i.iii"
+    signed = [n for n in idx.ndas.get(person_id, ()) if n.signed_on <= today]
+    if not signed:
+        if grant is not None and at < grant.started_at + rules.nda_grace:
+            grace_end = grant.started_at + rules.nda_grace
+            flags.append(
+                _reason(
+                    "nda_within_grace",
+                    f"no NDA yet; grace ends {grace_end.isoformat()}",
+                    clause=nda_clause,
+                    feed=FeedName.NDAS,
+                )
+            )
+        elif grant is not None:
+            grace_end = grant.started_at + rules.nda_grace
+            reasons.append(
+                _reason(
+                    "nda_missing",
+                    f"no NDA signed; the {rules.nda_grace.days}-day grace "
+                    f"after grant {grant.request_id} ended {grace_end.isoformat()}",
+                    clause=nda_clause,
+                    feed=FeedName.NDAS,
+                    evidenced=True,
+                    since=grace_end,
+                    deadline=grace_end + rules.lapse_deadline,
+                )
+            )
+        else:
+            reasons.append(
+                _reason("nda_missing", "no NDA signed", clause=nda_clause, feed=FeedName.NDAS)
+            )
+
+    # --- restore_on_cure = False: a lapse since the grant started suspends for good -------
+    if grant is not None and not rules.restore_on_cure and not reasons:
+        lapse = None
+        first_nda = min((n.signed_on for n in signed), default=None)
+        grace_end_day = (grant.started_at + rules.nda_grace).astimezone(tz).date()
+        if first_nda is not None and first_nda > grace_end_day:
+            lapse = f"the NDA was signed {first_nda}, after the grace ended {grace_end_day}"
+        elif org_id and not is_esd:
+            lapse = _coverage_gap(org_id, idx, grant.started_at, at, rules)
+        if lapse:
+            reasons.append(
+                _reason(
+                    "lapse_not_restored",
+                    f"access lapsed since grant "
+                    f"{grant.request_id} ({lapse}); restore_on_cure is off",
+                    clause="3.a",
+                    evidenced=True,
+                )
+            )
+
+    reasons.sort(key=lambda r: (r.clause, r.code, r.message))
+    if grant is not None:
+        status = Status.SUSPENDED if reasons else Status.ENTITLED
+    else:
+        status = Status.ENDED if (ended is not None or sep_ended) else Status.NONE
+    return Decision(person_id, at, status, tuple(reasons), tuple(flags), grant, profile, offices)
+
+
+def evaluate_all(feeds: FeedSet, at: datetime, rules: PolicyRules) -> dict[str, Decision]:
+    """Decisions for everyone in the roster, the requests and the separations."""
+    idx = PolicyIndex.build(feeds)
+    return {pid: evaluate(pid, idx, at, rules) for pid in idx.people}
