@@ -27,7 +27,7 @@ from connector.reconcile import PlanInputs, build_plan, seal
 from connector.reconcile.diff import account_digest
 from connector.settings import Settings
 from connector.state import StateStore
-from connector.targets.base import Target
+from connector.targets.base import Target, TargetUnavailableError
 
 
 class DriftError(RuntimeError):
@@ -73,9 +73,7 @@ class Runtime:
             from connector.targets.ldap import LdapTarget
 
             return LdapTarget(self.settings.target.ldap, self.mapping)
-        from connector.targets.scim import ScimTarget
-
-        return ScimTarget(self.settings.target.scim, self.mapping)
+        raise TargetUnavailableError(f"target.kind = {kind!r} is not available in this version")
 
     def store(self) -> StateStore:
         return StateStore(self.settings.state.db)

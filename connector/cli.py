@@ -169,10 +169,10 @@ def _dispatch(args: argparse.Namespace, out: TextIO) -> int:
             return EXIT_OK
 
         if args.command == "apply":
-            plan = None
+            reviewed = None
             if args.plan_file:
                 try:
-                    plan = plan_from_json(
+                    reviewed = plan_from_json(
                         args.plan_file.read_text(encoding="utf-8"), source=str(args.plan_file)
                     )
                 except OSError as exc:
@@ -180,7 +180,7 @@ def _dispatch(args: argparse.Namespace, out: TextIO) -> int:
                 except PlanFormatError as exc:
                     raise UserError(str(exc), EXIT_REFUSED) from exc
             try:
-                result = app.run_apply(rt, plan=plan, override_guard=args.override_guard)
+                result = app.run_apply(rt, plan=reviewed, override_guard=args.override_guard)
             except app.DriftError as exc:
                 lines = "\n".join(f"  {d}" for d in exc.drifted)
                 raise UserError(f"refused: {exc}\n{lines}".rstrip(), EXIT_REFUSED) from exc
@@ -253,15 +253,15 @@ def _dispatch(args: argparse.Namespace, out: TextIO) -> int:
             trail = AuditTrail(rt.settings.state.audit_db)
             with trail:
                 if args.audit_command == "verify":
-                    result = trail.verify()
-                    for problem in result.problems:
+                    checked = trail.verify()
+                    for problem in checked.problems:
                         out.write(f"  {problem}\n")
-                    verdict = "intact" if result.ok else "ALTERED"
+                    verdict = "intact" if checked.ok else "ALTERED"
                     out.write(
-                        f"audit trail {verdict}: {result.records} records, head "
-                        f"{result.head_seq} {result.head_hash}\n"
+                        f"audit trail {verdict}: {checked.records} records, head "
+                        f"{checked.head_seq} {checked.head_hash}\n"
                     )
-                    return EXIT_OK if result.ok else EXIT_TAMPERED
+                    return EXIT_OK if checked.ok else EXIT_TAMPERED
                 sink = args.out.open("w", encoding="utf-8", newline="") if args.out else out
                 try:
                     n = trail.export(sink, args.format, since=args.since, until=args.until)

@@ -31,7 +31,9 @@ def _run(args: list[str], env: dict[str, str], log: Path, ok: tuple[int, ...] = 
             [sys.executable, "-m", "connector.cli", *args], env=env, stderr=err, check=False
         )
     if proc.returncode not in ok:
-        print(f"demo: `misync {' '.join(args)}` exited {proc.returncode}; see {log}", file=sys.stderr)
+        print(
+            f"demo: `misync {' '.join(args)}` exited {proc.returncode}; see {log}", file=sys.stderr
+        )
         raise SystemExit(proc.returncode)
     return proc.returncode
 

@@ -115,8 +115,8 @@ class StateStore:
         self._db.execute("pragma journal_mode=wal")
         self._db.execute("pragma synchronous=full")
         self._db.execute("pragma busy_timeout=10000")
+        self._db.executescript(_SCHEMA)  # idempotent DDL; executescript commits on its own
         with self._tx() as db:
-            db.executescript(_SCHEMA)
             db.execute(
                 "insert or ignore into meta(key, value) values('schema_version', ?)",
                 (str(SCHEMA_VERSION),),
@@ -255,7 +255,7 @@ class StateStore:
     def _journal_rows(self, where: str, args: tuple[Any, ...]) -> list[JournalRow]:
         rows = self._query(
             "select id, run_id, key, op, person_id, account_id, payload, begun_at, ended_at, "
-            f"outcome, detail from journal {where} order by id",  # noqa: S608 - `where` is a constant
+            f"outcome, detail from journal {where} order by id",
             args,
         )
         return [

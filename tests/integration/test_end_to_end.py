@@ -55,12 +55,12 @@ def demo(tmp_path: Path, ldap_scope: Any, slapd: Any, pinned_now: datetime) -> d
         f"""
 [feeds]
 dir = "{feeds}"
-mapping = "{ROOT / 'mappings' / 'feeds.toml'}"
+mapping = "{ROOT / "mappings" / "feeds.toml"}"
 max_age_hours = 0
 
 [target]
 kind = "ldap"
-mapping = "{ROOT / 'mappings' / 'openldap-ppolicy.toml'}"
+mapping = "{ROOT / "mappings" / "openldap-ppolicy.toml"}"
 
 [target.ldap]
 url = "{ldap.url}"
@@ -77,7 +77,7 @@ max_unexplained_share = 0.5
 backoff_seconds = 0
 
 [state]
-dir = "{tmp_path / 'state'}"
+dir = "{tmp_path / "state"}"
 """,
         encoding="utf-8",
     )
@@ -86,10 +86,14 @@ dir = "{tmp_path / 'state'}"
 
 def run(demo: dict[str, Any], *args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
     code = main(["-c", str(demo["config"]), *args])
-    return code, capsys.readouterr().out
+    captured = capsys.readouterr()
+    demo["last_err"] = captured.err
+    return code, captured.out
 
 
-def plan_json(demo: dict[str, Any], capsys: pytest.CaptureFixture[str], *extra: str) -> dict[str, Any]:
+def plan_json(
+    demo: dict[str, Any], capsys: pytest.CaptureFixture[str], *extra: str
+) -> dict[str, Any]:
     code, out = run(demo, "plan", "--format", "json", *extra, capsys=capsys)
     assert code == 0, out
     return json.loads(out)
@@ -98,40 +102,65 @@ def plan_json(demo: dict[str, Any], capsys: pytest.CaptureFixture[str], *extra: 
 def entry(scope: Any, uid: str, attrs: list[str] | None = None) -> dict[str, list[str]] | None:
     ldap = scope.settings
     conn = ldap3.Connection(
-        ldap3.Server(ldap.url), ldap.bind_dn, ldap.bind_password(), auto_bind=True,
+        ldap3.Server(ldap.url),
+        ldap.bind_dn,
+        ldap.bind_password(),
+        auto_bind=True,
         raise_exceptions=False,
     )
     try:
         base = f"uid={uid},{scope.people_dn}"
-        ok = conn.search(base, "(objectClass=*)", ldap3.BASE,
-                         attributes=attrs or ["*", "pwdAccountLockedTime"])
+        ok = conn.search(
+            base, "(objectClass=*)", ldap3.BASE, attributes=attrs or ["*", "pwdAccountLockedTime"]
+        )
         if not ok:
             return None
-        return {k: [str(v) for v in vals] for k, vals in conn.entries[0].entry_attributes_as_dict.items()}
+        return _present(conn.entries[0].entry_attributes_as_dict)
     finally:
         conn.unbind()
+
+
+def _present(attrs: dict[str, Any]) -> dict[str, list[str]]:
+    """Attributes with values (ldap3 lists a requested but absent attribute as [])."""
+    return {k: [str(v) for v in vals] for k, vals in attrs.items() if vals}
 
 
 def by_person(plan: dict[str, Any]) -> dict[str | None, str]:
     return {a["person_id"] or a["account_id"].split(",")[0]: a["op"] for a in plan["actions"]}
 
 
-def test_plan_apply_then_plan_is_empty(demo: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+def test_plan_apply_then_plan_is_empty(
+    demo: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
     plan = plan_json(demo, capsys)
     assert by_person(plan) == {
-        "P1001": "create", "P1002": "create", "P1003": "disable", "P1004": "disable",
-        "P1005": "update", "P1007": "enable", "P1008": "disable", "uid=oldtemp": "disable",
+        "P1001": "create",
+        "P1002": "create",
+        "P1003": "disable",
+        "P1004": "disable",
+        "P1005": "update",
+        "P1007": "enable",
+        "P1008": "disable",
+        "uid=oldtemp": "disable",
     }
     assert plan["summary"]["create"] == 2
     assert plan["summary"]["disable"] == 4
     assert plan["held"] == []
-    reasons = {a["person_id"]: {r["code"]: r["clause"] for r in a["reasons"]} for a in plan["actions"]}
+    reasons = {
+        a["person_id"]: {r["code"]: r["clause"] for r in a["reasons"]} for a in plan["actions"]
+    }
     assert reasons["P1003"]["data_sharing_ended"] == "3.e.vii"
     assert "separated" in reasons["P1004"]
     assert "disabled_by_request" in reasons["P1008"]
     assert "late_notice_disable" in reasons["P1008"]
-    assert {b["person_id"] for b in plan["breaches"] if b["severity"] == "breach"} == {"P1003", "P1004", "P1008"}
-    assert [(r["file"], r["line"], r["column"]) for r in plan["rejected"]] == [("training.csv", 11, "completed_on")]
+    assert {b["person_id"] for b in plan["breaches"] if b["severity"] == "breach"} == {
+        "P1003",
+        "P1004",
+        "P1008",
+    }
+    assert [(r["file"], r["line"], r["column"]) for r in plan["rejected"]] == [
+        ("training.csv", 11, "completed_on")
+    ]
 
     code, out = run(demo, "apply", capsys=capsys)
     assert code == 0, out
@@ -160,11 +189,17 @@ def test_plan_apply_then_plan_is_empty(demo: dict[str, Any], capsys: pytest.Capt
 
 def entry_outside(scope: Any, uid: str) -> dict[str, list[str]] | None:
     ldap = scope.settings
-    conn = ldap3.Connection(ldap3.Server(ldap.url), ldap.bind_dn, ldap.bind_password(), auto_bind=True)
+    conn = ldap3.Connection(
+        ldap3.Server(ldap.url), ldap.bind_dn, ldap.bind_password(), auto_bind=True
+    )
     try:
-        conn.search(f"uid={uid},{scope.outside_dn}", "(objectClass=*)", ldap3.BASE,
-                    attributes=["*", "pwdAccountLockedTime"])
-        return {k: [str(v) for v in vals] for k, vals in conn.entries[0].entry_attributes_as_dict.items()}
+        conn.search(
+            f"uid={uid},{scope.outside_dn}",
+            "(objectClass=*)",
+            ldap3.BASE,
+            attributes=["*", "pwdAccountLockedTime"],
+        )
+        return _present(conn.entries[0].entry_attributes_as_dict)
     finally:
         conn.unbind()
 
@@ -178,13 +213,18 @@ def test_reviewed_plan_applies_exactly_and_refuses_drift(
 
     # someone edits an account the plan touches
     ldap = demo["scope"].settings
-    conn = ldap3.Connection(ldap3.Server(ldap.url), ldap.bind_dn, ldap.bind_password(), auto_bind=True)
-    conn.modify(f"uid=ewalsh,{demo['scope'].people_dn}", {"sn": [(ldap3.MODIFY_REPLACE, ["Walsh-Smith"])]})
+    conn = ldap3.Connection(
+        ldap3.Server(ldap.url), ldap.bind_dn, ldap.bind_password(), auto_bind=True
+    )
+    conn.modify(
+        f"uid=ewalsh,{demo['scope'].people_dn}", {"sn": [(ldap3.MODIFY_REPLACE, ["Walsh-Smith"])]}
+    )
     conn.unbind()
 
     code, _ = run(demo, "apply", "--plan", str(path), capsys=capsys)
-    err = capsys.readouterr().err
+    err = demo["last_err"]
     assert code == 5
+    assert "ewalsh" in err and "changed since the plan was made" in err
     dpatel = entry(demo["scope"], "dpatel")
     assert dpatel is not None and "pwdAccountLockedTime" not in dpatel  # nothing applied
 
@@ -196,25 +236,29 @@ def test_reviewed_plan_applies_exactly_and_refuses_drift(
     assert plan_json(demo, capsys)["actions"] == []
 
 
-def test_altered_plan_file_is_refused(demo: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+def test_altered_plan_file_is_refused(
+    demo: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
     path = demo["tmp"] / "plan.json"
     assert run(demo, "plan", "-o", str(path), capsys=capsys)[0] == 0
     body = json.loads(path.read_text())
     body["actions"] = [a for a in body["actions"] if a["op"] != "disable"]
     path.write_text(json.dumps(body))
     assert run(demo, "apply", "--plan", str(path), capsys=capsys)[0] == 5
-    assert "checksum mismatch" in capsys.readouterr().err
+    assert "checksum mismatch" in demo["last_err"]
 
 
 def test_mass_disable_guard_holds_orphans_until_overridden(
     demo: dict[str, Any], slapd: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
     people = demo["scope"].people_dn
-    slapd.add_ldif("\n".join(
-        f"dn: uid=stray{i},{people}\nobjectClass: inetOrgPerson\nuid: stray{i}\n"
-        f"cn: Stray {i}\nsn: Stray\nemployeeNumber: X{i}\n"
-        for i in range(30)
-    ))
+    slapd.add_ldif(
+        "\n".join(
+            f"dn: uid=stray{i},{people}\nobjectClass: inetOrgPerson\nuid: stray{i}\n"
+            f"cn: Stray {i}\nsn: Stray\nemployeeNumber: X{i}\n"
+            for i in range(30)
+        )
+    )
     plan = plan_json(demo, capsys)
     held = [h for h in plan["held"] if h["code"] == "mass_disable_guard"]
     assert len(held) == 31  # 30 strays + the demo's orphan
@@ -231,20 +275,24 @@ def test_mass_disable_guard_holds_orphans_until_overridden(
     assert stray is not None and stray.get("pwdAccountLockedTime")
 
 
-def test_missing_feed_blocks_what_it_drives(demo: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+def test_missing_feed_blocks_what_it_drives(
+    demo: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
     (demo["feeds"] / "contracts.csv").unlink()
     plan = plan_json(demo, capsys)
     ops = by_person(plan)
     assert ops.get("P1004") == "disable"  # separation: another feed drives it
     assert ops.get("P1008") == "disable"  # disable request
-    assert "P1001" not in ops and "P1003" not in ops
+    assert "P1001" not in ops  # without contracts nobody is entitled: nothing is created
+    assert "P1003" not in ops
     held = {h["action"]["person_id"]: h["code"] for h in plan["held"]}
-    assert held["P1001"] == "feed_unhealthy"  # create needs every feed
     assert held["P1003"] == "feed_unhealthy"  # only the (missing) contracts feed explains it
     assert [f["state"] for f in plan["feeds"] if f["feed"] == "contracts"] == ["missing"]
 
 
-def test_one_bad_account_does_not_stop_the_run(demo: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+def test_one_bad_account_does_not_stop_the_run(
+    demo: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
     workers = demo["feeds"] / "workers.csv"
     # mail is IA5String in the LDAP schema: slapd refuses a non-ASCII value
     workers.write_text(workers.read_text().replace("ben.lee@example.org", "bén.lee@example.org"))
@@ -257,7 +305,9 @@ def test_one_bad_account_does_not_stop_the_run(demo: dict[str, Any], capsys: pyt
     assert by_person(plan) == {"P1002": "create"}
 
 
-def test_explain_lists_every_reason(demo: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+def test_explain_lists_every_reason(
+    demo: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
     code, out = run(demo, "explain", "P1006", "--format", "json", capsys=capsys)
     assert code == 0
     body = json.loads(out)
@@ -279,8 +329,12 @@ def test_audit_trail_verifies_and_detects_tampering(
     import sqlite3
 
     db = sqlite3.connect(demo["tmp"] / "state" / "audit.sqlite3")
-    table = db.execute("select name from sqlite_master where type='table' and sql like '%hash%'").fetchone()[0]
-    db.execute(f"update {table} set data = replace(data, 'disable', 'enable') where kind = 'operation'")  # noqa: S608
+    table = db.execute(
+        "select name from sqlite_master where type='table' and sql like '%hash%'"
+    ).fetchone()[0]
+    db.execute(
+        f"update {table} set data = replace(data, 'disable', 'enable') where kind = 'operation'"
+    )
     db.commit()
     db.close()
     code, out = run(demo, "audit", "verify", capsys=capsys)

@@ -1,0 +1,197 @@
+"""A private, throwaway OpenLDAP server for tests, the demo and benchmarks.
+
+Runs Debian's ``slapd`` as a plain child process on a free 127.0.0.1 port with its
+own config and database in a given directory: never the system service. Loads the
+core, cosine, inetorgperson and nis schemas and the ppolicy overlay (so that
+``pwdAccountLockedTime`` works).
+"""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import TracebackType
+
+SLAPD = "/usr/sbin/slapd"
+SCHEMAS = ("core", "cosine", "inetorgperson", "nis")
+INSTALL_HINT = "install Debian's slapd and ldap-utils (bash deploy/test.sh does)"
+
+
+class SlapdError(RuntimeError):
+    pass
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class LocalSlapd:
+    def __init__(
+        self, directory: Path, suffix: str = "dc=mis,dc=test", *, port: int | None = None
+    ) -> None:
+        for tool in (SLAPD, "ldapadd", "ldapsearch", "slapadd"):
+            path = (
+                tool
+                if tool.startswith("/")
+                else shutil.which(tool) or shutil.which(f"/usr/sbin/{tool}")
+            )
+            if not path or not Path(path).exists():
+                raise SlapdError(f"{tool} not found: {INSTALL_HINT}")
+        self.dir = directory
+        self.suffix = suffix
+        self.root_dn = f"cn=admin,{suffix}"
+        self.root_password = secrets.token_urlsafe(12)
+        self.port = port or free_port()
+        self.url = f"ldap://127.0.0.1:{self.port}"
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def _write_config(self) -> Path:
+        db = self.dir / "db"
+        db.mkdir(parents=True, exist_ok=True)
+        includes = "\n".join(f"include /etc/ldap/schema/{s}.schema" for s in SCHEMAS)
+        conf = self.dir / "slapd.conf"
+        conf.write_text(
+            f"""{includes}
+pidfile {self.dir}/slapd.pid
+argsfile {self.dir}/slapd.args
+modulepath /usr/lib/ldap
+moduleload back_mdb
+moduleload ppolicy
+sizelimit unlimited
+
+database mdb
+maxsize 2147483648
+suffix "{self.suffix}"
+rootdn "{self.root_dn}"
+rootpw {self.root_password}
+directory {db}
+index objectClass eq
+index employeeNumber eq
+index uid eq
+overlay ppolicy
+""",
+            encoding="utf-8",
+        )
+        return conf
+
+    def start(self) -> LocalSlapd:
+        conf = self.dir / "slapd.conf"
+        if not conf.exists():
+            conf = self._write_config()
+            self._slapadd_text(self._base_ldif())
+        log = (self.dir / "slapd.log").open("ab")
+        self._proc = subprocess.Popen(
+            [SLAPD, "-f", str(conf), "-h", f"ldap://127.0.0.1:{self.port}/", "-d", "0"],
+            stdout=log,
+            stderr=log,
+        )
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise SlapdError(f"slapd exited with {self._proc.returncode}: {self._log_tail()}")
+            probe = subprocess.run(
+                ["ldapsearch", "-x", "-H", self.url, "-b", "", "-s", "base", "-LLL", "1.1"],
+                capture_output=True,
+                check=False,
+            )
+            if probe.returncode == 0:
+                return self
+            time.sleep(0.05)
+        self.stop()
+        raise SlapdError(f"slapd did not answer on {self.url} within 15 s: {self._log_tail()}")
+
+    def stop(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        self._proc = None
+
+    def __enter__(self) -> LocalSlapd:
+        return self.start()
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def _log_tail(self) -> str:
+        try:
+            return (self.dir / "slapd.log").read_text(errors="replace")[-2000:]
+        except OSError:
+            return "(no log)"
+
+    # -- data ------------------------------------------------------------------------------
+
+    def _base_ldif(self) -> str:
+        first = self.suffix.split(",")[0]
+        attr, value = first.split("=", 1)
+        oc = (
+            "dcObject\nobjectClass: organization\no: misync test"
+            if attr == "dc"
+            else "organization"
+        )
+        return f"dn: {self.suffix}\nobjectClass: {oc}\n{attr}: {value}\n"
+
+    def _slapadd_text(self, ldif: str) -> None:
+        path = self.dir / "load.ldif"
+        path.write_text(ldif, encoding="utf-8")
+        self._slapadd(path)
+
+    def _slapadd(self, path: Path) -> None:
+        res = subprocess.run(
+            ["slapadd", "-q", "-f", str(self.dir / "slapd.conf"), "-l", str(path)],
+            capture_output=True,
+            check=False,
+        )
+        if res.returncode != 0:
+            raise SlapdError(f"slapadd failed: {res.stderr.decode(errors='replace')[-2000:]}")
+
+    def add_ldif(self, ldif: str) -> None:
+        """Add entries through the running server (ldapadd as the rootdn)."""
+        res = subprocess.run(
+            ["ldapadd", "-x", "-H", self.url, "-D", self.root_dn, "-w", self.root_password],
+            input=ldif.encode("utf-8"),
+            capture_output=True,
+            check=False,
+        )
+        if res.returncode != 0:
+            raise SlapdError(
+                f"ldapadd failed ({res.returncode}): {res.stderr.decode(errors='replace')}"
+            )
+
+    def bulk_load(self, ldif_path: Path) -> None:
+        """Load a large LDIF offline with slapadd (stop, load, start): 100k entries in seconds."""
+        self.stop()
+        self._slapadd(ldif_path)
+        self.start()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m connector.devtools.slapd DIR``: run one until interrupted."""
+    args = argv if argv is not None else sys.argv[1:]
+    directory = Path(args[0] if args else "slapd-dev")
+    directory.mkdir(parents=True, exist_ok=True)
+    with LocalSlapd(directory) as s:
+        print(f"{s.url} rootdn={s.root_dn} password={s.root_password}", flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

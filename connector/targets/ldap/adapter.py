@@ -1,0 +1,353 @@
+"""LDAP target over ldap3: the only module that imports ldap3.
+
+- SAFE_SYNC connections with ``raise_exceptions=True``: no operation fails silently.
+- Never RESTARTABLE (it re-sends a write it was running); retries belong to the
+  executor, which knows whether a write is safe to repeat.
+- No process-wide ldap3 configuration; one connection per ``LdapTarget``.
+- No delete operation anywhere: accounts are disabled as the mapping declares, groups
+  keep a placeholder member (the group's own DN) when their last member leaves
+  (``groupOfNames`` requires one).
+- The snapshot is a paged search (RFC 2696) streamed page by page; an error on any
+  page raises ``TargetUnavailableError``, so a partial read never looks complete.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import ldap3
+from ldap3.core import exceptions as lx
+from ldap3.utils.conv import escape_filter_chars
+from ldap3.utils.dn import escape_rdn
+
+from connector.mapping.types import DisableMatch, DisableRule, Mapping
+from connector.model.accounts import Account, Change, ChangeKind, DesiredAccount, Values
+from connector.settings import LdapSettings
+from connector.targets.base import (
+    PermanentTargetError,
+    TargetError,
+    TargetUnavailableError,
+    TemporaryTargetError,
+)
+
+PAGED_OID = "1.2.840.113556.1.4.319"
+# LDAP result codes that may succeed later (RFC 4511 4.1.9).
+TEMPORARY_CODES = frozenset({3, 11, 51, 52})  # timeLimit, adminLimit, busy, unavailable
+NO_SUCH_ATTRIBUTE, ALREADY_EXISTS_VALUE, NO_SUCH_OBJECT = 16, 20, 32
+
+
+def norm_dn(dn: str) -> str:
+    """Case- and space-insensitive form of a DN for comparisons."""
+    return ",".join(
+        "=".join(part.strip() for part in rdn.split("=", 1)) for rdn in dn.lower().split(",")
+    )
+
+
+def is_disabled(rule: DisableRule, values: Values) -> bool:
+    """Read the mapping's "disabled" flag from the attribute's values."""
+    present = [v for v in values if v != ""]
+    if rule.match is DisableMatch.PRESENT:
+        return bool(present)
+    return any(v.lower() == rule.disabled_value.lower() for v in present)
+
+
+class LdapTarget:
+    def __init__(self, settings: LdapSettings, mapping: Mapping) -> None:
+        self._s = settings
+        self._m = mapping
+        self._conn: ldap3.Connection | None = None
+        self._base = norm_dn(settings.base_dn)
+        names = [*mapping.managed_attributes, mapping.disable.attribute]
+        self._spelling = {n.lower(): n for n in names}
+        self._fetch = list(dict.fromkeys(names))
+
+    @property
+    def description(self) -> str:
+        return f"{self._s.url} {self._s.base_dn}"
+
+    # -- connection ----------------------------------------------------------------------
+
+    def _connection(self) -> ldap3.Connection:
+        if self._conn is not None:
+            return self._conn
+        s = self._s
+        tls = None
+        if s.url.lower().startswith("ldaps://") or s.start_tls:
+            tls = ldap3.Tls(
+                validate=ssl.CERT_REQUIRED if s.verify_tls else ssl.CERT_NONE,
+                ca_certs_file=str(s.ca_file) if s.ca_file else None,
+            )
+        try:
+            server = ldap3.Server(
+                s.url, connect_timeout=s.connect_timeout, get_info=ldap3.NONE, tls=tls
+            )
+            conn = ldap3.Connection(
+                server,
+                user=s.bind_dn or None,
+                password=s.bind_password() if s.bind_dn else None,
+                client_strategy=ldap3.SAFE_SYNC,
+                raise_exceptions=True,
+                receive_timeout=int(s.receive_timeout),  # ldap3 packs it as a C long
+                auto_referrals=False,
+                read_only=False,
+            )
+            conn.open()
+            if s.start_tls:
+                conn.start_tls()
+            conn.bind()
+        except ValueError as exc:  # the password file
+            raise TargetUnavailableError(str(exc)) from exc
+        except lx.LDAPException as exc:
+            raise TargetUnavailableError(
+                f"cannot connect and bind to {s.url}", detail=_detail(exc)
+            ) from exc
+        self._conn = conn
+        return conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.unbind()
+            except lx.LDAPException:
+                pass
+            self._conn = None
+
+    # -- reading -------------------------------------------------------------------------
+
+    def _paged(self, base: str, flt: str, scope: Any, attrs: list[str]) -> Iterator[dict[str, Any]]:
+        conn = self._connection()
+        cookie: bytes | None = None
+        while True:
+            try:
+                _ok, result, response, _req = conn.search(
+                    base,
+                    flt,
+                    search_scope=scope,
+                    attributes=attrs,
+                    paged_size=self._s.page_size,
+                    paged_cookie=cookie,
+                )
+            except lx.LDAPNoSuchObjectResult as exc:
+                raise TargetUnavailableError(
+                    f"search base {base} does not exist", detail=_detail(exc)
+                ) from exc
+            except lx.LDAPException as exc:
+                self.close()
+                raise TargetUnavailableError(f"reading {base} failed", detail=_detail(exc)) from exc
+            for item in response or ():
+                if item.get("type") == "searchResEntry":
+                    yield item
+            cookie = result.get("controls", {}).get(PAGED_OID, {}).get("value", {}).get("cookie")
+            if not cookie:
+                return
+
+    def _scope(self) -> Any:
+        return ldap3.LEVEL if self._s.scope == "one" else ldap3.SUBTREE
+
+    def _groups(self) -> dict[str, frozenset[str]]:
+        """member DN (normalized) -> group names, read once per snapshot."""
+        if not self._m.groups or not self._s.group_base_dn:
+            return {}
+        out: dict[str, set[str]] = defaultdict(set)
+        member = self._m.group_member_attribute
+        flt = f"(objectClass={escape_filter_chars(self._m.group_object_class)})"
+        for item in self._paged(self._s.group_base_dn, flt, ldap3.LEVEL, ["cn", member]):
+            raw = item.get("raw_attributes", {})
+            names = _decode(_get(raw, "cn"))
+            for m in _decode(_get(raw, member)):
+                out[norm_dn(m)].update(names)
+        return {k: frozenset(v) for k, v in out.items()}
+
+    def _account(self, item: dict[str, Any], groups: dict[str, frozenset[str]]) -> Account:
+        raw = item.get("raw_attributes", {})
+        attrs: dict[str, Values] = {}
+        for key, vals in raw.items():
+            name = self._spelling.get(key.lower())
+            if name is not None:
+                attrs[name] = _decode(vals)
+        m = self._m
+        disabled = is_disabled(m.disable, attrs.pop(m.disable.attribute, ()))
+        corr = attrs.get(m.correlation_attribute, ())
+        logon = attrs.get(m.logon_attribute, ())
+        dn: str = item["dn"]
+        return Account(
+            account_id=dn,
+            correlation=corr[0] if corr else None,
+            logon_id=logon[0] if logon else None,
+            enabled=not disabled,
+            attributes=attrs,
+            groups=groups.get(norm_dn(dn), frozenset()),
+        )
+
+    def snapshot(self) -> Iterator[Account]:
+        groups = self._groups()
+        for item in self._paged(self._s.base_dn, self._s.filter, self._scope(), self._fetch):
+            yield self._account(item, groups)
+
+    def _in_scope(self, dn: str) -> bool:
+        n = norm_dn(dn)
+        if not n.endswith("," + self._base):
+            return False
+        return self._s.scope == "subtree" or n.split(",", 1)[1] == self._base
+
+    def read(self, account_id: str) -> Account | None:
+        if not self._in_scope(account_id):
+            return None
+        try:
+            items = list(self._paged(account_id, self._s.filter, ldap3.BASE, self._fetch))
+        except TargetUnavailableError as exc:
+            if "does not exist" in str(exc):
+                return None
+            raise
+        if not items:
+            return None
+        return self._account(items[0], self._groups_of(account_id))
+
+    def _groups_of(self, dn: str) -> dict[str, frozenset[str]]:
+        if not self._m.groups or not self._s.group_base_dn:
+            return {}
+        member = self._m.group_member_attribute
+        flt = f"(&(objectClass={escape_filter_chars(self._m.group_object_class)})({member}={escape_filter_chars(dn)}))"
+        names: set[str] = set()
+        for item in self._paged(self._s.group_base_dn, flt, ldap3.LEVEL, ["cn"]):
+            names.update(_decode(_get(item.get("raw_attributes", {}), "cn")))
+        return {norm_dn(dn): frozenset(names)}
+
+    def find(self, person_id: str) -> Account | None:
+        corr = escape_filter_chars(self._m.correlation_attribute)
+        flt = f"(&{self._s.filter}({corr}={escape_filter_chars(person_id)}))"
+        items = list(self._paged(self._s.base_dn, flt, self._scope(), self._fetch))
+        if len(items) > 1:
+            raise PermanentTargetError(
+                f"{len(items)} accounts carry {self._m.correlation_attribute}={person_id}",
+                account_id=items[0]["dn"],
+            )
+        if not items:
+            return None
+        return self._account(items[0], self._groups_of(items[0]["dn"]))
+
+    # -- writing -------------------------------------------------------------------------
+
+    def _write(self, what: str, dn: str, call: Any, *args: Any, **kwargs: Any) -> None:
+        try:
+            conn = self._connection()
+        except TargetUnavailableError as exc:
+            raise TemporaryTargetError(str(exc), account_id=dn, detail=exc.detail) from exc
+        try:
+            call(conn, *args, **kwargs)
+        except lx.LDAPOperationResult as exc:
+            err: type[TargetError] = (
+                TemporaryTargetError if exc.result in TEMPORARY_CODES else PermanentTargetError
+            )
+            raise err(f"{what} {dn} failed", account_id=dn, detail=_detail(exc)) from exc
+        except lx.LDAPException as exc:  # connection lost, timeout: reconnect next time
+            self.close()
+            raise TemporaryTargetError(
+                f"{what} {dn} failed", account_id=dn, detail=_detail(exc)
+            ) from exc
+
+    def create(self, desired: DesiredAccount) -> str:
+        m = self._m
+        dn = f"{m.rdn_attribute}={escape_rdn(desired.logon_id)},{self._s.base_dn}"
+        attrs: dict[str, list[str]] = {"objectClass": list(m.object_classes)}
+        for name, values in {**desired.create_only, **desired.attributes}.items():
+            vals = [v for v in values if v != ""]
+            if vals:
+                attrs[name] = vals
+        if not desired.enabled:
+            attrs[m.disable.attribute] = [m.disable.disabled_value]
+        self._write("create", dn, lambda c: c.add(dn, attributes=attrs))
+        for group in sorted(desired.groups):
+            self._add_member(group, dn)
+        return dn
+
+    def update(self, account_id: str, changes: Sequence[Change]) -> None:
+        mods = {
+            c.name: [(ldap3.MODIFY_REPLACE, [v for v in c.new if v != ""])]
+            for c in changes
+            if c.kind is ChangeKind.ATTRIBUTE
+        }
+        if mods:
+            self._write("update", account_id, lambda c: c.modify(account_id, mods))
+        for c in changes:
+            if c.kind is ChangeKind.GROUPS:
+                for g in sorted(set(c.new) - set(c.old)):
+                    self._add_member(g, account_id)
+                for g in sorted(set(c.old) - set(c.new)):
+                    self._remove_member(g, account_id)
+
+    def set_enabled(self, account_id: str, enabled: bool) -> None:
+        rule = self._m.disable
+        if enabled:
+            values = [] if rule.enabled_value is None else [rule.enabled_value]
+        else:
+            values = [rule.disabled_value]
+        mods = {rule.attribute: [(ldap3.MODIFY_REPLACE, values)]}
+        what = "enable" if enabled else "disable"
+        self._write(what, account_id, lambda c: c.modify(account_id, mods))
+
+    # -- groups --------------------------------------------------------------------------
+
+    def _group_dn(self, name: str) -> str:
+        return f"cn={escape_rdn(name)},{self._s.group_base_dn}"
+
+    def _add_member(self, group: str, dn: str) -> None:
+        gdn = self._group_dn(group)
+        attr = self._m.group_member_attribute
+
+        def add(c: ldap3.Connection) -> None:
+            try:
+                c.modify(gdn, {attr: [(ldap3.MODIFY_ADD, [dn])]})
+            except lx.LDAPNoSuchObjectResult:
+                c.add(
+                    gdn,
+                    attributes={
+                        "objectClass": [self._m.group_object_class],
+                        "cn": [group],
+                        attr: [dn],
+                    },
+                )
+            except lx.LDAPAttributeOrValueExistsResult:
+                return
+            # drop the placeholder once the group has a real member
+            try:
+                c.modify(gdn, {attr: [(ldap3.MODIFY_DELETE, [gdn])]})
+            except (lx.LDAPNoSuchAttributeResult, lx.LDAPObjectClassViolationResult):
+                pass
+
+        self._write(f"add to group {group}", dn, add)
+
+    def _remove_member(self, group: str, dn: str) -> None:
+        gdn = self._group_dn(group)
+        attr = self._m.group_member_attribute
+
+        def remove(c: ldap3.Connection) -> None:
+            try:
+                c.modify(gdn, {attr: [(ldap3.MODIFY_DELETE, [dn])]})
+            except (lx.LDAPNoSuchObjectResult, lx.LDAPNoSuchAttributeResult):
+                return
+            except lx.LDAPObjectClassViolationResult:  # the last member: keep a placeholder
+                c.modify(gdn, {attr: [(ldap3.MODIFY_REPLACE, [gdn])]})
+
+        self._write(f"remove from group {group}", dn, remove)
+
+
+def _get(raw: dict[str, Any], name: str) -> list[bytes]:
+    for key, vals in raw.items():
+        if key.lower() == name.lower():
+            return list(vals)
+    return []
+
+
+def _decode(vals: Sequence[bytes | str]) -> Values:
+    return tuple(v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in vals)
+
+
+def _detail(exc: lx.LDAPException) -> str:
+    if isinstance(exc, lx.LDAPOperationResult):
+        msg = f"{exc.description} (result {exc.result})"
+        return f"{msg}: {exc.message}" if exc.message else msg
+    return f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,58 @@
+"""Shared fixtures: a real private slapd per test session, and a fresh branch per test."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from connector.devtools.slapd import LocalSlapd
+from connector.settings import LdapSettings
+
+_branch = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def slapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSlapd]:
+    with LocalSlapd(tmp_path_factory.mktemp("slapd")) as server:
+        yield server
+
+
+@dataclass(frozen=True)
+class LdapScope:
+    """One test's private branch: ou=people (managed), ou=groups, ou=svc (outside scope)."""
+
+    root_dn: str
+    people_dn: str
+    groups_dn: str
+    outside_dn: str
+    settings: LdapSettings
+
+
+@pytest.fixture
+def ldap_scope(slapd: LocalSlapd, tmp_path: Path) -> LdapScope:
+    root = f"ou=t{next(_branch)},{slapd.suffix}"
+    people, groups, outside = f"ou=people,{root}", f"ou=groups,{root}", f"ou=svc,{root}"
+    slapd.add_ldif(
+        "\n".join(
+            f"dn: {dn}\nobjectClass: organizationalUnit\nou: {dn.split(',')[0][3:]}\n"
+            for dn in (root, people, groups, outside)
+        )
+        + f"\ndn: uid=svc-backup,{outside}\nobjectClass: inetOrgPerson\nuid: svc-backup\n"
+        "cn: backup service\nsn: service\nemployeeNumber: SVC1\n"
+    )
+    secret = tmp_path / "ldap-password"
+    secret.write_text(slapd.root_password + "\n", encoding="utf-8")
+    settings = LdapSettings(
+        url=slapd.url,
+        bind_dn=slapd.root_dn,
+        password_file=secret,
+        base_dn=people,
+        group_base_dn=groups,
+        scope="one",
+        page_size=50,
+    )
+    return LdapScope(root, people, groups, outside, settings)
