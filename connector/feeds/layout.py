@@ -105,8 +105,8 @@ def load_feed_layout(path: Path | None) -> FeedLayout:
         unknown = set(feed.columns) - set(COLUMNS[name])
         if unknown:
             raise FeedLayoutError(
-                f"{path}: feeds.{name.value}.columns: unknown column(s) {', '.join(sorted(unknown))}"
-                f" (known: {', '.join(COLUMNS[name])})"
+                f"{path}: feeds.{name.value}.columns: unknown column(s) "
+                f"{', '.join(sorted(unknown))} (known: {', '.join(COLUMNS[name])})"
             )
         if feed.file:
             files[name] = feed.file

@@ -304,7 +304,7 @@ BUILDERS: dict[FeedName, Callable[[_Row, SourceRef], Any]] = {
 def _read_one(
     name: FeedName, path: Path, layout: FeedLayout
 ) -> tuple[list[Any], list[Rejection], FeedState, str, str]:
-    """Parse one file. Returns records, rejections, state (OK/MISSING/UNREADABLE), detail, digest."""
+    """Parse one file: records, rejections, state (OK/MISSING/UNREADABLE), detail, digest."""
     file = path.name
     try:
         raw = path.read_bytes()

@@ -53,6 +53,12 @@ create table if not exists failures (
 """
 
 
+_JOURNAL_SELECT = (
+    "select id, run_id, key, op, person_id, account_id, payload, begun_at, ended_at, "
+    "outcome, detail from journal WHERE order by id"
+)
+
+
 class LogonIdConflictError(ValueError):
     """The logon ID belongs to someone else, or the person already has another one."""
 
@@ -253,9 +259,9 @@ class StateStore:
             )
 
     def _journal_rows(self, where: str, args: tuple[Any, ...]) -> list[JournalRow]:
+        sql = _JOURNAL_SELECT.replace("WHERE", where)  # `where`: one of two constants below
         rows = self._query(
-            "select id, run_id, key, op, person_id, account_id, payload, begun_at, ended_at, "
-            f"outcome, detail from journal {where} order by id",
+            sql,
             args,
         )
         return [

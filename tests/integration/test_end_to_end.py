@@ -329,11 +329,8 @@ def test_audit_trail_verifies_and_detects_tampering(
     import sqlite3
 
     db = sqlite3.connect(demo["tmp"] / "state" / "audit.sqlite3")
-    table = db.execute(
-        "select name from sqlite_master where type='table' and sql like '%hash%'"
-    ).fetchone()[0]
     db.execute(
-        f"update {table} set data = replace(data, 'disable', 'enable') where kind = 'operation'"
+        "update records set data = replace(data, 'disable', 'enable') where kind = 'operation'"
     )
     db.commit()
     db.close()

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ssl
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
@@ -109,10 +110,8 @@ class LdapTarget:
 
     def close(self) -> None:
         if self._conn is not None:
-            try:
+            with contextlib.suppress(lx.LDAPException):
                 self._conn.unbind()
-            except lx.LDAPException:
-                pass
             self._conn = None
 
     # -- reading -------------------------------------------------------------------------
@@ -210,7 +209,8 @@ class LdapTarget:
         if not self._m.groups or not self._s.group_base_dn:
             return {}
         member = self._m.group_member_attribute
-        flt = f"(&(objectClass={escape_filter_chars(self._m.group_object_class)})({member}={escape_filter_chars(dn)}))"
+        oc = escape_filter_chars(self._m.group_object_class)
+        flt = f"(&(objectClass={oc})({member}={escape_filter_chars(dn)}))"
         names: set[str] = set()
         for item in self._paged(self._s.group_base_dn, flt, ldap3.LEVEL, ["cn"]):
             names.update(_decode(_get(item.get("raw_attributes", {}), "cn")))
@@ -313,10 +313,10 @@ class LdapTarget:
             except lx.LDAPAttributeOrValueExistsResult:
                 return
             # drop the placeholder once the group has a real member
-            try:
+            with contextlib.suppress(
+                lx.LDAPNoSuchAttributeResult, lx.LDAPObjectClassViolationResult
+            ):
                 c.modify(gdn, {attr: [(ldap3.MODIFY_DELETE, [gdn])]})
-            except (lx.LDAPNoSuchAttributeResult, lx.LDAPObjectClassViolationResult):
-                pass
 
         self._write(f"add to group {group}", dn, add)
 
