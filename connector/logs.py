@@ -11,6 +11,7 @@ import sys
 
 import structlog
 
+
 class _Stderr:
     """Writes to whatever ``sys.stderr`` is at the time of writing (not at configure time)."""
 

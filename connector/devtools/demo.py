@@ -71,7 +71,10 @@ def main(argv: list[str] | None = None) -> int:
             _run(["explain", "P1006"], env, log)
             _run(["explain", "P1003"], env, log)
             _run(["audit", "verify"], env, log)
-            print(f"\ndemo: done. JSON logs: {log}")
+            kept = (
+                f"JSON logs: {log}" if args.keep else "run with --keep to keep the logs and state"
+            )
+            print(f"\ndemo: done. {kept}")
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
