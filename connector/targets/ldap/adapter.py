@@ -165,7 +165,7 @@ class LdapTarget:
         attrs: dict[str, Values] = {}
         for key, vals in raw.items():
             name = self._spelling.get(key.lower())
-            if name is not None:
+            if name is not None and vals:  # ldap3 lists requested-but-absent attributes as []
                 attrs[name] = _decode(vals)
         m = self._m
         disabled = is_disabled(m.disable, attrs.pop(m.disable.attribute, ()))
