@@ -217,7 +217,15 @@ def run_apply(
 ) -> ApplyResult:
     """Plan now (or take a reviewed plan), then apply it, journaling and auditing it all."""
     run_id = run_id or uuid.uuid4().hex[:12]
-    log = structlog.get_logger("misync.run").bind(run_id=run_id)
+    structlog.contextvars.bind_contextvars(run_id=run_id)  # every event of this run carries it
+    try:
+        return _run_apply(rt, run_id, plan, override_guard)
+    finally:
+        structlog.contextvars.unbind_contextvars("run_id")
+
+
+def _run_apply(rt: Runtime, run_id: str, plan: Plan | None, override_guard: bool) -> ApplyResult:
+    log = structlog.get_logger("misync.run")
     s = rt.settings
     with rt.store() as store, rt.audit() as audit:
         ev: Evaluation | None = None

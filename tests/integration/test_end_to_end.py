@@ -337,3 +337,59 @@ def test_audit_trail_verifies_and_detects_tampering(
     code, out = run(demo, "audit", "verify", capsys=capsys)
     assert code == 6
     assert "ALTERED" in out
+
+
+def test_as_of_evaluates_at_another_instant(
+    demo: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    before_end = plan_json(demo, capsys, "--as-of", "2026-06-30T23:00:00-07:00")
+    assert before_end["as_of"] == "2026-06-30T23:00:00-07:00"
+    assert "P1003" not in by_person(before_end)  # DS-0417 still in force that evening
+    after_end = plan_json(demo, capsys, "--as-of", "2026-07-01T00:00:00-07:00")
+    assert by_person(after_end)["P1003"] == "disable"
+
+
+def test_run_logs_are_json_lines_with_run_id(
+    demo: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(demo, "apply", capsys=capsys)[0] == 0
+    events = [json.loads(line) for line in demo["last_err"].splitlines() if line.startswith("{")]
+    ops = [e for e in events if e["event"] == "operation.ok"]
+    assert len(ops) == 8
+    assert len({e["run_id"] for e in ops}) == 1
+    assert all(
+        "mail" not in json.dumps(e) and "@" not in json.dumps(e) for e in events
+    )  # no emails
+    assert any(e["event"] == "decision.changed" for e in events)
+    assert any(e["event"] == "breach.closed" for e in events)
+
+
+def test_audit_export_for_auditors(
+    demo: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(demo, "apply", capsys=capsys)[0] == 0
+    out = demo["tmp"] / "audit.csv"
+    assert run(demo, "audit", "export", "--format", "csv", "-o", str(out), capsys=capsys)[0] == 0
+    text = out.read_text()
+    assert text.startswith("seq,at,kind,run_id,data,prev,hash")
+    assert text.count("\n") > 10
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ('[policy]\ntimezone = "Mars/Olympus"\n[target.ldap]\nbase_dn = "x"\n', "policy.timezone"),
+        ('[target.ldap]\nbase_dn = "x"\nbogus = 1\n', "target.ldap.bogus"),
+        ("[target]\nkind = 'ldap'\n", "target.ldap.base_dn"),
+    ],
+)
+def test_bad_configuration_is_one_clear_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], toml: str, message: str
+) -> None:
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text(toml)
+    assert main(["-c", str(cfg), "config", "check"]) == 2
+    err = capsys.readouterr().err
+    assert str(cfg) in err
+    assert message in err
+    assert "Traceback" not in err
