@@ -27,7 +27,7 @@ from connector.reconcile import PlanInputs, build_plan, seal
 from connector.reconcile.diff import account_digest
 from connector.settings import Settings
 from connector.state import StateStore
-from connector.targets.base import Target, TargetUnavailableError
+from connector.targets.base import Target
 
 
 class DriftError(RuntimeError):
@@ -73,7 +73,9 @@ class Runtime:
             from connector.targets.ldap import LdapTarget
 
             return LdapTarget(self.settings.target.ldap, self.mapping)
-        raise TargetUnavailableError(f"target.kind = {kind!r} is not available in this version")
+        from connector.targets.scim import ScimTarget
+
+        return ScimTarget(self.settings.target.scim, self.mapping)
 
     def store(self) -> StateStore:
         return StateStore(self.settings.state.db)
