@@ -56,3 +56,19 @@ def ldap_scope(slapd: LocalSlapd, tmp_path: Path) -> LdapScope:
         page_size=50,
     )
     return LdapScope(root, people, groups, outside, settings)
+
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT / "config" / "demo"
+
+
+def demo_seed_ldif(scope: LdapScope) -> str:
+    """config/demo/seed.ldif rewritten for one test's branch (the fixture made the OUs)."""
+    import re
+
+    text = (DEMO / "seed.ldif").read_text(encoding="utf-8")
+    text = text.replace("ou=people,dc=mis,dc=example", scope.people_dn)
+    text = text.replace("ou=groups,dc=mis,dc=example", scope.groups_dn)
+    text = text.replace("ou=services,dc=mis,dc=example", scope.outside_dn)
+    blocks = [b for b in re.split(r"\n\s*\n", text) if b.strip()]
+    return "\n\n".join(b for b in blocks if "objectClass: organizationalUnit" not in b) + "\n"

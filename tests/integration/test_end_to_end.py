@@ -8,7 +8,6 @@ The evaluation instant is pinned (``connector.app.now``) so the sample dates nev
 from __future__ import annotations
 
 import json
-import re
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +18,7 @@ import pytest
 
 from connector import app
 from connector.cli import main
+from tests.conftest import demo_seed_ldif
 
 pytestmark = pytest.mark.slapd
 
@@ -33,20 +33,9 @@ def pinned_now(monkeypatch: pytest.MonkeyPatch) -> datetime:
     return NOW
 
 
-def _seed_entries(scope: Any) -> str:
-    """The demo seed rewritten for this test's branch (the fixture made the OUs)."""
-    text = (DEMO / "seed.ldif").read_text(encoding="utf-8")
-    text = text.replace("ou=people,dc=mis,dc=example", scope.people_dn)
-    text = text.replace("ou=groups,dc=mis,dc=example", scope.groups_dn)
-    text = text.replace("ou=services,dc=mis,dc=example", scope.outside_dn)
-    blocks = [b for b in re.split(r"\n\s*\n", text) if b.strip()]
-    keep = [b for b in blocks if "objectClass: organizationalUnit" not in b]
-    return "\n\n".join(keep) + "\n"
-
-
 @pytest.fixture
 def demo(tmp_path: Path, ldap_scope: Any, slapd: Any, pinned_now: datetime) -> dict[str, Any]:
-    slapd.add_ldif(_seed_entries(ldap_scope))
+    slapd.add_ldif(demo_seed_ldif(ldap_scope))
     feeds = tmp_path / "feeds"
     shutil.copytree(DEMO / "feeds", feeds)
     ldap = ldap_scope.settings

@@ -1,0 +1,143 @@
+"""A throwaway scim2-server over real HTTP on 127.0.0.1 (tests and the SCIM demo).
+
+Runs the ``scim2-server`` command as a child process on a free port with a bearer
+token. ``features`` can switch off PATCH, ETags or filtering in the announced
+ServiceProviderConfig (to prove the PUT fallback).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import httpx2
+
+from connector.devtools.slapd import free_port
+
+SPC_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"
+
+
+class ScimServerError(RuntimeError):
+    pass
+
+
+class LocalScimServer:
+    def __init__(
+        self, directory: Path, *, patch: bool = True, etag: bool = True, filter: bool = True
+    ) -> None:
+        exe = shutil.which("scim2-server") or str(Path(sys.executable).with_name("scim2-server"))
+        if not Path(exe).exists():
+            raise ScimServerError(
+                "scim2-server not found: pip install scim2-server (deploy/test.sh does)"
+            )
+        self._exe = exe
+        self.dir = directory
+        self.port = free_port()
+        self.token = secrets.token_urlsafe(16)
+        self.url = f"http://127.0.0.1:{self.port}/v2"
+        self._features = {"patch": patch, "etag": etag, "filter": filter}
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def _spc(self) -> Path:
+        f = self._features
+        body: dict[str, Any] = {
+            "schemas": [SPC_SCHEMA],
+            "patch": {"supported": f["patch"]},
+            "bulk": {"supported": False, "maxOperations": 0, "maxPayloadSize": 0},
+            "filter": {"supported": f["filter"], "maxResults": 1000},
+            "changePassword": {"supported": False},
+            "sort": {"supported": False},
+            "etag": {"supported": f["etag"]},
+            "authenticationSchemes": [
+                {"type": "oauthbearertoken", "name": "Bearer", "description": "static token"}
+            ],
+        }
+        path = self.dir / "spc.json"
+        path.write_text(json.dumps(body), encoding="utf-8")
+        return path
+
+    def start(self) -> LocalScimServer:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        log = (self.dir / "scim.log").open("ab")
+        args = [
+            self._exe,
+            "--hostname",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--bearer-token",
+            self.token,
+        ]
+        if not all(self._features.values()):
+            args += ["--service-provider-config", str(self._spc())]
+        self._proc = subprocess.Popen(args, stdout=log, stderr=log)
+        deadline = time.monotonic() + 20
+        headers = {"Authorization": f"Bearer {self.token}"}
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise ScimServerError(
+                    f"scim2-server exited: {(self.dir / 'scim.log').read_text()[-2000:]}"
+                )
+            try:
+                if (
+                    httpx2.get(
+                        f"{self.url}/ServiceProviderConfig", headers=headers, timeout=1
+                    ).status_code
+                    == 200
+                ):
+                    return self
+            except httpx2.HTTPError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise ScimServerError(f"scim2-server did not answer on {self.url}")
+
+    def stop(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        self._proc = None
+
+    def __enter__(self) -> LocalScimServer:
+        return self.start()
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def seed(self, users: list[dict[str, Any]], groups: list[dict[str, Any]]) -> dict[str, str]:
+        """POST users, then groups whose members name users by ``userName``; returns userName -> id."""
+        headers = {"Authorization": f"Bearer {self.token}", "Content-Type": "application/scim+json"}
+        ids: dict[str, str] = {}
+        with httpx2.Client(headers=headers, timeout=10) as http:
+            for user in users:
+                resp = http.post(f"{self.url}/Users", json=user)
+                if resp.status_code != 201:
+                    raise ScimServerError(
+                        f"seeding {user.get('userName')}: {resp.status_code} {resp.text}"
+                    )
+                ids[user["userName"]] = resp.json()["id"]
+            for group in groups:
+                body = {
+                    "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+                    "displayName": group["displayName"],
+                    "members": [{"value": ids[m], "type": "User"} for m in group["members"]],
+                }
+                resp = http.post(f"{self.url}/Groups", json=body)
+                if resp.status_code != 201:
+                    raise ScimServerError(
+                        f"seeding group {group['displayName']}: {resp.status_code} {resp.text}"
+                    )
+        return ids
