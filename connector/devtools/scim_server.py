@@ -118,7 +118,7 @@ class LocalScimServer:
         self.stop()
 
     def seed(self, users: list[dict[str, Any]], groups: list[dict[str, Any]]) -> dict[str, str]:
-        """POST users, then groups whose members name users by ``userName``; returns userName -> id."""
+        """POST users, then groups (members named by userName). Returns userName -> id."""
         headers = {"Authorization": f"Bearer {self.token}", "Content-Type": "application/scim+json"}
         ids: dict[str, str] = {}
         with httpx2.Client(headers=headers, timeout=10) as http:
