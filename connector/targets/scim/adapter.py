@@ -87,7 +87,7 @@ def classify(exc: Exception, what: str, account_id: str | None) -> TargetError:
     if isinstance(exc, SCIMException):
         status = int(getattr(exc, "status", 0) or 0)
         detail = f"status={status} scimType={exc.scim_type or '-'} detail={exc.detail or '-'}"
-        response = getattr(exc, "response", None)
+        response = getattr(exc, "source", None)  # scim2-client attaches the HTTP response
         if status in TEMPORARY_STATUS:
             return TemporaryTargetError(
                 what, account_id=account_id, detail=detail, retry_after=_retry_after(response)
@@ -335,7 +335,7 @@ class ScimTarget:
             for op, path, value in ops:
                 _apply_to_payload(body, op, path, value)
             body.pop("meta", None)
-            resource = model.model_validate(body, scim_ctx=Context.RESOURCE_REPLACEMENT_REQUEST)
+            resource = model.model_validate(body)  # keeps the id that names the PUT target
             self._client().replace(resource)
         except TargetError:
             raise
@@ -388,8 +388,12 @@ class ScimTarget:
                 return
             if any(m.value == account_id for m in group.members or []):
                 return
-            op = {"op": "add", "path": "members", "value": [{"value": account_id, "type": "User"}]}
-            self._client().modify(model, group.id, _patch_op(model, [op]))
+            member = {"value": account_id, "type": "User"}
+            if self._features()[0]:
+                op = {"op": "add", "path": "members", "value": [member]}
+                self._client().modify(model, group.id, _patch_op(model, [op]))
+            else:
+                self._replace_members(model, group, lambda ms: [*ms, member])
         except Exception as exc:
             raise classify(exc, f"adding {account_id} to group {name} failed", account_id) from exc
 
@@ -399,12 +403,24 @@ class ScimTarget:
             return
         model = self._group()
         try:
-            op = {"op": "remove", "path": f'members[value eq "{account_id}"]'}
-            self._client().modify(model, group.id, _patch_op(model, [op]))
+            if self._features()[0]:
+                op = {"op": "remove", "path": f'members[value eq "{account_id}"]'}
+                self._client().modify(model, group.id, _patch_op(model, [op]))
+            else:
+                self._replace_members(
+                    model, group, lambda ms: [m for m in ms if m.get("value") != account_id]
+                )
         except Exception as exc:
             raise classify(
                 exc, f"removing {account_id} from group {name} failed", account_id
             ) from exc
+
+    def _replace_members(self, model: Any, group: Any, edit: Any) -> None:
+        """PUT fallback for membership (RFC 7644 section 3.5.1) when PATCH is not offered."""
+        body = group.model_dump(mode="json", scim_ctx=QUERY)
+        body.pop("meta", None)
+        body["members"] = edit(list(body.get("members") or []))
+        self._client().replace(model.model_validate(body))
 
 
 def _patch_op(model: Any, operations: list[dict[str, Any]]) -> Any:
