@@ -292,11 +292,21 @@ def _config_check(rt, out: TextIO) -> int:  # type: ignore[no-untyped-def]
         problems.append(str(exc))
     if not s.feeds.dir.is_dir():
         problems.append(f"feeds.dir: {s.feeds.dir} is not a directory")
-    if s.target.kind == "ldap":
-        try:
+    try:
+        if s.target.kind == "ldap":
             s.target.ldap.bind_password()
-        except ValueError as exc:
-            problems.append(str(exc))
+        elif s.target.scim.oauth_token_url:
+            from connector.settings import read_secret
+
+            read_secret(
+                s.target.scim.oauth_client_secret_file, None, "target.scim.oauth_client_secret"
+            )
+        else:
+            from connector.settings import read_secret
+
+            read_secret(s.target.scim.token_file, s.target.scim.token, "target.scim.token")
+    except ValueError as exc:
+        problems.append(str(exc))
     for p in problems:
         out.write(f"  {p}\n")
     if problems:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what misync needs on a Debian machine: Debian's slapd and ldap-utils (the demo
 # and the tests start a private, throwaway slapd; the system service is never used),
-# a virtualenv in .venv, and the package (with test tools when called as `install.sh test`).
+# a virtualenv in .venv, and the package: `install.sh test` adds the test tools,
+# `install.sh demo` the demo's SCIM server.
 # Idempotent: safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,8 +25,8 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
-if [ "$want_test" = "test" ]; then
-  .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]"
+if [ "$want_test" = "test" ] || [ "$want_test" = "demo" ]; then
+  .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[$want_test]"
 else
   .venv/bin/python -m pip install -q --disable-pip-version-check -e .
 fi

@@ -1,8 +1,9 @@
-"""The README demo: misync on the sample feeds against a throwaway local slapd.
+"""The README demo: misync on the sample feeds against a throwaway local directory.
 
-Starts a private slapd (never the system service) in a temp dir, loads
-``config/demo/seed.ldif``, then runs the real ``misync`` command the way an operator
-would: ``config check``, ``plan -o plan.json``, ``apply --plan plan.json``, a second
+``--target ldap`` (default) starts a private slapd (never the system service) and loads
+``config/demo/seed.ldif``; ``--target scim`` starts scim2-server on loopback and loads
+its twin ``config/demo/seed-scim.json``. Then the demo runs the real ``misync``
+command the way an operator would: ``config check``, ``plan -o plan.json``, ``apply --plan plan.json``, a second
 ``plan`` (nothing left to do), ``explain`` for two people, and ``audit verify``.
 JSON logs go to ``<tmp>/misync.log`` (journald in production).
 """
@@ -10,13 +11,17 @@ JSON logs go to ``<tmp>/misync.log`` (journald in production).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+from connector.devtools.scim_server import LocalScimServer
 from connector.devtools.slapd import LocalSlapd
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,9 +43,39 @@ def _run(args: list[str], env: dict[str, str], log: Path, ok: tuple[int, ...] = 
     return proc.returncode
 
 
+@contextmanager
+def _directory(kind: str, work: Path) -> Iterator[dict[str, str]]:
+    """Start and seed the throwaway directory; yield the MISYNC_* variables that point at it."""
+    if kind == "ldap":
+        with LocalSlapd(work / "slapd", suffix=SUFFIX) as slapd:
+            slapd.add_ldif((DEMO / "seed.ldif").read_text(encoding="utf-8"))
+            password = work / "ldap-password"
+            password.write_text(slapd.root_password + "\n", encoding="utf-8")
+            password.chmod(0o600)
+            yield {
+                "MISYNC_TARGET__LDAP__URL": slapd.url,
+                "MISYNC_TARGET__LDAP__BIND_DN": slapd.root_dn,
+                "MISYNC_TARGET__LDAP__PASSWORD_FILE": str(password),
+            }
+        return
+    with LocalScimServer(work / "scim") as server:
+        seed = json.loads((DEMO / "seed-scim.json").read_text(encoding="utf-8"))
+        server.seed(seed["users"], seed["groups"])
+        token = work / "scim-token"
+        token.write_text(server.token + "\n", encoding="utf-8")
+        token.chmod(0o600)
+        yield {
+            "MISYNC_TARGET__KIND": "scim",
+            "MISYNC_TARGET__MAPPING": str(ROOT / "mappings" / "scim-core.toml"),
+            "MISYNC_TARGET__SCIM__BASE_URL": server.url,
+            "MISYNC_TARGET__SCIM__TOKEN_FILE": str(token),
+        }
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="misync-demo", description=__doc__)
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (state, audit, logs)")
+    ap.add_argument("--target", choices=("ldap", "scim"), default="ldap", help="which directory")
     args = ap.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="misync-demo-"))
@@ -48,21 +83,15 @@ def main(argv: list[str] | None = None) -> int:
     shutil.copytree(DEMO / "feeds", feeds)  # fresh copies: fresh modification times
     log = work / "misync.log"
     try:
-        with LocalSlapd(work / "slapd", suffix=SUFFIX) as slapd:
-            slapd.add_ldif((DEMO / "seed.ldif").read_text(encoding="utf-8"))
-            password = work / "ldap-password"
-            password.write_text(slapd.root_password + "\n", encoding="utf-8")
-            password.chmod(0o600)
+        with _directory(args.target, work) as target_env:
             env = {
                 **os.environ,
+                **target_env,
                 "MISYNC_CONFIG": str(DEMO / "misync.toml"),
-                "MISYNC_TARGET__LDAP__URL": slapd.url,
-                "MISYNC_TARGET__LDAP__BIND_DN": slapd.root_dn,
-                "MISYNC_TARGET__LDAP__PASSWORD_FILE": str(password),
                 "MISYNC_FEEDS__DIR": str(feeds),
                 "MISYNC_STATE__DIR": str(work / "state"),
             }
-            print(f"demo: throwaway slapd at {slapd.url}, work dir {work}")
+            print(f"demo: throwaway {args.target} directory, work dir {work}")
             _run(["config", "check"], env, log)
             _run(["plan", "-o", str(work / "plan.json")], env, log)
             _run(["apply", "--plan", str(work / "plan.json")], env, log)
