@@ -3,8 +3,9 @@
 ``--target ldap`` (default) starts a private slapd (never the system service) and loads
 ``config/demo/seed.ldif``; ``--target scim`` starts scim2-server on loopback and loads
 its twin ``config/demo/seed-scim.json``. Then the demo runs the real ``misync``
-command the way an operator would: ``config check``, ``plan -o plan.json``, ``apply --plan plan.json``, a second
-``plan`` (nothing left to do), ``explain`` for two people, and ``audit verify``.
+command the way an operator would: ``config check``, ``plan -o plan.json``,
+``apply --plan plan.json``, a second ``plan`` (nothing left to do), ``explain`` for
+two people, and ``audit verify``.
 JSON logs go to ``<tmp>/misync.log`` (journald in production).
 """
 

@@ -282,3 +282,52 @@ def test_429_storm_and_a_500_on_one_user_the_rest_is_applied(demo_world: dict[st
         ("create", "P1002")
     ]
     assert again.report.failed == ()
+
+
+def test_oauth2_client_credentials(
+    server: LocalScimServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The token endpoint is stubbed; the token it hands out is checked by the real server."""
+    calls: list[dict[str, Any]] = []
+
+    def token_endpoint(url: str, data: dict[str, str], verify: Any) -> httpx2.Response:
+        calls.append({"url": url, **data})
+        return httpx2.Response(
+            200,
+            json={"access_token": server.token, "expires_in": 3600},
+            request=httpx2.Request("POST", url),
+        )
+
+    import connector.targets.scim.adapter as scim_adapter
+
+    monkeypatch.setattr(scim_adapter.httpx2, "post", token_endpoint)
+    secret = tmp_path / "client-secret"
+    secret.write_text("s3cret\n")
+    settings = ScimSettings(
+        base_url=server.url,
+        oauth_token_url="https://idp.example/token",
+        oauth_client_id="misync",
+        oauth_client_secret_file=secret,
+    )
+    t = ScimTarget(settings, MAPPING)
+    t.create(person("P1", "alee"))
+    assert [a.correlation for a in t.snapshot()] == ["P1"]
+    assert calls == [
+        {
+            "url": "https://idp.example/token",
+            "grant_type": "client_credentials",
+            "client_id": "misync",
+            "client_secret": "s3cret",
+        }
+    ]
+    t.close()
+
+
+def test_bad_token_is_unavailable_not_a_crash(server: LocalScimServer, tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("wrong")
+    t = ScimTarget(ScimSettings(base_url=server.url, token_file=token), MAPPING)
+    from connector.targets import TargetUnavailableError
+
+    with pytest.raises(TargetUnavailableError):
+        list(t.snapshot())
