@@ -355,51 +355,25 @@ def _record_breaches(
                 reasons=codes,
             )
             continue
+        fields = {
+            "account_id": b.account_id,
+            "person_id": b.person_id,
+            "deadline": b.deadline.isoformat(),
+            "reasons": codes,
+        }
         if b.account_id in disabled:
             resolution = f"disabled by run {run_id}, past its deadline"
             if b.account_id in open_now:
                 store.close_breach(b.account_id, at, resolution)
             audit.append(
-                "breach",
-                {
-                    "account_id": b.account_id,
-                    "person_id": b.person_id,
-                    "deadline": b.deadline.isoformat(),
-                    "reasons": codes,
-                    "state": "closed",
-                    "resolution": resolution,
-                },
-                run_id=run_id,
+                "breach", {**fields, "state": "closed", "resolution": resolution}, run_id=run_id
             )
-            log.error(
-                "breach.closed",
-                person_id=b.person_id,
-                account_id=b.account_id,
-                deadline=b.deadline.isoformat(),
-                reasons=codes,
-                late=True,
-            )
+            log.error("breach.closed", **fields, late=True)
             continue
         if b.account_id not in open_now:
             store.open_breach(b.account_id, b.person_id or "", b.deadline, b.severity, codes, at)
-            audit.append(
-                "breach",
-                {
-                    "account_id": b.account_id,
-                    "person_id": b.person_id,
-                    "deadline": b.deadline.isoformat(),
-                    "reasons": codes,
-                    "state": "open",
-                },
-                run_id=run_id,
-            )
-        log.error(
-            "breach.open",
-            person_id=b.person_id,
-            account_id=b.account_id,
-            deadline=b.deadline.isoformat(),
-            reasons=codes,
-        )
+            audit.append("breach", {**fields, "state": "open"}, run_id=run_id)
+        log.error("breach.open", **fields)
     still = {b.account_id for b in plan.breaches if b.severity == "breach"} - disabled
     for account_id in open_now:
         if account_id not in still:

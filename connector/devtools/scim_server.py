@@ -14,11 +14,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import httpx2
 
+from connector.devtools.process import ChildServer
 from connector.devtools.slapd import free_port
 
 SPC_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"
@@ -28,7 +28,7 @@ class ScimServerError(RuntimeError):
     pass
 
 
-class LocalScimServer:
+class LocalScimServer(ChildServer):
     def __init__(
         self, directory: Path, *, patch: bool = True, etag: bool = True, filter: bool = True
     ) -> None:
@@ -40,7 +40,7 @@ class LocalScimServer:
         self._exe = exe
         self.dir = directory
         self.port = free_port()
-        self.token = secrets.token_urlsafe(16)
+        self.token = secrets.token_hex(16)  # hex: never starts with "-" on a command line
         self.url = f"http://127.0.0.1:{self.port}/v2"
         self._features = {"patch": patch, "etag": etag, "filter": filter}
         self._proc: subprocess.Popen[bytes] | None = None
@@ -98,24 +98,6 @@ class LocalScimServer:
             time.sleep(0.1)
         self.stop()
         raise ScimServerError(f"scim2-server did not answer on {self.url}")
-
-    def stop(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
-        self._proc = None
-
-    def __enter__(self) -> LocalScimServer:
-        return self.start()
-
-    def __exit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     def seed(self, users: list[dict[str, Any]], groups: list[dict[str, Any]]) -> dict[str, str]:
         """POST users, then groups (members named by userName). Returns userName -> id."""

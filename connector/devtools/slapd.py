@@ -15,7 +15,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import TracebackType
+
+from connector.devtools.process import ChildServer
 
 SLAPD = "/usr/sbin/slapd"
 SCHEMAS = ("core", "cosine", "inetorgperson", "nis")
@@ -32,7 +33,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class LocalSlapd:
+class LocalSlapd(ChildServer):
     def __init__(
         self, directory: Path, suffix: str = "dc=mis,dc=test", *, port: int | None = None
     ) -> None:
@@ -47,7 +48,7 @@ class LocalSlapd:
         self.dir = directory
         self.suffix = suffix
         self.root_dn = f"cn=admin,{suffix}"
-        self.root_password = secrets.token_urlsafe(12)
+        self.root_password = secrets.token_hex(12)  # hex: never starts with "-" on a command line
         self.port = port or free_port()
         self.url = f"ldap://127.0.0.1:{self.port}"
         self._proc: subprocess.Popen[bytes] | None = None
@@ -108,24 +109,6 @@ overlay ppolicy
             time.sleep(0.05)
         self.stop()
         raise SlapdError(f"slapd did not answer on {self.url} within 15 s: {self._log_tail()}")
-
-    def stop(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
-        self._proc = None
-
-    def __enter__(self) -> LocalSlapd:
-        return self.start()
-
-    def __exit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     def _log_tail(self) -> str:
         try:
