@@ -35,9 +35,11 @@ class FaultTransport(httpx2.BaseTransport):
         self.inner = httpx2.HTTPTransport()
         self.rules = rules or []
         self.seen: list[tuple[str, str]] = []
+        self.if_match: list[str | None] = []
 
     def handle_request(self, request: httpx2.Request) -> httpx2.Response:
         self.seen.append((request.method, request.url.path))
+        self.if_match.append(request.headers.get("If-Match"))
         for rule in self.rules:
             response = rule(request)
             if response is not None:
@@ -141,8 +143,10 @@ def test_update_disable_enable(tmp_path: Path, patch: bool) -> None:
         assert a.groups == frozenset({"mis-supervisor"})
         t.set_enabled(uid, True)
         assert t.read(uid).enabled is True  # type: ignore[union-attr]
-        user_writes = {m for m, p in wire.seen if "/Users/" in p and m != "GET"}
-        assert user_writes == ({"PATCH"} if patch else {"PUT"})
+        writes = [i for i, (m, p) in enumerate(wire.seen) if "/Users/" in p and m != "GET"]
+        assert {wire.seen[i][0] for i in writes} == ({"PATCH"} if patch else {"PUT"})
+        # with ETags announced every write names the version it read (RFC 7644 section 3.14)
+        assert all(wire.if_match[i] for i in writes) is patch
 
 
 @pytest.mark.parametrize(

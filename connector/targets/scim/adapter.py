@@ -336,7 +336,10 @@ class ScimTarget:
                 _apply_to_payload(body, op, path, value)
             body.pop("meta", None)
             resource = model.model_validate(body)  # keeps the id that names the PUT target
-            self._client().replace(resource)
+            put_kwargs: dict[str, Any] = {}
+            if etag and current.meta and current.meta.version:
+                put_kwargs["headers"] = {"If-Match": current.meta.version}
+            self._client().replace(resource, **put_kwargs)
         except TargetError:
             raise
         except Exception as exc:
