@@ -103,6 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--as-of", type=_instant)
     explain.add_argument("--format", choices=("text", "json"), default="text")
 
+    quarantine = sub.add_parser("quarantine", help="objects that kept failing and are held")
+    qsub = quarantine.add_subparsers(dest="quarantine_command", required=True, metavar="SUBCOMMAND")
+    qsub.add_parser("list", help="list quarantined objects and their last error")
+    release = qsub.add_parser("release", help="let the next run try this object again")
+    release.add_argument("key", help="the account id (or person:ID for a create), as listed")
+
     config = sub.add_parser("config", help="configuration commands")
     csub = config.add_subparsers(dest="config_command", required=True, metavar="SUBCOMMAND")
     csub.add_parser("check", help="validate the configuration, mapping, secrets and feeds layout")
@@ -248,6 +254,21 @@ def _dispatch(args: argparse.Namespace, out: TextIO) -> int:
 
         if args.command == "config":
             return _config_check(rt, out)
+
+        if args.command == "quarantine":
+            with rt.store() as store:
+                held = store.quarantined(rt.settings.apply.quarantine_after)
+                if args.quarantine_command == "list":
+                    for key, detail in sorted(held.items()):
+                        out.write(f"{key}\t{detail}\n")
+                    out.write(f"{len(held)} quarantined\n")
+                    return EXIT_OK
+                if args.key not in held:
+                    raise UserError(f"{args.key!r} is not quarantined")
+                store.release(args.key)
+                log.warning("quarantine.released", key=args.key)
+                out.write(f"released {args.key}: the next run tries it again\n")
+                return EXIT_OK
 
         if args.command == "audit":
             trail = AuditTrail(rt.settings.state.audit_db)

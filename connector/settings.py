@@ -140,10 +140,6 @@ class StateSettings(_Section):
         return self.dir / "audit.sqlite3"
 
 
-class AuditSettings(_Section):
-    retention_days: int = Field(default=400, ge=365)  # at least a year (CJIS, policy 3.l)
-
-
 class LogSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["json", "console"] = "json"
@@ -163,7 +159,6 @@ class Settings(BaseSettings):
     guard: GuardSettings = GuardSettings()
     apply: ApplySettings = ApplySettings()
     state: StateSettings = StateSettings()
-    audit: AuditSettings = AuditSettings()
     log: LogSettings = LogSettings()
 
     @model_validator(mode="after")

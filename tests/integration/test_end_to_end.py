@@ -382,3 +382,24 @@ def test_bad_configuration_is_one_clear_line(
     assert str(cfg) in err
     assert message in err
     assert "Traceback" not in err
+
+
+def test_quarantine_list_and_release(
+    demo: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from connector.settings import load_settings
+    from connector.state import StateStore
+
+    with StateStore(load_settings(demo["config"]).state.db) as store:
+        for _ in range(3):
+            store.record_failure("person:P1001", NOW, "objectClassViolation")
+    plan = plan_json(demo, capsys)
+    assert [h["code"] for h in plan["held"] if h["action"]["person_id"] == "P1001"] == [
+        "quarantined"
+    ]
+    code, out = run(demo, "quarantine", "list", capsys=capsys)
+    assert code == 0
+    assert "person:P1001\tobjectClassViolation" in out
+    assert run(demo, "quarantine", "release", "person:P1001", capsys=capsys)[0] == 0
+    assert by_person(plan_json(demo, capsys))["P1001"] == "create"
+    assert run(demo, "quarantine", "release", "person:P1001", capsys=capsys)[0] == 2
