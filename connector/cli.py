@@ -19,12 +19,15 @@ import os
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import structlog
 
 from connector import __version__
 from connector.logs import configure
+
+if TYPE_CHECKING:
+    from connector.app import Runtime
 
 EXIT_OK, EXIT_BUG, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_INCOMPLETE, EXIT_REFUSED = 0, 1, 2, 3, 4, 5
 EXIT_TAMPERED, EXIT_CHANGES = 6, 8
@@ -135,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _load(args: argparse.Namespace) -> Runtime:
     from connector.app import Runtime
     from connector.mapping import MappingError
     from connector.settings import ConfigError, load_settings
@@ -301,7 +304,7 @@ def _dispatch(args: argparse.Namespace, out: TextIO) -> int:
     raise UserError(f"unknown command {args.command}")
 
 
-def _config_check(rt, out: TextIO) -> int:  # type: ignore[no-untyped-def]
+def _config_check(rt: Runtime, out: TextIO) -> int:
     """Validate what can be validated without touching the directory."""
     from connector.feeds import load_feed_layout
 
