@@ -25,7 +25,7 @@ from connector.model.plan import Op, Plan
 from connector.policy import PolicyRules, evaluate_all
 from connector.reconcile import PlanInputs, build_plan, seal
 from connector.reconcile.diff import account_digest
-from connector.settings import Settings
+from connector.settings import ConfigError, Settings
 from connector.state import StateStore
 from connector.targets.base import Target
 
@@ -64,6 +64,17 @@ class Runtime:
     def __post_init__(self) -> None:
         self.mapping = load_mapping(self.settings.target.mapping)
         self.rules = policy_rules(self.settings)
+        t = self.settings.target
+        if self.mapping.kind != t.kind:
+            raise ConfigError(
+                f"target.mapping: {t.mapping} is a {self.mapping.kind} mapping"
+                f" but target.kind is {t.kind!r}"
+            )
+        if t.kind == "ldap" and self.mapping.groups and not t.ldap.group_base_dn:
+            raise ConfigError(
+                f"target.ldap.group_base_dn: required because the mapping {t.mapping}"
+                " declares groups"
+            )
 
     def target(self) -> Target:
         if self.target_factory is not None:

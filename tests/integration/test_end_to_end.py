@@ -403,3 +403,16 @@ def test_quarantine_list_and_release(
     assert run(demo, "quarantine", "release", "person:P1001", capsys=capsys)[0] == 0
     assert by_person(plan_json(demo, capsys))["P1001"] == "create"
     assert run(demo, "quarantine", "release", "person:P1001", capsys=capsys)[0] == 2
+
+
+def test_groups_without_a_group_base_is_a_config_error(
+    demo: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = demo["config"]
+    cfg.write_text(
+        "\n".join(
+            line for line in cfg.read_text().splitlines() if not line.startswith("group_base_dn")
+        )
+    )
+    assert main(["-c", str(cfg), "plan"]) == 2
+    assert "target.ldap.group_base_dn: required because the mapping" in capsys.readouterr().err
