@@ -75,6 +75,13 @@ class Runtime:
                 f"target.ldap.group_base_dn: required because the mapping {t.mapping}"
                 " declares groups"
             )
+        if t.kind == "scim":
+            from connector.targets.scim import check_scope_filter
+
+            try:
+                check_scope_filter(t.scim.filter)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from exc
 
     def target(self) -> Target:
         if self.target_factory is not None:

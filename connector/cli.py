@@ -147,10 +147,15 @@ def _load(args: argparse.Namespace) -> Runtime:
         Path(os.environ["MISYNC_CONFIG"]) if os.environ.get("MISYNC_CONFIG") else DEFAULT_CONFIG
     )
     try:
-        settings = load_settings(path)
-        configure(settings.log.level, settings.log.format)
+        settings = load_settings(path)  # its errors start with the file's path
+    except ConfigError as exc:
+        raise UserError(str(exc)) from exc
+    configure(settings.log.level, settings.log.format)
+    try:
         return Runtime(settings)
-    except (ConfigError, MappingError) as exc:
+    except ConfigError as exc:  # a cross-field rule: name the configuration file too
+        raise UserError(f"{path}: {exc}") from exc
+    except MappingError as exc:  # names the mapping file, line and field
         raise UserError(str(exc)) from exc
 
 

@@ -103,6 +103,9 @@ class ScimSettings(_Section):
     ca_file: Path | None = None
     timeout: float = Field(default=30.0, gt=0)
     page_size: int = Field(default=200, ge=1, le=10000)
+    # The managed scope (RFC 7644 section 3.4.2.2 filter): users that do not match are
+    # never read as orphans nor touched, like entries outside target.ldap.base_dn.
+    filter: str = "externalId pr"
 
 
 class TargetSettings(_Section):

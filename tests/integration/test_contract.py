@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx2
+import ldap3
 import pytest
 
 from connector import app
@@ -52,6 +54,7 @@ class World:
     kind: str
     config: Path
     tmp: Path
+    outside: Callable[[], dict[str, Any]]  # raw read of what lies outside the managed scope
 
     def runtime(self) -> app.Runtime:
         return app.Runtime(load_settings(self.config))
@@ -109,7 +112,19 @@ password_file = "{s.password_file}"
 base_dn = "{scope.people_dn}"
 group_base_dn = "{scope.groups_dn}"
 """
-        yield World("ldap", _config(tmp_path, block), tmp_path)
+
+        def ldap_outside() -> dict[str, Any]:
+            """Every entry under ou=svc, with operational attributes (entryCSN moves on write)."""
+            conn = ldap3.Connection(
+                ldap3.Server(s.url), s.bind_dn, s.bind_password(), raise_exceptions=True
+            )
+            conn.bind()
+            conn.search(scope.outside_dn, "(objectClass=*)", attributes=["*", "+"])
+            found = {e.entry_dn: e.entry_attributes_as_dict for e in conn.entries}
+            conn.unbind()
+            return found
+
+        yield World("ldap", _config(tmp_path, block), tmp_path, ldap_outside)
         return
     with LocalScimServer(tmp_path / "scim") as server:
         seed = json.loads((DEMO / "seed-scim.json").read_text(encoding="utf-8"))
@@ -125,7 +140,15 @@ base_url = "{server.url}"
 token_file = "{token}"
 page_size = 3
 """
-        yield World("scim", _config(tmp_path, block), tmp_path)
+
+        def scim_outside() -> dict[str, Any]:
+            """Every user without an externalId, as the server holds it (meta.version too)."""
+            auth = {"Authorization": f"Bearer {server.token}"}
+            with httpx2.Client(headers=auth, timeout=10) as http:
+                users = http.get(f"{server.url}/Users", params={"count": 1000}).json()
+            return {u["id"]: u for u in users["Resources"] if not u.get("externalId")}
+
+        yield World("scim", _config(tmp_path, block), tmp_path, scim_outside)
 
 
 def plan(world: World, capsys: pytest.CaptureFixture[str], *extra: str) -> dict[str, Any]:
@@ -200,3 +223,18 @@ def test_mass_disable_guard_holds_orphans(world: World, capsys: pytest.CaptureFi
     assert world.accounts()["X0"].enabled
     assert main(["-c", str(world.config), "apply", "--override-guard"]) == 0
     assert not world.accounts()["X0"].enabled
+
+
+def test_accounts_outside_the_scope_are_never_touched(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """SPEC "Accounts": service accounts and other branches are never orphans, never written."""
+    before = world.outside()
+    assert before, "the seed puts a service account outside the managed scope"
+    body = plan(world, capsys)
+    touched = {a["account_id"] for a in body["actions"]} | {
+        h["action"]["account_id"] for h in body["held"]
+    }
+    assert not touched & set(before)
+    assert main(["-c", str(world.config), "apply", "--override-guard"]) == 0
+    assert world.outside() == before

@@ -370,13 +370,23 @@ def test_audit_export_for_auditors(
         ('[policy]\ntimezone = "Mars/Olympus"\n[target.ldap]\nbase_dn = "x"\n', "policy.timezone"),
         ('[target.ldap]\nbase_dn = "x"\nbogus = 1\n', "target.ldap.bogus"),
         ("[target]\nkind = 'ldap'\n", "target.ldap.base_dn"),
+        (
+            '[target]\nkind = "scim"\nmapping = "{root}/mappings/scim-core.toml"\n'
+            '[target.scim]\nbase_url = "http://127.0.0.1:1/v2"\nfilter = "externalId pr and"\n',
+            "target.scim.filter: 'externalId pr and' is not a SCIM filter: invalid syntax at column",
+        ),
+        (
+            '[target]\nkind = "scim"\nmapping = "{root}/mappings/openldap-ppolicy.toml"\n'
+            '[target.scim]\nbase_url = "http://127.0.0.1:1/v2"\n',
+            "is a ldap mapping but target.kind is 'scim'",
+        ),
     ],
 )
 def test_bad_configuration_is_one_clear_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], toml: str, message: str
 ) -> None:
     cfg = tmp_path / "bad.toml"
-    cfg.write_text(toml)
+    cfg.write_text(toml.replace("{root}", str(ROOT)))
     assert main(["-c", str(cfg), "config", "check"]) == 2
     err = capsys.readouterr().err
     assert str(cfg) in err

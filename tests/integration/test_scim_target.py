@@ -35,10 +35,13 @@ class FaultTransport(httpx2.BaseTransport):
         self.inner = httpx2.HTTPTransport()
         self.rules = rules or []
         self.seen: list[tuple[str, str]] = []
+        self.queries: list[httpx2.URL] = []  # the GETs, with their query parameters
         self.if_match: list[str | None] = []
 
     def handle_request(self, request: httpx2.Request) -> httpx2.Response:
         self.seen.append((request.method, request.url.path))
+        if request.method == "GET":
+            self.queries.append(request.url)
         self.if_match.append(request.headers.get("If-Match"))
         for rule in self.rules:
             response = rule(request)
@@ -69,7 +72,10 @@ def server(tmp_path: Path) -> Iterator[LocalScimServer]:
 
 
 def make_target(
-    server: LocalScimServer, transport: httpx2.BaseTransport | None = None, page_size: int = 50
+    server: LocalScimServer,
+    transport: httpx2.BaseTransport | None = None,
+    page_size: int = 50,
+    scope: str = "externalId pr",
 ) -> ScimTarget:
     client = httpx2.Client(
         base_url=server.url,
@@ -77,7 +83,7 @@ def make_target(
         transport=transport,
     )
     return ScimTarget(
-        ScimSettings(base_url=server.url, page_size=page_size), MAPPING, client=client
+        ScimSettings(base_url=server.url, page_size=page_size, filter=scope), MAPPING, client=client
     )
 
 
@@ -114,6 +120,39 @@ def test_round_trip_and_paging(server: LocalScimServer) -> None:
     assert t.find("P0") == a
     assert t.find("nobody") is None
     assert t.read("no-such-id") is None
+
+
+@pytest.mark.parametrize("server_filters", [True, False], ids=["server-filter", "client-filter"])
+def test_managed_scope_is_the_filter(tmp_path: Path, server_filters: bool) -> None:
+    """Users outside target.scim.filter are never read, found, or counted, whether the
+    server evaluates the filter or (without filter support) misync alone does."""
+    with LocalScimServer(tmp_path / "scim", filter=server_filters) as server:
+        ids = server.seed(
+            [
+                {"userName": "etl-batch"},  # no externalId
+                {"userName": "robot", "externalId": "R1", "userType": "service"},
+            ],
+            [],
+        )
+        wire = FaultTransport()
+        t = make_target(server, wire, scope='externalId pr and not (userType eq "service")')
+        mine = t.create(person("P1", "alee"))
+        assert [a.account_id for a in t.snapshot()] == [mine]
+        assert t.find("R1") is None
+        assert t.read(ids["robot"]) is None
+        assert t.read(ids["etl-batch"]) is None
+        assert t.find("P1") is not None
+        queries = [q for q in wire.queries if q.path.endswith("/Users")]
+        assert all(("filter" in q.params) is server_filters for q in queries)
+
+
+def test_a_create_outside_the_scope_is_refused(server: LocalScimServer) -> None:
+    """It would be invisible to the next snapshot and created again on every run."""
+    wire = FaultTransport()
+    t = make_target(server, wire, scope='userType eq "MIS"')  # the mapping writes no userType
+    with pytest.raises(PermanentTargetError, match=r"outside target\.scim\.filter"):
+        t.create(person("P1", "alee"))
+    assert ("POST", "/v2/Users") not in wire.seen
 
 
 @pytest.mark.parametrize("patch", [True, False], ids=["patch", "put-fallback"])
@@ -294,7 +333,10 @@ def test_oauth2_client_credentials(
     """The token endpoint is stubbed; the token it hands out is checked by the real server."""
     calls: list[dict[str, Any]] = []
 
-    def token_endpoint(url: str, data: dict[str, str], verify: Any) -> httpx2.Response:
+    def token_endpoint(
+        url: str, data: dict[str, str], verify: Any, timeout: float
+    ) -> httpx2.Response:
+        assert timeout == 30.0  # target.scim.timeout: a hung IdP never hangs the run
         calls.append({"url": url, **data})
         return httpx2.Response(
             200,

@@ -1,5 +1,5 @@
 """The SCIM 2.0 target (scim2-client is used here and nowhere else)."""
 
-from connector.targets.scim.adapter import ScimTarget
+from connector.targets.scim.adapter import ScimTarget, check_scope_filter
 
-__all__ = ["ScimTarget"]
+__all__ = ["ScimTarget", "check_scope_filter"]

@@ -5,6 +5,10 @@
   whole resource (section 3.5.1); with ETags, writes send ``If-Match`` (section 3.14).
 - Snapshot: ``GET /Users?startIndex=..&count=..`` until ``totalResults`` (section
   3.4.2.4); a failed page raises ``TargetUnavailableError``.
+- Managed scope: ``target.scim.filter`` (default ``externalId pr``). It is sent to
+  servers that support filtering and always checked again here with scim2-models'
+  ``ScimFilter.match``, so a user outside it (a service account) is never an orphan,
+  never read and never written, whatever the server does with filters.
 - Disable/enable writes ``active``; nothing is ever DELETEd.
 - Errors: 429, 500, 502, 503, 504, timeouts and network errors are temporary (with
   ``Retry-After`` when the server sends it); 400, 401, 403, 404, 409, 412 and the rest
@@ -23,7 +27,7 @@ from typing import Any
 import httpx2
 from scim2_client import SCIMClientException
 from scim2_client.engines.httpx2 import SyncSCIMClient
-from scim2_models import Context, PatchOp, SCIMException, SearchRequest
+from scim2_models import Context, PatchOp, SCIMException, ScimFilter, SearchRequest
 
 from connector.mapping.types import Mapping
 from connector.model.accounts import Account, Change, ChangeKind, DesiredAccount
@@ -43,8 +47,11 @@ QUERY = Context.RESOURCE_QUERY_RESPONSE
 class _ClientCredentials(httpx2.Auth):
     """OAuth 2.0 client credentials (RFC 6749 section 4.4), token cached until expiry."""
 
-    def __init__(self, token_url: str, client_id: str, secret: str, verify: Any) -> None:
+    def __init__(
+        self, token_url: str, client_id: str, secret: str, verify: Any, timeout: float
+    ) -> None:
         self._url, self._id, self._secret, self._verify = token_url, client_id, secret, verify
+        self._timeout = timeout
         self._token = ""
         self._expires = 0.0
 
@@ -60,6 +67,7 @@ class _ClientCredentials(httpx2.Auth):
                     "client_secret": self._secret,
                 },
                 verify=self._verify,
+                timeout=self._timeout,
             )
             resp.raise_for_status()
             body = resp.json()
@@ -80,6 +88,14 @@ def _retry_after(response: Any) -> float | None:
             return max(0.0, (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
         except (TypeError, ValueError):
             return None
+
+
+def check_scope_filter(expression: str) -> None:
+    """Raise ValueError naming the setting when ``expression`` is not a SCIM filter."""
+    try:
+        ScimFilter(expression)
+    except Exception as exc:
+        raise ValueError(f"target.scim.filter: {expression!r} is not a SCIM filter: {exc}") from exc
 
 
 def classify(exc: Exception, what: str, account_id: str | None) -> TargetError:
@@ -126,10 +142,11 @@ class ScimTarget:
         self._http = client
         self._scim: SyncSCIMClient | None = None
         self._paths = list(mapping.managed_attributes)
+        self._scope: Any = None
 
     @property
     def description(self) -> str:
-        return self._s.base_url
+        return f"{self._s.base_url} {self._s.filter}"
 
     # -- connection ----------------------------------------------------------------------
 
@@ -146,7 +163,9 @@ class ScimTarget:
                     secret = read_secret(
                         s.oauth_client_secret_file, None, "target.scim.oauth_client_secret"
                     )
-                    auth = _ClientCredentials(s.oauth_token_url, s.oauth_client_id, secret, verify)
+                    auth = _ClientCredentials(
+                        s.oauth_token_url, s.oauth_client_id, secret, verify, s.timeout
+                    )
                 else:
                     headers["Authorization"] = "Bearer " + read_secret(
                         s.token_file, s.token, "target.scim.token"
@@ -182,6 +201,24 @@ class ScimTarget:
 
     def _user(self) -> Any:
         return self._client().get_resource_model("User")
+
+    def _in_scope(self, resource: Any) -> bool:
+        if self._scope is None:
+            try:
+                bind: Any = ScimFilter  # bound to the User model discovered at run time
+                self._scope = bind[self._user()](self._s.filter)
+            except Exception as exc:
+                raise TargetUnavailableError(
+                    f"target.scim.filter {self._s.filter!r} does not fit the server's User"
+                    f" schema: {exc}"
+                ) from exc
+        return bool(self._scope.match(resource))
+
+    def _scoped(self, extra: str | None = None) -> str | None:
+        """The filter to send with a user query, or None when the server cannot filter."""
+        if not self._features()[2]:
+            return None
+        return f"({self._s.filter}) and {extra}" if extra else self._s.filter
 
     def _group(self) -> Any:
         return self._client().get_resource_model("Group")
@@ -247,8 +284,9 @@ class ScimTarget:
 
     def snapshot(self) -> Iterator[Account]:
         groups = self._group_map()
-        for resource in self._pages(self._user(), "users"):
-            yield self._account(resource, groups)
+        for resource in self._pages(self._user(), "users", self._scoped()):
+            if self._in_scope(resource):
+                yield self._account(resource, groups)
 
     def _get(self, account_id: str) -> Any | None:
         try:
@@ -274,19 +312,18 @@ class ScimTarget:
 
     def read(self, account_id: str) -> Account | None:
         resource = self._get(account_id)
-        return None if resource is None else self._account(resource, self._groups_of(account_id))
+        if resource is None or not self._in_scope(resource):
+            return None
+        return self._account(resource, self._groups_of(account_id))
 
     def find(self, person_id: str) -> Account | None:
         corr = self._m.correlation_attribute
-        if self._features()[2]:
-            escaped = person_id.replace("\\", "\\\\").replace('"', '\\"')
-            found = list(self._pages(self._user(), "users", f'{corr} eq "{escaped}"'))
-        else:
-            found = [
-                r
-                for r in self._pages(self._user(), "users")
-                if getattr(r, "external_id", None) == person_id
-            ]
+        flt = self._scoped(f"{corr} eq {ScimFilter.quote(person_id)}")
+        found = [
+            r
+            for r in self._pages(self._user(), "users", flt)
+            if self._in_scope(r) and self._account(r, {}).correlation == person_id
+        ]
         if len(found) > 1:
             raise PermanentTargetError(
                 f"{len(found)} users carry {corr}={person_id}", account_id=found[0].id
@@ -304,6 +341,14 @@ class ScimTarget:
         payload[self._m.disable.attribute] = desired.enabled
         try:
             resource = model.model_validate(payload, scim_ctx=Context.RESOURCE_CREATION_REQUEST)
+        except Exception as exc:
+            raise classify(exc, f"create {desired.logon_id} failed", None) from exc
+        if not self._in_scope(resource):  # it would be created again on every run
+            raise PermanentTargetError(
+                f"create {desired.logon_id} refused: the mapping {self._m.name} builds a user"
+                f" outside target.scim.filter ({self._s.filter})"
+            )
+        try:
             created = self._client().create(resource)
         except Exception as exc:
             raise classify(exc, f"create {desired.logon_id} failed", None) from exc
@@ -367,9 +412,9 @@ class ScimTarget:
     # -- groups --------------------------------------------------------------------------
 
     def _find_group(self, name: str) -> Any | None:
-        escaped = name.replace('"', '\\"')
         if self._features()[2]:
-            found = list(self._pages(self._group(), "groups", f'displayName eq "{escaped}"'))
+            flt = f"displayName eq {ScimFilter.quote(name)}"
+            found = list(self._pages(self._group(), "groups", flt))
         else:
             found = [g for g in self._pages(self._group(), "groups") if g.display_name == name]
         return found[0] if found else None
@@ -407,7 +452,7 @@ class ScimTarget:
         model = self._group()
         try:
             if self._features()[0]:
-                op = {"op": "remove", "path": f'members[value eq "{account_id}"]'}
+                op = {"op": "remove", "path": f"members[value eq {ScimFilter.quote(account_id)}]"}
                 self._client().modify(model, group.id, _patch_op(model, [op]))
             else:
                 self._replace_members(
