@@ -26,7 +26,9 @@ class Reason:
     ``evidenced`` is True when a feed row positively shows the loss (a separation, a
     contract end date, a disable request) and False when the loss is inferred from
     an absence (no training row, not on the roster): the mass-disable guard may hold
-    back only the latter.
+    back only the latter. ``relies_on`` names every feed the conclusion rests on (the
+    evidence feed and, for example for a requester check, the roster and the
+    designations): a reason is sound only while all of them are usable.
     """
 
     code: str
@@ -37,6 +39,12 @@ class Reason:
     evidenced: bool = False
     since: datetime | None = None  # when the condition started failing, if known
     deadline: datetime | None = None  # when an enabled account becomes a breach
+    relies_on: frozenset[FeedName] = frozenset()
+
+    @property
+    def feeds(self) -> frozenset[FeedName]:
+        """Every feed this reason depends on (``feed`` included)."""
+        return self.relies_on | {self.feed} if self.feed is not None else self.relies_on
 
 
 @dataclass(frozen=True, slots=True)

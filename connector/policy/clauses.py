@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from connector.model.feeds import FeedName
+
 CLAUSES: dict[str, tuple[str, str]] = {
     # failing conditions
     "no_add_request": (
@@ -64,8 +66,43 @@ CLAUSES: dict[str, tuple[str, str]] = {
         "3.i",
         "change request from a requester who was not designated; ignored",
     ),
+    "disable_superseded": (
+        "3.i, 3.k",
+        "a disable request was superseded by an add request submitted after it",
+    ),
     "add_invalid_ignored": (
         "3.i",
         "an invalid add request was ignored because a grant is already in force",
     ),
+}
+
+
+_W, _O, _S = FeedName.WORKERS, FeedName.ORGANIZATIONS, FeedName.SEPARATIONS
+_REQUESTER_CHECK = frozenset({FeedName.REQUESTS, FeedName.REQUESTERS, _W, _O, _S})
+_ORG_CHECK = frozenset({_W, _O, FeedName.CONTRACTS})
+
+RELIES_ON: dict[str, frozenset[FeedName]] = {
+    # Every feed a failing condition rests on. A disable or a breach is driven only by a
+    # reason whose feeds are all usable: a missing roster must never read as "no WDA",
+    # nor a missing designations file as "no requester" (SPEC: never act on a partial feed).
+    "no_add_request": frozenset({FeedName.REQUESTS}),
+    "add_request_invalid_requester": _REQUESTER_CHECK,
+    "add_request_uncertified": frozenset({FeedName.REQUESTS}),
+    "disabled_by_request": frozenset({FeedName.REQUESTS}),
+    "not_on_roster": frozenset({_W}),
+    "org_unknown": frozenset({_W, _O}),
+    "org_ineligible": frozenset({_W, _O}),
+    "no_wioa_contract": _ORG_CHECK,
+    "wioa_contract_ended": _ORG_CHECK,
+    "wioa_contract_not_started": _ORG_CHECK,
+    "wioa_contract_unsigned": _ORG_CHECK,
+    "no_data_sharing_contract": _ORG_CHECK,
+    "data_sharing_ended": _ORG_CHECK,
+    "data_sharing_not_started": _ORG_CHECK,
+    "data_sharing_unsigned": _ORG_CHECK,
+    "data_sharing_no_business_case": _ORG_CHECK,
+    "data_sharing_unapproved": _ORG_CHECK,
+    "training_missing": frozenset({FeedName.TRAINING}),
+    "nda_missing": frozenset({FeedName.NDAS, FeedName.REQUESTS}),
+    "lapse_not_restored": frozenset({FeedName.CONTRACTS, FeedName.NDAS, FeedName.REQUESTS}),
 }

@@ -12,10 +12,11 @@ evidence; ``evidenced`` marks losses a feed row positively shows.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
@@ -37,7 +38,7 @@ from connector.model.records import (
     Worker,
     WorkerStatus,
 )
-from connector.policy.clauses import CLAUSES
+from connector.policy.clauses import CLAUSES, RELIES_ON
 from connector.policy.rules import PolicyRules
 
 
@@ -58,8 +59,22 @@ def _reason(
     deadline: datetime | None = None,
 ) -> Reason:
     return Reason(
-        code, clause or CLAUSES[code][0], message, feed, source, evidenced, since, deadline
+        code,
+        clause or CLAUSES[code][0],
+        message,
+        feed,
+        source,
+        evidenced,
+        since,
+        deadline,
+        RELIES_ON.get(code, frozenset()),
     )
+
+
+def after(instant: datetime, delta: timedelta) -> datetime:
+    """``instant + delta`` in elapsed time (24 h is 24 h across a DST change), shown in
+    the instant's own zone."""
+    return (instant.astimezone(UTC) + delta).astimezone(instant.tzinfo)
 
 
 T = TypeVar("T")
@@ -107,18 +122,28 @@ class PolicyIndex:
         )
 
 
+def roster_separation(w: Worker | None, tz: ZoneInfo) -> datetime | None:
+    """When a roster row's separation takes effect: the end of ``separated_on``."""
+    if w is None or w.status is not WorkerStatus.SEPARATED or w.separated_on is None:
+        return None
+    return day_start(w.separated_on + timedelta(days=1), tz)
+
+
 def separation_of(
-    person_id: str, idx: PolicyIndex, tz: ZoneInfo
+    person_id: str, idx: PolicyIndex, tz: ZoneInfo, at: datetime
 ) -> tuple[datetime, SourceRef, FeedName] | None:
-    """The person's separation instant: the newest separations.csv row wins over the roster."""
-    rows = idx.separations.get(person_id, ())
-    if rows:
-        newest = max(rows, key=lambda s: s.separated_at)
-        return newest.separated_at, newest.source, FeedName.SEPARATIONS
+    """The newest separation that has taken effect by ``at``, from separations.csv and the
+    roster together (a row dated in the future does not hide one already in effect)."""
+    events = [
+        (s.separated_at, s.source, FeedName.SEPARATIONS)
+        for s in idx.separations.get(person_id, ())
+        if s.separated_at <= at
+    ]
     w = idx.workers.get(person_id)
-    if w is not None and w.status is WorkerStatus.SEPARATED and w.separated_on is not None:
-        return day_start(w.separated_on + timedelta(days=1), tz), w.source, FeedName.WORKERS
-    return None
+    roster = roster_separation(w, tz)
+    if w is not None and roster is not None and roster <= at:
+        events.append((roster, w.source, FeedName.WORKERS))
+    return max(events, key=lambda e: e[0]) if events else None
 
 
 def requester_problem(req: AccessRequest, wda: str, idx: PolicyIndex, tz: ZoneInfo) -> str | None:
@@ -141,8 +166,10 @@ def requester_problem(req: AccessRequest, wda: str, idx: PolicyIndex, tz: ZoneIn
         d = matching[0]
         span = f"{d.starts_on}..{d.ends_on or ''}"
         return f"requester {rid}'s designation ({span}, {d.source}) was not in force on {submitted}"
-    sep = separation_of(rid, idx, tz)
-    if sep is not None and sep[0] <= req.submitted_at:
+    sep = separation_of(rid, idx, tz, req.submitted_at)
+    if sep is not None and all(day_start(d.starts_on, tz) < sep[0] for d in in_force):
+        # separated after every designation in force began; a designation that starts
+        # after the separation shows the requester came back and was designated again
         return f"requester {rid} had separated at {sep[0].isoformat()} ({sep[1]})"
     return None
 
@@ -185,13 +212,14 @@ def _contract_reasons(
             source=c.source,
             evidenced=True,
             since=end,
-            deadline=end + rules.contract_grace,
+            deadline=after(end, rules.contract_grace),
         )
 
     wioa = [c for c in contracts if c.type is ContractType.WIOA_SERVICES]
+    wioa_out: list[Reason] = []
     if not any(c.signed_on and c.signed_on <= today and _in_force(c, at, tz) for c in wioa):
         if not wioa:
-            out.append(
+            wioa_out.append(
                 _reason(
                     "no_wioa_contract",
                     f"organization {org_id} has no WIOA services contract in contracts.csv",
@@ -215,7 +243,8 @@ def _contract_reasons(
                     source=c.source,
                     evidenced=True,
                 )
-            out.append(r)
+            wioa_out.append(r)
+    out += _latest_end_only(wioa_out)
 
     ds = [c for c in contracts if c.type is ContractType.DATA_SHARING]
 
@@ -280,9 +309,21 @@ def _contract_reasons(
             )
         )
     elif all(all_probs):
-        for probs in all_probs:
-            out += probs
+        out += _latest_end_only([r for probs in all_probs for r in probs])
     return tuple(out)
+
+
+def _latest_end_only(reasons: list[Reason]) -> list[Reason]:
+    """Of several ended contracts of one type, the one that ended last sets ``since`` and
+    the deadline; the older ones were superseded (renewed) and stay as evidence only."""
+    ended = [r for r in reasons if r.deadline is not None]
+    if len(ended) <= 1:
+        return reasons
+    last = max(ended, key=lambda r: r.deadline or r.since or datetime.min.replace(tzinfo=UTC))
+    return [
+        r if r is last or r.deadline is None else dataclasses.replace(r, since=None, deadline=None)
+        for r in reasons
+    ]
 
 
 def _coverage_gap(
@@ -313,37 +354,52 @@ def evaluate(person_id: str, idx: PolicyIndex, at: datetime, rules: PolicyRules)
     today = at.astimezone(tz).date()
     worker = idx.workers.get(person_id)
     seps = idx.separations.get(person_id, ())
-    org_id = worker.org_id if worker else (seps[0].org_id if seps else "")
+    newest_sep_row = max(seps, key=lambda r: r.separated_at) if seps else None
+    org_id = worker.org_id if worker else (newest_sep_row.org_id if newest_sep_row else "")
     org = idx.orgs.get(org_id)
     is_esd = org is not None and org.kind is OrgKind.ESD
     wda = org.wda if org else ""
     reasons: list[Reason] = []
     flags: list[Reason] = []
 
-    sep = separation_of(person_id, idx, tz)
-    sep_at = sep[0] if sep and sep[0] <= at else None
+    sep = separation_of(person_id, idx, tz, at)
+    sep_at = sep[0] if sep else None
     sep_clause = "3.g.ix" if is_esd else "3.h.viii"
 
-    # --- requests, in effect order (3.i, 3.k) -----------------------------------------
+    # --- requests (3.i, 3.k) ------------------------------------------------------------
+    # Taken in order of effect. A request acts only on what was submitted before it: a
+    # disable ends a grant whose add requests were all submitted before the disable, and
+    # cancels such an add that takes effect later; an add submitted after a disable is
+    # not touched by it. A separation ends every grant whose add requests were submitted
+    # before it took effect (rehire needs an add submitted after the separation).
     approved = sorted(
         (
             q
             for q in idx.requests.get(person_id, ())
-            if q.status is RequestStatus.APPROVED and day_start(q.effective_on, tz) <= at
+            if q.status is RequestStatus.APPROVED
+            and q.submitted_at <= at
+            and day_start(q.effective_on, tz) <= at
         ),
         key=lambda q: (day_start(q.effective_on, tz), q.submitted_at, q.source.line),
     )
     grant: Grant | None = None
+    grant_submitted: datetime | None = None  # newest submission among the grant's adds
     ended: Reason | None = None
     invalid_add: list[Reason] = []
+    disables: list[tuple[datetime, Reason]] = []  # (submitted_at, end reason) in effect so far
     profile: str = ""
     offices: tuple[str, ...] = ()
     sep_ended = False
 
     def end_by_separation(upto: datetime) -> None:
-        nonlocal grant, sep_ended
-        if grant is not None and sep_at is not None and grant.started_at < sep_at <= upto:
-            grant, sep_ended = None, True
+        nonlocal grant, grant_submitted, sep_ended
+        if (
+            grant is not None
+            and grant_submitted is not None
+            and sep_at is not None
+            and grant_submitted < sep_at <= upto
+        ):
+            grant, grant_submitted, sep_ended = None, None, True
 
     for q in approved:
         eff = day_start(q.effective_on, tz)
@@ -367,7 +423,6 @@ def evaluate(person_id: str, idx: PolicyIndex, at: datetime, rules: PolicyRules)
                         _reason(
                             "add_request_invalid_requester",
                             f"add request {q.request_id}: {problem} ({q.source})",
-                            evidenced=True,
                             **src,
                         )
                     )
@@ -393,8 +448,16 @@ def evaluate(person_id: str, idx: PolicyIndex, at: datetime, rules: PolicyRules)
                     invalid_add = bad
                 continue
             if grant is None:
+                cancelled = [r for sub, r in disables if sub > q.submitted_at]
+                if cancelled:  # a disable submitted after this add has taken effect
+                    ended, invalid_add = cancelled[-1], []
+                    continue
+                if sep_at is not None and q.submitted_at < sep_at:
+                    sep_ended, invalid_add = True, []  # requested before the separation
+                    continue
                 grant = Grant(q.request_id, eff, q.source)
                 ended, sep_ended, invalid_add = None, False, []
+            grant_submitted = max(grant_submitted or q.submitted_at, q.submitted_at)
             profile, offices = q.profile or profile, q.offices or offices
         elif q.action is RequestAction.CHANGE:
             if problem:
@@ -428,16 +491,28 @@ def evaluate(person_id: str, idx: PolicyIndex, at: datetime, rules: PolicyRules)
                         **src,
                     )
                 )
-            if grant is not None:
-                grant = None
-                ended = _reason(
-                    "disabled_by_request",
-                    f"disable request {q.request_id} took effect {q.effective_on} ({q.source})",
-                    evidenced=True,
-                    since=eff,
-                    deadline=eff,
-                    **src,
-                )
+            end = _reason(
+                "disabled_by_request",
+                f"disable request {q.request_id} took effect {q.effective_on} ({q.source})",
+                evidenced=True,
+                since=eff,
+                deadline=eff,
+                **src,
+            )
+            disables.append((q.submitted_at, end))
+            if grant is not None and grant_submitted is not None:
+                if q.submitted_at > grant_submitted:
+                    grant, grant_submitted, ended = None, None, end
+                else:
+                    flags.append(
+                        _reason(
+                            "disable_superseded",
+                            f"disable request {q.request_id} ({q.source}) was submitted "
+                            f"before add request {grant.request_id}'s grant was last "
+                            "requested; the later add stands",
+                            **src,
+                        )
+                    )
     end_by_separation(at)
 
     if grant is None:
@@ -455,18 +530,23 @@ def evaluate(person_id: str, idx: PolicyIndex, at: datetime, rules: PolicyRules)
             )
 
     # --- employment (3.g.ix, 3.h.viii, 3.g.vi) ------------------------------------------
-    if sep_at is not None and (grant is None or grant.started_at < sep_at):
-        assert sep is not None
+    # A separation not followed by an add request submitted after it, or a roster that
+    # still says "separated" (HR has not recorded the rehire yet), fails the person.
+    roster_sep = roster_separation(worker, tz)
+    shown = sep if grant is None else None
+    if shown is None and worker is not None and roster_sep is not None and roster_sep <= at:
+        shown = (roster_sep, worker.source, FeedName.WORKERS)
+    if shown is not None:
         reasons.append(
             _reason(
                 "separated",
-                f"separated {sep_at.isoformat()} ({sep[1]})",
+                f"separated {shown[0].isoformat()} ({shown[1]})",
                 clause=sep_clause,
-                feed=sep[2],
-                source=sep[1],
+                feed=shown[2],
+                source=shown[1],
                 evidenced=True,
-                since=sep_at,
-                deadline=sep_at + rules.separation_deadline,
+                since=shown[0],
+                deadline=after(shown[0], rules.separation_deadline),
             )
         )
     elif worker is None:
@@ -548,9 +628,8 @@ def evaluate(person_id: str, idx: PolicyIndex, at: datetime, rules: PolicyRules)
                     f"after grant {grant.request_id} ended {grace_end.isoformat()}",
                     clause=nda_clause,
                     feed=FeedName.NDAS,
-                    evidenced=True,
                     since=grace_end,
-                    deadline=grace_end + rules.lapse_deadline,
+                    deadline=after(grace_end, rules.lapse_deadline),
                 )
             )
         else:

@@ -5,9 +5,12 @@ Rules (SPEC.md "Interfaces" and "Authoritative feeds"):
 - **Feed guard.** An unhealthy feed (missing, unreadable, stale, shrunk, empty) drives
   nothing. Creates and enables need every feed healthy; updates need the roster, the
   requests, the organizations and the requesters. A disable goes ahead when at least one
-  of its failing reasons comes from a healthy feed ("except disables driven by other
-  feeds"). A person with a rejected row in a feed is treated as if that feed were
-  unhealthy *for that person*: a rejected row is never read as "no row".
+  of its failing reasons is *sound*: every feed that reason relies on
+  (``Reason.feeds``) is usable ("except disables driven by other feeds"). Only sound
+  reasons set the deadline, count as evidence and raise breaches. A person with a
+  rejected row in a feed is treated as if that feed were unhealthy *for that person*
+  (and for the people they requested, for a requester's rows): a rejected row is never
+  read as "no row".
 - **Mass-disable guard.** Disables that no positive evidence explains (orphans,
   people who vanished from a feed: reasons with ``evidenced=False`` only) are held when
   their count exceeds ``max_unexplained`` or their share of enabled managed accounts
@@ -42,7 +45,9 @@ ALL_FEEDS = frozenset(FeedName)
 UPDATE_DRIVERS = frozenset(
     {FeedName.WORKERS, FeedName.REQUESTS, FeedName.ORGANIZATIONS, FeedName.REQUESTERS}
 )
-ORPHAN_DRIVERS = frozenset({FeedName.WORKERS, FeedName.REQUESTS})
+# An orphan is an account whose person is in no feed that names people: all must be whole.
+ORPHAN_DRIVERS = frozenset({FeedName.WORKERS, FeedName.REQUESTS, FeedName.SEPARATIONS})
+REQUESTER_FEEDS = frozenset({FeedName.REQUESTERS, FeedName.WORKERS, FeedName.SEPARATIONS})
 ORG_KEYED_FEEDS = frozenset({FeedName.ORGANIZATIONS, FeedName.CONTRACTS})
 OP_ORDER = {Op.DISABLE: 0, Op.UPDATE: 1, Op.ENABLE: 2, Op.CREATE: 3}
 
@@ -93,7 +98,13 @@ def _orphan_reason(account: Account, correlation_attribute: str) -> Reason:
         msg = f"{correlation_attribute}={account.correlation} matches no person in the feeds"
     else:
         msg = f"account has no {correlation_attribute}; it correlates to no person"
-    return Reason(code="orphan", clause="3.e.viii, 3.j", message=msg, feed=FeedName.WORKERS)
+    return Reason(
+        code="orphan",
+        clause="3.e.viii, 3.j",
+        message=msg,
+        feed=FeedName.WORKERS,
+        relies_on=ORPHAN_DRIVERS,
+    )
 
 
 def build_plan(inp: PlanInputs) -> Plan:
@@ -114,6 +125,10 @@ def build_plan(inp: PlanInputs) -> Plan:
         name = FeedName(r.feed)
         (rejected_by_org if name in ORG_KEYED_FEEDS else rejected_by_person)[r.key].add(name)
 
+    requesters_of: dict[str, set[str]] = defaultdict(set)
+    for q in feeds.requests:
+        requesters_of[q.person_id].add(q.requester_id)
+
     def blocked_feeds(person_id: str | None) -> frozenset[FeedName]:
         if person_id is None:
             return unhealthy
@@ -121,6 +136,9 @@ def build_plan(inp: PlanInputs) -> Plan:
         worker = workers.get(person_id)
         if worker is not None:
             extra |= rejected_by_org.get(worker.org_id, set())
+        for rid in requesters_of.get(person_id, ()):
+            if rejected_by_person.get(rid, set()) & REQUESTER_FEEDS:
+                extra.add(FeedName.REQUESTERS)  # the requester check cannot be trusted
         return unhealthy | extra
 
     # Correlate the snapshot.
@@ -152,11 +170,12 @@ def build_plan(inp: PlanInputs) -> Plan:
             hold(action, "quarantined", f"{action.key} failed repeatedly and is quarantined")
             return
         if action.op is Op.DISABLE:
-            drivers = action.drivers
-            if drivers and drivers <= blocked:
-                names = ", ".join(sorted(drivers))
+            if not action.drivers:  # no reason that every feed it relies on supports
+                names = ", ".join(sorted(frozenset().union(*(r.feeds for r in action.reasons))))
                 hold(
-                    action, "feed_unhealthy", f"every feed behind this disable is unusable: {names}"
+                    action,
+                    "feed_unhealthy",
+                    f"every reason for this disable rests on an unusable feed ({names})",
                 )
                 return
         else:
@@ -244,7 +263,9 @@ def build_plan(inp: PlanInputs) -> Plan:
 
         if acc is None or not acc.enabled:
             continue
-        deadline = decision.deadline
+        blocked = blocked_feeds(person_id)
+        sound = tuple(r for r in decision.reasons if not r.feeds & blocked)
+        deadline = min((r.deadline for r in sound if r.deadline is not None), default=None)
         action = Action(
             op=Op.DISABLE,
             person_id=person_id,
@@ -253,13 +274,13 @@ def build_plan(inp: PlanInputs) -> Plan:
             changes=(),
             reasons=decision.reasons + decision.flags,
             before=account_digest(acc),
-            drivers=frozenset(r.feed for r in decision.reasons if r.feed is not None),
-            evidenced=decision.evidenced,
+            drivers=frozenset().union(*(r.feeds for r in sound)),
+            evidenced=any(r.evidenced for r in sound),
             deadline=deadline,
         )
         consider(action)
-        if deadline is not None:
-            _breach(breaches, person_id, acc, deadline, decision.reasons, inp)
+        if deadline is not None:  # only reasons that can be trusted raise a breach
+            _breach(breaches, person_id, acc, deadline, sound, inp)
 
     for stray in uncorrelated:
         if not stray.enabled:
@@ -272,7 +293,7 @@ def build_plan(inp: PlanInputs) -> Plan:
             changes=(),
             reasons=(_orphan_reason(stray, mapping.correlation_attribute),),
             before=account_digest(stray),
-            drivers=ORPHAN_DRIVERS,
+            drivers=frozenset() if ORPHAN_DRIVERS & unhealthy else ORPHAN_DRIVERS,
         )
         if inp.orphans == "report":
             hold(orphan, "orphan_report_only", "orphans are configured report-only")

@@ -39,6 +39,8 @@ def _reason(r: Reason) -> dict[str, Any]:
         out["source"] = {"feed": r.source.feed, "file": r.source.file, "line": r.source.line}
     if r.evidenced:
         out["evidenced"] = True
+    if r.relies_on:
+        out["relies_on"] = sorted(f.value for f in r.relies_on)
     if r.since is not None:
         out["since"] = _dt(r.since)
     if r.deadline is not None:
@@ -158,6 +160,7 @@ def _preason(d: dict[str, Any]) -> Reason:
         evidenced=bool(d.get("evidenced", False)),
         since=_pdt(d.get("since")),
         deadline=_pdt(d.get("deadline")),
+        relies_on=frozenset(FeedName(f) for f in d.get("relies_on", ())),
     )
 
 

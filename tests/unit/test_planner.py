@@ -350,3 +350,97 @@ def test_plan_json_round_trip_and_tamper_detection() -> None:
         plan_from_json(json.dumps(body))
     with pytest.raises(PlanFormatError, match="not JSON"):
         plan_from_json("{")
+
+
+def _world(n: int) -> FeedSet:
+    """``n`` entitled people and one (PSEP) separated last week, all with accounts."""
+    from tests.unit import test_policy as tp
+
+    people = [f"P{i:03}" for i in range(n)]
+    base = tp.base()
+    sep_at = datetime(2026, 11, 18, 17, 0, tzinfo=tp.LA)
+    return dataclasses.replace(
+        base,
+        workers=(*[tp.worker(p) for p in [*people, "PSEP"]], tp.worker("R1")),
+        training=tuple(
+            dataclasses.replace(base.training[0], person_id=p) for p in [*people, "PSEP"]
+        ),
+        ndas=tuple(dataclasses.replace(base.ndas[0], person_id=p) for p in [*people, "PSEP"]),
+        requests=tuple(
+            dataclasses.replace(tp.request(f"REQ-{p}"), person_id=p) for p in [*people, "PSEP"]
+        ),
+        separations=(tp.Separation("PSEP", "CBO1", sep_at, "quit", tp.src("separations", 2)),),
+    )
+
+
+@pytest.mark.parametrize(
+    "missing",
+    [
+        FeedName.REQUESTERS,
+        FeedName.WORKERS,
+        FeedName.ORGANIZATIONS,
+        FeedName.CONTRACTS,
+        FeedName.TRAINING,
+        FeedName.NDAS,
+        FeedName.REQUESTS,
+    ],
+)
+def test_a_missing_feed_is_never_read_as_everyone_lost_access(missing: FeedName) -> None:
+    """Policy and planner together: a missing feed contributes no rows, so every reason
+    that rests on it (a requester check needs the designations, the roster and the
+    organizations) is unsound: no disable, no breach. A separation from another feed is
+    still carried out (SPEC: "except disables driven by other feeds")."""
+    from connector.policy import evaluate_all
+    from tests.unit import test_policy as tp
+
+    world = _world(60)
+    feeds = dataclasses.replace(
+        world,
+        **{missing.value: ()},
+        health={missing: FeedHealth(missing, f"{missing}.csv", FeedState.MISSING, 0, 0)},
+    )
+    decisions = evaluate_all(feeds, tp.AT, tp.RULES)
+    accounts = [account(p, f"u{p.lower()}") for p in decisions if p != "R1"]
+    plan = build_plan(
+        PlanInputs(
+            as_of=tp.AT,
+            feeds=feeds,
+            decisions=decisions,
+            accounts=accounts,
+            mapping=MAPPING,
+            target="t",
+            max_unexplained=1000,  # the feed guard alone must hold them
+            max_share=1.0,
+        )
+    )
+    assert [(a.op.value, a.person_id) for a in plan.actions if a.op is Op.DISABLE] == [
+        ("disable", "PSEP")
+    ]
+    assert [b.person_id for b in plan.breaches] == ["PSEP"]
+    held = {h.action.person_id for h in plan.held if h.code == "feed_unhealthy"}
+    assert len(held) >= 60
+
+
+def test_the_same_world_with_every_feed_whole_disables_only_the_separated() -> None:
+    """The control for the test above: nothing is held, only PSEP loses access."""
+    from connector.policy import evaluate_all
+    from tests.unit import test_policy as tp
+
+    world = _world(60)
+    decisions = evaluate_all(world, tp.AT, tp.RULES)
+    assert sum(d.entitled for d in decisions.values()) == 60  # not PSEP, nor R1 (no request)
+    accounts = [account(p, f"u{p.lower()}") for p in decisions if p != "R1"]
+    plan = build_plan(
+        PlanInputs(
+            as_of=tp.AT,
+            feeds=world,
+            decisions=decisions,
+            accounts=accounts,
+            mapping=MAPPING,
+            target="t",
+        )
+    )
+    assert [(a.op.value, a.person_id) for a in plan.actions if a.op is Op.DISABLE] == [
+        ("disable", "PSEP")
+    ]
+    assert plan.held == ()
