@@ -311,16 +311,19 @@ def _dispatch(args: argparse.Namespace, out: TextIO) -> int:
 
 def _config_check(rt: Runtime, out: TextIO) -> int:
     """Validate what can be validated without touching the directory."""
-    from connector.feeds import load_feed_layout
+    from connector.feeds import FeedLayout, check_headers, load_feed_layout
 
     s = rt.settings
     problems: list[str] = []
+    layout: FeedLayout | None = None
     try:
-        load_feed_layout(s.feeds.mapping)
+        layout = load_feed_layout(s.feeds.mapping)
     except ValueError as exc:
         problems.append(str(exc))
     if not s.feeds.dir.is_dir():
         problems.append(f"feeds.dir: {s.feeds.dir} is not a directory")
+    elif layout is not None:
+        problems += check_headers(s.feeds, layout)  # each file exists, with its columns
     try:
         if s.target.kind == "ldap":
             s.target.ldap.bind_password()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,4 +112,33 @@ def load_feed_layout(path: Path | None) -> FeedLayout:
         if feed.file:
             files[name] = feed.file
         columns[name] = dict(feed.columns)
-    return FeedLayout(files, columns)
+    result = FeedLayout(files, columns)
+    _check_distinct(path, result, {name for name, feed in layout.feeds.items() if feed.file})
+    return result
+
+
+def _check_distinct(path: Path, layout: FeedLayout, set_here: set[FeedName]) -> None:
+    """Two logical columns of a feed in one file column, or two feeds in one file, would
+    read one value as two different things: refuse the layout, naming the field."""
+    for name in FeedName:
+        by_column: dict[str, list[str]] = {}
+        for logical in COLUMNS[name]:
+            by_column.setdefault(layout.column(name, logical), []).append(logical)
+        for column, logicals in by_column.items():
+            if len(logicals) > 1:
+                raise FeedLayoutError(
+                    f"{path}: feeds.{name.value}.columns: {' and '.join(logicals)} all map "
+                    f"to the file column {column!r}; each needs its own column"
+                )
+    owner: dict[str, FeedName] = {}
+    for name in FeedName:
+        file = os.path.normpath(layout.files[name])
+        other = owner.setdefault(file, name)
+        if other is not name:
+            # Name the field written in the layout file rather than a default.
+            blamed, kept = (other, name) if name not in set_here else (name, other)
+            raise FeedLayoutError(
+                f"{path}: feeds.{blamed.value}.file: {layout.files[blamed]!r} is also the file "
+                f"of feeds.{kept.value}{'' if kept in set_here else ' (the default)'}; "
+                "each feed needs its own file"
+            )

@@ -5,11 +5,23 @@ line 1), the file's column name, the value and the reason; all the errors of a r
 reported, not only the first. Nothing is dropped silently and nothing is guessed.
 
 Feed health (``FeedHealth``): MISSING (no file) > UNREADABLE (cannot be opened or
-decoded, or a required column is missing from the header) > EMPTY (no accepted row;
+decoded; malformed CSV; a line break inside a field, which no feed has and which means
+rows may have been swallowed; a header lacking a required column or repeating one; or a
+rejected row whose subject (person_id, or org_id for the org feeds) cannot be read, so
+that it cannot be attributed to anybody) > EMPTY (no accepted row;
 only ``separations`` may be empty) > SHRUNK (rows fell by more than ``shrink_share``
 and by at least ``shrink_min_rows`` since the last good run) > STALE (older than
 ``max_age_hours``). Missing and unreadable feeds contribute no records; stale and
 shrunk feeds keep theirs (disables may cite them) but drive nothing themselves.
+
+Every rejection carries ``key``, the row's subject, read even from a row with the wrong
+number of fields, so that the planner holds that person's (or organization's) actions:
+a rejected row is never read as "no row". Values are strict: dates ``YYYY-MM-DD``,
+instants ``YYYY-MM-DDTHH:MM[:SS[.fff]]`` (1 to 6 digits) then ``Z`` or ``±HH:MM``, booleans
+``true``/``false``, enumerations exactly as SPEC.md spells them; a value with an
+invisible character (Unicode Cc, Cf, Zl, Zp: a control character, a stray BOM, a
+zero-width space) is rejected. Rows sharing a primary key (``UNIQUE_COLUMN``) are all
+rejected, each naming the others' lines.
 """
 
 from __future__ import annotations
@@ -17,7 +29,10 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-from collections.abc import Callable, Mapping
+import re
+import unicodedata
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -75,11 +90,53 @@ OPTIONAL_TEXT = frozenset(
     }
 )
 
+#: Unicode categories of characters that cannot be seen in a value: control (Cc, which
+#: includes tab, CR and LF), format (Cf: BOM, zero-width space, bidi marks), and the
+#: line and paragraph separators (Zl, Zp).
+INVISIBLE = frozenset({"Cc", "Cf", "Zl", "Zp"})
+#: How many other line numbers a duplicate-key rejection lists before "and N more".
+MAX_LINES_LISTED = 5
+
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_LOCAL = r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]{1,6})?)?"
+_INSTANT = re.compile(_LOCAL + r"(?:Z|[+-][0-9]{2}:[0-9]{2})")
+_NAIVE = re.compile(_LOCAL)
+
 E = TypeVar("E", bound=StrEnum)
 
 
 class _Bad(ValueError):
     """One field failed; the message is the reason."""
+
+
+class _Unreadable(Exception):
+    """The whole file cannot be trusted; the message names the file and the line."""
+
+
+def _invisible(value: str) -> list[str]:
+    """The invisible characters in ``value``, each once, in order of appearance."""
+    if value.isprintable():  # the fast path: Cc, Cf, Zl and Zp are all non-printable
+        return []
+    return list(dict.fromkeys(ch for ch in value if unicodedata.category(ch) in INVISIBLE))
+
+
+def _describe(chars: Sequence[str]) -> str:
+    return ", ".join(
+        f"U+{ord(ch):04X} ({unicodedata.name(ch, 'control character')})" for ch in chars
+    )
+
+
+def _clean(value: str) -> str:
+    """``value`` without invisible characters or surrounding blanks (to attribute a row)."""
+    if value.isprintable():
+        return value.strip()
+    return "".join(ch for ch in value if unicodedata.category(ch) not in INVISIBLE).strip()
+
+
+def _lines_listed(lines: Sequence[int]) -> str:
+    shown = ", ".join(str(n) for n in lines[:MAX_LINES_LISTED])
+    more = len(lines) - MAX_LINES_LISTED
+    return shown + (f" and {more} more" if more > 0 else "")
 
 
 class _Row:
@@ -90,6 +147,8 @@ class _Row:
         self.errors: dict[str, str] = {}
 
     def _get(self, col: str, conv: Callable[[str], Any], *, required: bool) -> Any:
+        if col in self.errors:  # already rejected (an invisible character): no second guess
+            return None
         raw = self.values.get(col, "").strip()
         if raw == "":
             if required:
@@ -127,32 +186,37 @@ class _Row:
 
 
 def _date(raw: str) -> date:
-    try:
-        return date.fromisoformat(raw)
-    except ValueError:
-        raise _Bad(f"not a date (YYYY-MM-DD): {raw!r}") from None
+    if _DATE.fullmatch(raw):
+        try:
+            return date.fromisoformat(raw)
+        except ValueError:
+            pass
+    raise _Bad(f"not a date (YYYY-MM-DD): {raw!r}")
+
+
+_INSTANT_FORM = "YYYY-MM-DDTHH:MM[:SS[.fff]] then Z or ±HH:MM, e.g. 2026-11-25T17:00:00-08:00"
 
 
 def _instant(raw: str) -> datetime:
-    try:
-        value = datetime.fromisoformat(raw)
-    except ValueError:
-        raise _Bad(f"not an ISO 8601 instant: {raw!r}") from None
-    if value.tzinfo is None:
+    if _NAIVE.fullmatch(raw):
         raise _Bad(f"instant {raw!r} needs a UTC offset (e.g. 2026-11-25T17:00:00-08:00)")
-    return value
+    if _INSTANT.fullmatch(raw):
+        try:
+            return datetime.fromisoformat(raw)
+        except ValueError:
+            pass
+    raise _Bad(f"not an ISO 8601 instant ({_INSTANT_FORM}): {raw!r}")
 
 
 def _bool(raw: str) -> bool:
-    low = raw.lower()
-    if low in ("true", "false"):
-        return low == "true"
+    if raw in ("true", "false"):
+        return raw == "true"
     raise _Bad(f"not a boolean (true/false): {raw!r}")
 
 
 def _enum(raw: str, kind: type[E]) -> E:
     try:
-        return kind(raw.lower())
+        return kind(raw)
     except ValueError:
         allowed = ", ".join(m.value for m in kind)
         raise _Bad(f"{raw!r} is not one of: {allowed}") from None
@@ -176,17 +240,20 @@ _COUNTERPARTIES = {
     ContractType.WIOA_SERVICES: ("lwdb", "esd", "dol"),
     ContractType.DATA_SHARING: ("esd", "lwdb"),
 }
+_ANY_COUNTERPARTY = tuple(dict.fromkeys(c for cs in _COUNTERPARTIES.values() for c in cs))
 
 
 def _contract(r: _Row, src: SourceRef) -> Contract | None:
     ctype = r.enum("type", ContractType)
-    counterparty = r.text("counterparty").lower()
+    counterparty = r.text("counterparty")
     if ctype is not None and counterparty and counterparty not in _COUNTERPARTIES[ctype]:
         r.fail(
             "counterparty",
             f"{counterparty!r} is not a valid counterparty for a {ctype} "
             f"contract ({', '.join(_COUNTERPARTIES[ctype])})",
         )
+    elif ctype is None and counterparty and counterparty not in _ANY_COUNTERPARTY:
+        r.fail("counterparty", f"{counterparty!r} is not one of: {', '.join(_ANY_COUNTERPARTY)}")
     starts, ends = r.date("starts_on"), r.date("ends_on", required=False)
     signed, terminated = (
         r.date("signed_on", required=False),
@@ -219,6 +286,12 @@ def _worker(r: _Row, src: SourceRef) -> Worker | None:
     separated_on = r.date("separated_on", required=False)
     if status is WorkerStatus.SEPARATED and separated_on is None and "separated_on" not in r.errors:
         r.fail("separated_on", "required when status is separated (the last day worked)")
+    elif status not in (None, WorkerStatus.SEPARATED) and r.values.get("separated_on", "").strip():
+        r.fail(
+            "separated_on",
+            f"status {status} contradicts separated_on (only a separated worker has a last "
+            "day worked)",
+        )
     rec = Worker(
         r.text("person_id"),
         r.text("org_id"),
@@ -301,6 +374,68 @@ BUILDERS: dict[FeedName, Callable[[_Row, SourceRef], Any]] = {
 }
 
 
+def _decode(file: str, raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise _Unreadable(f"{file} line {line}: not UTF-8 ({exc.reason})") from None
+
+
+def _next_record(file: str, reader: Iterator[list[str]], start: int) -> list[str]:
+    """The next record; malformed CSV (strict) makes the whole file unreadable."""
+    try:
+        return next(reader)
+    except csv.Error as exc:
+        raise _Unreadable(f"{file} line {start}: malformed CSV ({exc}); rows may be lost") from None
+
+
+def _no_line_breaks(file: str, start: int, fields: Sequence[str], names: Sequence[str]) -> None:
+    """No feed has multi-line values: a line break in a field means damage (an unterminated
+    quote, say) that may have swallowed rows, so the whole file is unreadable. The first
+    such field starts on the record's first line, ``start``."""
+    for i, value in enumerate(fields):
+        if "\r" in value or "\n" in value:
+            column = names[i] if i < len(names) else f"field {i + 1}"
+            raise _Unreadable(
+                f"{file} line {start}, column {column}: line break inside a field "
+                "(an unterminated quote?); rows may have been swallowed"
+            )
+
+
+def _header(
+    name: FeedName, file: str, reader: Iterator[list[str]], layout: FeedLayout
+) -> tuple[list[str], dict[str, str], dict[str, int]]:
+    """Header names, logical -> file column, logical -> index; or ``_Unreadable``."""
+    try:
+        fields = _next_record(file, reader, 1)
+    except StopIteration:
+        raise _Unreadable(f"{file} line 1: no header row") from None
+    _no_line_breaks(file, 1, fields, [f"{i + 1}" for i in range(len(fields))])
+    header = [h.strip() for h in fields]
+    for i, h in enumerate(header):
+        bad = _invisible(h)
+        if bad:
+            raise _Unreadable(
+                f"{file} line 1: header column {i + 1} ({_clean(h)!r}) contains invisible "
+                f"character(s) {_describe(bad)}"
+            )
+    counts: dict[str, int] = defaultdict(int)
+    for h in header:
+        counts[h] += 1
+    dupes = [h for h, n in counts.items() if n > 1 and h]
+    if dupes:
+        raise _Unreadable(
+            f"{file} line 1: duplicate column{'s' if len(dupes) > 1 else ''} "
+            f"{', '.join(dupes)} in the header"
+        )
+    wanted = {logical: layout.column(name, logical) for logical in COLUMNS[name]}
+    missing = [col for col in wanted.values() if col not in counts]
+    if missing:
+        raise _Unreadable(f"{file} line 1: missing column(s) {', '.join(missing)}")
+    return header, wanted, {logical: header.index(col) for logical, col in wanted.items()}
+
+
 def _read_one(
     name: FeedName, path: Path, layout: FeedLayout
 ) -> tuple[list[Any], list[Rejection], FeedState, str, str]:
@@ -314,88 +449,138 @@ def _read_one(
         return [], [], FeedState.UNREADABLE, f"{file}: cannot read: {exc.strerror}", ""
     digest = hashlib.sha256(raw).hexdigest()
     try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        return [], [], FeedState.UNREADABLE, f"{file} line {line}: not UTF-8 ({exc.reason})", digest
-    reader = csv.reader(io.StringIO(text, newline=""))
-    try:
-        header = [h.strip() for h in next(reader)]
-    except StopIteration:
-        return [], [], FeedState.UNREADABLE, f"{file} line 1: no header row", digest
-    except csv.Error as exc:
-        return [], [], FeedState.UNREADABLE, f"{file} line 1: {exc}", digest
-    wanted = {logical: layout.column(name, logical) for logical in COLUMNS[name]}
-    missing = [col for col in wanted.values() if col not in header]
-    if missing:
-        return (
-            [],
-            [],
-            FeedState.UNREADABLE,
-            f"{file} line 1: missing column(s) {', '.join(missing)}",
-            digest,
+        records, rejected, unattributable = _parse(name, file, _decode(file, raw), layout)
+    except _Unreadable as exc:
+        return [], [], FeedState.UNREADABLE, str(exc), digest
+    if unattributable:
+        key = layout.column(name, KEY_COLUMN[name])
+        others = (
+            f" (also line(s) {_lines_listed(unattributable[1:])})" if unattributable[1:] else ""
         )
-    index = {logical: header.index(col) for logical, col in wanted.items()}
-    records: list[Any] = []
-    rejected: list[Rejection] = []
-    seen: dict[str, int] = {}
+        detail = (
+            f"{file} line {unattributable[0]}: a rejected row with no readable {key}{others}; "
+            "it cannot be attributed to anybody, so the feed is unusable for everybody"
+        )
+        return [], rejected, FeedState.UNREADABLE, detail, digest
+    return records, rejected, FeedState.OK, "", digest
+
+
+def _parse(
+    name: FeedName, file: str, text: str, layout: FeedLayout
+) -> tuple[list[Any], list[Rejection], list[int]]:
+    """Records, rejections (in line order) and the lines of rejected rows with no key.
+
+    Accepted rows keep only their record and (line, key, primary key) until the
+    duplicate check at the end, so that 100k rows stay cheap for the garbage collector.
+    """
+    lines = io.StringIO(text, newline="").readlines()
+    reader = csv.reader(lines, strict=True)
+    header, wanted, index = _header(name, file, reader, layout)
     unique = UNIQUE_COLUMN.get(name)
-    key_col = KEY_COLUMN[name]
+    key_at = index[KEY_COLUMN[name]]
     build = BUILDERS[name]
-    line = reader.line_num
+    records: list[Any] = []
+    kept: list[tuple[int, str, str]] = []  # per record: line, key, primary key
+    # Rows with errors: line, key, primary key, errors (logical -> reason), values.
+    bad: list[tuple[int, str, str, dict[str, str], Mapping[str, str]]] = []
+    shapeless: list[Rejection] = []  # rows with the wrong number of fields
+    first: dict[str, int] = {}  # primary key -> first line
+    dups: dict[str, list[int]] = {}  # primary key -> every line, when more than one
     while True:
-        start = line + 1
+        start = reader.line_num + 1
         try:
-            fields = next(reader)
+            fields = _next_record(file, reader, start)
         except StopIteration:
             break
-        except csv.Error as exc:
-            rejected.append(Rejection(name.value, file, start, None, None, f"malformed CSV: {exc}"))
-            line = reader.line_num
-            continue
-        line = reader.line_num
-        if not any(f.strip() for f in fields):
-            continue  # a blank line is not a row
+        # One test per row in the common case: line breaks and invisible characters are
+        # all non-printable.
+        suspicious = not "".join(fields).isprintable()
+        if suspicious:
+            _no_line_breaks(file, start, fields, header)
+        if not fields:
+            continue  # an empty line is not a row; a line of blanks or commas is one
+        key = _clean(fields[key_at]) if key_at < len(fields) else ""
         if len(fields) != len(header):
-            rejected.append(
-                Rejection(
-                    name.value,
-                    file,
-                    start,
-                    None,
-                    None,
-                    f"{len(fields)} fields where the header has {len(header)}",
-                )
-            )
+            reason = f"{len(fields)} fields where the header has {len(header)}"
+            raw_row = lines[start - 1].rstrip("\r\n")
+            shapeless.append(Rejection(name.value, file, start, None, raw_row, reason, key=key))
             continue
         values = {logical: fields[i] for logical, i in index.items()}
-        key = values.get(key_col, "").strip()
         row = _Row(values)
-        src = SourceRef(name.value, file, start)
-        rec = build(row, src)
-        if unique is not None and not row.errors:
-            k = values[unique].strip()
-            if k in seen:
-                row.fail(unique, f"duplicate {unique} {k!r}, first at line {seen[k]}")
-                rec = None
+        for logical, value in values.items() if suspicious else ():
+            bad_chars = _invisible(value)
+            if bad_chars:
+                row.fail(logical, f"contains invisible character(s) {_describe(bad_chars)}")
+        rec = build(row, SourceRef(name.value, file, start))
+        u = _clean(values[unique]) if unique else ""
+        if u:
+            if u in dups:
+                dups[u].append(start)
+            elif u in first:
+                dups[u] = [first[u], start]
             else:
-                seen[k] = start
+                first[u] = start
         if row.errors or rec is None:
-            for logical, reason in row.errors.items():
-                rejected.append(
-                    Rejection(
-                        name.value,
-                        file,
-                        start,
-                        wanted[logical],
-                        values.get(logical, ""),
-                        reason,
-                        key=key,
-                    )
+            bad.append((start, key, u, row.errors, values))
+        else:
+            records.append(rec)
+            kept.append((start, key, u))
+    if unique is not None and dups:
+        accepted = []
+        for rec, (line, key, u) in zip(records, kept, strict=True):
+            if u in dups:
+                bad.append((line, key, u, {}, {unique: u}))
+            else:
+                accepted.append(rec)
+        records = accepted
+        for line, _, u, errors, _ in bad:
+            if u in dups:
+                others = _lines_listed([n for n in dups[u] if n != line])
+                reason = (
+                    f"duplicate {wanted[unique]} {u!r}, also at line(s) {others}; "
+                    "every row with it is rejected"
                 )
+                errors[unique] = f"{errors[unique]}; {reason}" if unique in errors else reason
+    rejected = list(shapeless)
+    unattributable = [r.line for r in shapeless if not r.key]
+    for line, key, _, errors, row_values in bad:
+        if not key:
+            unattributable.append(line)
+        for logical, reason in errors.items():
+            value = row_values.get(logical, "")
+            rejected.append(
+                Rejection(name.value, file, line, wanted[logical], value, reason, key=key)
+            )
+    rejected.sort(key=lambda r: r.line)  # stable: a row's own rejections keep their order
+    unattributable.sort()
+    return records, rejected, unattributable
+
+
+def check_headers(settings: FeedsSettings, layout: FeedLayout | None = None) -> list[str]:
+    """For ``misync config check``: every feed file exists (``separations`` may be empty,
+    not missing), is UTF-8, and its header has every column the layout needs and no
+    duplicate. One problem line per issue, naming the file; reads only the header line.
+
+    Raises ``FeedLayoutError`` when ``layout`` is not given and the layout file is bad."""
+    layout = layout or load_feed_layout(settings.mapping)
+    problems: list[str] = []
+    for name in FeedName:
+        path = settings.dir / layout.files[name]
+        try:
+            with path.open("rb") as fh:
+                first = fh.readline(1 << 20)
+        except FileNotFoundError:
+            problems.append(f"{path}: feed file not found")
             continue
-        records.append(rec)
-    return records, rejected, FeedState.OK, "", digest
+        except OSError as exc:
+            problems.append(f"{path}: cannot read: {exc.strerror}")
+            continue
+        try:
+            text = _decode(str(path), first)
+            _header(name, str(path), csv.reader(io.StringIO(text, newline=""), strict=True), layout)
+        except _Unreadable as exc:
+            problems.append(str(exc))
+    return problems
 
 
 def read_feeds(
