@@ -326,6 +326,23 @@ def _latest_end_only(reasons: list[Reason]) -> list[Reason]:
     ]
 
 
+def _valid_from(c: Contract, tz: ZoneInfo) -> datetime | None:
+    """When a contract first met every condition (start, signature and, for data
+    sharing, business case and three approvals); None if it never has."""
+    needed = [c.starts_on, c.signed_on]
+    if c.type is ContractType.DATA_SHARING:
+        if not c.business_case.strip():
+            return None
+        needed += [
+            c.security_admin_approved_on,
+            c.contracts_office_approved_on,
+            c.data_owner_approved_on,
+        ]
+    if any(d is None for d in needed):
+        return None
+    return day_start(max(d for d in needed if d is not None), tz)
+
+
 def _coverage_gap(
     org_id: str, idx: PolicyIndex, since: datetime, at: datetime, rules: PolicyRules
 ) -> str | None:
@@ -333,9 +350,9 @@ def _coverage_gap(
     tz = rules.tz
     for ctype in ContractType:
         spans = sorted(
-            (max(day_start(c.starts_on, tz), since), contract_end(c, tz) or at)
+            (max(valid_from, since), contract_end(c, tz) or at)
             for c in idx.contracts.get(org_id, ())
-            if c.type is ctype
+            if c.type is ctype and (valid_from := _valid_from(c, tz)) is not None
         )
         cursor = since
         for start, end in spans:

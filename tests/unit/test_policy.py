@@ -859,6 +859,41 @@ def test_restore_on_cure_off_keeps_a_lapse() -> None:
     assert [r.code for r in d.reasons] == ["lapse_not_restored"]
 
 
+@pytest.mark.parametrize(
+    ("renewal", "expected"),
+    [
+        pytest.param({}, [], id="contiguous-renewal-keeps-access"),
+        pytest.param({"starts": date(2026, 3, 1)}, ["lapse_not_restored"], id="gap"),
+        pytest.param(
+            {"approvals": (date(2026, 2, 1),) * 3},
+            ["lapse_not_restored"],
+            id="renewal-approved-a-month-late",
+        ),
+        pytest.param(
+            {"approvals": (None, date(2026, 1, 1), date(2026, 1, 1))},
+            ["data_sharing_ended", "data_sharing_unapproved"],
+            id="unapproved-renewal-fails-outright",
+        ),
+    ],
+)
+def test_restore_on_cure_off_needs_unbroken_valid_contracts(
+    renewal: dict[str, object], expected: list[str]
+) -> None:
+    """DS-1 ends 2025-12-31; DS-2 takes over from 2026-01-01. With restore_on_cure off,
+    any span not covered by a *valid* data-sharing contract suspends access for good."""
+    ds2: dict[str, object] = {"starts": date(2026, 1, 1), "line": 4} | renewal
+    feeds = with_(
+        contracts=(
+            W1,
+            contract("DS-1", DS, ends=date(2025, 12, 31), line=3),
+            contract("DS-2", DS, **ds2),  # type: ignore[arg-type]
+        )
+    )()
+    d = decide(feeds, rules=dataclasses.replace(RULES, restore_on_cure=False))
+    assert sorted(r.code for r in d.reasons) == expected
+    assert d.entitled is (expected == [])
+
+
 def test_many_people_evaluate_in_one_pass() -> None:
     fs = base()
     people = tuple(dataclasses.replace(worker(), person_id=f"P{i}") for i in range(20000))
