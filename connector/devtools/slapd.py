@@ -164,10 +164,18 @@ overlay ppolicy
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m connector.devtools.slapd DIR``: run one until interrupted."""
-    args = argv if argv is not None else sys.argv[1:]
-    directory = Path(args[0] if args else "slapd-dev")
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m connector.devtools.slapd",
+        description="Run a throwaway private slapd on a free loopback port until Ctrl-C.",
+    )
+    parser.add_argument("directory", type=Path, help="its config and database (created)")
+    parser.add_argument("--suffix", default="dc=mis,dc=test")
+    args = parser.parse_args(argv)
+    directory: Path = args.directory
     directory.mkdir(parents=True, exist_ok=True)
-    with LocalSlapd(directory) as s:
+    with LocalSlapd(directory, suffix=args.suffix) as s:
         print(f"{s.url} rootdn={s.root_dn} password={s.root_password}", flush=True)
         try:
             while True:
