@@ -35,7 +35,12 @@ def free_port() -> int:
 
 class LocalSlapd(ChildServer):
     def __init__(
-        self, directory: Path, suffix: str = "dc=mis,dc=test", *, port: int | None = None
+        self,
+        directory: Path,
+        suffix: str = "dc=mis,dc=test",
+        *,
+        port: int | None = None,
+        extra_config: str = "",
     ) -> None:
         for tool in (SLAPD, "ldapadd", "ldapsearch", "slapadd"):
             path = (
@@ -47,6 +52,7 @@ class LocalSlapd(ChildServer):
                 raise SlapdError(f"{tool} not found: {INSTALL_HINT}")
         self.dir = directory
         self.suffix = suffix
+        self.extra_config = extra_config  # appended to the database section (e.g. limits)
         self.root_dn = f"cn=admin,{suffix}"
         self.root_password = secrets.token_hex(12)  # hex: never starts with "-" on a command line
         self.port = port or free_port()
@@ -79,6 +85,7 @@ index objectClass eq
 index employeeNumber eq
 index uid eq
 overlay ppolicy
+{self.extra_config}
 """,
             encoding="utf-8",
         )

@@ -235,6 +235,43 @@ def test_server_stopping_mid_snapshot_is_never_a_complete_read(tmp_path: Path) -
 
 
 @pytest.mark.parametrize(
+    "limit",
+    [
+        pytest.param("size=5", id="size-limit"),
+        pytest.param("size.soft=5 size.hard=5 size.prtotal=5", id="paged-total-limit"),
+    ],
+)
+def test_a_server_limit_is_a_partial_read_never_a_complete_one(tmp_path: Path, limit: str) -> None:
+    """ldap3 does not raise on sizeLimitExceeded: the adapter must, or a bind account with
+    a server-side limit would make 5 of 40 accounts look like the whole directory."""
+    reader = "cn=reader,dc=x"
+    with LocalSlapd(
+        tmp_path / "s", suffix="dc=x", extra_config=f'limits dn.exact="{reader}" {limit}'
+    ) as s:
+        s.add_ldif(
+            f"dn: {reader}\nobjectClass: person\ncn: reader\nsn: r\nuserPassword: rpw\n\n"
+            "dn: ou=p,dc=x\nobjectClass: organizationalUnit\nou: p\n\n"
+            + "\n".join(
+                f"dn: uid=u{i},ou=p,dc=x\nobjectClass: inetOrgPerson\nuid: u{i}\ncn: u\nsn: u\n"
+                for i in range(40)
+            )
+        )
+        pw = tmp_path / "pw"
+        pw.write_text("rpw")
+        from connector.settings import LdapSettings
+
+        t = LdapTarget(
+            LdapSettings(
+                url=s.url, bind_dn=reader, password_file=pw, base_dn="ou=p,dc=x", page_size=3
+            ),
+            MAPPING,
+        )
+        with pytest.raises(TargetUnavailableError, match="stopped before the end"):
+            list(t.snapshot())
+        t.close()
+
+
+@pytest.mark.parametrize(
     ("rule", "values", "disabled"),
     [
         (

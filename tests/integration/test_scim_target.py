@@ -18,7 +18,11 @@ from connector.devtools.scim_server import LocalScimServer
 from connector.mapping import load_mapping
 from connector.model import Change, ChangeKind, DesiredAccount
 from connector.settings import ScimSettings, load_settings
-from connector.targets import PermanentTargetError, TemporaryTargetError
+from connector.targets import (
+    PermanentTargetError,
+    TargetUnavailableError,
+    TemporaryTargetError,
+)
 from connector.targets.scim import ScimTarget
 from tests.conftest import DEMO, ROOT
 
@@ -239,6 +243,36 @@ def test_http_errors_map_to_temporary_or_permanent(
     assert detail in err.value.detail  # type: ignore[attr-defined]
     if error is TemporaryTargetError:
         assert err.value.retry_after == retry_after  # type: ignore[attr-defined]
+
+
+def test_a_listing_that_stops_short_is_a_partial_read(server: LocalScimServer) -> None:
+    """A page with no resources while totalResults says more remain (a server capping its
+    listings) must not read as the whole directory."""
+
+    def capped(r: httpx2.Request) -> httpx2.Response | None:
+        if (
+            r.method == "GET"
+            and r.url.path.endswith("/Users")
+            and r.url.params.get("startIndex") == "3"
+        ):
+            body = {
+                "schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
+                "totalResults": 5,
+                "startIndex": 3,
+                "itemsPerPage": 0,
+                "Resources": [],
+            }
+            return httpx2.Response(
+                200, headers={"Content-Type": "application/scim+json"}, json=body
+            )
+        return None
+
+    t = make_target(server, page_size=2)
+    for i in range(5):
+        t.create(person(f"P{i}", f"u{i}"))
+    short = make_target(server, FaultTransport([capped]), page_size=2)
+    with pytest.raises(TargetUnavailableError, match="stopped before the end"):
+        list(short.snapshot())
 
 
 def test_timeout_is_temporary(server: LocalScimServer) -> None:

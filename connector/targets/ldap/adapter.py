@@ -136,6 +136,15 @@ class LdapTarget:
             except lx.LDAPException as exc:
                 self.close()
                 raise TargetUnavailableError(f"reading {base} failed", detail=_detail(exc)) from exc
+            code = result.get("result", 0)
+            if code != 0:  # ldap3 does not raise for sizeLimitExceeded / timeLimitExceeded
+                self.close()
+                raise TargetUnavailableError(
+                    f"reading {base} stopped before the end: the server answered "
+                    f"{result.get('description', code)} (result {code}); a partial read "
+                    "is never planned from",
+                    detail=str(result.get("message") or ""),
+                )
             for item in response or ():
                 if item.get("type") == "searchResEntry":
                     yield item

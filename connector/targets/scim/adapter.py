@@ -246,8 +246,13 @@ class ScimTarget:
                 err = classify(exc, f"reading {what} failed at startIndex {start}", None)
                 raise TargetUnavailableError(str(err), detail=err.detail) from exc
             resources = list(page.resources or [])
-            yield from resources
             total = page.total_results or 0
+            if not resources and start <= total:  # a capped or broken listing
+                raise TargetUnavailableError(
+                    f"reading {what} stopped before the end: no resources at startIndex "
+                    f"{start} of totalResults {total}; a partial read is never planned from"
+                )
+            yield from resources
             start += len(resources)
             if not resources or start > total:
                 return
