@@ -199,6 +199,36 @@ def check_drift(rt: Runtime, plan: Plan) -> None:
         )
 
 
+def confirm_plan(rt: Runtime, store: StateStore, plan: Plan) -> Evaluation:
+    """Refuse a reviewed plan unless every action in it is what Policy 1021 gives now.
+
+    The checksum proves only that a file was not altered after it was sealed; anyone
+    who can write the file can seal it again. So the plan is made afresh from the
+    current feeds and directory (with the mass-disable guard overridden, so that it
+    hides nothing), and every reviewed action must appear in it with the same op, the
+    same desired account and the same changes. An edited plan can therefore never grant
+    access, a profile or a group that the policy does not, nor disable someone the
+    policy keeps. Actions of the fresh plan that the reviewed one lacks are not applied.
+    """
+    fresh, ev = make_plan(rt, store, now(), override_guard=True)
+    current = {(a.op, a.key): a for a in fresh.actions}
+    refused: list[str] = []
+    for a in plan.actions:
+        who = a.person_id or a.account_id or "?"
+        now_a = current.get((a.op, a.key))
+        if now_a is None:
+            held = next((h for h in fresh.held if h.action.key == a.key), None)
+            why = f"held now: {held.message}" if held else "not in a plan made now"
+            refused.append(f"{who}: {a.op.value} {a.key} is {why}")
+        elif now_a.desired != a.desired or now_a.changes != a.changes:
+            refused.append(f"{who}: {a.op.value} {a.key} differs from what the policy gives now")
+    if refused:
+        raise DriftError(
+            f"the plan is not what Policy 1021 gives now ({len(refused)} actions)", refused
+        )
+    return ev
+
+
 def decision_digest(d: Decision) -> str:
     body = {
         "status": d.status.value,
@@ -253,6 +283,7 @@ def _run_apply(rt: Runtime, run_id: str, plan: Plan | None, override_guard: bool
             plan, ev = make_plan(rt, store, now(), override_guard=override_guard)
         else:
             check_drift(rt, plan)
+            ev = confirm_plan(rt, store, plan)
         for entry in store.open_journal_entries():
             log.warning("journal.unfinished_entry", entry=entry.id, key=entry.key, op=entry.op)
         store.start_run(run_id, "apply", plan.as_of, plan.checksum)

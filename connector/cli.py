@@ -95,6 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="apply exactly this reviewed JSON plan; refuse if the target drifted",
     )
     apply.add_argument(
+        "--checksum",
+        help="with --plan: the checksum the reviewer approved (sha256:...); refuse any other",
+    )
+    apply.add_argument(
         "--override-guard",
         action="store_true",
         help="carry out unexplained disables the mass-disable guard would hold",
@@ -193,6 +197,14 @@ def _dispatch(args: argparse.Namespace, out: TextIO) -> int:
                     raise UserError(f"{args.plan_file}: cannot read plan: {exc.strerror}") from exc
                 except PlanFormatError as exc:
                     raise UserError(str(exc), EXIT_REFUSED) from exc
+                if args.checksum and args.checksum != reviewed.checksum:
+                    raise UserError(
+                        f"refused: {args.plan_file} is {reviewed.checksum}, "
+                        f"not the approved {args.checksum}",
+                        EXIT_REFUSED,
+                    )
+            elif args.checksum:
+                raise UserError("--checksum goes with --plan")
             try:
                 result = app.run_apply(rt, plan=reviewed, override_guard=args.override_guard)
             except app.DriftError as exc:

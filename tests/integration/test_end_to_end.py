@@ -237,6 +237,77 @@ def test_altered_plan_file_is_refused(
     assert "checksum mismatch" in demo["last_err"]
 
 
+def _grant_admin_to_ewalsh(plan: Any) -> Any:
+    """P1005's update, edited to put her in a group no profile of hers maps to."""
+    import dataclasses
+
+    from connector.model import ChangeKind
+
+    def edit(a: Any) -> Any:
+        if a.person_id != "P1005":
+            return a
+        changes = tuple(
+            dataclasses.replace(c, new=("mis-admin",)) if c.kind is ChangeKind.GROUPS else c
+            for c in a.changes
+        )
+        desired = dataclasses.replace(a.desired, groups=frozenset({"mis-admin"}))
+        return dataclasses.replace(a, changes=changes, desired=desired)
+
+    return dataclasses.replace(plan, actions=tuple(edit(a) for a in plan.actions))
+
+
+def _reenable_cnguyen(plan: Any) -> Any:
+    """P1003's disable (her data-sharing contract ended), turned into an enable."""
+    import dataclasses
+
+    from connector.model import Op
+
+    return dataclasses.replace(
+        plan,
+        actions=tuple(
+            dataclasses.replace(a, op=Op.ENABLE) if a.person_id == "P1003" else a
+            for a in plan.actions
+        ),
+    )
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        pytest.param(_grant_admin_to_ewalsh, "P1005: update", id="extra-group"),
+        pytest.param(_reenable_cnguyen, "P1003: enable", id="enable-after-contract-end"),
+    ],
+)
+def test_an_edited_plan_sealed_again_is_refused(
+    demo: dict[str, Any], capsys: pytest.CaptureFixture[str], edit: Any, message: str
+) -> None:
+    """The checksum only shows the file was not changed after sealing; anyone who can
+    write the file can seal it again. The plan must still be what the policy gives now."""
+    from connector.reconcile import plan_from_json, plan_to_json, seal
+
+    path = demo["tmp"] / "plan.json"
+    assert run(demo, "plan", "-o", str(path), capsys=capsys)[0] == 0
+    path.write_text(plan_to_json(seal(edit(plan_from_json(path.read_text())))))
+    assert run(demo, "apply", "--plan", str(path), capsys=capsys)[0] == 5
+    err = demo["last_err"]
+    assert "not what Policy 1021 gives now" in err
+    assert message in err
+    dpatel = entry(demo["scope"], "dpatel")
+    assert dpatel is not None and "pwdAccountLockedTime" not in dpatel  # nothing applied
+
+
+def test_apply_can_pin_the_approved_checksum(
+    demo: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = demo["tmp"] / "plan.json"
+    assert run(demo, "plan", "-o", str(path), capsys=capsys)[0] == 0
+    approved = json.loads(path.read_text())["checksum"]
+    wrong = "sha256:" + "0" * 64
+    assert run(demo, "apply", "--plan", str(path), "--checksum", wrong, capsys=capsys)[0] == 5
+    assert f"not the approved {wrong}" in demo["last_err"]
+    assert run(demo, "apply", "--plan", str(path), "--checksum", approved, capsys=capsys)[0] == 0
+
+
 def test_mass_disable_guard_holds_orphans_until_overridden(
     demo: dict[str, Any], slapd: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
