@@ -26,7 +26,7 @@ from connector.policy import PolicyRules, evaluate_all
 from connector.reconcile import PlanInputs, build_plan, seal
 from connector.reconcile.diff import account_digest
 from connector.settings import ConfigError, Settings
-from connector.state import StateStore
+from connector.state import StateStore, state_lock
 from connector.targets.base import Target
 
 
@@ -269,9 +269,48 @@ def run_apply(
     run_id = run_id or uuid.uuid4().hex[:12]
     structlog.contextvars.bind_contextvars(run_id=run_id)  # every event of this run carries it
     try:
-        return _run_apply(rt, run_id, plan, override_guard)
+        with state_lock(rt.settings.state.dir):  # StateBusyError if another run holds it
+            return _run_apply(rt, run_id, plan, override_guard)
     finally:
         structlog.contextvars.unbind_contextvars("run_id")
+
+
+def recover_interrupted(store: StateStore, audit: AuditTrail, run_id: str, log: Any) -> int:
+    """Close what a crashed run left open (call with the state lock held).
+
+    An open journal entry means the run stopped between "about to touch the directory"
+    and "here is what happened": whether the change landed is unknown. This run plans
+    from a fresh read of the directory, so it converges either way; the entry is closed
+    as ``interrupted`` and the audit trail records it, so no begun operation is left
+    without an outcome.
+    """
+    entries = store.open_journal_entries()
+    for e in entries:
+        detail = (
+            f"run {e.run_id} ended before the outcome was recorded; whether it landed is "
+            f"unknown; run {run_id} re-read the directory and re-planned"
+        )
+        store.journal_end(e.id, "interrupted", e.account_id, detail)
+        audit.append(
+            "operation",
+            {
+                "op": e.op,
+                "person_id": e.person_id,
+                "account_id": e.account_id,
+                "logon_id": e.payload.get("logon_id"),
+                "outcome": "interrupted",
+                "detail": detail,
+                "plan": e.payload.get("plan", ""),
+                "interrupted_run": e.run_id,
+            },
+            run_id=run_id,
+        )
+        log.warning("journal.interrupted", entry=e.id, key=e.key, op=e.op, interrupted_run=e.run_id)
+    for r in store.unfinished_runs():
+        store.finish_run(r.run_id, "interrupted", {})
+        audit.append("run", {"status": "interrupted", "interrupted_run": r.run_id}, run_id=run_id)
+        log.warning("run.interrupted", interrupted_run=r.run_id)
+    return len(entries)
 
 
 def _run_apply(rt: Runtime, run_id: str, plan: Plan | None, override_guard: bool) -> ApplyResult:
@@ -284,8 +323,7 @@ def _run_apply(rt: Runtime, run_id: str, plan: Plan | None, override_guard: bool
         else:
             check_drift(rt, plan)
             ev = confirm_plan(rt, store, plan)
-        for entry in store.open_journal_entries():
-            log.warning("journal.unfinished_entry", entry=entry.id, key=entry.key, op=entry.op)
+        recover_interrupted(store, audit, run_id, log)
         store.start_run(run_id, "apply", plan.as_of, plan.checksum)
         audit.append(
             "plan",

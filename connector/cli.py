@@ -9,6 +9,7 @@ Exit codes (also in the README):
   4  apply finished but some actions failed or were held (see the log and the plan)
   5  apply --plan refused: the plan was altered or the target drifted since it was made
   6  audit verify: the trail was altered
+  7  apply: another misync run holds the state folder (nothing was done)
   8  plan --detailed-exitcode: the plan has actions (0 means nothing to do)
 """
 
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
     from connector.app import Runtime
 
 EXIT_OK, EXIT_BUG, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_INCOMPLETE, EXIT_REFUSED = 0, 1, 2, 3, 4, 5
-EXIT_TAMPERED, EXIT_CHANGES = 6, 8
+EXIT_TAMPERED, EXIT_BUSY, EXIT_CHANGES = 6, 7, 8
 DEFAULT_CONFIG = Path("/etc/misync/misync.toml")
 
 
@@ -168,6 +169,7 @@ def _dispatch(args: argparse.Namespace, out: TextIO) -> int:
     from connector.audit import AuditTrail
     from connector.reconcile import PlanFormatError, plan_from_json, plan_to_json
     from connector.reconcile.render import render_decision, render_plan
+    from connector.state import StateBusyError
     from connector.targets.base import TargetError
 
     rt = _load(args)
@@ -210,6 +212,8 @@ def _dispatch(args: argparse.Namespace, out: TextIO) -> int:
             except app.DriftError as exc:
                 lines = "\n".join(f"  {d}" for d in exc.drifted)
                 raise UserError(f"refused: {exc}\n{lines}".rstrip(), EXIT_REFUSED) from exc
+            except StateBusyError as exc:
+                raise UserError(str(exc), EXIT_BUSY) from exc
             report = result.report
             if args.format == "json":
                 out.write(plan_to_json(result.plan) + "\n")

@@ -22,8 +22,9 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -132,27 +133,40 @@ class Executor:
         self._log = structlog.get_logger("misync.apply")
 
     def apply(self, plan: Plan, run_id: str) -> ApplyReport:
-        outcomes: list[Outcome] = []
+        """Carry out the plan phase by phase; outcomes come back in plan order.
+
+        At most ``workers`` actions are in flight, and each outcome is journaled (and
+        handed to ``on_outcome``) as soon as it is known, so a crash leaves open only
+        the entries of the actions that were in flight. Journal writes stay on this
+        thread.
+        """
+        outcomes: dict[int, Outcome] = {}
         with self._pool() as pool:
             for phase in PHASES:
-                batch = [a for a in plan.actions if a.op is phase]
-                futures: list[tuple[Action, int, Future[Outcome]]] = []
-                for action in batch:
-                    entry = self._begin(action, plan.checksum, run_id)
-                    if isinstance(entry, Outcome):  # failed before touching the target
-                        outcomes.append(entry)
+                batch = deque((i, a) for i, a in enumerate(plan.actions) if a.op is phase)
+                running: dict[Future[Outcome], tuple[int, Action, int]] = {}
+                while batch or running:
+                    while batch and len(running) < self._workers:
+                        i, action = batch.popleft()
+                        entry = self._begin(action, plan.checksum, run_id)
+                        if isinstance(entry, Outcome):  # failed before touching the target
+                            outcomes[i] = entry
+                            continue
+                        running[pool.submit(self._perform, action)] = (i, action, entry)
+                    if not running:
                         continue
-                    futures.append((action, entry, pool.submit(self._perform, action)))
-                for action, entry, fut in futures:
-                    try:
-                        outcome = fut.result()
-                    except Exception as exc:  # a bug, not a target error: still journal it
-                        outcome = Outcome(
-                            action, "failed", action.account_id, 0, f"internal: {exc!r}"
-                        )
-                    self._end(entry, outcome)
-                    outcomes.append(outcome)
-        return ApplyReport(run_id=run_id, outcomes=tuple(outcomes))
+                    done, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for fut in done:
+                        i, action, entry = running.pop(fut)
+                        try:
+                            outcome = fut.result()
+                        except Exception as exc:  # a bug, not a target error: journal it
+                            outcome = Outcome(
+                                action, "failed", action.account_id, 0, f"internal: {exc!r}"
+                            )
+                        self._end(entry, outcome)
+                        outcomes[i] = outcome
+        return ApplyReport(run_id=run_id, outcomes=tuple(outcomes[i] for i in sorted(outcomes)))
 
     # -- journal ------------------------------------------------------------------------
 

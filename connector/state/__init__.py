@@ -1,5 +1,13 @@
 """State: what misync must remember between runs (SQLite). An adapter: only I/O here."""
 
+from connector.state.lock import StateBusyError, state_lock
 from connector.state.store import JournalRow, LogonIdConflictError, RunRow, StateStore
 
-__all__ = ["JournalRow", "LogonIdConflictError", "RunRow", "StateStore"]
+__all__ = [
+    "JournalRow",
+    "LogonIdConflictError",
+    "RunRow",
+    "StateBusyError",
+    "StateStore",
+    "state_lock",
+]

@@ -497,3 +497,47 @@ def test_groups_without_a_group_base_is_a_config_error(
     )
     assert main(["-c", str(cfg), "plan"]) == 2
     assert "target.ldap.group_base_dn: required because the mapping" in capsys.readouterr().err
+
+
+def test_a_second_apply_on_the_same_state_is_refused(
+    demo: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from connector.settings import load_settings
+    from connector.state import state_lock
+
+    with state_lock(load_settings(demo["config"]).state.dir):  # another run, in progress
+        assert run(demo, "apply", capsys=capsys)[0] == 7
+    assert "another misync run holds the state folder" in demo["last_err"]
+    dpatel = entry(demo["scope"], "dpatel")
+    assert dpatel is not None and "pwdAccountLockedTime" not in dpatel  # nothing was done
+    assert run(demo, "apply", capsys=capsys)[0] == 0  # released with the holder
+
+
+def test_a_crashed_run_is_closed_as_interrupted_and_audited(
+    demo: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run killed between "about to touch the directory" and "here is what happened"
+    leaves an open journal entry; the next run closes it, says so in the audit trail,
+    and converges from a fresh read."""
+    from connector.settings import load_settings
+    from connector.state import StateStore
+
+    settings = load_settings(demo["config"])
+    with StateStore(settings.state.db) as store:
+        store.start_run("crashed1", "apply", NOW, None)
+        store.journal_begin("crashed1", "uid=dpatel", "disable", "P1004", "uid=dpatel", {})
+    assert run(demo, "apply", capsys=capsys)[0] == 0
+    with StateStore(settings.state.db) as store:
+        assert store.open_journal_entries() == []
+        (crashed,) = [r for r in store.runs() if r.run_id == "crashed1"]
+        assert crashed.status == "interrupted"
+        assert [e.outcome for e in store.journal("crashed1")] == ["interrupted"]
+    out = demo["tmp"] / "audit.jsonl"
+    assert run(demo, "audit", "export", "--format", "jsonl", "-o", str(out), capsys=capsys)[0] == 0
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    data = [json.loads(r["data"]) for r in records if r["kind"] == "operation"]
+    assert {"outcome": "interrupted", "interrupted_run": "crashed1"}.items() <= next(
+        d for d in data if d.get("outcome") == "interrupted"
+    ).items()
+    assert run(demo, "audit", "verify", capsys=capsys)[0] == 0
+    assert plan_json(demo, capsys)["actions"] == []

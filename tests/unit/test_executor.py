@@ -214,3 +214,34 @@ def test_logon_conflict_fails_before_touching_target() -> None:
     report = ex.apply(Plan(as_of=NOW, target="fake", actions=(action(Op.CREATE, "P1"),)), "r")
     assert report.failed and "logon ID" in report.failed[0].detail
     assert not any(e.startswith("create") for e in events)
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_outcomes_are_journaled_as_they_finish_with_bounded_work_in_flight(workers: int) -> None:
+    """A crash may leave open only the entries of actions in flight: at most ``workers``
+    begun-but-unfinished entries at any moment, and every outcome journaled as soon as
+    its action finished (not after the whole phase). Outcomes still come back in plan order."""
+    events: list[str] = []
+    journal = FakeJournal(events)
+    most_open = 0
+    lock = threading.Lock()
+
+    class Watching(FakeTarget):
+        def set_enabled(self, account_id: str, enabled: bool) -> None:
+            nonlocal most_open
+            with lock:
+                open_now = sum(1 for state, _ in journal.entries.values() if state == "begun")
+                most_open = max(most_open, open_now)
+            super().set_enabled(account_id, enabled)
+
+    ex = Executor(
+        target_factory=lambda: Watching(events, {}, set()),
+        journal=journal,
+        workers=workers,
+        sleep=lambda _: None,
+    )
+    actions = tuple(action(Op.DISABLE, f"A{i:02}") for i in range(20))
+    report = ex.apply(Plan(as_of=NOW, target="fake", actions=actions), "run1")
+    assert 1 <= most_open <= workers
+    assert [o.action.person_id for o in report.outcomes] == [a.person_id for a in actions]
+    assert all(state == "ok" for state, _ in journal.entries.values())
