@@ -385,8 +385,9 @@ def _run_apply(rt: Runtime, run_id: str, plan: Plan | None, override_guard: bool
                 account_id=h.action.account_id,
                 message=h.message,
             )
+        _open_breaches(store, audit, plan, run_id, log)
         report = executor.apply(plan, run_id)
-        _record_breaches(store, audit, plan, report, run_id, log)
+        _close_breaches(store, audit, plan, report, run_id, log)
         if ev is not None and not ev.feeds.unhealthy():
             store.record_feed_rows(run_id, {h.feed.value: h.rows for h in ev.feeds.health.values()})
         summary = {**plan.summary, **report.counts, "failed": len(report.failed)}
@@ -422,48 +423,54 @@ def _record_decisions(
         store.record_decision_digests(changed)
 
 
-def _record_breaches(
-    store: StateStore, audit: AuditTrail, plan: Plan, report: ApplyReport, run_id: str, log: Any
-) -> None:
-    """Open, keep and close timely-deactivation breaches in the state store."""
-    disabled = {
-        o.account_id for o in report.outcomes if o.status == "ok" and o.action.op is Op.DISABLE
-    }
+def _open_breaches(store: StateStore, audit: AuditTrail, plan: Plan, run_id: str, log: Any) -> None:
+    """Record every timely-deactivation breach *before* the directory is touched, so a
+    crash in the middle of the run cannot lose the evidence that a deadline was missed."""
     open_now = store.open_breaches()
     at = now()
     for b in plan.breaches:
         codes = ",".join(r.code for r in b.reasons)
-        if b.severity == "warning":
-            log.warning(
-                "deadline.warning",
-                person_id=b.person_id,
-                account_id=b.account_id,
-                deadline=b.deadline.isoformat(),
-                reasons=codes,
-            )
-            continue
         fields = {
             "account_id": b.account_id,
             "person_id": b.person_id,
             "deadline": b.deadline.isoformat(),
             "reasons": codes,
         }
-        if b.account_id in disabled:
-            resolution = f"disabled by run {run_id}, past its deadline"
-            if b.account_id in open_now:
-                store.close_breach(b.account_id, at, resolution)
-            audit.append(
-                "breach", {**fields, "state": "closed", "resolution": resolution}, run_id=run_id
-            )
-            log.error("breach.closed", **fields, late=True)
+        if b.severity == "warning":
+            log.warning("deadline.warning", **fields)
             continue
         if b.account_id not in open_now:
             store.open_breach(b.account_id, b.person_id or "", b.deadline, b.severity, codes, at)
             audit.append("breach", {**fields, "state": "open"}, run_id=run_id)
         log.error("breach.open", **fields)
+
+
+def _close_breaches(
+    store: StateStore, audit: AuditTrail, plan: Plan, report: ApplyReport, run_id: str, log: Any
+) -> None:
+    """Close the breaches this run fixed, and those no longer enabled past a deadline."""
+    disabled = {
+        o.account_id for o in report.outcomes if o.status == "ok" and o.action.op is Op.DISABLE
+    }
     still = {b.account_id for b in plan.breaches if b.severity == "breach"} - disabled
-    for account_id in open_now:
-        if account_id not in still:
-            store.close_breach(account_id, at, f"no longer enabled past a deadline (run {run_id})")
-            audit.append("breach", {"account_id": account_id, "state": "closed"}, run_id=run_id)
-            log.info("breach.closed", account_id=account_id)
+    at = now()
+    for account_id, row in store.open_breaches().items():
+        if account_id in still:
+            continue
+        if account_id in disabled:
+            resolution = f"disabled by run {run_id}, past its deadline"
+        else:
+            resolution = f"no longer enabled past a deadline (run {run_id})"
+        store.close_breach(account_id, at, resolution)
+        audit.append(
+            "breach",
+            {
+                "account_id": account_id,
+                "person_id": row.person_id,
+                "deadline": row.deadline.isoformat(),
+                "state": "closed",
+                "resolution": resolution,
+            },
+            run_id=run_id,
+        )
+        log.info("breach.closed", account_id=account_id, person_id=row.person_id, late=True)

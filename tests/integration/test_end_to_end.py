@@ -541,3 +541,27 @@ def test_a_crashed_run_is_closed_as_interrupted_and_audited(
     ).items()
     assert run(demo, "audit", "verify", capsys=capsys)[0] == 0
     assert plan_json(demo, capsys)["actions"] == []
+
+
+def test_breaches_are_recorded_before_the_directory_is_touched(
+    demo: dict[str, Any], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run that dies while applying still leaves the evidence that deadlines were missed."""
+    from connector.apply import Executor
+    from connector.settings import load_settings
+    from connector.state import StateStore
+
+    def killed(*_: object) -> None:
+        raise KeyboardInterrupt  # the process is stopped mid-run
+
+    monkeypatch.setattr(Executor, "apply", killed)
+    assert run(demo, "apply", capsys=capsys)[0] == 130
+    db = load_settings(demo["config"]).state.db
+    with StateStore(db) as store:
+        opened = {row.person_id for row in store.open_breaches().values()}
+    assert opened == {"P1003", "P1004", "P1008"}
+
+    monkeypatch.undo()
+    assert run(demo, "apply", capsys=capsys)[0] == 0
+    with StateStore(db) as store:
+        assert store.open_breaches() == {}
