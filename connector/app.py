@@ -99,7 +99,7 @@ class Runtime:
         return StateStore(self.settings.state.db)
 
     def audit(self) -> AuditTrail:
-        return AuditTrail(self.settings.state.audit_db)
+        return AuditTrail(self.settings.state.audit_db, key=self.settings.audit.key())
 
 
 @dataclass(frozen=True)
@@ -317,6 +317,7 @@ def _run_apply(rt: Runtime, run_id: str, plan: Plan | None, override_guard: bool
     log = structlog.get_logger("misync.run")
     s = rt.settings
     with rt.store() as store, rt.audit() as audit:
+        audit.check()  # a trail that does not match its anchor stops the run before anything
         ev: Evaluation | None = None
         if plan is None:
             plan, ev = make_plan(rt, store, now(), override_guard=override_guard)

@@ -55,6 +55,18 @@ def _instant(text: str) -> datetime:
     return value
 
 
+def _audit_anchor(text: str) -> tuple[int, str]:
+    seq, _, digest = text.partition(":")
+    digest = digest.strip().lower()
+    if not seq.strip().isdigit() or int(seq) < 1 or len(digest) != 64:
+        raise argparse.ArgumentTypeError(f"{text!r} is not SEQ:HASH (SEQ >= 1, 64 hex digits)")
+    try:
+        bytes.fromhex(digest)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: the hash is not hexadecimal") from exc
+    return int(seq), digest
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="misync",
@@ -123,7 +135,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     audit = sub.add_parser("audit", help="the tamper-evident audit trail")
     asub = audit.add_subparsers(dest="audit_command", required=True, metavar="SUBCOMMAND")
-    asub.add_parser("verify", help="check the hash chain and the head anchor")
+    verify = asub.add_parser("verify", help="check the hash chain and the head anchor")
+    verify.add_argument(
+        "--anchor",
+        type=_audit_anchor,
+        metavar="SEQ:HASH",
+        help="also check that record SEQ has this hash (audit_seq:audit_head of a "
+        "run.finished log event, kept outside the state folder)",
+    )
     export = asub.add_parser("export", help="export records for auditors")
     export.add_argument("--format", choices=("csv", "jsonl"), default="csv")
     export.add_argument("--since", type=_instant)
@@ -166,7 +185,7 @@ def _load(args: argparse.Namespace) -> Runtime:
 
 def _dispatch(args: argparse.Namespace, out: TextIO) -> int:
     from connector import app
-    from connector.audit import AuditTrail
+    from connector.audit import AuditIntegrityError
     from connector.reconcile import PlanFormatError, plan_from_json, plan_to_json
     from connector.reconcile.render import render_decision, render_plan
     from connector.state import StateBusyError
@@ -214,6 +233,8 @@ def _dispatch(args: argparse.Namespace, out: TextIO) -> int:
                 raise UserError(f"refused: {exc}\n{lines}".rstrip(), EXIT_REFUSED) from exc
             except StateBusyError as exc:
                 raise UserError(str(exc), EXIT_BUSY) from exc
+            except AuditIntegrityError as exc:  # found before any change to the directory
+                raise UserError(f"refused: {exc}", EXIT_TAMPERED) from exc
             report = result.report
             if args.format == "json":
                 out.write(plan_to_json(result.plan) + "\n")
@@ -295,12 +316,14 @@ def _dispatch(args: argparse.Namespace, out: TextIO) -> int:
                 return EXIT_OK
 
         if args.command == "audit":
-            trail = AuditTrail(rt.settings.state.audit_db)
+            trail = rt.audit()
             with trail:
                 if args.audit_command == "verify":
-                    checked = trail.verify()
+                    checked = trail.verify(anchor=args.anchor)
                     for problem in checked.problems:
                         out.write(f"  {problem}\n")
+                    for warning in checked.warnings:
+                        out.write(f"  warning: {warning}\n")
                     verdict = "intact" if checked.ok else "ALTERED"
                     out.write(
                         f"audit trail {verdict}: {checked.records} records, head "
@@ -341,6 +364,7 @@ def _config_check(rt: Runtime, out: TextIO) -> int:
     elif layout is not None:
         problems += check_headers(s.feeds, layout)  # each file exists, with its columns
     try:
+        s.audit.key()
         if s.target.kind == "ldap":
             s.target.ldap.bind_password()
         elif s.target.scim.oauth_token_url:

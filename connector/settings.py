@@ -143,6 +143,17 @@ class StateSettings(_Section):
         return self.dir / "audit.sqlite3"
 
 
+class AuditSettings(_Section):
+    # HMAC key for the audit head anchor: keep it outside state.dir (systemd
+    # LoadCredential=), so that whoever can rewrite the state folder cannot re-sign it.
+    key_file: Path | None = None
+
+    def key(self) -> bytes | None:
+        if self.key_file is None:
+            return None
+        return read_secret(self.key_file, None, "audit.key").encode("utf-8")
+
+
 class LogSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["json", "console"] = "json"
@@ -162,6 +173,7 @@ class Settings(BaseSettings):
     guard: GuardSettings = GuardSettings()
     apply: ApplySettings = ApplySettings()
     state: StateSettings = StateSettings()
+    audit: AuditSettings = AuditSettings()
     log: LogSettings = LogSettings()
 
     @model_validator(mode="after")
@@ -243,7 +255,8 @@ def _resolve_paths(s: Settings, base: Path) -> Settings:
         update={"mapping": rel(s.target.mapping), "ldap": ldap, "scim": scim}
     )
     state = s.state.model_copy(update={"dir": rel(s.state.dir)})
-    return s.model_copy(update={"feeds": feeds, "target": target, "state": state})
+    audit = s.audit.model_copy(update={"key_file": rel(s.audit.key_file)})
+    return s.model_copy(update={"feeds": feeds, "target": target, "state": state, "audit": audit})
 
 
 def hours(h: float) -> timedelta:

@@ -1,5 +1,21 @@
 """The tamper-evident audit trail (policy 3.l)."""
 
-from connector.audit.trail import AuditRecord, AuditTrail, VerifyResult, record_hash
+from connector.audit.trail import (
+    AuditError,
+    AuditIntegrityError,
+    AuditRecord,
+    AuditTrail,
+    VerifyResult,
+    head_mac,
+    record_hash,
+)
 
-__all__ = ["AuditRecord", "AuditTrail", "VerifyResult", "record_hash"]
+__all__ = [
+    "AuditError",
+    "AuditIntegrityError",
+    "AuditRecord",
+    "AuditTrail",
+    "VerifyResult",
+    "head_mac",
+    "record_hash",
+]

@@ -7,28 +7,51 @@ Each record has ``seq`` (1, 2, 3 ... with no gaps), ``at`` (ISO 8601 UTC), ``kin
     hash = sha256( "\\n".join([str(seq), at, kind, run_id, data, prev]) ).hexdigest()
 
 (``data`` holds no raw newline: JSON escapes them.) Editing, deleting, inserting or
-reordering a record breaks the chain. Truncating the tail is caught by the **head
-anchor**: ``<file>.head`` holds the last seq and hash, rewritten atomically after every
-append, and each run also logs the head (``run.finished``, journald) so that a copy
-lives outside this file. ``misync audit export`` writes every field, so the recipe
-above can be re-computed with any sha256 tool.
+reordering a record breaks the chain. Truncating the tail, or putting back an older copy
+of the database, is caught by the **head anchor**: ``<file>.head`` holds the last seq and
+hash (JSON ``{"seq", "hash", "at"}``, plus ``"mac"`` = HMAC-SHA256 of ``"seq:hash"`` when
+a key is configured). Each run also logs the head (``run.finished`` with ``audit_seq``
+and ``audit_head``, journald), so a copy lives outside this folder:
+``misync audit verify --anchor SEQ:HASH`` checks the trail against it.
+
+Appending never launders tampering: under an exclusive lock (``<file>.lock``, held across
+the database commit and the head write) it first checks that the database still ends
+where the head says, and raises :class:`AuditIntegrityError` if not. The one accepted
+difference is a head that is *behind* the database by records that chain from it: a run
+stopped between the commit and the head write. ``misync audit export`` writes every
+field, so the recipe above can be re-computed with any sha256 tool.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import fcntl
 import hashlib
+import hmac
 import json
 import os
 import sqlite3
+import tempfile
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
 GENESIS = "0" * 64
+BUSY_TIMEOUT_MS = 30_000
+
+
+class AuditError(Exception):
+    """The audit trail cannot be used as asked."""
+
+
+class AuditIntegrityError(AuditError):
+    """The trail does not match its head anchor: appending would hide tampering.
+
+    The run must stop; an operator runs ``misync audit verify`` and investigates."""
 
 
 def canonical(data: Mapping[str, Any]) -> str:
@@ -38,6 +61,11 @@ def canonical(data: Mapping[str, Any]) -> str:
 def record_hash(seq: int, at: str, kind: str, run_id: str, data: str, prev: str) -> str:
     body = "\n".join([str(seq), at, kind, run_id, data, prev])
     return hashlib.sha256(body.encode("utf-8")).hexdigest()
+
+
+def head_mac(key: bytes, seq: int, hash_: str) -> str:
+    """HMAC-SHA256 of ``"seq:hash"``, hex: what a keyed head file stores as ``mac``."""
+    return hmac.new(key, f"{seq}:{hash_}".encode(), hashlib.sha256).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,24 +86,31 @@ class VerifyResult:
     head_seq: int
     head_hash: str
     problems: tuple[str, ...]
+    warnings: tuple[str, ...] = ()
+    anchor_behind: int = 0  # records committed after the head anchor (a stopped run)
 
 
 class AuditTrail:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, key: bytes | None = None) -> None:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         if not path.exists():
             os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
         self.path = path
         self.head_path = path.with_name(path.name + ".head")
+        self.lock_path = path.with_name(path.name + ".lock")
+        self._key = key
         self._lock = threading.Lock()
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("pragma journal_mode=wal")
+        self._db.execute(f"pragma busy_timeout={BUSY_TIMEOUT_MS}")
         self._db.execute("pragma synchronous=full")
-        self._db.execute(
-            "create table if not exists records (seq integer primary key, at text not null, "
-            "kind text not null, run_id text not null, data text not null, prev text not null, "
-            "hash text not null)"
-        )
+        # Switching a new file to WAL does not wait on busy_timeout: serialize the setup.
+        with self._flock(exclusive=True):
+            self._db.execute("pragma journal_mode=wal")
+            self._db.execute(
+                "create table if not exists records (seq integer primary key, at text not "
+                "null, kind text not null, run_id text not null, data text not null, prev "
+                "text not null, hash text not null)"
+            )
 
     def close(self) -> None:
         with self._lock:
@@ -86,6 +121,23 @@ class AuditTrail:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    @contextlib.contextmanager
+    def _flock(self, exclusive: bool) -> Iterator[None]:
+        """Serialize with other processes: appends hold it exclusively across the database
+        commit and the head write, verify holds it shared to read both as one state."""
+        try:
+            fd = os.open(self.lock_path, os.O_CREAT | os.O_RDWR, 0o600)
+        except OSError:
+            if exclusive:
+                raise
+            yield  # a read-only copy handed to an auditor: nobody appends to it
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            yield
+        finally:
+            os.close(fd)  # closing the descriptor releases the lock
 
     def _last(self) -> tuple[int, str]:
         row = self._db.execute("select seq, hash from records order by seq desc limit 1").fetchone()
@@ -104,16 +156,22 @@ class AuditTrail:
         run_id: str = "",
         at: datetime | None = None,
     ) -> AuditRecord | None:
+        """Append records in one transaction, then move the head anchor to the last one.
+
+        Raises :class:`AuditIntegrityError`, appending nothing, if the database no longer
+        ends where the head anchor says (truncated, emptied, an older copy put back, or
+        the head file missing, corrupt or not signed by the key)."""
         stamp = (at or datetime.now(UTC)).astimezone(UTC).isoformat()
-        last: AuditRecord | None = None
-        with self._lock:
+        todo = [(kind, canonical(data)) for kind, data in items]
+        if not todo:
+            return None
+        with self._lock, self._flock(exclusive=True):
             self._db.execute("begin immediate")
             try:
-                seq, prev = self._last()
+                seq, prev = self._check_before_append()
                 rows = []
-                for kind, data in items:
+                for kind, text in todo:
                     seq += 1
-                    text = canonical(data)
                     h = record_hash(seq, stamp, kind, run_id, text, prev)
                     rows.append((seq, stamp, kind, run_id, text, prev, h))
                     prev = h
@@ -122,21 +180,130 @@ class AuditTrail:
             except BaseException:
                 self._db.execute("rollback")
                 raise
-            if rows:
-                last = AuditRecord(*rows[-1])
-                self._write_head(last)
+            last = AuditRecord(*rows[-1])
+            self._write_head(last.seq, last.hash, last.at)
         return last
 
-    def _write_head(self, rec: AuditRecord) -> None:
-        tmp = self.head_path.with_name(self.head_path.name + ".tmp")
-        body = json.dumps({"seq": rec.seq, "hash": rec.hash, "at": rec.at})
-        fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+    def check(self) -> None:
+        """Raise :class:`AuditIntegrityError` now if an append would be refused, so that a
+        run stops before it changes anything rather than halfway through."""
+        with self._lock, self._flock(exclusive=True):
+            self._db.execute("begin immediate")
+            try:
+                self._check_before_append()
+            finally:
+                self._db.execute("rollback")
+
+    def _check_before_append(self) -> tuple[int, str]:
+        """The database's last (seq, hash), if it still matches the head anchor."""
+        last_seq, last_hash = self._last()
         try:
-            os.write(fd, body.encode())
-            os.fsync(fd)
+            anchor = self._read_head()
+        except AuditIntegrityError as exc:
+            raise AuditIntegrityError(f"{exc}; {_INVESTIGATE}") from exc
+        if anchor is None:
+            if last_seq:
+                raise AuditIntegrityError(
+                    f"audit trail {self.path} has {last_seq} records but no head anchor "
+                    f"{self.head_path}; {_INVESTIGATE}"
+                )
+            # A brand-new trail. Anchor it at the genesis first, so that a stop between
+            # the first commit and the first head write reads as "head behind".
+            self._write_head(0, GENESIS, "")
+            return last_seq, last_hash
+        a_seq, a_hash = anchor
+        if (a_seq, a_hash) == (last_seq, last_hash):
+            return last_seq, last_hash
+        if a_seq < last_seq:
+            problems = self._continuation_problems(a_seq, a_hash)
+            if not problems:
+                return last_seq, last_hash  # a run stopped before its head write: catch up
+            detail = problems[0]
+        elif a_seq > last_seq:
+            detail = (
+                f"the head anchor says seq {a_seq}, the database ends at seq {last_seq} "
+                "(truncated, emptied or an older copy restored)"
+            )
+        else:
+            detail = f"seq {a_seq}: the head anchor has another hash (rewritten)"
+        raise AuditIntegrityError(
+            f"audit trail {self.path} does not match its head anchor: {detail}; {_INVESTIGATE}"
+        )
+
+    def _continuation_problems(self, a_seq: int, a_hash: str) -> list[str]:
+        """Why the records after the head anchor are not a valid continuation of it."""
+        rows = self._db.execute(
+            "select * from records where seq >= ? order by seq", (a_seq,)
+        ).fetchall()
+        recs = [AuditRecord(int(r[0]), r[1], r[2], r[3], r[4], r[5], r[6]) for r in rows]
+        if a_seq == 0:
+            if a_hash != GENESIS:
+                return ["the head anchor at seq 0 has another hash than the genesis"]
+            prev, expected = GENESIS, 1
+        else:
+            if not recs or recs[0].seq != a_seq:
+                return [f"seq {a_seq}: the record the head anchor names is missing"]
+            if recs[0].hash != a_hash:
+                return [f"seq {a_seq}: the head anchor has another hash (rewritten)"]
+            prev, expected = a_hash, a_seq + 1
+            recs = recs[1:]
+        for rec in recs:
+            if (
+                rec.seq != expected
+                or rec.prev != prev
+                or record_hash(rec.seq, rec.at, rec.kind, rec.run_id, rec.data, rec.prev)
+                != rec.hash
+            ):
+                return [f"seq {rec.seq}: does not chain from the head anchor at seq {a_seq}"]
+            prev, expected = rec.hash, rec.seq + 1
+        return []
+
+    def _read_head(self) -> tuple[int, str] | None:
+        """The head anchor's (seq, hash); None if there is no head file."""
+        try:
+            text = self.head_path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+        try:
+            body = json.loads(text)
+            seq, hash_ = int(body["seq"]), str(body["hash"])
+            mac = body.get("mac")
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise AuditIntegrityError(f"head anchor {self.head_path} is corrupt") from exc
+        if self._key is not None:
+            if not isinstance(mac, str):
+                raise AuditIntegrityError(
+                    f"head anchor {self.head_path} carries no mac, but audit.key_file is set"
+                )
+            if not hmac.compare_digest(mac, head_mac(self._key, seq, hash_)):
+                raise AuditIntegrityError(
+                    f"head anchor {self.head_path}: its mac does not match audit.key_file "
+                    "(forged, or another key)"
+                )
+        return seq, hash_
+
+    def _write_head(self, seq: int, hash_: str, at: str) -> None:
+        """Replace the head file atomically: a unique temporary file in the same folder,
+        fsynced, renamed over the head, then the folder fsynced."""
+        body: dict[str, Any] = {"seq": seq, "hash": hash_, "at": at}
+        if self._key is not None:
+            body["mac"] = head_mac(self._key, seq, hash_)
+        folder = self.head_path.parent
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.head_path.name}.", suffix=".tmp", dir=folder)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(json.dumps(body))
+                f.flush()
+                os.fsync(f.fileno())
+            Path(tmp).replace(self.head_path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        dir_fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
         finally:
-            os.close(fd)
-        tmp.replace(self.head_path)
+            os.close(dir_fd)
 
     def head(self) -> tuple[int, str]:
         with self._lock:
@@ -148,12 +315,24 @@ class AuditTrail:
         return [AuditRecord(int(r[0]), r[1], r[2], r[3], r[4], r[5], r[6]) for r in rows]
 
     def verify(self, anchor: tuple[int, str] | None = None) -> VerifyResult:
-        """Re-compute the chain; compare its end with the head anchor."""
+        """Re-compute the chain and compare it with the head anchor file.
+
+        ``anchor`` is an external (seq, hash), e.g. ``audit_seq``/``audit_head`` of a
+        ``run.finished`` log event: record ``seq`` must exist with that hash."""
+        with self._flock(exclusive=False):  # the database and the head as one state
+            records = self._records()
+            try:
+                head = self._read_head()
+                head_error = ""
+            except AuditIntegrityError as exc:
+                head, head_error = None, str(exc)
         problems: list[str] = []
+        warnings: list[str] = []
+        broken: list[int] = []  # seqs where the chain breaks
         prev = GENESIS
         expected_seq = 1
-        records = self._records()
         for rec in records:
+            n = len(problems)
             if rec.seq != expected_seq:
                 problems.append(
                     f"seq {rec.seq}: expected seq {expected_seq} (record missing or reordered)"
@@ -162,29 +341,64 @@ class AuditTrail:
                 problems.append(f"seq {rec.seq}: does not chain to the previous record")
             if record_hash(rec.seq, rec.at, rec.kind, rec.run_id, rec.data, rec.prev) != rec.hash:
                 problems.append(f"seq {rec.seq}: content does not match its hash (edited)")
+            if len(problems) > n:
+                broken.append(rec.seq)
             prev = rec.hash
             expected_seq = rec.seq + 1
-        head_seq, head_hash = (records[-1].seq, records[-1].hash) if records else (0, GENESIS)
-        if anchor is None:
-            anchor = self._read_anchor(problems, bool(records))
-        if anchor is not None and anchor != (head_seq, head_hash):
-            a_seq, a_hash = anchor
-            problems.append(
-                f"seq {head_seq}: the head anchor says seq {a_seq} hash {a_hash[:16]}…, the trail "
-                f"ends at seq {head_seq} hash {head_hash[:16]}… (truncated or rewritten)"
-            )
-        return VerifyResult(not problems, len(records), head_seq, head_hash, tuple(problems))
-
-    def _read_anchor(self, problems: list[str], has_records: bool) -> tuple[int, str] | None:
-        try:
-            body = json.loads(self.head_path.read_text(encoding="utf-8"))
-            return int(body["seq"]), str(body["hash"])
-        except FileNotFoundError:
-            if has_records:
+        last_seq, last_hash = (records[-1].seq, records[-1].hash) if records else (0, GENESIS)
+        by_seq = {rec.seq: rec.hash for rec in records}
+        behind = 0
+        if head_error:
+            problems.append(head_error)
+        elif head is None:
+            if records:
                 problems.append(f"head anchor {self.head_path} is missing")
-        except (ValueError, KeyError, TypeError):
-            problems.append(f"head anchor {self.head_path} is corrupt")
-        return None
+        else:
+            a_seq, a_hash = head
+            if a_seq > last_seq:
+                problems.append(
+                    f"seq {last_seq}: the head anchor says seq {a_seq} hash {a_hash[:16]}…, the "
+                    f"trail ends at seq {last_seq} hash {last_hash[:16]}… (truncated, emptied "
+                    "or an older copy restored)"
+                )
+            elif by_seq.get(a_seq, GENESIS if a_seq == 0 else None) != a_hash:
+                problems.append(
+                    f"seq {a_seq}: the head anchor says hash {a_hash[:16]}…, the trail has "
+                    f"{by_seq.get(a_seq, 'no such record')[:16]}… (rewritten)"
+                )
+            elif a_seq < last_seq and not any(seq > a_seq for seq in broken):
+                behind = last_seq - a_seq
+                warnings.append(
+                    f"the head anchor is {behind} record(s) behind (a run stopped between "
+                    "commit and anchor); the next run brings it up to date"
+                )
+        if anchor is not None:
+            x_seq, x_hash = anchor
+            if x_seq not in by_seq:
+                problems.append(
+                    f"the external anchor names seq {x_seq} hash {x_hash[:16]}…, the trail "
+                    f"ends at seq {last_seq} (truncated, emptied or an older copy restored)"
+                )
+            elif by_seq[x_seq] != x_hash:
+                problems.append(
+                    f"seq {x_seq}: the external anchor says hash {x_hash[:16]}…, the trail has "
+                    f"{by_seq[x_seq][:16]}… (rewritten)"
+                )
+        elif not records:
+            warnings.append(
+                "the trail is empty: an empty trail (or one deleted with its head file) can "
+                "only be checked against an anchor kept elsewhere (--anchor SEQ:HASH, from "
+                "the audit_seq and audit_head of a run.finished log event)"
+            )
+        return VerifyResult(
+            not problems,
+            len(records),
+            last_seq,
+            last_hash,
+            tuple(problems),
+            tuple(warnings),
+            behind,
+        )
 
     def export(
         self,
@@ -211,3 +425,6 @@ class AuditTrail:
                 )
             n += 1
         return n
+
+
+_INVESTIGATE = "nothing was appended; run `misync audit verify` and investigate"

@@ -565,3 +565,33 @@ def test_breaches_are_recorded_before_the_directory_is_touched(
     assert run(demo, "apply", capsys=capsys)[0] == 0
     with StateStore(db) as store:
         assert store.open_breaches() == {}
+
+
+def test_a_truncated_trail_stops_the_next_apply_before_anything(
+    demo: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The head anchor (HMAC-keyed here, key outside the state folder) is checked before a
+    run starts: a later run cannot launder a truncation by writing a new head."""
+    import sqlite3
+
+    from connector.settings import load_settings
+    from connector.state import StateStore
+
+    key = demo["tmp"] / "audit-key"
+    key.write_text("a secret kept outside the state folder\n")
+    cfg = demo["config"]
+    cfg.write_text(cfg.read_text() + f'\n[audit]\nkey_file = "{key}"\n')
+    assert run(demo, "apply", capsys=capsys)[0] == 0
+    assert run(demo, "audit", "verify", capsys=capsys)[0] == 0
+
+    db = sqlite3.connect(demo["tmp"] / "state" / "audit.sqlite3")
+    db.execute("delete from records where seq = (select max(seq) from records)")
+    db.commit()
+    db.close()
+    with StateStore(load_settings(cfg).state.db) as store:
+        runs_before = len(store.runs())
+    assert run(demo, "apply", capsys=capsys)[0] == 6
+    assert "does not match its head anchor" in demo["last_err"]
+    with StateStore(load_settings(cfg).state.db) as store:
+        assert len(store.runs()) == runs_before  # nothing was started
+    assert run(demo, "audit", "verify", capsys=capsys)[0] == 6
