@@ -267,12 +267,12 @@ def run_apply(
 ) -> ApplyResult:
     """Plan now (or take a reviewed plan), then apply it, journaling and auditing it all."""
     run_id = run_id or uuid.uuid4().hex[:12]
-    structlog.contextvars.bind_contextvars(run_id=run_id)  # every event of this run carries it
-    try:
-        with state_lock(rt.settings.state.dir):  # StateBusyError if another run holds it
-            return _run_apply(rt, run_id, plan, override_guard)
-    finally:
-        structlog.contextvars.unbind_contextvars("run_id")
+    # every event of this run carries its run_id; the caller's own binding is restored after
+    with (
+        structlog.contextvars.bound_contextvars(run_id=run_id),
+        state_lock(rt.settings.state.dir),  # StateBusyError if another run holds it
+    ):
+        return _run_apply(rt, run_id, plan, override_guard)
 
 
 def recover_interrupted(store: StateStore, audit: AuditTrail, run_id: str, log: Any) -> int:

@@ -18,6 +18,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import traceback
+import uuid
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -153,13 +155,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return _dispatch(args, sys.stdout)
-    except UserError as exc:
-        print(f"misync: {exc}", file=sys.stderr)
-        return exc.code
-    except KeyboardInterrupt:
-        return 130
+    run_id = uuid.uuid4().hex[:12]
+    log = structlog.get_logger("misync.cli")
+    # every event of this command carries its run_id (apply reuses it for its run)
+    with structlog.contextvars.bound_contextvars(run_id=run_id, command=args.command):
+        try:
+            return _dispatch(args, sys.stdout, run_id)
+        except UserError as exc:
+            if structlog.is_configured():  # the config loaded: journald gets a JSON event
+                log.error("command.refused", exit_code=exc.code, message=str(exc))
+            print(f"misync: {exc}", file=sys.stderr)
+            return exc.code
+        except KeyboardInterrupt:
+            return 130
+        except Exception as exc:  # a bug: one line for the operator, the traceback logged
+            if structlog.is_configured():
+                log.exception("command.crashed")
+            else:
+                traceback.print_exc()
+            print(f"misync: internal error (a bug): {exc!r}; run {run_id}", file=sys.stderr)
+            return EXIT_BUG
 
 
 def _load(args: argparse.Namespace) -> Runtime:
@@ -183,7 +198,7 @@ def _load(args: argparse.Namespace) -> Runtime:
         raise UserError(str(exc)) from exc
 
 
-def _dispatch(args: argparse.Namespace, out: TextIO) -> int:
+def _dispatch(args: argparse.Namespace, out: TextIO, run_id: str) -> int:
     from connector import app
     from connector.audit import AuditIntegrityError
     from connector.reconcile import PlanFormatError, plan_from_json, plan_to_json
@@ -227,7 +242,9 @@ def _dispatch(args: argparse.Namespace, out: TextIO) -> int:
             elif args.checksum:
                 raise UserError("--checksum goes with --plan")
             try:
-                result = app.run_apply(rt, plan=reviewed, override_guard=args.override_guard)
+                result = app.run_apply(
+                    rt, plan=reviewed, override_guard=args.override_guard, run_id=run_id
+                )
             except app.DriftError as exc:
                 lines = "\n".join(f"  {d}" for d in exc.drifted)
                 raise UserError(f"refused: {exc}\n{lines}".rstrip(), EXIT_REFUSED) from exc

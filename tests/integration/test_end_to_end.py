@@ -595,3 +595,34 @@ def test_a_truncated_trail_stops_the_next_apply_before_anything(
     with StateStore(load_settings(cfg).state.db) as store:
         assert len(store.runs()) == runs_before  # nothing was started
     assert run(demo, "audit", "verify", capsys=capsys)[0] == 6
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "event"),
+    [
+        pytest.param(("plan",), 0, "plan.made", id="plan"),
+        pytest.param(("explain", "P1003"), 0, "feed.row_rejected", id="explain"),
+        pytest.param(("apply",), 0, "run.finished", id="apply"),
+        pytest.param(("apply", "--checksum", "sha256:x"), 2, "command.refused", id="refused"),
+    ],
+)
+def test_every_command_logs_json_lines_with_one_run_id(
+    demo: dict[str, Any],
+    capsys: pytest.CaptureFixture[str],
+    args: tuple[str, ...],
+    code: int,
+    event: str,
+) -> None:
+    """journald gets one JSON event per line, all of one run, with no secret and no email;
+    besides them, at most the one-line message for the operator."""
+    assert run(demo, *args, capsys=capsys)[0] == code
+    lines = demo["last_err"].splitlines()
+    events = [json.loads(line) for line in lines if line.startswith("{")]
+    others = [line for line in lines if not line.startswith("{")]
+    assert len(others) <= 1 and all(line.startswith("misync: ") for line in others)
+    assert len({e["run_id"] for e in events}) == 1
+    assert {e["command"] for e in events} == {args[0]}
+    assert event in {e["event"] for e in events}
+    password = demo["scope"].settings.bind_password()
+    assert password not in demo["last_err"]
+    assert "@" not in demo["last_err"]
