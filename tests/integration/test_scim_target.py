@@ -407,7 +407,5 @@ def test_bad_token_is_unavailable_not_a_crash(server: LocalScimServer, tmp_path:
     token = tmp_path / "token"
     token.write_text("wrong")
     t = ScimTarget(ScimSettings(base_url=server.url, token_file=token), MAPPING)
-    from connector.targets import TargetUnavailableError
-
     with pytest.raises(TargetUnavailableError):
         list(t.snapshot())
