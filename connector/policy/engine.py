@@ -535,16 +535,19 @@ def evaluate(person_id: str, idx: PolicyIndex, at: datetime, rules: PolicyRules)
     if grant is None:
         if ended is not None:
             reasons.append(ended)
-        elif invalid_add:
-            reasons += invalid_add
-        elif not sep_ended:
-            reasons.append(
-                _reason(
-                    "no_add_request",
-                    f"no approved add request for {person_id} is in force",
-                    feed=FeedName.REQUESTS,
+        else:
+            if invalid_add:
+                reasons += invalid_add
+            elif not sep_ended:
+                reasons.append(
+                    _reason(
+                        "no_add_request",
+                        f"no approved add request for {person_id} is in force",
+                        feed=FeedName.REQUESTS,
+                    )
                 )
-            )
+            if disables:  # an approved disable in effect is evidence on its own, whatever
+                reasons.append(disables[-1][1])  # else could not be checked (3.i, 3.k)
 
     # --- employment (3.g.ix, 3.h.viii, 3.g.vi) ------------------------------------------
     # A separation not followed by an add request submitted after it, or a roster that

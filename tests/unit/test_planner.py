@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -353,21 +353,22 @@ def test_plan_json_round_trip_and_tamper_detection() -> None:
 
 
 def _world(n: int) -> FeedSet:
-    """``n`` entitled people and one (PSEP) separated last week, all with accounts."""
+    """``n`` entitled people, PSEP separated last week and PDIS disabled by request
+    yesterday, all with accounts."""
     from tests.unit import test_policy as tp
 
-    people = [f"P{i:03}" for i in range(n)]
+    everyone = [*[f"P{i:03}" for i in range(n)], "PSEP", "PDIS"]
     base = tp.base()
     sep_at = datetime(2026, 11, 18, 17, 0, tzinfo=tp.LA)
+    disable = tp.request("REQ-D", tp.RequestAction.DISABLE, effective=date(2026, 11, 24))
     return dataclasses.replace(
         base,
-        workers=(*[tp.worker(p) for p in [*people, "PSEP"]], tp.worker("R1")),
-        training=tuple(
-            dataclasses.replace(base.training[0], person_id=p) for p in [*people, "PSEP"]
-        ),
-        ndas=tuple(dataclasses.replace(base.ndas[0], person_id=p) for p in [*people, "PSEP"]),
-        requests=tuple(
-            dataclasses.replace(tp.request(f"REQ-{p}"), person_id=p) for p in [*people, "PSEP"]
+        workers=(*[tp.worker(p) for p in everyone], tp.worker("R1")),
+        training=tuple(dataclasses.replace(base.training[0], person_id=p) for p in everyone),
+        ndas=tuple(dataclasses.replace(base.ndas[0], person_id=p) for p in everyone),
+        requests=(
+            *[dataclasses.replace(tp.request(f"REQ-{p}"), person_id=p) for p in everyone],
+            dataclasses.replace(disable, person_id="PDIS"),
         ),
         separations=(tp.Separation("PSEP", "CBO1", sep_at, "quit", tp.src("separations", 2)),),
     )
@@ -413,10 +414,11 @@ def test_a_missing_feed_is_never_read_as_everyone_lost_access(missing: FeedName)
             max_share=1.0,
         )
     )
-    assert [(a.op.value, a.person_id) for a in plan.actions if a.op is Op.DISABLE] == [
-        ("disable", "PSEP")
-    ]
-    assert [b.person_id for b in plan.breaches] == ["PSEP"]
+    # evidence from the feeds still whole: the separation, and the disable request
+    evidenced = ["PDIS", "PSEP"] if missing is not FeedName.REQUESTS else ["PSEP"]
+    disabled = sorted(a.person_id or "" for a in plan.actions if a.op is Op.DISABLE)
+    assert disabled == evidenced
+    assert sorted(b.person_id or "" for b in plan.breaches) == evidenced
     held = {h.action.person_id for h in plan.held if h.code == "feed_unhealthy"}
     assert len(held) >= 60
 
@@ -428,7 +430,7 @@ def test_the_same_world_with_every_feed_whole_disables_only_the_separated() -> N
 
     world = _world(60)
     decisions = evaluate_all(world, tp.AT, tp.RULES)
-    assert sum(d.entitled for d in decisions.values()) == 60  # not PSEP, nor R1 (no request)
+    assert sum(d.entitled for d in decisions.values()) == 60  # not PSEP, PDIS, R1 (no request)
     accounts = [account(p, f"u{p.lower()}") for p in decisions if p != "R1"]
     plan = build_plan(
         PlanInputs(
@@ -440,7 +442,8 @@ def test_the_same_world_with_every_feed_whole_disables_only_the_separated() -> N
             target="t",
         )
     )
-    assert [(a.op.value, a.person_id) for a in plan.actions if a.op is Op.DISABLE] == [
-        ("disable", "PSEP")
+    assert sorted(a.person_id or "" for a in plan.actions if a.op is Op.DISABLE) == [
+        "PDIS",
+        "PSEP",
     ]
     assert plan.held == ()

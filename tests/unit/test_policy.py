@@ -568,6 +568,21 @@ CASES = [
         Status.NONE,
         [("no_add_request", "3.i, 3.k")],
     ),
+    (
+        "a disable in effect is evidence even when the add cannot be checked",
+        with_(
+            requesters=(),
+            requests=(
+                request("REQ-1"),
+                request("REQ-2", RequestAction.DISABLE, effective=date(2026, 11, 24), line=3),
+            ),
+        ),
+        Status.NONE,
+        [
+            ("add_request_invalid_requester", "3.i, 3.e.v, 3.g.i, 3.h.i"),
+            ("disabled_by_request", "3.i, 3.k"),
+        ],
+    ),
     # separations (3.g.ix, 3.h.viii): roster and feed together, newest in effect wins
     (
         "add submitted before a separation but effective after it",
