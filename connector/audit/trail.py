@@ -289,7 +289,10 @@ class AuditTrail:
         if self._key is not None:
             body["mac"] = head_mac(self._key, seq, hash_)
         folder = self.head_path.parent
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.head_path.name}.", suffix=".tmp", dir=folder)
+        prefix = f".{self.head_path.name}."
+        for stale in folder.glob(f"{prefix}*.tmp"):  # left by a process killed mid-write;
+            stale.unlink(missing_ok=True)  # safe: every writer holds the exclusive flock
+        fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=folder)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 f.write(json.dumps(body))

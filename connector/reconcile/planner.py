@@ -50,6 +50,9 @@ ORPHAN_DRIVERS = frozenset({FeedName.WORKERS, FeedName.REQUESTS, FeedName.SEPARA
 REQUESTER_FEEDS = frozenset({FeedName.REQUESTERS, FeedName.WORKERS, FeedName.SEPARATIONS})
 ORG_KEYED_FEEDS = frozenset({FeedName.ORGANIZATIONS, FeedName.CONTRACTS})
 OP_ORDER = {Op.DISABLE: 0, Op.UPDATE: 1, Op.ENABLE: 2, Op.CREATE: 3}
+# Feeds whose rows can end access (a separation, a disable request, a roster status, a
+# contract end); a training or NDA row only ever grants.
+ACCESS_ENDING_FEEDS = ALL_FEEDS - {FeedName.TRAINING, FeedName.NDAS}
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +96,14 @@ def _update_reason() -> Reason:
     )
 
 
+def _unread_reason(person_id: str, rows: str) -> Reason:
+    return Reason(
+        code="rejected_row_unresolved",
+        clause="3.g.ix, 3.h.viii, 3.i",
+        message=f"rejected row(s) {rows} naming {person_id} could not be read; one may end access",
+    )
+
+
 def _orphan_reason(account: Account, correlation_attribute: str) -> Reason:
     if account.correlation:
         msg = f"{correlation_attribute}={account.correlation} matches no person in the feeds"
@@ -119,11 +130,14 @@ def build_plan(inp: PlanInputs) -> Plan:
     # Feeds with a rejected row per person (and per org, applied to the org's people).
     rejected_by_person: dict[str, set[FeedName]] = defaultdict(set)
     rejected_by_org: dict[str, set[FeedName]] = defaultdict(set)
+    rejected_rows: dict[str, list[str]] = defaultdict(list)  # person_id -> "file line N"
     for r in feeds.rejected:
         if not r.key:
             continue
         name = FeedName(r.feed)
         (rejected_by_org if name in ORG_KEYED_FEEDS else rejected_by_person)[r.key].add(name)
+        if name in ACCESS_ENDING_FEEDS:
+            rejected_rows[r.key].append(f"{r.file} line {r.line}")
 
     requesters_of: dict[str, set[str]] = defaultdict(set)
     for q in feeds.requests:
@@ -244,6 +258,23 @@ def build_plan(inp: PlanInputs) -> Plan:
                     )
                 )
             else:
+                unread = rejected_rows.get(person_id, [])
+                if unread:  # a row that could not be read may be a separation or a disable
+                    rows = ", ".join(unread)
+                    hold(
+                        Action(
+                            op=Op.DISABLE,
+                            person_id=person_id,
+                            account_id=acc.account_id,
+                            logon_id=acc.logon_id,
+                            changes=(),
+                            reasons=(_unread_reason(person_id, rows),),
+                            before=account_digest(acc),
+                        ),
+                        "rejected_row",
+                        f"rejected row(s) {rows} may end {person_id}'s access; misync cannot "
+                        "tell, so it neither confirms nor removes it: correct the row(s)",
+                    )
                 changes = diff_account(acc, desired, manage_groups=manage_groups)
                 if changes:
                     consider(
@@ -295,7 +326,17 @@ def build_plan(inp: PlanInputs) -> Plan:
             before=account_digest(stray),
             drivers=frozenset() if ORPHAN_DRIVERS & unhealthy else ORPHAN_DRIVERS,
         )
-        if inp.orphans == "report":
+        named = stray.correlation and (
+            rejected_by_person.get(stray.correlation) or rejected_rows.get(stray.correlation)
+        )
+        if named:
+            hold(
+                orphan,
+                "feed_unhealthy",
+                f"rows naming {stray.correlation} were rejected: an unreadable row is never "
+                "read as 'no such person'",
+            )
+        elif inp.orphans == "report":
             hold(orphan, "orphan_report_only", "orphans are configured report-only")
         else:
             consider(orphan)

@@ -364,3 +364,15 @@ def test_keyed_head_catches_a_rewritten_head(
             assert any(problem in p for p in result.problems), result.problems
             with pytest.raises(AuditIntegrityError, match=problem):
                 t.append("run", {})
+
+
+def test_a_head_temp_file_left_by_a_killed_writer_is_removed(tmp_path: Path) -> None:
+    """A SIGKILL between mkstemp and the rename leaves a temp file; the next write clears it."""
+    with AuditTrail(tmp_path / "audit.sqlite3") as trail:
+        trail.append("run", {"n": 1})
+        stale = tmp_path / ".audit.sqlite3.head.abc123.tmp"
+        stale.write_text("{}")
+        trail.append("run", {"n": 2})
+        assert not stale.exists()
+        assert sorted(p.name for p in tmp_path.glob(".*.tmp")) == []
+        assert trail.verify().ok

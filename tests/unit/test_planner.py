@@ -447,3 +447,72 @@ def test_the_same_world_with_every_feed_whole_disables_only_the_separated() -> N
         "PSEP",
     ]
     assert plan.held == ()
+
+
+def _rejected(feed: str, key: str) -> Rejection:
+    return Rejection(feed, f"{feed}.csv", 7, "x", "?", "unreadable", key=key)
+
+
+@pytest.mark.parametrize(
+    ("decisions", "acct", "rejected", "ops_", "held"),
+    [
+        pytest.param(
+            [entitled("P1")],
+            account("P1"),
+            _rejected("separations", "P1"),
+            [],
+            [("rejected_row", "P1")],
+            id="entitled-with-an-unreadable-separation-is-held-for-review",
+        ),
+        pytest.param(
+            [entitled("P1")],
+            account("P1"),
+            _rejected("requests", "P1"),
+            [],
+            [("rejected_row", "P1")],
+            id="entitled-with-an-unreadable-request-is-held-for-review",
+        ),
+        pytest.param(
+            [entitled("P1")],
+            account("P1"),
+            _rejected("training", "P1"),
+            [],
+            [],
+            id="a-training-row-only-grants-so-nothing-to-review",
+        ),
+        pytest.param(
+            [entitled("P1")],
+            account("P9", "xstray"),
+            _rejected("workers", "P9"),
+            [("create", "P1")],
+            [("feed_unhealthy", None)],
+            id="an-account-named-by-rejected-rows-is-no-orphan",
+        ),
+        pytest.param(
+            [entitled("P1")],
+            account("P9", "xstray"),
+            _rejected("training", "P5"),
+            [("create", "P1"), ("disable", None)],
+            [],
+            id="control-a-true-orphan-is-disabled",
+        ),
+    ],
+)
+def test_a_rejected_row_is_never_read_as_no_row(
+    decisions: list[Decision],
+    acct: Account,
+    rejected: Rejection,
+    ops_: list[tuple[str, str | None]],
+    held: list[tuple[str, str | None]],
+) -> None:
+    feeds = FeedSet(
+        organizations=(ORG,),
+        workers=tuple(worker(d.person_id) for d in decisions),
+        rejected=(rejected,),
+        health=health(),
+    )
+    plan = build_plan(
+        inputs({d.person_id: d for d in decisions}, [acct], feeds=feeds, max_share=1.0)
+    )
+    assert sorted(ops(plan), key=str) == sorted(ops_, key=str)
+    assert [(h.code, h.action.person_id) for h in plan.held] == held
