@@ -30,6 +30,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from connector.mapping.types import Mapping as AccountMapping
 from connector.model.accounts import Account
@@ -96,6 +97,19 @@ def _update_reason() -> Reason:
     )
 
 
+def _on(acc: Account, op: Op, person_id: str | None, **fields: Any) -> Action:
+    """An action on an existing account: its id, its logon ID and the digest as read
+    (what ``apply --plan`` compares), unless ``fields`` says otherwise."""
+    base: dict[str, Any] = {"logon_id": acc.logon_id, "changes": (), "reasons": ()}
+    return Action(
+        op=op,
+        person_id=person_id,
+        account_id=acc.account_id,
+        before=account_digest(acc),
+        **(base | fields),
+    )
+
+
 def _unread_reason(person_id: str, rows: str) -> Reason:
     return Reason(
         code="rejected_row_unresolved",
@@ -130,14 +144,19 @@ def build_plan(inp: PlanInputs) -> Plan:
     # Feeds with a rejected row per person (and per org, applied to the org's people).
     rejected_by_person: dict[str, set[FeedName]] = defaultdict(set)
     rejected_by_org: dict[str, set[FeedName]] = defaultdict(set)
-    rejected_rows: dict[str, list[str]] = defaultdict(list)  # person_id -> "file line N"
+    # rows that could end access, unread: person_id or org_id -> ["file line N", ...]
+    unread_by_person: dict[str, list[str]] = defaultdict(list)
+    unread_by_org: dict[str, list[str]] = defaultdict(list)
     for r in feeds.rejected:
         if not r.key:
             continue
         name = FeedName(r.feed)
-        (rejected_by_org if name in ORG_KEYED_FEEDS else rejected_by_person)[r.key].add(name)
+        org_keyed = name in ORG_KEYED_FEEDS
+        (rejected_by_org if org_keyed else rejected_by_person)[r.key].add(name)
         if name in ACCESS_ENDING_FEEDS:
-            rejected_rows[r.key].append(f"{r.file} line {r.line}")
+            (unread_by_org if org_keyed else unread_by_person)[r.key].append(
+                f"{r.file} line {r.line}"
+            )
 
     requesters_of: dict[str, set[str]] = defaultdict(set)
     for q in feeds.requests:
@@ -205,17 +224,8 @@ def build_plan(inp: PlanInputs) -> Plan:
         accounts = by_person.get(person_id, [])
         if len(accounts) > 1:
             for dup_acc in accounts:
-                dup = Action(
-                    op=Op.UPDATE,
-                    person_id=person_id,
-                    account_id=dup_acc.account_id,
-                    logon_id=dup_acc.logon_id,
-                    changes=(),
-                    reasons=(),
-                    before=account_digest(dup_acc),
-                )
                 hold(
-                    dup,
+                    _on(dup_acc, Op.UPDATE, person_id),
                     "ambiguous_correlation",
                     f"{len(accounts)} accounts carry {mapping.correlation_attribute}={person_id}",
                 )
@@ -245,32 +255,23 @@ def build_plan(inp: PlanInputs) -> Plan:
                 )
             elif not acc.enabled:
                 consider(
-                    Action(
-                        op=Op.ENABLE,
-                        person_id=person_id,
-                        account_id=acc.account_id,
+                    _on(
+                        acc,
+                        Op.ENABLE,
+                        person_id,
                         logon_id=logon,
                         changes=diff_account(acc, desired, manage_groups=manage_groups),
                         reasons=reasons,
-                        before=account_digest(acc),
                         desired=desired,
                         drivers=ALL_FEEDS,
                     )
                 )
             else:
-                unread = rejected_rows.get(person_id, [])
+                unread = unread_by_person.get(person_id, []) + unread_by_org.get(worker.org_id, [])
                 if unread:  # a row that could not be read may be a separation or a disable
                     rows = ", ".join(unread)
                     hold(
-                        Action(
-                            op=Op.DISABLE,
-                            person_id=person_id,
-                            account_id=acc.account_id,
-                            logon_id=acc.logon_id,
-                            changes=(),
-                            reasons=(_unread_reason(person_id, rows),),
-                            before=account_digest(acc),
-                        ),
+                        _on(acc, Op.DISABLE, person_id, reasons=(_unread_reason(person_id, rows),)),
                         "rejected_row",
                         f"rejected row(s) {rows} may end {person_id}'s access; misync cannot "
                         "tell, so it neither confirms nor removes it: correct the row(s)",
@@ -278,14 +279,13 @@ def build_plan(inp: PlanInputs) -> Plan:
                 changes = diff_account(acc, desired, manage_groups=manage_groups)
                 if changes:
                     consider(
-                        Action(
-                            op=Op.UPDATE,
-                            person_id=person_id,
-                            account_id=acc.account_id,
+                        _on(
+                            acc,
+                            Op.UPDATE,
+                            person_id,
                             logon_id=logon,
                             changes=changes,
                             reasons=(_update_reason(),),
-                            before=account_digest(acc),
                             desired=desired,
                             drivers=UPDATE_DRIVERS,
                         )
@@ -297,14 +297,11 @@ def build_plan(inp: PlanInputs) -> Plan:
         blocked = blocked_feeds(person_id)
         sound = tuple(r for r in decision.reasons if not r.feeds & blocked)
         deadline = min((r.deadline for r in sound if r.deadline is not None), default=None)
-        action = Action(
-            op=Op.DISABLE,
-            person_id=person_id,
-            account_id=acc.account_id,
-            logon_id=acc.logon_id,
-            changes=(),
+        action = _on(
+            acc,
+            Op.DISABLE,
+            person_id,
             reasons=decision.reasons + decision.flags,
-            before=account_digest(acc),
             drivers=frozenset().union(*(r.feeds for r in sound)),
             evidenced=any(r.evidenced for r in sound),
             deadline=deadline,
@@ -316,20 +313,14 @@ def build_plan(inp: PlanInputs) -> Plan:
     for stray in uncorrelated:
         if not stray.enabled:
             continue
-        orphan = Action(
-            op=Op.DISABLE,
-            person_id=None,
-            account_id=stray.account_id,
-            logon_id=stray.logon_id,
-            changes=(),
+        orphan = _on(
+            stray,
+            Op.DISABLE,
+            None,
             reasons=(_orphan_reason(stray, mapping.correlation_attribute),),
-            before=account_digest(stray),
             drivers=frozenset() if ORPHAN_DRIVERS & unhealthy else ORPHAN_DRIVERS,
         )
-        named = stray.correlation and (
-            rejected_by_person.get(stray.correlation) or rejected_rows.get(stray.correlation)
-        )
-        if named:
+        if stray.correlation and stray.correlation in rejected_by_person:
             hold(
                 orphan,
                 "feed_unhealthy",

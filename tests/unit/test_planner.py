@@ -6,6 +6,7 @@ import dataclasses
 import json
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,6 +23,7 @@ from connector.model import (
     Op,
     Organization,
     OrgKind,
+    Plan,
     Reason,
     Rejection,
     SourceRef,
@@ -374,6 +376,26 @@ def _world(n: int) -> FeedSet:
     )
 
 
+def _plan_world(feeds: FeedSet, **guard: Any) -> Plan:
+    """Policy and planner together over ``feeds``, everyone but R1 with an enabled account."""
+    from connector.policy import evaluate_all
+    from tests.unit import test_policy as tp
+
+    decisions = evaluate_all(feeds, tp.AT, tp.RULES)
+    accounts = [account(p, f"u{p.lower()}") for p in decisions if p != "R1"]
+    return build_plan(
+        PlanInputs(
+            as_of=tp.AT,
+            feeds=feeds,
+            decisions=decisions,
+            accounts=accounts,
+            mapping=MAPPING,
+            target="t",
+            **guard,
+        )
+    )
+
+
 @pytest.mark.parametrize(
     "missing",
     [
@@ -391,29 +413,14 @@ def test_a_missing_feed_is_never_read_as_everyone_lost_access(missing: FeedName)
     that rests on it (a requester check needs the designations, the roster and the
     organizations) is unsound: no disable, no breach. A separation from another feed is
     still carried out (SPEC: "except disables driven by other feeds")."""
-    from connector.policy import evaluate_all
-    from tests.unit import test_policy as tp
-
     world = _world(60)
     feeds = dataclasses.replace(
         world,
         **{missing.value: ()},
         health={missing: FeedHealth(missing, f"{missing}.csv", FeedState.MISSING, 0, 0)},
     )
-    decisions = evaluate_all(feeds, tp.AT, tp.RULES)
-    accounts = [account(p, f"u{p.lower()}") for p in decisions if p != "R1"]
-    plan = build_plan(
-        PlanInputs(
-            as_of=tp.AT,
-            feeds=feeds,
-            decisions=decisions,
-            accounts=accounts,
-            mapping=MAPPING,
-            target="t",
-            max_unexplained=1000,  # the feed guard alone must hold them
-            max_share=1.0,
-        )
-    )
+    # the mass-disable guard is opened wide: the feed guard alone must hold them
+    plan = _plan_world(feeds, max_unexplained=1000, max_share=1.0)
     # evidence from the feeds still whole: the separation, and the disable request
     evidenced = ["PDIS", "PSEP"] if missing is not FeedName.REQUESTS else ["PSEP"]
     disabled = sorted(a.person_id or "" for a in plan.actions if a.op is Op.DISABLE)
@@ -424,24 +431,9 @@ def test_a_missing_feed_is_never_read_as_everyone_lost_access(missing: FeedName)
 
 
 def test_the_same_world_with_every_feed_whole_disables_only_the_separated() -> None:
-    """The control for the test above: nothing is held, only PSEP loses access."""
-    from connector.policy import evaluate_all
-    from tests.unit import test_policy as tp
-
-    world = _world(60)
-    decisions = evaluate_all(world, tp.AT, tp.RULES)
-    assert sum(d.entitled for d in decisions.values()) == 60  # not PSEP, PDIS, R1 (no request)
-    accounts = [account(p, f"u{p.lower()}") for p in decisions if p != "R1"]
-    plan = build_plan(
-        PlanInputs(
-            as_of=tp.AT,
-            feeds=world,
-            decisions=decisions,
-            accounts=accounts,
-            mapping=MAPPING,
-            target="t",
-        )
-    )
+    """The control for the test above: nothing is held, only PSEP and PDIS lose access."""
+    plan = _plan_world(_world(60))
+    assert plan.decisions["entitled"] == 60  # not PSEP, PDIS, R1 (no request)
     assert sorted(a.person_id or "" for a in plan.actions if a.op is Op.DISABLE) == [
         "PDIS",
         "PSEP",
@@ -471,6 +463,14 @@ def _rejected(feed: str, key: str) -> Rejection:
             [],
             [("rejected_row", "P1")],
             id="entitled-with-an-unreadable-request-is-held-for-review",
+        ),
+        pytest.param(
+            [entitled("P1")],
+            account("P1"),
+            _rejected("contracts", "ORG1"),
+            [],
+            [("rejected_row", "P1")],
+            id="an-unreadable-contract-of-the-organization-is-held-for-review",
         ),
         pytest.param(
             [entitled("P1")],
