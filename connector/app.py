@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -139,8 +139,11 @@ def make_plan(
     *,
     override_guard: bool = False,
     evaluation: Evaluation | None = None,
+    observe: Callable[[Account], None] | None = None,
 ) -> tuple[Plan, Evaluation]:
-    """Evaluate the feeds, read the target (paged, streamed), and build a sealed plan."""
+    """Evaluate the feeds, read the target (paged, streamed), and build a sealed plan.
+
+    ``observe`` sees every account as it streams past (no second read)."""
     ev = evaluation or evaluate(rt, store, as_of)
     s = rt.settings
     target = rt.target()
@@ -150,7 +153,7 @@ def make_plan(
                 as_of=as_of,
                 feeds=ev.feeds,
                 decisions=ev.decisions,
-                accounts=target.snapshot(),
+                accounts=_observed(target.snapshot(), observe),
                 mapping=rt.mapping,
                 target=target.description,
                 known_logon_ids=store.logon_ids(),
@@ -168,49 +171,60 @@ def make_plan(
     return seal(plan), ev
 
 
-def check_drift(rt: Runtime, plan: Plan) -> None:
-    """Refuse a reviewed plan if any object it touches changed since it was made."""
-    target = rt.target()
-    try:
-        if target.description != plan.target:
-            raise DriftError(
-                f"the plan was made for {plan.target}, this configuration targets "
-                f"{target.description}",
-                [],
-            )
-        drifted: list[str] = []
-        for a in plan.actions:
-            if a.op is Op.CREATE:
-                existing = target.find(a.person_id) if a.person_id else None
-                if existing is not None:
-                    drifted.append(f"{a.person_id}: an account now exists ({existing.account_id})")
-                continue
-            assert a.account_id is not None
-            current: Account | None = target.read(a.account_id)
-            if current is None:
-                drifted.append(f"{a.account_id}: no longer exists")
-            elif account_digest(current) != a.before:
-                drifted.append(f"{a.account_id}: changed since the plan was made")
-    finally:
-        target.close()
+def _observed(
+    accounts: Iterator[Account], observe: Callable[[Account], None] | None
+) -> Iterator[Account]:
+    for account in accounts:
+        if observe is not None:
+            observe(account)
+        yield account
+
+
+def confirm_plan(rt: Runtime, store: StateStore, plan: Plan) -> Evaluation:
+    """Refuse a reviewed plan if the target drifted since it was made, or if any action
+    in it is not what Policy 1021 gives now.
+
+    One fresh plan answers both, from one paged read of the directory (with the
+    mass-disable guard overridden, so that it hides nothing):
+
+    - drift: every account the plan touches must still read with the digest the plan
+      recorded, and no account may have appeared for a planned create;
+    - policy: the checksum proves only that a file was not altered after it was sealed,
+      and anyone who can write the file can seal it again, so every reviewed action
+      must appear in the fresh plan with the same op, desired account and changes. An
+      edited plan can never grant access, a profile or a group that the policy does
+      not, nor disable someone the policy keeps.
+
+    Actions of the fresh plan that the reviewed one lacks are not applied.
+    """
+    read: dict[str, str] = {}  # account id (lower case) -> digest as read now
+    owners: dict[str, str] = {}  # person_id -> account id, as correlated now
+
+    def observe(account: Account) -> None:
+        read[account.account_id.lower()] = account_digest(account)
+        if account.correlation:
+            owners[account.correlation] = account.account_id
+
+    fresh, ev = make_plan(rt, store, now(), override_guard=True, observe=observe)
+    if fresh.target != plan.target:
+        raise DriftError(
+            f"the plan was made for {plan.target}, this configuration targets {fresh.target}",
+            [],
+        )
+    drifted: list[str] = []
+    for a in plan.actions:
+        if a.op is Op.CREATE:
+            if a.person_id in owners:
+                drifted.append(f"{a.person_id}: an account now exists ({owners[a.person_id]})")
+        elif a.account_id is None or a.account_id.lower() not in read:
+            drifted.append(f"{a.account_id}: no longer exists")
+        elif read[a.account_id.lower()] != a.before:
+            drifted.append(f"{a.account_id}: changed since the plan was made")
     if drifted:
         raise DriftError(
             f"the target drifted since the plan was made ({len(drifted)} objects)", drifted
         )
 
-
-def confirm_plan(rt: Runtime, store: StateStore, plan: Plan) -> Evaluation:
-    """Refuse a reviewed plan unless every action in it is what Policy 1021 gives now.
-
-    The checksum proves only that a file was not altered after it was sealed; anyone
-    who can write the file can seal it again. So the plan is made afresh from the
-    current feeds and directory (with the mass-disable guard overridden, so that it
-    hides nothing), and every reviewed action must appear in it with the same op, the
-    same desired account and the same changes. An edited plan can therefore never grant
-    access, a profile or a group that the policy does not, nor disable someone the
-    policy keeps. Actions of the fresh plan that the reviewed one lacks are not applied.
-    """
-    fresh, ev = make_plan(rt, store, now(), override_guard=True)
     current = {(a.op, a.key): a for a in fresh.actions}
     refused: list[str] = []
     for a in plan.actions:
@@ -322,7 +336,6 @@ def _run_apply(rt: Runtime, run_id: str, plan: Plan | None, override_guard: bool
         if plan is None:
             plan, ev = make_plan(rt, store, now(), override_guard=override_guard)
         else:
-            check_drift(rt, plan)
             ev = confirm_plan(rt, store, plan)
         recover_interrupted(store, audit, run_id, log)
         store.start_run(run_id, "apply", plan.as_of, plan.checksum)
