@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from connector import app  # noqa: E402
+from connector import app, runs  # noqa: E402
 from connector.devtools.slapd import LocalSlapd  # noqa: E402
 from connector.settings import load_settings  # noqa: E402
 from connector.state import StateStore  # noqa: E402
@@ -145,7 +145,7 @@ dir = "{work / "state"}"
         rt = app.Runtime(load_settings(cfg))
         t0 = time.perf_counter()
         with StateStore(rt.settings.state.db) as store:
-            plan, _events = app.make_plan(rt, store, datetime.now(UTC))
+            plan, _events = runs.make_plan(rt, store, datetime.now(UTC))
         planned = time.perf_counter() - t0
     print(f"people/accounts      {n}")
     print(f"decisions            {dict(plan.decisions)}")

@@ -199,7 +199,7 @@ def _load(args: argparse.Namespace) -> Runtime:
 
 
 def _dispatch(args: argparse.Namespace, out: TextIO, run_id: str) -> int:
-    from connector import app
+    from connector import runs
     from connector.audit import AuditIntegrityError
     from connector.reconcile import PlanFormatError, plan_from_json, plan_to_json
     from connector.reconcile.render import render_decision, render_plan
@@ -210,9 +210,9 @@ def _dispatch(args: argparse.Namespace, out: TextIO, run_id: str) -> int:
     log = structlog.get_logger("misync.cli")
     try:
         if args.command == "plan":
-            as_of = args.as_of or app.now()
+            as_of = args.as_of or rt.clock()
             with rt.store() as store:
-                plan, _ = app.make_plan(rt, store, as_of, override_guard=args.override_guard)
+                plan, _ = runs.make_plan(rt, store, as_of, override_guard=args.override_guard)
             text = plan_to_json(plan)
             if args.out:
                 args.out.write_text(text, encoding="utf-8")
@@ -242,10 +242,10 @@ def _dispatch(args: argparse.Namespace, out: TextIO, run_id: str) -> int:
             elif args.checksum:
                 raise UserError("--checksum goes with --plan")
             try:
-                result = app.run_apply(
+                result = runs.run_apply(
                     rt, plan=reviewed, override_guard=args.override_guard, run_id=run_id
                 )
-            except app.DriftError as exc:
+            except runs.DriftError as exc:
                 lines = "\n".join(f"  {d}" for d in exc.drifted)
                 raise UserError(f"refused: {exc}\n{lines}".rstrip(), EXIT_REFUSED) from exc
             except StateBusyError as exc:
@@ -267,9 +267,9 @@ def _dispatch(args: argparse.Namespace, out: TextIO, run_id: str) -> int:
             return EXIT_INCOMPLETE if report.failed or result.plan.held else EXIT_OK
 
         if args.command == "explain":
-            as_of = args.as_of or app.now()
+            as_of = args.as_of or rt.clock()
             with rt.store() as store:
-                ev = app.evaluate(rt, store, as_of)
+                ev = runs.evaluate(rt, store, as_of)
             decision = ev.decisions.get(args.person_id)
             if decision is None:
                 raise UserError(f"person {args.person_id!r} appears in no feed")

@@ -2,7 +2,7 @@
 
 feeds -> policy -> plan -> apply on slapd -> plan is empty; drift refusal; the
 mass-disable guard; feed guards; per-object failures; the audit trail.
-The evaluation instant is pinned (``connector.app.now``) so the sample dates never rot.
+The evaluation instant is pinned (``connector.app.now``, the default clock of a ``Runtime``) so the sample dates never rot.
 """
 
 from __future__ import annotations

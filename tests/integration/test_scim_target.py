@@ -13,7 +13,7 @@ from typing import Any
 import httpx2
 import pytest
 
-from connector import app
+from connector import app, runs
 from connector.devtools.scim_server import LocalScimServer
 from connector.mapping import load_mapping
 from connector.model import Change, ChangeKind, DesiredAccount
@@ -345,7 +345,7 @@ def test_429_storm_and_a_500_on_one_user_the_rest_is_applied(demo_world: dict[st
             base_url=server.url, headers={"Authorization": f"Bearer {server.token}"}, transport=wire
         ),
     )
-    result = app.run_apply(rt)
+    result = runs.run_apply(rt)
     failed = [(o.action.op.value, o.action.person_id) for o in result.report.failed]
     assert failed == [("create", "P1002")]  # the 500 user, after its retries
     assert storm["left"] == 0  # every 429 was met, and survived
@@ -354,7 +354,7 @@ def test_429_storm_and_a_500_on_one_user_the_rest_is_applied(demo_world: dict[st
     assert not any(method == "DELETE" for method, _ in wire.seen)  # never DELETE
 
     rt.target_factory = None  # the network heals: the next run converges
-    again = app.run_apply(rt)
+    again = runs.run_apply(rt)
     assert [(o.action.op.value, o.action.person_id) for o in again.report.outcomes] == [
         ("create", "P1002")
     ]

@@ -1,0 +1,55 @@
+"""The alert port: one value type and one method."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
+
+import structlog
+
+
+class Severity(StrEnum):
+    INFO = "info"  # something was fixed (a breach closed)
+    WARNING = "warning"  # act soon (a deadline is near, an action is held)
+    CRITICAL = "critical"  # act now (a deadline was missed, a run failed)
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """Something a person must know about.
+
+    ``kind`` is a stable event name (``breach.open``, ``deadline.warning``,
+    ``operation.held``, ...); ``key`` names the thing it is about (an account id, a feed,
+    a run) so that repeats of the same alert can be recognised; ``fields`` are ids and
+    dates only (no names, no emails, no secrets).
+    """
+
+    kind: str
+    severity: Severity
+    key: str
+    summary: str
+    fields: Mapping[str, Any] = field(default_factory=dict)
+
+
+class AlertSink(Protocol):
+    """Delivers alerts. Implementations must not raise for a delivery problem they can
+    report themselves (log it); the run that raised the alert goes on either way."""
+
+    def send(self, alert: Alert) -> None: ...
+
+
+class LogAlertSink:
+    """The sink that is always there: one structlog event per alert, named after its kind."""
+
+    def __init__(self, logger_name: str = "misync.alert") -> None:
+        self._log = structlog.get_logger(logger_name)
+
+    def send(self, alert: Alert) -> None:
+        level = {
+            Severity.INFO: self._log.info,
+            Severity.WARNING: self._log.warning,
+            Severity.CRITICAL: self._log.error,
+        }[alert.severity]
+        level(alert.kind, key=alert.key, summary=alert.summary, alert=True, **dict(alert.fields))

@@ -1,0 +1,247 @@
+"""Apply runs: plan (or confirm a reviewed plan), then carry it out, journaling and
+auditing every step. The CLI's ``apply`` and the daemon's jobs both call ``run_apply``.
+
+Order inside a run (each step survives a crash of the next):
+
+1. the audit trail is checked against its anchor (a tampered trail stops the run);
+2. a plan is made from a fresh read (or a reviewed plan is confirmed against one);
+3. what a crashed run left open is closed as ``interrupted`` and audited;
+4. the run, the plan and every changed decision are recorded;
+5. breaches are opened *before* the directory is touched;
+6. the executor carries out the actions (journal before and after each one);
+7. fixed breaches are closed, the run is finished and its audit head logged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import structlog
+
+from connector.alerts import Alert, AlertSink, Severity
+from connector.app import Runtime
+from connector.apply import ApplyReport, Executor, Outcome
+from connector.audit import AuditTrail
+from connector.model.decisions import Decision
+from connector.model.plan import Plan
+from connector.runs.breaches import close_breaches, open_breaches
+from connector.runs.planning import Evaluation, confirm_plan, make_plan
+from connector.runs.recovery import recover_interrupted
+from connector.state import StateStore, state_lock
+
+
+class RunObserver(Protocol):
+    """Sees a run as it goes (the CLI prints progress; the daemon reports status)."""
+
+    def planned(self, plan: Plan) -> None:
+        """The plan is final and nothing has been carried out yet."""
+
+    def outcome(self, outcome: Outcome) -> None:
+        """One action finished (journaled and audited)."""
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    run_id: str
+    plan: Plan
+    report: ApplyReport
+
+    @property
+    def status(self) -> str:
+        return "ok" if not self.report.failed and not self.plan.held else "incomplete"
+
+
+def run_apply(
+    rt: Runtime,
+    *,
+    plan: Plan | None = None,
+    override_guard: bool = False,
+    run_id: str | None = None,
+    alerts: AlertSink | None = None,
+    observer: RunObserver | None = None,
+) -> ApplyResult:
+    """Plan now (or take a reviewed plan), then apply it, journaling and auditing it all.
+
+    Raises ``StateBusyError`` when another run holds the state folder,
+    ``AuditIntegrityError`` when the trail does not match its anchor, ``DriftError``
+    when a reviewed plan no longer holds, and ``TargetError`` when the target cannot be
+    read; in each case nothing was changed.
+    """
+    run_id = run_id or uuid.uuid4().hex[:12]
+    # every event of this run carries its run_id; the caller's own binding is restored after
+    with (
+        structlog.contextvars.bound_contextvars(run_id=run_id),
+        state_lock(rt.settings.state.dir),  # StateBusyError if another run holds it
+    ):
+        return _run_apply(rt, run_id, plan, override_guard, alerts, observer)
+
+
+def _run_apply(
+    rt: Runtime,
+    run_id: str,
+    plan: Plan | None,
+    override_guard: bool,
+    alerts: AlertSink | None,
+    observer: RunObserver | None,
+) -> ApplyResult:
+    log = structlog.get_logger("misync.run")
+    s = rt.settings
+    with rt.store() as store, rt.audit() as audit:
+        audit.check()  # a trail that does not match its anchor stops the run before anything
+        ev: Evaluation | None = None
+        if plan is None:
+            plan, ev = make_plan(rt, store, rt.clock(), override_guard=override_guard)
+        else:
+            ev = confirm_plan(rt, store, plan)
+        recover_interrupted(store, audit, run_id, log)
+        store.start_run(run_id, "apply", plan.as_of, plan.checksum)
+        audit.append(
+            "plan",
+            {
+                "checksum": plan.checksum,
+                "as_of": plan.as_of.isoformat(),
+                "summary": plan.summary,
+                "target": plan.target,
+                "feeds": {f.feed.value: f.digest for f in plan.feeds},
+            },
+            run_id=run_id,
+        )
+        _record_decisions(store, audit, ev, run_id, log)
+        if observer is not None:
+            observer.planned(plan)
+        checksum = plan.checksum
+
+        def on_outcome(o: Outcome) -> None:
+            a = o.action
+            audit.append(
+                "operation",
+                {
+                    "op": a.op.value,
+                    "person_id": a.person_id,
+                    "account_id": o.account_id,
+                    "logon_id": a.logon_id,
+                    "outcome": o.status,
+                    "attempts": o.attempts,
+                    "detail": o.detail,
+                    "plan": checksum,
+                    "reasons": [
+                        {"code": r.code, "clause": r.clause, "message": r.message}
+                        for r in a.reasons
+                    ],
+                    "changes": [
+                        {"name": c.name, "old": list(c.old), "new": list(c.new)} for c in a.changes
+                    ],
+                },
+                run_id=run_id,
+            )
+            if o.status == "ok":
+                store.clear_failure(a.key)
+            else:
+                store.record_failure(a.key, rt.clock(), o.detail)
+                if alerts is not None:
+                    alerts.send(
+                        Alert(
+                            "operation.failed",
+                            Severity.WARNING,
+                            a.key,
+                            f"{a.op.value} {a.key} failed: {o.detail}",
+                            {"op": a.op.value, "person_id": a.person_id, "run_id": run_id},
+                        )
+                    )
+            if observer is not None:
+                observer.outcome(o)
+
+        executor = Executor(
+            target_factory=rt.target,
+            journal=store,
+            workers=s.apply.workers,
+            max_attempts=s.apply.max_attempts,
+            backoff=s.apply.backoff_seconds,
+            backoff_max=s.apply.backoff_max_seconds,
+            on_outcome=on_outcome,
+        )
+        for h in plan.held:
+            log.warning(
+                "operation.held",
+                code=h.code,
+                op=h.action.op.value,
+                person_id=h.action.person_id,
+                account_id=h.action.account_id,
+                message=h.message,
+            )
+            if alerts is not None:
+                alerts.send(
+                    Alert(
+                        "operation.held",
+                        Severity.WARNING,
+                        f"{h.code}:{h.action.key}",
+                        f"{h.action.op.value} {h.action.key} held ({h.code}): {h.message}",
+                        {"code": h.code, "op": h.action.op.value, "person_id": h.action.person_id},
+                    )
+                )
+        open_breaches(store, audit, plan, run_id, log, rt.clock(), alerts)
+        report = executor.apply(plan, run_id)
+        close_breaches(store, audit, plan, report, run_id, log, rt.clock(), alerts)
+        if not ev.feeds.unhealthy():
+            store.record_feed_rows(run_id, {h.feed.value: h.rows for h in ev.feeds.health.values()})
+        result = ApplyResult(run_id, plan, report)
+        summary = {**plan.summary, **report.counts, "failed": len(report.failed)}
+        store.finish_run(run_id, result.status, summary)
+        head = audit.append("run", {"status": result.status, "summary": summary}, run_id=run_id)
+        log.info(
+            "run.finished",
+            status=result.status,
+            summary=summary,
+            audit_seq=head.seq,
+            audit_head=head.hash,
+        )
+    return result
+
+
+def decision_digest(d: Decision) -> str:
+    body = {
+        "status": d.status.value,
+        "reasons": sorted(f"{r.code}|{r.clause}|{r.message}" for r in d.reasons),
+        "grant": d.grant.request_id if d.grant else None,
+        "profile": d.profile,
+        "offices": list(d.offices),
+    }
+    raw = json.dumps(body, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(raw.encode()).hexdigest()[:32]
+
+
+def _decision_record(d: Decision) -> dict[str, Any]:
+    return {
+        "person_id": d.person_id,
+        "status": d.status.value,
+        "reasons": [{"code": r.code, "clause": r.clause, "message": r.message} for r in d.reasons],
+        "flags": [{"code": r.code, "clause": r.clause} for r in d.flags],
+        "grant": d.grant.request_id if d.grant else None,
+    }
+
+
+def _record_decisions(
+    store: StateStore, audit: AuditTrail, ev: Evaluation, run_id: str, log: Any
+) -> None:
+    """Audit and log one event per decision *change* (not per person per run)."""
+    old = store.decision_digests()
+    changed: dict[str, str] = {}
+    records: list[tuple[str, dict[str, Any]]] = []
+    for pid, d in ev.decisions.items():
+        digest = decision_digest(d)
+        if old.get(pid) != digest:
+            changed[pid] = digest
+            records.append(("decision", _decision_record(d)))
+            log.info(
+                "decision.changed",
+                person_id=pid,
+                status=d.status.value,
+                reasons=[r.code for r in d.reasons],
+            )
+    if records:
+        audit.append_many(records, run_id=run_id)
+        store.record_decision_digests(changed)

@@ -1,0 +1,101 @@
+"""Timely-deactivation breaches (SPEC "Deadlines"): opened before the directory is
+touched, closed when fixed, each in the state store and the audit trail, each alerted."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from connector.alerts import Alert, AlertSink, Severity
+from connector.apply import ApplyReport
+from connector.audit import AuditTrail
+from connector.model.plan import Op, Plan
+from connector.state import StateStore
+
+
+def open_breaches(
+    store: StateStore,
+    audit: AuditTrail,
+    plan: Plan,
+    run_id: str,
+    log: Any,
+    at: datetime,
+    alerts: AlertSink | None = None,
+) -> None:
+    """Record every timely-deactivation breach *before* the directory is touched, so a
+    crash in the middle of the run cannot lose the evidence that a deadline was missed."""
+    open_now = store.open_breaches()
+    for b in plan.breaches:
+        codes = ",".join(r.code for r in b.reasons)
+        fields = {
+            "account_id": b.account_id,
+            "person_id": b.person_id,
+            "deadline": b.deadline.isoformat(),
+            "reasons": codes,
+        }
+        if b.severity == "warning":
+            log.warning("deadline.warning", **fields)
+            if alerts is not None:
+                alerts.send(
+                    Alert(
+                        "deadline.warning",
+                        Severity.WARNING,
+                        b.account_id,
+                        f"{b.account_id} must be disabled by {b.deadline.isoformat()} ({codes})",
+                        fields,
+                    )
+                )
+            continue
+        if b.account_id not in open_now:
+            store.open_breach(b.account_id, b.person_id or "", b.deadline, b.severity, codes, at)
+            audit.append("breach", {**fields, "state": "open"}, run_id=run_id)
+        log.error("breach.open", **fields)
+        if alerts is not None:
+            alerts.send(
+                Alert(
+                    "breach.open",
+                    Severity.CRITICAL,
+                    b.account_id,
+                    f"{b.account_id} is still enabled past its deadline "
+                    f"{b.deadline.isoformat()} ({codes})",
+                    fields,
+                )
+            )
+
+
+def close_breaches(
+    store: StateStore,
+    audit: AuditTrail,
+    plan: Plan,
+    report: ApplyReport,
+    run_id: str,
+    log: Any,
+    at: datetime,
+    alerts: AlertSink | None = None,
+) -> None:
+    """Close the breaches this run fixed, and those no longer enabled past a deadline."""
+    disabled = {
+        o.account_id for o in report.outcomes if o.status == "ok" and o.action.op is Op.DISABLE
+    }
+    still = {b.account_id for b in plan.breaches if b.severity == "breach"} - disabled
+    for account_id, row in store.open_breaches().items():
+        if account_id in still:
+            continue
+        if account_id in disabled:
+            resolution = f"disabled by run {run_id}, past its deadline"
+        else:
+            resolution = f"no longer enabled past a deadline (run {run_id})"
+        store.close_breach(account_id, at, resolution)
+        fields = {
+            "account_id": account_id,
+            "person_id": row.person_id,
+            "deadline": row.deadline.isoformat(),
+            "state": "closed",
+            "resolution": resolution,
+        }
+        audit.append("breach", fields, run_id=run_id)
+        log.info("breach.closed", account_id=account_id, person_id=row.person_id, late=True)
+        if alerts is not None:
+            alerts.send(
+                Alert("breach.closed", Severity.INFO, account_id, resolution, fields)
+            )

@@ -1,0 +1,167 @@
+"""Planning runs: evaluate the feeds, read the target, build a sealed plan; and check a
+reviewed plan against what the policy gives now (``apply --plan``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import structlog
+
+from connector.app import Runtime
+from connector.feeds import read_feeds
+from connector.model.accounts import Account
+from connector.model.decisions import Decision
+from connector.model.feeds import FeedName, FeedSet
+from connector.model.plan import Op, Plan
+from connector.policy import evaluate_all
+from connector.reconcile import PlanInputs, build_plan, seal
+from connector.reconcile.diff import account_digest
+from connector.state import StateStore
+
+
+class DriftError(RuntimeError):
+    """``apply --plan``: the target changed since the plan was made; nothing was applied."""
+
+    def __init__(self, message: str, drifted: list[str]) -> None:
+        super().__init__(message)
+        self.drifted = drifted
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    as_of: datetime
+    feeds: FeedSet
+    decisions: Mapping[str, Decision]
+
+
+def evaluate(rt: Runtime, store: StateStore, as_of: datetime) -> Evaluation:
+    """Read and validate every feed (health against the last good run), then decide."""
+    previous = {FeedName(k): v for k, v in store.last_good_feed_rows().items()}
+    feeds = read_feeds(rt.settings.feeds, now=rt.clock(), tz=rt.rules.tz, previous_rows=previous)
+    log = structlog.get_logger("misync.feeds")
+    for h in feeds.health.values():
+        if not h.healthy:
+            log.warning("feed.unusable", feed=h.feed.value, state=h.state.value, detail=h.detail)
+    for r in feeds.rejected:
+        log.warning(
+            "feed.row_rejected",
+            feed=r.feed,
+            file=r.file,
+            line=r.line,
+            column=r.column,
+            reason=r.reason,
+        )
+    return Evaluation(as_of, feeds, evaluate_all(feeds, as_of, rt.rules))
+
+
+def make_plan(
+    rt: Runtime,
+    store: StateStore,
+    as_of: datetime,
+    *,
+    override_guard: bool = False,
+    evaluation: Evaluation | None = None,
+    observe: Callable[[Account], None] | None = None,
+) -> tuple[Plan, Evaluation]:
+    """Evaluate the feeds, read the target (paged, streamed), and build a sealed plan.
+
+    ``observe`` sees every account as it streams past (no second read)."""
+    ev = evaluation or evaluate(rt, store, as_of)
+    s = rt.settings
+    target = rt.target()
+    try:
+        plan = build_plan(
+            PlanInputs(
+                as_of=as_of,
+                feeds=ev.feeds,
+                decisions=ev.decisions,
+                accounts=_observed(target.snapshot(), observe),
+                mapping=rt.mapping,
+                target=target.description,
+                known_logon_ids=store.logon_ids(),
+                taken_logon_ids=frozenset(store.taken_logon_ids()),
+                quarantined=frozenset(store.quarantined(s.apply.quarantine_after)),
+                orphans=s.target.orphans,
+                max_unexplained=s.guard.max_unexplained_disables,
+                max_share=s.guard.max_unexplained_share,
+                override_guard=override_guard,
+                warning=timedelta(hours=s.policy.warning_hours),
+            )
+        )
+    finally:
+        target.close()
+    return seal(plan), ev
+
+
+def _observed(
+    accounts: Iterator[Account], observe: Callable[[Account], None] | None
+) -> Iterator[Account]:
+    for account in accounts:
+        if observe is not None:
+            observe(account)
+        yield account
+
+
+def confirm_plan(rt: Runtime, store: StateStore, plan: Plan) -> Evaluation:
+    """Refuse a reviewed plan if the target drifted since it was made, or if any action
+    in it is not what Policy 1021 gives now.
+
+    One fresh plan answers both, from one paged read of the directory (with the
+    mass-disable guard overridden, so that it hides nothing):
+
+    - drift: every account the plan touches must still read with the digest the plan
+      recorded, and no account may have appeared for a planned create;
+    - policy: the checksum proves only that a file was not altered after it was sealed,
+      and anyone who can write the file can seal it again, so every reviewed action
+      must appear in the fresh plan with the same op, desired account and changes. An
+      edited plan can never grant access, a profile or a group that the policy does
+      not, nor disable someone the policy keeps.
+
+    Actions of the fresh plan that the reviewed one lacks are not applied.
+    """
+    read: dict[str, str] = {}  # account id (lower case) -> digest as read now
+    owners: dict[str, str] = {}  # person_id -> account id, as correlated now
+
+    def observe(account: Account) -> None:
+        read[account.account_id.lower()] = account_digest(account)
+        if account.correlation:
+            owners[account.correlation] = account.account_id
+
+    fresh, ev = make_plan(rt, store, rt.clock(), override_guard=True, observe=observe)
+    if fresh.target != plan.target:
+        raise DriftError(
+            f"the plan was made for {plan.target}, this configuration targets {fresh.target}",
+            [],
+        )
+    drifted: list[str] = []
+    for a in plan.actions:
+        if a.op is Op.CREATE:
+            if a.person_id in owners:
+                drifted.append(f"{a.person_id}: an account now exists ({owners[a.person_id]})")
+        elif a.account_id is None or a.account_id.lower() not in read:
+            drifted.append(f"{a.account_id}: no longer exists")
+        elif read[a.account_id.lower()] != a.before:
+            drifted.append(f"{a.account_id}: changed since the plan was made")
+    if drifted:
+        raise DriftError(
+            f"the target drifted since the plan was made ({len(drifted)} objects)", drifted
+        )
+
+    current = {(a.op, a.key): a for a in fresh.actions}
+    refused: list[str] = []
+    for a in plan.actions:
+        who = a.person_id or a.account_id or "?"
+        now_a = current.get((a.op, a.key))
+        if now_a is None:
+            held = next((h for h in fresh.held if h.action.key == a.key), None)
+            why = f"held now: {held.message}" if held else "not in a plan made now"
+            refused.append(f"{who}: {a.op.value} {a.key} is {why}")
+        elif now_a.desired != a.desired or now_a.changes != a.changes:
+            refused.append(f"{who}: {a.op.value} {a.key} differs from what the policy gives now")
+    if refused:
+        raise DriftError(
+            f"the plan is not what Policy 1021 gives now ({len(refused)} actions)", refused
+        )
+    return ev
