@@ -39,6 +39,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
+from email_validator import EmailNotValidError, validate_email
+
 from connector.feeds.layout import COLUMNS, FeedLayout, load_feed_layout
 from connector.model.feeds import FeedHealth, FeedName, FeedSet, FeedState, Rejection
 from connector.model.records import (
@@ -173,6 +175,10 @@ class _Row:
     def enum(self, col: str, kind: type[E]) -> E | None:
         return self._get(col, lambda raw: _enum(raw, kind), required=True)  # type: ignore[no-any-return]
 
+    def email(self, col: str, *, required: bool) -> str:
+        value = self._get(col, _email, required=required)
+        return value if isinstance(value, str) else ""
+
     def boolean(self, col: str, *, required: bool) -> bool:
         value = self._get(col, _bool, required=required)
         return bool(value)
@@ -206,6 +212,17 @@ def _instant(raw: str) -> datetime:
         except ValueError:
             pass
     raise _Bad(f"not an ISO 8601 instant ({_INSTANT_FORM}): {raw!r}")
+
+
+def _email(raw: str) -> str:
+    """An email address as written, if it is one (RFC 5322 addr-spec, checked by
+    email-validator without any DNS query); never rewritten, so the value kept is the
+    value read."""
+    try:
+        validate_email(raw, check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise _Bad(f"not a valid email address: {raw!r} ({exc})") from None
+    return raw
 
 
 def _bool(raw: str) -> bool:
@@ -297,7 +314,7 @@ def _worker(r: _Row, src: SourceRef) -> Worker | None:
         r.text("org_id"),
         r.text("given_name"),
         r.text("family_name"),
-        r.text("email", required=False),
+        r.email("email", required=False),
         r.text("office", required=False),
         r.text("supervisor_id", required=False),
         status or WorkerStatus.ACTIVE,

@@ -65,20 +65,20 @@ Expected = list[tuple[int, str | None, str | None, str, str]]  # line, column, v
 @pytest.mark.parametrize(
     ("row", "expected"),
     [
-        pytest.param("P9,ORG,A,B,a@x,O,S,active,", [], id="valid"),
-        pytest.param("\nP9,ORG,A,B,a@x,O,S,active,", [], id="empty-line-is-not-a-row"),
+        pytest.param("P9,ORG,A,B,a@x.org,O,S,active,", [], id="valid"),
+        pytest.param("\nP9,ORG,A,B,a@x.org,O,S,active,", [], id="empty-line-is-not-a-row"),
         pytest.param(
-            "P9,ORG,A,B,a@x,O,S,retired,",
+            "P9,ORG,A,B,a@x.org,O,S,retired,",
             [(14, "status", "retired", "'retired' is not one of: active, leave, separated", "P9")],
             id="bad-enum",
         ),
         pytest.param(
-            "P9,ORG,A,B,a@x,O,S,Active,",
+            "P9,ORG,A,B,a@x.org,O,S,Active,",
             [(14, "status", "Active", "'Active' is not one of: active, leave, separated", "P9")],
             id="enum-is-exact-lower-case",
         ),
         pytest.param(
-            "P9,ORG,A,B,a@x,O,S,separated,",
+            "P9,ORG,A,B,a@x.org,O,S,separated,",
             [
                 (
                     14,
@@ -91,7 +91,7 @@ Expected = list[tuple[int, str | None, str | None, str, str]]  # line, column, v
             id="separated-needs-date",
         ),
         pytest.param(
-            "P9,ORG,A,B,a@x,O,S,active,2026-11-20",
+            "P9,ORG,A,B,a@x.org,O,S,active,2026-11-20",
             [
                 (
                     14,
@@ -105,32 +105,32 @@ Expected = list[tuple[int, str | None, str | None, str, str]]  # line, column, v
             id="date-contradicts-status",
         ),
         pytest.param(
-            "P9,ORG,A,B,a@x,O,S,separated,2026-02-30",
+            "P9,ORG,A,B,a@x.org,O,S,separated,2026-02-30",
             [(14, "separated_on", "2026-02-30", "not a date (YYYY-MM-DD): '2026-02-30'", "P9")],
             id="bad-date",
         ),
         pytest.param(
-            "P9,ORG,A,B,a@x,O,S,separated,20261125",
+            "P9,ORG,A,B,a@x.org,O,S,separated,20261125",
             [(14, "separated_on", "20261125", "not a date (YYYY-MM-DD): '20261125'", "P9")],
             id="basic-format-date",
         ),
         pytest.param(
-            "P9,ORG,A,B,a@x,O,S,separated,2026-W48-3",
+            "P9,ORG,A,B,a@x.org,O,S,separated,2026-W48-3",
             [(14, "separated_on", "2026-W48-3", "not a date (YYYY-MM-DD): '2026-W48-3'", "P9")],
             id="week-date",
         ),
         pytest.param(
-            "P9,ORG,A,B,a@x,O,S",
-            [(14, None, "P9,ORG,A,B,a@x,O,S", "7 fields where the header has 9", "P9")],
+            "P9,ORG,A,B,a@x.org,O,S",
+            [(14, None, "P9,ORG,A,B,a@x.org,O,S", "7 fields where the header has 9", "P9")],
             id="short-row-keeps-key-and-text",
         ),
         pytest.param(
-            "P9,ORG,A,B,a@x,O,S,active,,extra",
+            "P9,ORG,A,B,a@x.org,O,S,active,,extra",
             [
                 (
                     14,
                     None,
-                    "P9,ORG,A,B,a@x,O,S,active,,extra",
+                    "P9,ORG,A,B,a@x.org,O,S,active,,extra",
                     "10 fields where the header has 9",
                     "P9",
                 )
@@ -138,7 +138,7 @@ Expected = list[tuple[int, str | None, str | None, str, str]]  # line, column, v
             id="long-row-keeps-key-and-text",
         ),
         pytest.param(
-            "P9\u200b,ORG,A,B,a@x,O,S,active,",
+            "P9\u200b,ORG,A,B,a@x.org,O,S,active,",
             [
                 (
                     14,
@@ -151,7 +151,7 @@ Expected = list[tuple[int, str | None, str | None, str, str]]  # line, column, v
             id="zero-width-space-in-key",
         ),
         pytest.param(
-            "P9,ORG,\ufeffA,B,a@x,O,S,active,",
+            "P9,ORG,\ufeffA,B,a@x.org,O,S,active,",
             [
                 (
                     14,
@@ -164,7 +164,7 @@ Expected = list[tuple[int, str | None, str | None, str, str]]  # line, column, v
             id="mid-file-bom",
         ),
         pytest.param(
-            "P9,ORG,A,B\tC,a@x,O,S,active,",
+            "P9,ORG,A,B\tC,a@x.org,O,S,active,",
             [
                 (
                     14,
@@ -177,7 +177,7 @@ Expected = list[tuple[int, str | None, str | None, str, str]]  # line, column, v
             id="control-character",
         ),
         pytest.param(
-            "P1001,ORG,A,B,a@x,O,S,active,",
+            "P1001,ORG,A,B,a@x.org,O,S,active,",
             [
                 (
                     2,
@@ -197,7 +197,7 @@ Expected = list[tuple[int, str | None, str | None, str, str]]  # line, column, v
             id="duplicate-rejects-every-row",
         ),
         pytest.param(
-            "P1001\u00ad,ORG,A,B,a@x,O,S,active,",
+            "P1001\u00ad,ORG,A,B,a@x.org,O,S,active,",
             [
                 (
                     2,
@@ -450,22 +450,22 @@ def test_contract_cross_field_rules(feeds: Path) -> None:
     ("rows", "detail"),
     [
         pytest.param(
-            'P1,ORG,"Ann\nMarie",Lee,a@x,O,S,active,\nP2,ORG,B,C,b@x,O,S,active,\n',
+            'P1,ORG,"Ann\nMarie",Lee,a@x.org,O,S,active,\nP2,ORG,B,C,b@x,O,S,active,\n',
             "workers.csv line 2, column given_name: line break inside a field",
             id="lf",
         ),
         pytest.param(
-            'P0,ORG,Z,Y,z@x,O,S,active,\r\nP1,ORG,"Ann\r\nMarie",Lee,a@x,O,S,active,\r\n',
+            'P0,ORG,Z,Y,z@x,O,S,active,\r\nP1,ORG,"Ann\r\nMarie",Lee,a@x.org,O,S,active,\r\n',
             "workers.csv line 3, column given_name: line break inside a field",
             id="crlf",
         ),
         pytest.param(
-            'P1,ORG,"A\rB","Le\ne",a@x,O,S,active,\n',
+            'P1,ORG,"A\rB","Le\ne",a@x.org,O,S,active,\n',
             "workers.csv line 2, column given_name: line break inside a field",
             id="cr",
         ),
         pytest.param(
-            'P1,ORG,Ann,"Lee\nJones",a@x,O,S,active,\n',
+            'P1,ORG,Ann,"Lee\nJones",a@x.org,O,S,active,\n',
             "workers.csv line 2, column family_name: line break inside a field",
             id="later-field",
         ),
@@ -485,7 +485,7 @@ def test_line_break_in_a_field_makes_the_feed_unreadable(
 def test_unattributable_row_keeps_its_rejections(feeds: Path) -> None:
     """The feed is unusable for everybody, and the row's errors are still reported."""
     path = feeds / "workers.csv"
-    path.write_text(path.read_text() + ",ORG,A,B,a@x,O,S,retired,\n")
+    path.write_text(path.read_text() + ",ORG,A,B,a@x.org,O,S,retired,\n")
     fs = read(feeds)
     assert fs.health[FeedName.WORKERS].state is FeedState.UNREADABLE
     got = {(r.line, r.column, r.key) for r in fs.rejected if r.file == "workers.csv"}
@@ -525,14 +525,14 @@ def test_bom_is_accepted(feeds: Path) -> None:
         ),
         pytest.param(
             lambda p: p.write_text(
-                WORKERS_HEADER + 'P1,ORG,"A,B,a@x,O,S,active,\nP2,ORG,A,B,a@x,O,S,active,\n'
+                WORKERS_HEADER + 'P1,ORG,"A,B,a@x.org,O,S,active,\nP2,ORG,A,B,a@x.org,O,S,active,\n'
             ),
             FeedState.UNREADABLE,
             "workers.csv line 2: malformed CSV (unexpected end of data)",
             id="unterminated-quote",
         ),
         pytest.param(
-            lambda p: p.write_text(WORKERS_HEADER + 'P1,ORG,"A"x,B,a@x,O,S,active,\n'),
+            lambda p: p.write_text(WORKERS_HEADER + 'P1,ORG,"A"x,B,a@x.org,O,S,active,\n'),
             FeedState.UNREADABLE,
             "workers.csv line 2: malformed CSV (',' expected after '\"')",
             id="text-after-closing-quote",
@@ -545,7 +545,7 @@ def test_bom_is_accepted(feeds: Path) -> None:
         ),
         pytest.param(
             lambda p: p.write_text(
-                "\ufeff\ufeff" + WORKERS_HEADER + "P1,ORG,A,B,a@x,O,S,active,\n"
+                "\ufeff\ufeff" + WORKERS_HEADER + "P1,ORG,A,B,a@x.org,O,S,active,\n"
             ),
             FeedState.UNREADABLE,
             "workers.csv line 1: header column 1 ('person_id') contains invisible character(s) "
@@ -553,14 +553,14 @@ def test_bom_is_accepted(feeds: Path) -> None:
             id="second-bom",
         ),
         pytest.param(
-            lambda p: p.write_text(WORKERS_HEADER + "P1,ORG,A,B,a@x,O,S,active,\n,ORG,A\n"),
+            lambda p: p.write_text(WORKERS_HEADER + "P1,ORG,A,B,a@x.org,O,S,active,\n,ORG,A\n"),
             FeedState.UNREADABLE,
             "workers.csv line 3: a rejected row with no readable person_id;",
             id="short-row-without-key",
         ),
         pytest.param(
             lambda p: p.write_text(
-                WORKERS_HEADER + "P1,ORG,A,B,a@x,O,S,active,\n,ORG,A,B,a@x,O,S,active,\n"
+                WORKERS_HEADER + "P1,ORG,A,B,a@x.org,O,S,active,\n,ORG,A,B,a@x.org,O,S,active,\n"
             ),
             FeedState.UNREADABLE,
             "workers.csv line 3: a rejected row with no readable person_id;",
@@ -568,14 +568,14 @@ def test_bom_is_accepted(feeds: Path) -> None:
         ),
         pytest.param(
             lambda p: p.write_text(
-                WORKERS_HEADER + "\u200b,ORG,A,B,a@x,O,S,active,\nP1,ORG,A,B,a@x,O,S,active,\n"
+                WORKERS_HEADER + "\u200b,ORG,A,B,a@x.org,O,S,active,\nP1,ORG,A,B,a@x.org,O,S,active,\n"
             ),
             FeedState.UNREADABLE,
             "workers.csv line 2: a rejected row with no readable person_id;",
             id="invisible-key",
         ),
         pytest.param(
-            lambda p: p.write_text(WORKERS_HEADER + "P1,ORG,A,B,a@x,O,S,active,\n,,,,,,,,\n  \n"),
+            lambda p: p.write_text(WORKERS_HEADER + "P1,ORG,A,B,a@x.org,O,S,active,\n,,,,,,,,\n  \n"),
             FeedState.UNREADABLE,
             "workers.csv line 3: a rejected row with no readable person_id (also line(s) 4);",
             id="commas-and-blanks-are-rows",
@@ -701,3 +701,34 @@ def test_check_headers(feeds: Path, damage, problems: list[str]) -> None:  # typ
     damage(feeds)
     settings = FeedsSettings(dir=feeds, max_age_hours=0)
     assert check_headers(settings) == [p.format(d=feeds) for p in problems]
+
+
+@pytest.mark.parametrize(
+    ("email", "reason"),
+    [
+        pytest.param("ana.ortiz@example.org", None, id="valid"),
+        pytest.param("josé.núñez@esd.wa.gov", None, id="internationalized-local-part"),
+        pytest.param("", None, id="blank-is-no-address"),
+        pytest.param("not-an-email", "An email address must have an @-sign.", id="no-at"),
+        pytest.param("a@localhost", "It should have a period.", id="no-domain-dot"),
+        pytest.param("a b@example.org", "invalid character", id="space"),
+        pytest.param("Ana <a@example.org>", "display name", id="display-name"),
+        pytest.param("a..b@example.org", "two periods in a row", id="double-dot"),
+        pytest.param("a@example.org;b@example.org", "invalid character", id="two-addresses"),
+    ],
+)
+def test_email_addresses_are_validated_without_dns(
+    feeds: Path, email: str, reason: str | None
+) -> None:
+    path = feeds / "workers.csv"
+    path.write_text(path.read_text() + f'P9,ORG,A,B,"{email}",O,S,active,\n')
+    fs = read(feeds)
+    got = [(r.line, r.column, r.value, r.key) for r in fs.rejected if r.file == "workers.csv"]
+    if reason is None:
+        assert got == []
+        assert fs.workers[-1].email == email  # kept exactly as written
+    else:
+        assert got == [(14, "email", email, "P9")]
+        (rej,) = (r for r in fs.rejected if r.file == "workers.csv")
+        assert rej.reason.startswith(f"not a valid email address: {email!r}")
+        assert reason in rej.reason
