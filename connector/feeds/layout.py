@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from connector.model.feeds import FeedName
+from connector.model.records import DEFAULT_REQUEST_STATUSES, RequestStatus
 
 #: SPEC.md's default file names and (logical) columns.
 COLUMNS: dict[FeedName, tuple[str, ...]] = {
@@ -69,15 +71,38 @@ class FeedLayoutError(ValueError):
 class FeedLayout:
     files: dict[FeedName, str]
     columns: dict[FeedName, dict[str, str]]  # logical name -> the file's column name
+    #: requests.csv status word (exact, as written) -> what it means; any other word is
+    #: a rejected row
+    request_statuses: Mapping[str, RequestStatus] = field(
+        default_factory=lambda: dict(DEFAULT_REQUEST_STATUSES)
+    )
 
     def column(self, feed: FeedName, logical: str) -> str:
         return self.columns[feed].get(logical, logical)
+
+
+def _words(values: list[str]) -> list[str]:
+    for v in values:
+        if not v or v != v.strip() or not v.isprintable():
+            raise ValueError(f"{v!r}: a status word is printable, with no surrounding blanks")
+    return values
+
+
+class _Statuses(BaseModel):
+    """``[feeds.requests.statuses]``: the words of the request form's status column."""
+
+    model_config = ConfigDict(extra="forbid")
+    approved: list[str] = Field(min_length=1)  # the request acts
+    not_approved: list[str] = []  # read and ignored (submitted, pending, denied, ...)
+
+    _w = field_validator("approved", "not_approved")(_words)
 
 
 class _Feed(BaseModel):
     model_config = ConfigDict(extra="forbid")
     file: str | None = None
     columns: dict[str, str] = {}
+    statuses: _Statuses | None = None  # requests only
 
 
 class _Layout(BaseModel):
@@ -112,7 +137,23 @@ def load_feed_layout(path: Path | None) -> FeedLayout:
         if feed.file:
             files[name] = feed.file
         columns[name] = dict(feed.columns)
-    result = FeedLayout(files, columns)
+    statuses = dict(DEFAULT_REQUEST_STATUSES)
+    for name, feed in layout.feeds.items():
+        if feed.statuses is None:
+            continue
+        if name is not FeedName.REQUESTS:
+            raise FeedLayoutError(
+                f"{path}: feeds.{name.value}.statuses: only feeds.requests has statuses"
+            )
+        both = sorted(set(feed.statuses.approved) & set(feed.statuses.not_approved))
+        if both:
+            raise FeedLayoutError(
+                f"{path}: feeds.requests.statuses: {', '.join(both)} cannot be both approved "
+                "and not_approved"
+            )
+        statuses = dict.fromkeys(feed.statuses.approved, RequestStatus.APPROVED)
+        statuses |= dict.fromkeys(feed.statuses.not_approved, RequestStatus.NOT_APPROVED)
+    result = FeedLayout(files, columns, statuses)
     _check_distinct(path, result, {name for name, feed in layout.feeds.items() if feed.file})
     return result
 

@@ -27,6 +27,7 @@ rejected, each naming the others' lines.
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import io
 import re
@@ -44,6 +45,7 @@ from email_validator import EmailNotValidError, validate_email
 from connector.feeds.layout import COLUMNS, FeedLayout, load_feed_layout
 from connector.model.feeds import FeedHealth, FeedName, FeedSet, FeedState, Rejection
 from connector.model.records import (
+    DEFAULT_REQUEST_STATUSES,
     AccessRequest,
     Contract,
     ContractType,
@@ -356,7 +358,21 @@ def _requester(r: _Row, src: SourceRef) -> RequesterDesignation | None:
     return None if r.errors else rec
 
 
-def _request(r: _Row, src: SourceRef) -> AccessRequest | None:
+def _status(raw: str, words: Mapping[str, RequestStatus]) -> RequestStatus:
+    meaning = words.get(raw)
+    if meaning is None:
+        approved = ", ".join(w for w, m in words.items() if m is RequestStatus.APPROVED)
+        other = ", ".join(w for w, m in words.items() if m is not RequestStatus.APPROVED)
+        raise _Bad(
+            f"{raw!r} is not a request status (acting: {approved}; read and ignored: "
+            f"{other or 'none'}; see [feeds.requests.statuses] in the feed layout)"
+        )
+    return meaning
+
+
+def _request(
+    r: _Row, src: SourceRef, statuses: Mapping[str, RequestStatus] = DEFAULT_REQUEST_STATUSES
+) -> AccessRequest | None:
     action = r.enum("action", RequestAction)
     is_add = action is RequestAction.ADD
     profile = r.text("profile", required=is_add)
@@ -367,7 +383,8 @@ def _request(r: _Row, src: SourceRef) -> AccessRequest | None:
         r.text("requester_id"),
         r.instant("submitted_at") or datetime.min.replace(tzinfo=UTC),
         r.date("effective_on") or date.min,
-        r.enum("status", RequestStatus) or RequestStatus.PENDING,
+        r._get("status", lambda raw: _status(raw, statuses), required=True)
+        or RequestStatus.NOT_APPROVED,
         profile,
         r.items("offices"),
         r.boolean("cert_training", required=is_add),
@@ -496,6 +513,8 @@ def _parse(
     unique = UNIQUE_COLUMN.get(name)
     key_at = index[KEY_COLUMN[name]]
     build = BUILDERS[name]
+    if name is FeedName.REQUESTS:
+        build = functools.partial(_request, statuses=layout.request_statuses)
     records: list[Any] = []
     kept: list[tuple[int, str, str]] = []  # per record: line, key, primary key
     # Rows with errors: line, key, primary key, errors (logical -> reason), values.

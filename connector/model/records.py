@@ -126,11 +126,31 @@ class RequestAction(StrEnum):
 
 
 class RequestStatus(StrEnum):
-    SUBMITTED = "submitted"
-    PENDING = "pending"
+    """What a request's status word means. The words are the feed layout's
+    (``[feeds.requests.statuses]`` in mappings/feeds.toml); only an approved request acts."""
+
     APPROVED = "approved"
-    REJECTED = "rejected"
-    WITHDRAWN = "withdrawn"
+    NOT_APPROVED = "not_approved"  # submitted, pending, denied, cancelled...: read, ignored
+
+
+#: The status words read by default: SPEC.md's, and the other words request forms use.
+DEFAULT_REQUEST_STATUSES: dict[str, RequestStatus] = {
+    "approved": RequestStatus.APPROVED,
+    **dict.fromkeys(
+        (
+            "submitted",
+            "pending",
+            "rejected",
+            "withdrawn",
+            "denied",
+            "declined",
+            "cancelled",
+            "canceled",
+            "expired",
+        ),
+        RequestStatus.NOT_APPROVED,
+    ),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +163,7 @@ class AccessRequest:
     requester_id: str
     submitted_at: datetime  # timezone-aware
     effective_on: date  # takes effect at the start of that day
-    status: RequestStatus
+    status: RequestStatus  # the meaning of the status word as read
     profile: str
     offices: tuple[str, ...]
     cert_training: bool

@@ -70,3 +70,40 @@ def test_invalid_email_is_rejected_with_its_place_and_never_written(
     assert entry(scope, "blee") is not None  # P1002, unaffected, was created
     out = json.dumps(plan)
     assert "erin walsh@esd" not in json.dumps([a["changes"] for a in plan["actions"]]), out
+
+
+# -- 9. request statuses: only approved acts; the others are read and ignored ---------------
+
+
+def test_denied_request_is_ignored_and_does_not_hold_a_create(
+    demo: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    requests = demo["feeds"] / "requests.csv"
+    requests.write_text(
+        requests.read_text(encoding="utf-8")
+        # P1002 asked for another profile; the form says denied: it does nothing
+        + "REQ-013,change,P1002,R900,2026-11-10T09:00:00-08:00,2026-11-11,denied,"
+        "supervisor,Renton,,,,P2002\n"
+        # P1001's disable was cancelled: it does nothing either
+        + "REQ-014,disable,P1001,R900,2026-11-10T09:00:00-08:00,2026-11-11,cancelled,"
+        ",,,,,P2001\n"
+        # not a status at all: rejected, naming the place; P1006 (no account) is held
+        + "REQ-015,change,P1006,R900,2026-11-10T09:00:00-08:00,2026-11-11,aproved,"
+        "supervisor,Renton,,,,P2002\n",
+        encoding="utf-8",
+    )
+    plan = plan_json(demo, capsys)
+    rejected = [(r["file"], r["line"], r["column"], r["value"]) for r in plan["rejected"]]
+    assert ("requests.csv", 16, "status", "aproved") in rejected
+    assert not [r for r in plan["rejected"] if r["line"] in (14, 15)]
+    ops = {a["person_id"]: a["op"] for a in plan["actions"]}
+    assert ops.get("P1001") == "create"
+    assert ops.get("P1002") == "create"
+    assert not [h for h in plan["held"] if h["action"]["person_id"] in ("P1001", "P1002")]
+
+    code, _ = run(demo, "apply", capsys=capsys)
+    assert code == 0
+    blee = entry(demo["scope"], "blee")
+    assert blee is not None and blee["employeeType"] == ["case-manager"]  # not the denied one
+    aortiz = entry(demo["scope"], "aortiz")
+    assert aortiz is not None and "pwdAccountLockedTime" not in aortiz

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from connector.feeds import FeedLayoutError, check_headers, load_feed_layout, read_feeds
-from connector.model import FeedName, FeedState
+from connector.model import FeedName, FeedState, RequestStatus
 from connector.settings import FeedsSettings
 
 DEMO = Path(__file__).resolve().parents[2] / "config" / "demo" / "feeds"
@@ -260,7 +260,9 @@ def test_worker_row_rules(feeds: Path, row: str, expected: Expected) -> None:
             "Q1,grant,P1,R1,2026-11-01T10:00:00Z,2026-11-02,aproved,cm,A,true,true,true,S",
             {
                 "action": "'grant' is not one of: add, change, disable",
-                "status": "'aproved' is not one of: submitted, pending, approved, rejected, withdrawn",
+                "status": "'aproved' is not a request status (acting: approved; read and ignored: "
+                "submitted, pending, rejected, withdrawn, denied, declined, cancelled, canceled, "
+                "expired; see [feeds.requests.statuses] in the feed layout)",
             },
             id="typos-rejected-not-ignored",
         ),
@@ -568,14 +570,17 @@ def test_bom_is_accepted(feeds: Path) -> None:
         ),
         pytest.param(
             lambda p: p.write_text(
-                WORKERS_HEADER + "\u200b,ORG,A,B,a@x.org,O,S,active,\nP1,ORG,A,B,a@x.org,O,S,active,\n"
+                WORKERS_HEADER
+                + "\u200b,ORG,A,B,a@x.org,O,S,active,\nP1,ORG,A,B,a@x.org,O,S,active,\n"
             ),
             FeedState.UNREADABLE,
             "workers.csv line 2: a rejected row with no readable person_id;",
             id="invisible-key",
         ),
         pytest.param(
-            lambda p: p.write_text(WORKERS_HEADER + "P1,ORG,A,B,a@x.org,O,S,active,\n,,,,,,,,\n  \n"),
+            lambda p: p.write_text(
+                WORKERS_HEADER + "P1,ORG,A,B,a@x.org,O,S,active,\n,,,,,,,,\n  \n"
+            ),
             FeedState.UNREADABLE,
             "workers.csv line 3: a rejected row with no readable person_id (also line(s) 4);",
             id="commas-and-blanks-are-rows",
@@ -653,6 +658,22 @@ def test_renamed_columns_and_file(feeds: Path, tmp_path: Path) -> None:
             "feeds.ndas.file: 'x.csv' is also the file of feeds.training",
         ),
         ("[feeds\n", "cannot read feed layout"),
+        (
+            '[feeds.workers.statuses]\napproved = ["approved"]\n',
+            "feeds.workers.statuses: only feeds.requests has statuses",
+        ),
+        (
+            '[feeds.requests.statuses]\napproved = ["approved"]\nnot_approved = ["approved"]\n',
+            "feeds.requests.statuses: approved cannot be both approved and not_approved",
+        ),
+        (
+            "[feeds.requests.statuses]\napproved = []\n",
+            "feeds.requests.statuses.approved: List should have at least 1 item",
+        ),
+        (
+            '[feeds.requests.statuses]\napproved = [" ok"]\n',
+            "a status word is printable, with no surrounding blanks",
+        ),
     ],
 )
 def test_bad_layout_file_names_file_and_field(tmp_path: Path, text: str, message: str) -> None:
@@ -732,3 +753,62 @@ def test_email_addresses_are_validated_without_dns(
         (rej,) = (r for r in fs.rejected if r.file == "workers.csv")
         assert rej.reason.startswith(f"not a valid email address: {email!r}")
         assert reason in rej.reason
+
+
+@pytest.mark.parametrize(
+    ("layout", "status", "meaning"),
+    [
+        pytest.param(None, "approved", RequestStatus.APPROVED, id="approved-acts"),
+        *(
+            pytest.param(None, word, RequestStatus.NOT_APPROVED, id=f"{word}-is-read-and-ignored")
+            for word in ("denied", "cancelled", "withdrawn", "pending", "rejected", "submitted")
+        ),
+        pytest.param(None, "aproved", None, id="a-typo-is-rejected"),
+        pytest.param(None, "Denied", None, id="words-are-exact"),
+        pytest.param(None, "yes", None, id="not-a-status-at-all"),
+        pytest.param(
+            'approved = ["approved", "granted"]\nnot_approved = ["void"]',
+            "granted",
+            RequestStatus.APPROVED,
+            id="configured-acting-word",
+        ),
+        pytest.param(
+            'approved = ["approved"]\nnot_approved = ["void"]',
+            "void",
+            RequestStatus.NOT_APPROVED,
+            id="configured-ignored-word",
+        ),
+        pytest.param(
+            'approved = ["approved"]\nnot_approved = ["void"]',
+            "denied",
+            None,
+            id="the-configured-vocabulary-replaces-the-default",
+        ),
+    ],
+)
+def test_request_status_vocabulary(
+    feeds: Path, tmp_path: Path, layout: str | None, status: str, meaning: RequestStatus | None
+) -> None:
+    """Only approved requests act; the other statuses of the vocabulary are read and
+    ignored; a value that is no status at all is a rejected row (file, line, column)."""
+    mapping = None
+    if layout is not None:
+        mapping = tmp_path / "feeds.toml"
+        mapping.write_text(f"[feeds.requests.statuses]\n{layout}\n")
+    row = f"Q1,add,P1,R1,2026-11-01T10:00Z,2026-11-02,{status},cm,A,true,true,true,S"
+    (feeds / "requests.csv").write_text(REQUESTS_HEADER + row + "\n")
+    fs = read(feeds, mapping=mapping)
+    if meaning is None:
+        assert fs.requests == ()
+        (rej,) = [r for r in fs.rejected if r.file == "requests.csv"]
+        assert (rej.file, rej.line, rej.column, rej.value, rej.key) == (
+            "requests.csv",
+            2,
+            "status",
+            status,
+            "P1",
+        )
+        assert rej.reason.startswith(f"{status!r} is not a request status")
+    else:
+        assert [q.status for q in fs.requests] == [meaning]
+        assert [r for r in fs.rejected if r.file == "requests.csv"] == []

@@ -173,7 +173,7 @@ CASES = [
     ("no request", with_(requests=()), Status.NONE, [("no_add_request", "3.i, 3.k")]),
     (
         "pending request does not act",
-        with_(requests=(request("REQ-1", status=RequestStatus.PENDING),)),
+        with_(requests=(request("REQ-1", status=RequestStatus.NOT_APPROVED),)),
         Status.NONE,
         [("no_add_request", "3.i, 3.k")],
     ),
