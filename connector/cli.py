@@ -120,6 +120,42 @@ def build_parser() -> argparse.ArgumentParser:
     )
     apply.add_argument("--format", choices=("text", "json"), default="text")
 
+    report = sub.add_parser(
+        "report",
+        help="write one self-contained HTML page to review a plan or a run",
+        description="Write one self-contained HTML page (no network; open it in any "
+        "browser): summary, deadlines and breaches, held actions, every action with its "
+        "reasons and clauses, rejected rows, feed health, the plan checksum and as_of. "
+        "By default it plans now; --plan renders a reviewed plan file, --run a past run "
+        "from the audit trail.",
+    )
+    report.add_argument(
+        "-o", "--out", type=Path, help="write the page here (default: standard output)"
+    )
+    report.add_argument(
+        "--wda",
+        metavar="WDA",
+        help="only this Workforce Development Area: its people, their accounts, deadlines "
+        "and rejected rows, nothing of other areas",
+    )
+    report_src = report.add_mutually_exclusive_group()
+    report_src.add_argument(
+        "--plan", type=Path, dest="plan_file", help="render this reviewed JSON plan file"
+    )
+    report_src.add_argument(
+        "--run",
+        metavar="RUN_ID",
+        help="re-render a past run (its plan, outcomes and breaches) from the audit trail",
+    )
+    report_src.add_argument(
+        "--as-of", type=_instant, help="plan as of this instant (default: now); see plan --as-of"
+    )
+    report.add_argument(
+        "--override-guard",
+        action="store_true",
+        help="show unexplained disables as actions, not held (as plan --override-guard)",
+    )
+
     explain = sub.add_parser("explain", help="why a person is (not) entitled, with clauses")
     explain.add_argument("person_id")
     explain.add_argument("--as-of", type=_instant)
@@ -266,6 +302,9 @@ def _dispatch(args: argparse.Namespace, out: TextIO, run_id: str) -> int:
                     out.write(f"  FAILED {o.action.op.value} {o.action.key}: {o.detail}\n")
             return EXIT_INCOMPLETE if report.failed or result.plan.held else EXIT_OK
 
+        if args.command == "report":
+            return _report(rt, args, out)
+
         if args.command == "explain":
             as_of = args.as_of or rt.clock()
             with rt.store() as store:
@@ -363,6 +402,42 @@ def _dispatch(args: argparse.Namespace, out: TextIO, run_id: str) -> int:
     except ValueError as exc:  # secret files and similar input problems
         raise UserError(str(exc)) from exc
     raise UserError(f"unknown command {args.command}")
+
+
+def _report(rt: Runtime, args: argparse.Namespace, out: TextIO) -> int:
+    from connector.reconcile import PlanFormatError, plan_from_json
+    from connector.report import RunNotFoundError, render_html
+    from connector.report.service import plan_report, run_report, write_html
+
+    if args.run:
+        try:
+            report = run_report(rt, args.run, wda=args.wda)
+        except RunNotFoundError as exc:
+            raise UserError(str(exc)) from exc
+    else:
+        reviewed = None
+        if args.plan_file:
+            try:
+                reviewed = plan_from_json(
+                    args.plan_file.read_text(encoding="utf-8"), source=str(args.plan_file)
+                )
+            except OSError as exc:
+                raise UserError(f"{args.plan_file}: cannot read plan: {exc.strerror}") from exc
+            except PlanFormatError as exc:
+                raise UserError(str(exc)) from exc
+        report = plan_report(
+            rt,
+            as_of=args.as_of,
+            plan=reviewed,
+            wda=args.wda,
+            override_guard=args.override_guard,
+        )
+    if args.out:
+        write_html(args.out, report)
+        print(f"misync: report written to {args.out}", file=sys.stderr)
+    else:
+        out.write(render_html(report))
+    return EXIT_OK
 
 
 def _config_check(rt: Runtime, out: TextIO) -> int:

@@ -142,6 +142,10 @@ class StateSettings(_Section):
     def audit_db(self) -> Path:
         return self.dir / "audit.sqlite3"
 
+    @property
+    def reports(self) -> Path:
+        return self.dir / "reports"
+
 
 class AuditSettings(_Section):
     # HMAC key for the audit head anchor: keep it outside state.dir (systemd
@@ -152,6 +156,12 @@ class AuditSettings(_Section):
         if self.key_file is None:
             return None
         return read_secret(self.key_file, None, "audit.key").encode("utf-8")
+
+
+class ReportSettings(_Section):
+    """HTML reports of daemon runs, kept in ``state.dir/reports`` (``misync report``)."""
+
+    keep_runs: int = Field(default=100, ge=0)  # newest run reports kept; 0 keeps none
 
 
 class LogSettings(_Section):
@@ -175,6 +185,7 @@ class Settings(BaseSettings):
     state: StateSettings = StateSettings()
     audit: AuditSettings = AuditSettings()
     log: LogSettings = LogSettings()
+    report: ReportSettings = ReportSettings()
 
     @model_validator(mode="after")
     def _target_complete(self) -> Settings:

@@ -15,10 +15,12 @@ apt_need=()
 [ -x /usr/sbin/slapd ] || apt_need+=(slapd)
 command -v ldapadd >/dev/null 2>&1 || apt_need+=(ldap-utils)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || apt_need+=(python3-venv)
+# the HTML report test loads the page in a real headless Chromium
+if [ "$want_test" = "test" ]; then command -v chromium >/dev/null 2>&1 || apt_need+=(chromium); fi
 if [ ${#apt_need[@]} -gt 0 ]; then
   echo "misync install: apt-get install ${apt_need[*]}"
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${apt_need[@]}" >/dev/null
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${apt_need[@]}" >/dev/null
 fi
 
 if [ ! -x .venv/bin/python ]; then

@@ -317,6 +317,14 @@ class AuditTrail:
             rows = self._db.execute("select * from records order by rowid").fetchall()
         return [AuditRecord(int(r[0]), r[1], r[2], r[3], r[4], r[5], r[6]) for r in rows]
 
+    def run_records(self, run_id: str) -> list[AuditRecord]:
+        """Every record one run appended, in order (to re-render its report)."""
+        with self._lock:
+            rows = self._db.execute(
+                "select * from records where run_id = ? order by rowid", (run_id,)
+            ).fetchall()
+        return [AuditRecord(int(r[0]), r[1], r[2], r[3], r[4], r[5], r[6]) for r in rows]
+
     def verify(self, anchor: tuple[int, str] | None = None) -> VerifyResult:
         """Re-compute the chain and compare it with the head anchor file.
 

@@ -1,0 +1,124 @@
+"""Wiring for reports: make one from a fresh plan, a reviewed plan file or a run's audit
+records, and keep one file per daemon run in ``state.dir/reports`` with retention.
+
+The daemon calls :func:`write_run_report` after each run; ``misync report --run RUN_ID``
+renders the same page on demand.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from connector.model.feeds import FeedSet
+from connector.model.plan import Plan
+from connector.report.html import render_html
+from connector.report.model import Areas, Report, areas_of, report_from_audit, scope_to_wda
+
+if TYPE_CHECKING:
+    from connector.app import Runtime
+
+
+def plan_report(
+    rt: Runtime,
+    *,
+    as_of: datetime | None = None,
+    plan: Plan | None = None,
+    wda: str | None = None,
+    override_guard: bool = False,
+    title: str = "misync plan",
+) -> Report:
+    """A report of ``plan``, or of a plan made now (reading the feeds and the target).
+
+    With ``wda``, only that Workforce Development Area's part (the feeds tell which
+    people and organizations are in it)."""
+    from connector import app
+
+    with rt.store() as store:
+        ev = app.evaluate(rt, store, as_of or (plan.as_of if plan else app.now()))
+        if plan is None:
+            plan, ev = app.make_plan(
+                rt, store, ev.as_of, override_guard=override_guard, evaluation=ev
+            )
+    if wda is not None:
+        plan = scope_to_wda(plan, wda, _areas(ev.feeds, wda), ev.decisions)
+    return Report(plan=plan, tz=rt.rules.tz, generated_at=app.now(), title=title, wda=wda)
+
+
+def run_report(rt: Runtime, run_id: str, *, wda: str | None = None) -> Report:
+    """Re-render a run's report from the audit trail (``RunNotFoundError`` if unknown)."""
+    from connector import app
+
+    with rt.audit() as trail:
+        records = [(r.kind, r.at, r.data) for r in trail.run_records(run_id)]
+    report = report_from_audit(records, run_id, tz=rt.rules.tz, generated_at=app.now())
+    if wda is None:
+        return report
+    with rt.store() as store:
+        ev = app.evaluate(rt, store, report.plan.as_of)
+    scoped = scope_to_wda(report.plan, wda, _areas(ev.feeds, wda))
+    keep = {a.key for a in (*scoped.actions, *(h.action for h in scoped.held))}
+    return dataclasses.replace(
+        report,
+        plan=scoped,
+        wda=wda,
+        outcomes={k: v for k, v in report.outcomes.items() if k in keep},
+    )
+
+
+def _areas(feeds: FeedSet, wda: str) -> Areas:
+    areas = areas_of(feeds)
+    known = sorted(set(areas.orgs.values()))
+    if wda not in known:
+        raise ValueError(
+            f"--wda {wda}: no organization in the organizations feed is in that WDA "
+            f"(known: {', '.join(known) or 'none'})"
+        )
+    return areas
+
+
+def write_html(path: Path, report: Report) -> Path:
+    """Write the page atomically (a reader never sees half a report), mode 0640: it names
+    people and accounts."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(render_html(report))
+            f.flush()
+            os.fsync(f.fileno())
+        Path(tmp).chmod(0o640)
+        Path(tmp).replace(path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_run_report(rt: Runtime, run_id: str) -> Path | None:
+    """Render run ``run_id`` from the audit trail into ``state.dir/reports/run-<id>.html``
+    and keep only the newest ``report.keep_runs`` run reports. None when retention is 0."""
+    keep = rt.settings.report.keep_runs
+    folder = rt.settings.state.reports
+    if keep == 0:
+        prune_reports(folder, 0)
+        return None
+    report = run_report(rt, run_id)
+    path = write_html(folder / f"run-{run_id}.html", report)
+    prune_reports(folder, keep)
+    return path
+
+
+def prune_reports(folder: Path, keep: int) -> list[Path]:
+    """Delete all but the newest ``keep`` run reports (by modification time)."""
+    if not folder.is_dir():
+        return []
+    reports = sorted(folder.glob("run-*.html"), key=lambda p: (p.stat().st_mtime_ns, p.name))
+    doomed = reports[: max(0, len(reports) - keep)]
+    for p in doomed:
+        p.unlink(missing_ok=True)
+    return doomed
