@@ -50,7 +50,8 @@ th { background: var(--bg2); font-weight: 600; }
 .banner.ok { border-color: var(--ok); background: #effaf1; color: var(--ok); }
 .sev-breach { color: var(--bad); font-weight: 600; }
 .sev-warning { color: var(--warn); font-weight: 600; }
-.out-ok { color: var(--ok); font-weight: 600; }
+.out-ok, .feed-ok { color: var(--ok); font-weight: 600; }
+.feed-bad { color: var(--bad); font-weight: 600; }
 .out-failed, .out-held, .out-not-attempted { color: var(--bad); font-weight: 600; }
 ul.reasons { margin: 0; padding-left: 18px; }
 .clause { font-weight: 600; }
@@ -462,7 +463,7 @@ class _Page:
                 el("td", el("code", f.file)),
                 el(
                     "td",
-                    el("span", f.state.value, class_="out-ok" if f.healthy else "out-failed"),
+                    el("span", f.state.value, class_="feed-ok" if f.healthy else "feed-bad"),
                 ),
                 el("td", f.rows),
                 el("td", f.rejected),

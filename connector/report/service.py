@@ -36,30 +36,28 @@ def plan_report(
 
     With ``wda``, only that Workforce Development Area's part (the feeds tell which
     people and organizations are in it)."""
-    from connector import app
+    from connector.runs import evaluate, make_plan
 
     with rt.store() as store:
-        ev = app.evaluate(rt, store, as_of or (plan.as_of if plan else app.now()))
+        ev = evaluate(rt, store, as_of or (plan.as_of if plan else rt.clock()))
         if plan is None:
-            plan, ev = app.make_plan(
-                rt, store, ev.as_of, override_guard=override_guard, evaluation=ev
-            )
+            plan, ev = make_plan(rt, store, ev.as_of, override_guard=override_guard, evaluation=ev)
     if wda is not None:
         plan = scope_to_wda(plan, wda, _areas(ev.feeds, wda), ev.decisions)
-    return Report(plan=plan, tz=rt.rules.tz, generated_at=app.now(), title=title, wda=wda)
+    return Report(plan=plan, tz=rt.rules.tz, generated_at=rt.clock(), title=title, wda=wda)
 
 
 def run_report(rt: Runtime, run_id: str, *, wda: str | None = None) -> Report:
     """Re-render a run's report from the audit trail (``RunNotFoundError`` if unknown)."""
-    from connector import app
+    from connector.runs import evaluate
 
     with rt.audit() as trail:
         records = [(r.kind, r.at, r.data) for r in trail.run_records(run_id)]
-    report = report_from_audit(records, run_id, tz=rt.rules.tz, generated_at=app.now())
+    report = report_from_audit(records, run_id, tz=rt.rules.tz, generated_at=rt.clock())
     if wda is None:
         return report
     with rt.store() as store:
-        ev = app.evaluate(rt, store, report.plan.as_of)
+        ev = evaluate(rt, store, report.plan.as_of)
     scoped = scope_to_wda(report.plan, wda, _areas(ev.feeds, wda))
     keep = {a.key for a in (*scoped.actions, *(h.action for h in scoped.held))}
     return dataclasses.replace(

@@ -28,6 +28,7 @@ from connector.apply import ApplyReport, Executor, Outcome
 from connector.audit import AuditTrail
 from connector.model.decisions import Decision
 from connector.model.plan import Plan
+from connector.report import plan_audit_extras
 from connector.runs.breaches import close_breaches, open_breaches
 from connector.runs.planning import Evaluation, confirm_plan, make_plan
 from connector.runs.recovery import recover_interrupted
@@ -107,6 +108,9 @@ def _run_apply(
                 "summary": plan.summary,
                 "target": plan.target,
                 "feeds": {f.feed.value: f.digest for f in plan.feeds},
+                # held actions, deadlines, rejected rows, feed health: the run's report
+                # is re-rendered from the trail (connector.report)
+                **plan_audit_extras(plan),
             },
             run_id=run_id,
         )
