@@ -378,7 +378,12 @@ def _dispatch(args: argparse.Namespace, out: TextIO, run_id: str) -> int:
                     checked = trail.verify(anchor=args.anchor)
                     for problem in checked.problems:
                         out.write(f"  {problem}\n")
-                    for warning in checked.warnings:
+                    warnings = list(checked.warnings)
+                    if rt.settings.audit.key_file is None and args.anchor is None:
+                        from connector.audit import UNKEYED_WARNING
+
+                        warnings.append(UNKEYED_WARNING)
+                    for warning in warnings:
                         out.write(f"  warning: {warning}\n")
                     verdict = "intact" if checked.ok else "ALTERED"
                     out.write(
@@ -473,6 +478,10 @@ def _config_check(rt: Runtime, out: TextIO) -> int:
         problems.append(str(exc))
     for p in problems:
         out.write(f"  {p}\n")
+    if s.audit.key_file is None:
+        from connector.audit import UNKEYED_WARNING
+
+        out.write(f"  warning: {UNKEYED_WARNING}\n")
     if problems:
         out.write(f"configuration has {len(problems)} problem(s)\n")
         return EXIT_USAGE

@@ -1,6 +1,7 @@
 """The tamper-evident audit trail (policy 3.l)."""
 
 from connector.audit.trail import (
+    UNKEYED_WARNING,
     AuditError,
     AuditIntegrityError,
     AuditRecord,
@@ -11,6 +12,7 @@ from connector.audit.trail import (
 )
 
 __all__ = [
+    "UNKEYED_WARNING",
     "AuditError",
     "AuditIntegrityError",
     "AuditRecord",

@@ -41,6 +41,15 @@ from pathlib import Path
 from typing import Any, TextIO
 
 GENESIS = "0" * 64
+
+#: What ``config check``, ``audit verify`` and every apply run say when no key is set.
+UNKEYED_WARNING = (
+    "audit.key_file is not set: whoever can write the state folder can rebuild and re-hash "
+    "the whole audit trail, head file included, and `audit verify` cannot tell; set "
+    "audit.key_file (a key outside state.dir, e.g. systemd LoadCredential=) and keep the "
+    "audit_seq/audit_head of each run.finished event off this host (journald forwarding) "
+    "for `audit verify --anchor SEQ:HASH`"
+)
 BUSY_TIMEOUT_MS = 30_000
 
 

@@ -2,17 +2,22 @@
 
 Runs the ``scim2-server`` command as a child process on a free port with a bearer
 token. ``features`` can switch off PATCH, ETags or filtering in the announced
-ServiceProviderConfig (to prove the PUT fallback).
+ServiceProviderConfig (to prove the PUT fallback). ``tls`` serves it over https (the
+listening socket wrapped with the given certificate), for the transport tests.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import secrets
 import shutil
+import socket
+import ssl
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +33,25 @@ class ScimServerError(RuntimeError):
     pass
 
 
+@dataclass(frozen=True)
+class ScimTls:
+    """PEM files for https: the server's certificate and key; with ``client_ca``,
+    clients must present a certificate signed by it (mutual TLS)."""
+
+    cert_file: Path
+    key_file: Path
+    client_ca: Path | None = None
+
+
 class LocalScimServer(ChildServer):
     def __init__(
-        self, directory: Path, *, patch: bool = True, etag: bool = True, filter: bool = True
+        self,
+        directory: Path,
+        *,
+        patch: bool = True,
+        etag: bool = True,
+        filter: bool = True,
+        tls: ScimTls | None = None,
     ) -> None:
         exe = shutil.which("scim2-server") or str(Path(sys.executable).with_name("scim2-server"))
         if not Path(exe).exists():
@@ -41,7 +62,9 @@ class LocalScimServer(ChildServer):
         self.dir = directory
         self.port = free_port()
         self.token = secrets.token_hex(16)  # hex: never starts with "-" on a command line
-        self.url = f"http://127.0.0.1:{self.port}/v2"
+        self.tls = tls
+        scheme = "https" if tls else "http"
+        self.url = f"{scheme}://127.0.0.1:{self.port}/v2"
         self._features = {"patch": patch, "etag": etag, "filter": filter}
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -77,6 +100,12 @@ class LocalScimServer(ChildServer):
         ]
         if not all(self._features.values()):
             args += ["--service-provider-config", str(self._spc())]
+        if self.tls is not None:
+            wrap = [sys.executable, "-m", "connector.devtools.scim_server"]
+            wrap += ["--tls-cert", str(self.tls.cert_file), "--tls-key", str(self.tls.key_file)]
+            if self.tls.client_ca is not None:
+                wrap += ["--tls-client-ca", str(self.tls.client_ca)]
+            args = [*wrap, "--", *args[1:]]
         self._proc = subprocess.Popen(args, stdout=log, stderr=log)
         deadline = time.monotonic() + 20
         headers = {"Authorization": f"Bearer {self.token}"}
@@ -86,6 +115,9 @@ class LocalScimServer(ChildServer):
                     f"scim2-server exited: {(self.dir / 'scim.log').read_text()[-2000:]}"
                 )
             try:
+                if self.tls is not None:  # up when it completes a TLS handshake
+                    with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                        return self
                 if (
                     httpx2.get(
                         f"{self.url}/ServiceProviderConfig", headers=headers, timeout=1
@@ -93,7 +125,7 @@ class LocalScimServer(ChildServer):
                     == 200
                 ):
                     return self
-            except httpx2.HTTPError:
+            except (httpx2.HTTPError, OSError):
                 pass
             time.sleep(0.1)
         self.stop()
@@ -123,3 +155,38 @@ class LocalScimServer(ChildServer):
                         f"seeding group {group['displayName']}: {resp.status_code} {resp.text}"
                     )
         return ids
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m connector.devtools.scim_server --tls-cert C --tls-key K -- ARGS``: run
+    the scim2-server command (ARGS as it takes them) on a TLS-wrapped socket."""
+    parser = argparse.ArgumentParser(prog="python -m connector.devtools.scim_server")
+    parser.add_argument("--tls-cert", type=Path, required=True)
+    parser.add_argument("--tls-key", type=Path, required=True)
+    parser.add_argument("--tls-client-ca", type=Path)
+    parser.add_argument("rest", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+    rest = args.rest[1:] if args.rest[:1] == ["--"] else args.rest
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(args.tls_cert, args.tls_key)
+    if args.tls_client_ca is not None:
+        context.load_verify_locations(args.tls_client_ca)
+        context.verify_mode = ssl.CERT_REQUIRED
+
+    from scim2_server.testserver import cli
+
+    plain = getattr(cli, "make_server")  # noqa: B009 (not re-exported: mypy)
+
+    def make_server(*a: Any, **kw: Any) -> Any:
+        server = plain(*a, **kw)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+        return server
+
+    setattr(cli, "make_server", make_server)  # noqa: B010 (patch its server factory)
+    sys.argv = ["scim2-server", *rest]
+    cli.main()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -4,6 +4,12 @@ Runs Debian's ``slapd`` as a plain child process on a free 127.0.0.1 port with i
 own config and database in a given directory: never the system service. Loads the
 core, cosine, inetorgperson and nis schemas and the ppolicy overlay (so that
 ``pwdAccountLockedTime`` works).
+
+Optional: ``tls`` (CA, certificate and key files) adds StartTLS on the ldap:// port and
+an ldaps:// listener (``ldaps_url``), ``require_client_cert`` asks clients for a
+certificate signed by that CA; ``access`` puts ``access to`` rules in the database
+section (least-privilege tests); ``add_service_account`` adds a non-rootdn bind
+identity.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from connector.devtools.process import ChildServer
@@ -33,6 +40,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@dataclass(frozen=True)
+class SlapdTls:
+    """PEM files: the CA that signed ``cert`` (also the CA client certificates need)."""
+
+    ca_file: Path
+    cert_file: Path
+    key_file: Path
+    require_client_cert: bool = False
+
+
 class LocalSlapd(ChildServer):
     def __init__(
         self,
@@ -41,6 +58,8 @@ class LocalSlapd(ChildServer):
         *,
         port: int | None = None,
         extra_config: str = "",
+        tls: SlapdTls | None = None,
+        access: str = "",
     ) -> None:
         for tool in (SLAPD, "ldapadd", "ldapsearch", "slapadd"):
             path = (
@@ -55,8 +74,12 @@ class LocalSlapd(ChildServer):
         self.extra_config = extra_config  # appended to the database section (e.g. limits)
         self.root_dn = f"cn=admin,{suffix}"
         self.root_password = secrets.token_hex(12)  # hex: never starts with "-" on a command line
+        self.tls = tls
+        self.access = access  # "access to ..." rules for the database section
         self.port = port or free_port()
         self.url = f"ldap://127.0.0.1:{self.port}"
+        self.ldaps_port = free_port() if tls else 0
+        self.ldaps_url = f"ldaps://127.0.0.1:{self.ldaps_port}" if tls else ""
         self._proc: subprocess.Popen[bytes] | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -65,6 +88,14 @@ class LocalSlapd(ChildServer):
         db = self.dir / "db"
         db.mkdir(parents=True, exist_ok=True)
         includes = "\n".join(f"include /etc/ldap/schema/{s}.schema" for s in SCHEMAS)
+        tls = ""
+        if self.tls is not None:
+            tls = (
+                f"TLSCACertificateFile {self.tls.ca_file}\n"
+                f"TLSCertificateFile {self.tls.cert_file}\n"
+                f"TLSCertificateKeyFile {self.tls.key_file}\n"
+                f"TLSVerifyClient {'demand' if self.tls.require_client_cert else 'never'}\n"
+            )
         conf = self.dir / "slapd.conf"
         conf.write_text(
             f"""{includes}
@@ -74,7 +105,7 @@ modulepath /usr/lib/ldap
 moduleload back_mdb
 moduleload ppolicy
 sizelimit unlimited
-
+{tls}
 database mdb
 maxsize 2147483648
 suffix "{self.suffix}"
@@ -84,6 +115,7 @@ directory {db}
 index objectClass eq
 index employeeNumber eq
 index uid eq
+{self.access}
 overlay ppolicy
 {self.extra_config}
 """,
@@ -97,8 +129,11 @@ overlay ppolicy
             conf = self._write_config()
             self._slapadd_text(self._base_ldif())
         log = (self.dir / "slapd.log").open("ab")
+        listen = f"ldap://127.0.0.1:{self.port}/"
+        if self.tls is not None:
+            listen += f" ldaps://127.0.0.1:{self.ldaps_port}/"
         self._proc = subprocess.Popen(
-            [SLAPD, "-f", str(conf), "-h", f"ldap://127.0.0.1:{self.port}/", "-d", "0"],
+            [SLAPD, "-f", str(conf), "-h", listen, "-d", "0"],
             stdout=log,
             stderr=log,
         )
@@ -161,6 +196,15 @@ overlay ppolicy
             raise SlapdError(
                 f"ldapadd failed ({res.returncode}): {res.stderr.decode(errors='replace')}"
             )
+
+    def add_service_account(self, rdn: str, password: str) -> str:
+        """A simple-bind identity directly under the suffix (not the rootdn): its DN."""
+        dn = f"{rdn},{self.suffix}"
+        self.add_ldif(
+            f"dn: {dn}\nobjectClass: applicationProcess\nobjectClass: simpleSecurityObject\n"
+            f"{rdn.split('=', 1)[0]}: {rdn.split('=', 1)[1]}\nuserPassword: {password}\n"
+        )
+        return dn
 
     def bulk_load(self, ldif_path: Path) -> None:
         """Load a large LDIF offline with slapadd (stop, load, start): 100k entries in seconds."""

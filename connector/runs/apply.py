@@ -25,7 +25,7 @@ import structlog
 from connector.alerts import Alert, AlertSink, Severity
 from connector.app import Runtime
 from connector.apply import ApplyReport, Executor, Outcome
-from connector.audit import AuditTrail
+from connector.audit import UNKEYED_WARNING, AuditTrail
 from connector.model.decisions import Decision
 from connector.model.plan import Plan
 from connector.report import plan_audit_extras
@@ -93,6 +93,8 @@ def _run_apply(
     s = rt.settings
     with rt.store() as store, rt.audit() as audit:
         audit.check()  # a trail that does not match its anchor stops the run before anything
+        if s.audit.key_file is None:
+            log.warning("audit.unkeyed", detail=UNKEYED_WARNING)
         ev: Evaluation | None = None
         if plan is None:
             plan, ev = make_plan(rt, store, rt.clock(), override_guard=override_guard)

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import ssl
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
@@ -82,13 +83,17 @@ class LdapTarget:
                 ca_certs_file=str(s.ca_file) if s.ca_file else None,
             )
         try:
+            password = s.bind_password() if s.bind_dn else None
+        except ValueError as exc:  # the password file
+            raise TargetUnavailableError(str(exc)) from exc
+        try:
             server = ldap3.Server(
                 s.url, connect_timeout=s.connect_timeout, get_info=ldap3.NONE, tls=tls
             )
             conn = ldap3.Connection(
                 server,
                 user=s.bind_dn or None,
-                password=s.bind_password() if s.bind_dn else None,
+                password=password,
                 client_strategy=ldap3.SAFE_SYNC,
                 raise_exceptions=True,
                 receive_timeout=int(s.receive_timeout),  # ldap3 packs it as a C long
@@ -99,9 +104,14 @@ class LdapTarget:
             if s.start_tls:
                 conn.start_tls()
             conn.bind()
-        except ValueError as exc:  # the password file
-            raise TargetUnavailableError(str(exc)) from exc
         except lx.LDAPException as exc:
+            # (ssl.SSLCertVerificationError is also a ValueError: catch ldap3's first.)
+            tls_reason = _tls_reason(exc) if tls is not None else None
+            if tls_reason is not None:
+                how = "StartTLS" if s.start_tls else "TLS (ldaps)"
+                raise TargetUnavailableError(
+                    f"{how} with {s.url} failed: {tls_reason}", detail=_detail(exc)
+                ) from exc
             raise TargetUnavailableError(
                 f"cannot connect and bind to {s.url}", detail=_detail(exc)
             ) from exc
@@ -353,6 +363,26 @@ def _get(raw: dict[str, Any], name: str) -> list[bytes]:
 
 def _decode(vals: Sequence[bytes | str]) -> Values:
     return tuple(v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in vals)
+
+
+def _tls_reason(exc: BaseException) -> str | None:
+    """Why the TLS handshake or the certificate check failed, if that is what ``exc`` is.
+
+    ldap3 flattens the ``ssl`` error into its own message text (its exception classes
+    are made on the fly); the reason is the part after the OpenSSL tag (``certificate
+    verify failed: self-signed certificate ...``) or the host name mismatch ldap3
+    reports itself."""
+    text = str(exc)
+    names = re.search(r"doesn't match any name in (\[[^\]]*\])", text)
+    if isinstance(exc, lx.LDAPCertificateError) or names:
+        host = names.group(1).strip("[]").replace("'", "") if names else ""
+        return f"the certificate does not name the host {host}".strip()
+    found = re.search(r"\[SSL(?:: [A-Z_]+)?\] ([^(]+?)\s*\(_ssl", text)
+    if found:
+        return found.group(1)
+    if isinstance(exc, lx.LDAPStartTLSError | ssl.SSLError) or "ssl" in text.lower():
+        return text
+    return None
 
 
 def _detail(exc: lx.LDAPException) -> str:

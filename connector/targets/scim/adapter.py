@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import ssl
 import time
 import warnings
 from collections.abc import Generator, Iterator, Sequence
@@ -88,6 +89,20 @@ def _retry_after(response: Any) -> float | None:
             return max(0.0, (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
         except (TypeError, ValueError):
             return None
+
+
+def tls_reason(exc: BaseException) -> str | None:
+    """The TLS failure (certificate, host name, handshake) behind ``exc``, if any."""
+    seen: BaseException | None = exc
+    for _ in range(10):  # the cause chain is short; never loop on a cycle
+        if seen is None:
+            return None
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return f"certificate verify failed: {seen.verify_message or seen.reason or seen}"
+        if isinstance(seen, ssl.SSLError):
+            return f"TLS handshake failed: {seen.reason or seen}"
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def check_scope_filter(expression: str) -> None:
@@ -184,6 +199,11 @@ class ScimTarget:
         except ValueError as exc:
             raise TargetUnavailableError(str(exc)) from exc
         except Exception as exc:
+            reason = tls_reason(exc)
+            if reason is not None:
+                raise TargetUnavailableError(
+                    f"TLS with {s.base_url} failed: {reason}", detail=f"{type(exc).__name__}"
+                ) from exc
             err = classify(exc, f"SCIM discovery at {s.base_url} failed", None)
             raise TargetUnavailableError(str(err), detail=err.detail) from exc
         self._scim = client
