@@ -1,6 +1,13 @@
 """LDAP target over ldap3: the only module that imports ldap3.
 
-- SAFE_SYNC connections with ``raise_exceptions=True``: no operation fails silently.
+- Connections with ``raise_exceptions=True``: no operation fails silently. Writes and
+  single-entry reads use a SAFE_SYNC connection. The bulk reads (``snapshot``,
+  ``changed_since``) use a second, plain SYNC connection with ``check_names=False``:
+  SAFE_SYNC deep-copies every response (a third of a 100k read) and name checking
+  formats values this module never reads (it uses ``raw_attributes``). A plain SYNC
+  connection is not thread-safe; it is safe here because a ``LdapTarget`` is used from
+  one thread at a time (the ``Target`` contract) and the reader serves only the
+  generator that is consuming it.
 - Never RESTARTABLE (it re-sends a write it was running); retries belong to the
   executor, which knows whether a write is safe to repeat.
 - No process-wide ldap3 configuration; one connection per ``LdapTarget``.
@@ -60,7 +67,8 @@ class LdapTarget:
     def __init__(self, settings: LdapSettings, mapping: Mapping) -> None:
         self._s = settings
         self._m = mapping
-        self._conn: ldap3.Connection | None = None
+        self._conn: ldap3.Connection | None = None  # SAFE_SYNC: writes, single reads
+        self._reader: ldap3.Connection | None = None  # plain SYNC: bulk reads only
         self._base = norm_dn(settings.base_dn)
         names = [*mapping.managed_attributes, mapping.disable.attribute]
         self._spelling = {n.lower(): n for n in names}
@@ -73,8 +81,16 @@ class LdapTarget:
     # -- connection ----------------------------------------------------------------------
 
     def _connection(self) -> ldap3.Connection:
-        if self._conn is not None:
-            return self._conn
+        if self._conn is None:
+            self._conn = self._open(ldap3.SAFE_SYNC, check_names=True)
+        return self._conn
+
+    def _bulk_reader(self) -> ldap3.Connection:
+        if self._reader is None:
+            self._reader = self._open(ldap3.SYNC, check_names=False)
+        return self._reader
+
+    def _open(self, strategy: Any, *, check_names: bool) -> ldap3.Connection:
         s = self._s
         tls = None
         if s.url.lower().startswith("ldaps://") or s.start_tls:
@@ -94,11 +110,12 @@ class LdapTarget:
                 server,
                 user=s.bind_dn or None,
                 password=password,
-                client_strategy=ldap3.SAFE_SYNC,
+                client_strategy=strategy,
                 raise_exceptions=True,
                 receive_timeout=int(s.receive_timeout),  # ldap3 packs it as a C long
                 auto_referrals=False,
                 read_only=False,
+                check_names=check_names,
             )
             conn.open()
             if s.start_tls:
@@ -115,30 +132,45 @@ class LdapTarget:
             raise TargetUnavailableError(
                 f"cannot connect and bind to {s.url}", detail=_detail(exc)
             ) from exc
-        self._conn = conn
         return conn
 
     def close(self) -> None:
-        if self._conn is not None:
-            with contextlib.suppress(lx.LDAPException):
-                self._conn.unbind()
-            self._conn = None
+        for conn in (self._conn, self._reader):
+            if conn is not None:
+                with contextlib.suppress(lx.LDAPException):
+                    conn.unbind()
+        self._conn = self._reader = None
 
     # -- reading -------------------------------------------------------------------------
 
-    def _paged(self, base: str, flt: str, scope: Any, attrs: list[str]) -> Iterator[dict[str, Any]]:
-        conn = self._connection()
+    def _paged(
+        self, base: str, flt: str, scope: Any, attrs: list[str], *, bulk: bool = False
+    ) -> Iterator[dict[str, Any]]:
+        """Every entry of a paged search. ``bulk`` reads over the plain SYNC reader."""
+        conn = self._bulk_reader() if bulk else self._connection()
         cookie: bytes | None = None
         while True:
             try:
-                _ok, result, response, _req = conn.search(
-                    base,
-                    flt,
-                    search_scope=scope,
-                    attributes=attrs,
-                    paged_size=self._s.page_size,
-                    paged_cookie=cookie,
-                )
+                if bulk:
+                    conn.search(
+                        base,
+                        flt,
+                        search_scope=scope,
+                        attributes=attrs,
+                        paged_size=self._s.page_size,
+                        paged_cookie=cookie,
+                    )
+                    result, response = conn.result, conn.response
+                    conn.response = None  # the page is ours now; ldap3 keeps no other copy
+                else:
+                    _ok, result, response, _req = conn.search(
+                        base,
+                        flt,
+                        search_scope=scope,
+                        attributes=attrs,
+                        paged_size=self._s.page_size,
+                        paged_cookie=cookie,
+                    )
             except lx.LDAPNoSuchObjectResult as exc:
                 raise TargetUnavailableError(
                     f"search base {base} does not exist", detail=_detail(exc)
@@ -172,7 +204,7 @@ class LdapTarget:
         out: dict[str, set[str]] = defaultdict(set)
         member = self._m.group_member_attribute
         flt = f"(objectClass={escape_filter_chars(self._m.group_object_class)})"
-        for item in self._paged(self._s.group_base_dn, flt, ldap3.LEVEL, ["cn", member]):
+        for item in self._paged(self._s.group_base_dn, flt, ldap3.LEVEL, ["cn", member], bulk=True):
             raw = item.get("raw_attributes", {})
             names = _decode(_get(raw, "cn"))
             for m in _decode(_get(raw, member)):
@@ -202,7 +234,8 @@ class LdapTarget:
 
     def snapshot(self) -> Iterator[Account]:
         groups = self._groups()
-        for item in self._paged(self._s.base_dn, self._s.filter, self._scope(), self._fetch):
+        pages = self._paged(self._s.base_dn, self._s.filter, self._scope(), self._fetch, bulk=True)
+        for item in pages:
             yield self._account(item, groups)
 
     def _in_scope(self, dn: str) -> bool:
