@@ -190,7 +190,14 @@ def _entry(p: Person, orgs_names: dict[int, str], stale: bool) -> str:
 
 
 def write_ldif(
-    path: Path, ppl: list[Person], orgs: int, *, drift: float, missing: float, orphans: int, seed: int
+    path: Path,
+    ppl: list[Person],
+    orgs: int,
+    *,
+    drift: float,
+    missing: float,
+    orphans: int,
+    seed: int,
 ) -> dict[str, int]:
     """Write the directory; return how many accounts of each kind it holds."""
     rnd = random.Random(seed + 1)

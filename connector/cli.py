@@ -237,8 +237,9 @@ def _load(args: argparse.Namespace) -> Runtime:
 def _dispatch(args: argparse.Namespace, out: TextIO, run_id: str) -> int:
     from connector import runs
     from connector.audit import AuditIntegrityError
-    from connector.reconcile import PlanFormatError, plan_from_json, plan_to_json
+    from connector.reconcile import PlanFormatError, plan_from_json
     from connector.reconcile.render import render_decision, render_plan
+    from connector.reconcile.serialize import write_plan
     from connector.state import StateBusyError
     from connector.targets.base import TargetError
 
@@ -249,10 +250,15 @@ def _dispatch(args: argparse.Namespace, out: TextIO, run_id: str) -> int:
             as_of = args.as_of or rt.clock()
             with rt.store() as store:
                 plan, _ = runs.make_plan(rt, store, as_of, override_guard=args.override_guard)
-            text = plan_to_json(plan)
-            if args.out:
-                args.out.write_text(text, encoding="utf-8")
-            out.write(text + "\n" if args.format == "json" else render_plan(plan))
+            if args.out:  # streamed: a large plan is never held as one string
+                with args.out.open("w", encoding="utf-8") as f:
+                    write_plan(plan, f)
+                    f.write("\n")
+            if args.format == "json":
+                write_plan(plan, out)
+                out.write("\n")
+            else:
+                out.write(render_plan(plan))
             log.info("plan.made", checksum=plan.checksum, summary=plan.summary)
             if args.detailed_exitcode and plan.actions:
                 return EXIT_CHANGES
@@ -290,7 +296,8 @@ def _dispatch(args: argparse.Namespace, out: TextIO, run_id: str) -> int:
                 raise UserError(f"refused: {exc}", EXIT_TAMPERED) from exc
             report = result.report
             if args.format == "json":
-                out.write(plan_to_json(result.plan) + "\n")
+                write_plan(result.plan, out)
+                out.write("\n")
             else:
                 out.write(render_plan(result.plan))
                 out.write(

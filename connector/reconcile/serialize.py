@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
 from datetime import datetime
-from typing import Any
+from typing import Any, TextIO
 
 from connector.model.accounts import Change, ChangeKind, DesiredAccount
 from connector.model.decisions import Reason
@@ -104,22 +105,39 @@ def _feed(h: FeedHealth) -> dict[str, Any]:
     }
 
 
+def _sections(plan: Plan) -> list[tuple[str, Any, bool]]:
+    """(key, value, is_list) in file order, without the checksum. List sections are
+    generators: each item becomes a dict only while it is written or hashed."""
+    return [
+        ("format", FORMAT_VERSION, False),
+        ("as_of", _dt(plan.as_of), False),
+        ("target", plan.target, False),
+        ("summary", plan.summary, False),
+        ("decisions", dict(plan.decisions), False),
+        ("actions", (_action(a) for a in plan.actions), True),
+        (
+            "held",
+            (
+                {"code": h.code, "message": h.message, "action": _action(h.action)}
+                for h in plan.held
+            ),
+            True,
+        ),
+        ("breaches", (_breach(b) for b in plan.breaches), True),
+        ("rejected", (dataclasses.asdict(r) for r in plan.rejected), True),
+        ("feeds", (_feed(h) for h in plan.feeds), True),
+    ]
+
+
 def plan_to_dict(plan: Plan) -> dict[str, Any]:
-    return {
-        "format": FORMAT_VERSION,
-        "as_of": _dt(plan.as_of),
-        "target": plan.target,
-        "summary": plan.summary,
-        "decisions": dict(plan.decisions),
-        "actions": [_action(a) for a in plan.actions],
-        "held": [
-            {"code": h.code, "message": h.message, "action": _action(h.action)} for h in plan.held
-        ],
-        "breaches": [_breach(b) for b in plan.breaches],
-        "rejected": [dataclasses.asdict(r) for r in plan.rejected],
-        "feeds": [_feed(h) for h in plan.feeds],
-        "checksum": plan.checksum,
-    }
+    body = {k: list(v) if is_list else v for k, v, is_list in _sections(plan)}
+    body["checksum"] = plan.checksum
+    return body
+
+
+# The C encoder (no ``indent``): the pure-Python one was most of a large plan's cost.
+_canon = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
+_line = json.JSONEncoder(ensure_ascii=False).encode
 
 
 def _canonical(body: dict[str, Any]) -> bytes:
@@ -131,15 +149,55 @@ def checksum_of(body: dict[str, Any]) -> str:
     return "sha256:" + hashlib.sha256(_canonical(body)).hexdigest()
 
 
+def plan_checksum(plan: Plan) -> str:
+    """``checksum_of(plan_to_dict(plan))``, hashed piece by piece: the canonical JSON of
+    a large plan is never held whole, nor the plan as one tree of dicts."""
+    h = hashlib.sha256()
+    h.update(b"{")
+    for i, (key, value, is_list) in enumerate(sorted(_sections(plan), key=lambda x: x[0])):
+        h.update(f"{',' if i else ''}{_canon(key)}:".encode())
+        if not is_list:
+            h.update(_canon(value).encode())
+            continue
+        h.update(b"[")
+        for j, item in enumerate(value):
+            if j:
+                h.update(b",")
+            h.update(_canon(item).encode())
+        h.update(b"]")
+    h.update(b"}")
+    return "sha256:" + h.hexdigest()
+
+
 def seal(plan: Plan) -> Plan:
     """The same plan with its checksum set."""
-    return dataclasses.replace(plan, checksum=checksum_of(plan_to_dict(plan)))
+    return dataclasses.replace(plan, checksum=plan_checksum(plan))
 
 
-def plan_to_json(plan: Plan, *, indent: int | None = 2) -> str:
-    body = plan_to_dict(plan)
-    body["checksum"] = checksum_of(body)
-    return json.dumps(body, indent=indent, ensure_ascii=False, sort_keys=False)
+def write_plan(plan: Plan, out: TextIO) -> None:
+    """Write the JSON plan to ``out`` as it goes, one action (or held action, breach,
+    rejection, feed) per line. A sealed plan keeps its checksum (it is frozen, so the
+    seal still holds); an unsealed one is sealed here."""
+    checksum = plan.checksum or plan_checksum(plan)
+    out.write("{\n")
+    for key, value, is_list in _sections(plan):
+        if not is_list:
+            out.write(f"  {_line(key)}: {_line(value)},\n")
+            continue
+        out.write(f"  {_line(key)}: [")
+        sep = "\n    "
+        for item in value:
+            out.write(sep)
+            out.write(_line(item))
+            sep = ",\n    "
+        out.write("\n  ],\n" if sep != "\n    " else "],\n")
+    out.write(f"  {_line('checksum')}: {_line(checksum)}\n}}")
+
+
+def plan_to_json(plan: Plan) -> str:
+    buf = io.StringIO()
+    write_plan(plan, buf)
+    return buf.getvalue()
 
 
 # --- reading back ---------------------------------------------------------------------

@@ -354,6 +354,34 @@ def test_plan_json_round_trip_and_tamper_detection() -> None:
         plan_from_json("{")
 
 
+@pytest.mark.parametrize("held", [False, True], ids=["plain", "held-rejected-breaches"])
+def test_streamed_checksum_and_file_match_the_canonical_form(held: bool) -> None:
+    """The checksum hashed piece by piece is the sha256 of the canonical JSON of the
+    whole plan, with empty and non-empty sections and non-ASCII text; the streamed file
+    is one item per line, parses to the same plan and verifies."""
+    from connector.reconcile.serialize import checksum_of, plan_checksum, plan_to_dict
+
+    decisions = {"P1": entitled("P1"), "P2": separated("P2", deadline=NOW)}
+    workers = (worker("P1", given="Zoë", family="Ødegård"), worker("P2"))
+    rejected = (
+        (Rejection("training", "training.csv", 3, "completed_on", "«x»", "bad date", "P9"),)
+        if held
+        else ()
+    )
+    fs = FeedSet(organizations=(ORG,), workers=workers, health=health(), rejected=rejected)
+    accounts = [account("P2", uid="b"), account("X1", uid="orphan")]
+    orphans = "report" if held else "disable"
+    plan = build_plan(inputs(decisions, accounts, feeds=fs, orphans=orphans, override_guard=True))
+    assert plan.actions and bool(plan.held) is held and bool(plan.rejected) is held
+    sealed = plan_checksum(plan)
+    assert sealed == checksum_of(plan_to_dict(plan))
+    text = plan_to_json(plan)
+    assert len(text.splitlines()) >= len(plan.actions) + len(plan.held) + 10
+    again = plan_from_json(text)
+    assert again.checksum == sealed
+    assert dataclasses.replace(again, checksum="") == dataclasses.replace(plan, checksum="")
+
+
 def _world(n: int) -> FeedSet:
     """``n`` entitled people, PSEP separated last week and PDIS disabled by request
     yesterday, all with accounts."""
