@@ -5,6 +5,7 @@ builds a new one on SIGHUP and keeps the old one until the new one is valid)."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -50,6 +51,8 @@ class Runtime:
     rules: PolicyRules = field(init=False)
     target_factory: Callable[[], Target] | None = None
     clock: Callable[[], datetime] = _wall_clock  # "now" for every run made with this runtime
+    # shared by the targets this runtime builds (apply's workers): SCIM group creation
+    group_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.mapping = load_mapping(self.settings.target.mapping)
@@ -83,7 +86,7 @@ class Runtime:
             return LdapTarget(self.settings.target.ldap, self.mapping)
         from connector.targets.scim import ScimTarget
 
-        return ScimTarget(self.settings.target.scim, self.mapping)
+        return ScimTarget(self.settings.target.scim, self.mapping, group_lock=self.group_lock)
 
     def store(self) -> StateStore:
         return StateStore(self.settings.state.db)

@@ -14,6 +14,9 @@
 - No delete operation anywhere: accounts are disabled as the mapping declares, groups
   keep a placeholder member (the group's own DN) when their last member leaves
   (``groupOfNames`` requires one).
+- Group membership is idempotent under concurrency: when two workers both find a group
+  missing and both create it, the loser's ``entryAlreadyExists`` (68) means "it exists
+  now", and the member is added to it.
 - The snapshot is a paged search (RFC 2696) streamed page by page; an error on any
   page raises ``TargetUnavailableError``, so a partial read never looks complete.
 """
@@ -354,14 +357,22 @@ class LdapTarget:
             try:
                 c.modify(gdn, {attr: [(ldap3.MODIFY_ADD, [dn])]})
             except lx.LDAPNoSuchObjectResult:
-                c.add(
-                    gdn,
-                    attributes={
-                        "objectClass": [self._m.group_object_class],
-                        "cn": [group],
-                        attr: [dn],
-                    },
-                )
+                try:
+                    c.add(
+                        gdn,
+                        attributes={
+                            "objectClass": [self._m.group_object_class],
+                            "cn": [group],
+                            attr: [dn],
+                        },
+                    )
+                except lx.LDAPEntryAlreadyExistsResult:
+                    # another worker created the group between our modify and our add
+                    # (result 68): it exists now, so add the member to it
+                    try:
+                        c.modify(gdn, {attr: [(ldap3.MODIFY_ADD, [dn])]})
+                    except lx.LDAPAttributeOrValueExistsResult:
+                        return
             except lx.LDAPAttributeOrValueExistsResult:
                 return
             # drop the placeholder once the group has a real member

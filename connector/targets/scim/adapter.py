@@ -10,6 +10,11 @@
   ``ScimFilter.match``, so a user outside it (a service account) is never an orphan,
   never read and never written, whatever the server does with filters.
 - Disable/enable writes ``active``; nothing is ever DELETEd.
+- Groups are found or created under ``group_lock`` (one lock shared by the targets of
+  one ``Runtime``, i.e. by apply's workers), because RFC 7643 gives ``displayName`` no
+  uniqueness: two workers creating the same new group would leave two groups of that
+  name. A 409 on a Group create (a server that enforces uniqueness, or another process)
+  means "it exists now": the member is added to the existing group.
 - Errors: 429, 500, 502, 503, 504, timeouts and network errors are temporary (with
   ``Retry-After`` when the server sends it); 400, 401, 403, 404, 409, 412 and the rest
   are permanent. The SCIM error's ``scimType`` and ``detail`` go into ``detail``.
@@ -18,9 +23,11 @@
 from __future__ import annotations
 
 import ssl
+import threading
 import time
 import warnings
 from collections.abc import Generator, Iterator, Sequence
+from contextlib import nullcontext
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -150,9 +157,15 @@ def classify(exc: Exception, what: str, account_id: str | None) -> TargetError:
 
 class ScimTarget:
     def __init__(
-        self, settings: ScimSettings, mapping: Mapping, *, client: httpx2.Client | None = None
+        self,
+        settings: ScimSettings,
+        mapping: Mapping,
+        *,
+        client: httpx2.Client | None = None,
+        group_lock: threading.Lock | None = None,
     ) -> None:
         self._s = settings
+        self._group_lock = group_lock
         self._m = mapping
         self._http = client
         self._scim: SyncSCIMClient | None = None
@@ -449,16 +462,12 @@ class ScimTarget:
         model = self._group()
         try:
             if group is None:
-                resource = model.model_validate(
-                    {
-                        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
-                        "displayName": name,
-                        "members": [{"value": account_id, "type": "User"}],
-                    },
-                    scim_ctx=Context.RESOURCE_CREATION_REQUEST,
-                )
-                self._client().create(resource)
-                return
+                with self._group_lock or nullcontext():
+                    group = self._find_group(name)  # another worker may have made it meanwhile
+                    if group is None:
+                        group = self._create_group(model, name, account_id)
+                        if group is None:
+                            return
             if any(m.value == account_id for m in group.members or []):
                 return
             member = {"value": account_id, "type": "User"}
@@ -469,6 +478,29 @@ class ScimTarget:
                 self._replace_members(model, group, lambda ms: [*ms, member])
         except Exception as exc:
             raise classify(exc, f"adding {account_id} to group {name} failed", account_id) from exc
+
+    def _create_group(self, model: Any, name: str, account_id: str) -> Any | None:
+        """Create the group with its first member; None when done. On a 409 (the group
+        exists after all: created by someone else) the existing group is returned, so
+        the caller adds the member to it."""
+        resource = model.model_validate(
+            {
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+                "displayName": name,
+                "members": [{"value": account_id, "type": "User"}],
+            },
+            scim_ctx=Context.RESOURCE_CREATION_REQUEST,
+        )
+        try:
+            self._client().create(resource)
+        except Exception as exc:
+            if _status(exc) != 409:
+                raise
+            existing = self._find_group(name)
+            if existing is None:
+                raise
+            return existing
+        return None
 
     def _remove_member(self, name: str, account_id: str) -> None:
         group = self._find_group(name)
@@ -494,6 +526,15 @@ class ScimTarget:
         body.pop("meta", None)
         body["members"] = edit(list(body.get("members") or []))
         self._client().replace(model.model_validate(body))
+
+
+def _status(exc: Exception) -> int | None:
+    """The HTTP status of a scim2-client / scim2-models error, if it carries one."""
+    if isinstance(exc, SCIMException):
+        return int(getattr(exc, "status", 0) or 0) or None
+    source = getattr(exc, "source", None)
+    code = getattr(source, "status_code", None)
+    return int(code) if code is not None else None
 
 
 def _patch_op(model: Any, operations: list[dict[str, Any]]) -> Any:
