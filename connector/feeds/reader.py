@@ -44,6 +44,7 @@ from email_validator import EmailNotValidError, validate_email
 
 from connector.feeds.layout import COLUMNS, FeedLayout, load_feed_layout
 from connector.model.feeds import FeedHealth, FeedName, FeedSet, FeedState, Rejection
+from connector.model.identity import IdMatch, id_key
 from connector.model.records import (
     DEFAULT_REQUEST_STATUSES,
     AccessRequest,
@@ -626,16 +627,27 @@ def read_feeds(
     tz: ZoneInfo,
     previous_rows: Mapping[FeedName, int] | None = None,
     layout: FeedLayout | None = None,
+    id_match: IdMatch | None = None,
 ) -> FeedSet:
-    """Read every feed in ``settings.dir``. Never raises for bad data: it is in the result."""
+    """Read every feed in ``settings.dir``. Never raises for bad data: it is in the result.
+
+    ``id_match`` is how the target compares person ids (the mapping's
+    ``correlation_match``): rows whose person ids differ as strings but are one id under
+    it (``P1001`` and ``p1001`` under caseIgnoreMatch) are all rejected, each naming the
+    others, since the directory cannot tell those people apart."""
     layout = layout or load_feed_layout(settings.mapping)
     previous = previous_rows or {}
+    read: dict[FeedName, tuple[list[Any], list[Rejection], FeedState, str, str]] = {
+        name: _read_one(name, settings.dir / layout.files[name], layout) for name in FeedName
+    }
+    if id_match is not None:
+        _reject_colliding_ids(read, layout, id_match)
     out: dict[FeedName, list[Any]] = {}
     rejected: list[Rejection] = []
     health: dict[FeedName, FeedHealth] = {}
     for name in FeedName:
         path = settings.dir / layout.files[name]
-        records, rej, state, detail, digest = _read_one(name, path, layout)
+        records, rej, state, detail, digest = read[name]
         modified = None
         if state is not FeedState.MISSING:
             try:
@@ -665,6 +677,72 @@ def read_feeds(
         rejected=tuple(rejected),
         health=health,
     )
+
+
+#: The columns that hold person ids, per feed (logical names).
+PERSON_ID_COLUMNS: dict[FeedName, tuple[str, ...]] = {
+    FeedName.WORKERS: ("person_id",),
+    FeedName.SEPARATIONS: ("person_id",),
+    FeedName.TRAINING: ("person_id",),
+    FeedName.NDAS: ("person_id",),
+    FeedName.REQUESTERS: ("person_id",),
+    FeedName.REQUESTS: ("person_id", "requester_id"),
+}
+
+
+def _reject_colliding_ids(
+    read: dict[FeedName, tuple[list[Any], list[Rejection], FeedState, str, str]],
+    layout: FeedLayout,
+    match: IdMatch,
+) -> None:
+    """Move every accepted row that names a person id spelled two ways (one id under
+    ``match``, two strings in the feeds) to the rejections, in place. Rejected rows'
+    subjects count as spellings too: an unreadable ``p1001`` row and an accepted
+    ``P1001`` row are the same person for the directory."""
+    spellings: dict[str, dict[str, str]] = defaultdict(dict)  # key -> spelling -> place
+    for name, cols in PERSON_ID_COLUMNS.items():
+        records, rejections, _, _, _ = read[name]
+        for rec in records:
+            for col in cols:
+                value = getattr(rec, col)
+                if value:
+                    spellings[id_key(match, value)].setdefault(value, str(rec.source))
+        for rej in rejections:
+            if rej.key:
+                spellings[id_key(match, rej.key)].setdefault(rej.key, f"{rej.file} line {rej.line}")
+    clashes = {
+        value: places for places in spellings.values() if len(places) > 1 for value in places
+    }
+    if not clashes:
+        return
+    for name, cols in PERSON_ID_COLUMNS.items():
+        records, rejections, state, detail, digest = read[name]
+        kept: list[Any] = []
+        added: list[Rejection] = []
+        for rec in records:
+            bad = [col for col in cols if getattr(rec, col) in clashes]
+            if not bad:
+                kept.append(rec)
+                continue
+            for col in bad:
+                value = getattr(rec, col)
+                others = [f"{v!r} ({where})" for v, where in clashes[value].items() if v != value]
+                added.append(
+                    Rejection(
+                        name.value,
+                        rec.source.file,
+                        rec.source.line,
+                        layout.column(name, col),
+                        value,
+                        f"{value!r} is the same person id as {', '.join(others)} for the "
+                        f"target ({match}): the directory cannot tell them apart, so every "
+                        "row with either is rejected",
+                        key=rec.person_id,
+                    )
+                )
+        if added:
+            merged = sorted([*rejections, *added], key=lambda r: r.line)
+            read[name] = (kept, merged, state, detail, digest)
 
 
 def _judge(

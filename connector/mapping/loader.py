@@ -17,6 +17,7 @@ from connector.mapping.types import (
     GroupRule,
     Mapping,
 )
+from connector.model.identity import IdMatch
 
 
 class MappingError(ValueError):
@@ -76,6 +77,9 @@ class _MappingFile(_Strict):
     object_classes: list[str] = Field(min_length=1)
     rdn_attribute: str = ""
     correlation_attribute: str = Field(min_length=1)
+    # How the target compares correlation values; default: caseIgnoreMatch for ldap
+    # (employeeNumber), exact for scim (externalId is caseExact, RFC 7643 section 3.1)
+    correlation_match: IdMatch | None = None
     logon: _Logon
     attributes: dict[str, _Attribute] = {}
     disable: _Disable
@@ -122,4 +126,6 @@ def load_mapping(path: Path) -> Mapping:
         groups=tuple(GroupRule(source=g.source, template=g.template) for g in m.groups.rules),
         group_object_class=m.groups.object_class,
         group_member_attribute=m.groups.member_attribute,
+        correlation_match=m.correlation_match
+        or (IdMatch.CASE_IGNORE if m.kind == "ldap" else IdMatch.EXACT),
     )

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from connector.model.identity import IdMatch, id_key
+
 
 class AttributePolicy(StrEnum):
     """LSC's per-attribute policies: FORCE keeps the target in line; KEEP writes on create only."""
@@ -75,6 +77,11 @@ class Mapping:
     groups: tuple[GroupRule, ...] = ()
     group_object_class: str = "groupOfNames"
     group_member_attribute: str = "member"
+    correlation_match: IdMatch = IdMatch.CASE_IGNORE  # how the target compares person ids
+
+    def correlation_key(self, person_id: str) -> str:
+        """``person_id`` as the target's correlation attribute compares it."""
+        return id_key(self.correlation_match, person_id)
 
     @property
     def managed_attributes(self) -> tuple[str, ...]:

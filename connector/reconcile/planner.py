@@ -140,6 +140,9 @@ def build_plan(inp: PlanInputs) -> Plan:
 
     workers: dict[str, Worker] = {w.person_id: w for w in feeds.workers}
     orgs: dict[str, Organization] = {o.org_id: o for o in feeds.organizations}
+    # Person ids compare the way the target's correlation attribute does (P1001 = p1001
+    # under caseIgnoreMatch): every lookup by person below goes through this key.
+    key = mapping.correlation_key
 
     # Feeds with a rejected row per person (and per org, applied to the org's people).
     rejected_by_person: dict[str, set[FeedName]] = defaultdict(set)
@@ -152,20 +155,21 @@ def build_plan(inp: PlanInputs) -> Plan:
             continue
         name = FeedName(r.feed)
         org_keyed = name in ORG_KEYED_FEEDS
-        (rejected_by_org if org_keyed else rejected_by_person)[r.key].add(name)
+        subject = r.key if org_keyed else key(r.key)
+        (rejected_by_org if org_keyed else rejected_by_person)[subject].add(name)
         if name in ACCESS_ENDING_FEEDS:
-            (unread_by_org if org_keyed else unread_by_person)[r.key].append(
+            (unread_by_org if org_keyed else unread_by_person)[subject].append(
                 f"{r.file} line {r.line}"
             )
 
     requesters_of: dict[str, set[str]] = defaultdict(set)
     for q in feeds.requests:
-        requesters_of[q.person_id].add(q.requester_id)
+        requesters_of[q.person_id].add(key(q.requester_id))
 
     def blocked_feeds(person_id: str | None) -> frozenset[FeedName]:
         if person_id is None:
             return unhealthy
-        extra = set(rejected_by_person.get(person_id, ()))
+        extra = set(rejected_by_person.get(key(person_id), ()))
         worker = workers.get(person_id)
         if worker is not None:
             extra |= rejected_by_org.get(worker.org_id, set())
@@ -174,7 +178,10 @@ def build_plan(inp: PlanInputs) -> Plan:
                 extra.add(FeedName.REQUESTERS)  # the requester check cannot be trusted
         return unhealthy | extra
 
-    # Correlate the snapshot.
+    # Correlate the snapshot, by the target's matching rule.
+    person_of: dict[str, list[str]] = defaultdict(list)  # key -> person ids in the feeds
+    for pid in inp.decisions:
+        person_of[key(pid)].append(pid)
     by_person: dict[str, list[Account]] = defaultdict(list)
     uncorrelated: list[Account] = []
     enabled_count = 0
@@ -183,8 +190,12 @@ def build_plan(inp: PlanInputs) -> Plan:
         enabled_count += snap.enabled
         if snap.logon_id:
             target_logons.add(snap.logon_id.lower())
-        if snap.correlation and snap.correlation in inp.decisions:
-            by_person[snap.correlation].append(snap)
+        pids = person_of.get(key(snap.correlation), []) if snap.correlation else []
+        if len(pids) == 1:
+            by_person[pids[0]].append(snap)
+        elif pids:  # the reader rejects colliding feed ids; never guess between them
+            for pid in pids:
+                by_person[pid].append(snap)
         else:
             uncorrelated.append(snap)
 
@@ -222,13 +233,20 @@ def build_plan(inp: PlanInputs) -> Plan:
     for person_id in sorted(inp.decisions):
         decision = inp.decisions[person_id]
         accounts = by_person.get(person_id, [])
-        if len(accounts) > 1:
+        same = person_of[key(person_id)]
+        if len(accounts) > 1 or len(same) > 1:
             for dup_acc in accounts:
-                hold(
-                    _on(dup_acc, Op.UPDATE, person_id),
-                    "ambiguous_correlation",
-                    f"{len(accounts)} accounts carry {mapping.correlation_attribute}={person_id}",
-                )
+                if len(same) > 1:
+                    why = (
+                        f"person ids {', '.join(same)} are one {mapping.correlation_attribute} "
+                        f"under {mapping.correlation_match}"
+                    )
+                else:
+                    why = (
+                        f"{len(accounts)} accounts carry {mapping.correlation_attribute}="
+                        f"{person_id} (under {mapping.correlation_match})"
+                    )
+                hold(_on(dup_acc, Op.UPDATE, person_id), "ambiguous_correlation", why)
             continue
         acc = accounts[0] if accounts else None
 
@@ -267,7 +285,9 @@ def build_plan(inp: PlanInputs) -> Plan:
                     )
                 )
             else:
-                unread = unread_by_person.get(person_id, []) + unread_by_org.get(worker.org_id, [])
+                unread = unread_by_person.get(key(person_id), []) + unread_by_org.get(
+                    worker.org_id, []
+                )
                 if unread:  # a row that could not be read may be a separation or a disable
                     rows = ", ".join(unread)
                     hold(
@@ -320,7 +340,7 @@ def build_plan(inp: PlanInputs) -> Plan:
             reasons=(_orphan_reason(stray, mapping.correlation_attribute),),
             drivers=frozenset() if ORPHAN_DRIVERS & unhealthy else ORPHAN_DRIVERS,
         )
-        if stray.correlation and stray.correlation in rejected_by_person:
+        if stray.correlation and key(stray.correlation) in rejected_by_person:
             hold(
                 orphan,
                 "feed_unhealthy",

@@ -41,7 +41,13 @@ class Evaluation:
 def evaluate(rt: Runtime, store: StateStore, as_of: datetime) -> Evaluation:
     """Read and validate every feed (health against the last good run), then decide."""
     previous = {FeedName(k): v for k, v in store.last_good_feed_rows().items()}
-    feeds = read_feeds(rt.settings.feeds, now=rt.clock(), tz=rt.rules.tz, previous_rows=previous)
+    feeds = read_feeds(
+        rt.settings.feeds,
+        now=rt.clock(),
+        tz=rt.rules.tz,
+        previous_rows=previous,
+        id_match=rt.mapping.correlation_match,  # ids the target cannot tell apart are rejected
+    )
     log = structlog.get_logger("misync.feeds")
     for h in feeds.health.values():
         if not h.healthy:
@@ -157,12 +163,13 @@ def confirm_plan(rt: Runtime, store: StateStore, plan: Plan) -> Evaluation:
     Actions of the fresh plan that the reviewed one lacks are not applied.
     """
     read: dict[str, str] = {}  # account id (lower case) -> digest as read now
-    owners: dict[str, str] = {}  # person_id -> account id, as correlated now
+    owners: dict[str, str] = {}  # person id (as the target compares it) -> account id
+    key = rt.mapping.correlation_key
 
     def observe(account: Account) -> None:
         read[account.account_id.lower()] = account_digest(account)
         if account.correlation:
-            owners[account.correlation] = account.account_id
+            owners[key(account.correlation)] = account.account_id
 
     fresh, ev = make_plan(rt, store, rt.clock(), override_guard=True, observe=observe)
     if fresh.target != plan.target:
@@ -173,8 +180,9 @@ def confirm_plan(rt: Runtime, store: StateStore, plan: Plan) -> Evaluation:
     drifted: list[str] = []
     for a in plan.actions:
         if a.op is Op.CREATE:
-            if a.person_id in owners:
-                drifted.append(f"{a.person_id}: an account now exists ({owners[a.person_id]})")
+            owner = owners.get(key(a.person_id or ""))
+            if owner is not None:
+                drifted.append(f"{a.person_id}: an account now exists ({owner})")
         elif a.account_id is None or a.account_id.lower() not in read:
             drifted.append(f"{a.account_id}: no longer exists")
         elif read[a.account_id.lower()] != a.before:

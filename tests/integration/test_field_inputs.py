@@ -85,10 +85,10 @@ def test_denied_request_is_ignored_and_does_not_hold_a_create(
         + "REQ-013,change,P1002,R900,2026-11-10T09:00:00-08:00,2026-11-11,denied,"
         "supervisor,Renton,,,,P2002\n"
         # P1001's disable was cancelled: it does nothing either
-        + "REQ-014,disable,P1001,R900,2026-11-10T09:00:00-08:00,2026-11-11,cancelled,"
+         + "REQ-014,disable,P1001,R900,2026-11-10T09:00:00-08:00,2026-11-11,cancelled,"
         ",,,,,P2001\n"
         # not a status at all: rejected, naming the place; P1006 (no account) is held
-        + "REQ-015,change,P1006,R900,2026-11-10T09:00:00-08:00,2026-11-11,aproved,"
+         + "REQ-015,change,P1006,R900,2026-11-10T09:00:00-08:00,2026-11-11,aproved,"
         "supervisor,Renton,,,,P2002\n",
         encoding="utf-8",
     )
@@ -107,3 +107,133 @@ def test_denied_request_is_ignored_and_does_not_hold_a_create(
     assert blee is not None and blee["employeeType"] == ["case-manager"]  # not the denied one
     aortiz = entry(demo["scope"], "aortiz")
     assert aortiz is not None and "pwdAccountLockedTime" not in aortiz
+
+
+# -- 5. one person, one account: person ids compare as the directory compares them ----------
+
+
+def _set(scope: Any, uid: str, attr: str, value: str) -> None:
+    ldap = scope.settings
+    conn = ldap3.Connection(
+        ldap3.Server(ldap.url), ldap.bind_dn, ldap.bind_password(), auto_bind=True
+    )
+    try:
+        assert conn.modify(
+            f"uid={uid},{scope.people_dn}", {attr: [(ldap3.MODIFY_REPLACE, [value])]}
+        ), conn.result
+    finally:
+        conn.unbind()
+
+
+def _add_person(scope: Any, uid: str, employee_number: str) -> None:
+    ldap = scope.settings
+    conn = ldap3.Connection(
+        ldap3.Server(ldap.url), ldap.bind_dn, ldap.bind_password(), auto_bind=True
+    )
+    try:
+        assert conn.add(
+            f"uid={uid},{scope.people_dn}",
+            ["inetOrgPerson"],
+            {"uid": uid, "cn": uid, "sn": uid, "employeeNumber": employee_number},
+        ), conn.result
+    finally:
+        conn.unbind()
+
+
+def test_an_account_whose_id_differs_only_in_case_is_the_persons_account(
+    demo: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """slapd matches employeeNumber with caseIgnoreMatch: ``p1005`` and ``P１００７``
+    (full-width digits) are P1005's and P1007's accounts, updated and enabled, never
+    disabled as orphans next to a second, new account."""
+    scope = demo["scope"]
+    _set(scope, "ewalsh", "employeeNumber", "p1005")
+    _set(scope, "gkim", "employeeNumber", "P\uff11\uff10\uff10\uff17")
+
+    plan = plan_json(demo, capsys)
+    ops = {(a["op"], a["person_id"], a["account_id"]) for a in plan["actions"]}
+    ewalsh, gkim = (f"uid={u},{scope.people_dn}" for u in ("ewalsh", "gkim"))
+    assert ("update", "P1005", ewalsh) in ops
+    assert ("enable", "P1007", gkim) in ops
+    assert not [
+        a for a in plan["actions"] if a["account_id"] in (ewalsh, gkim) and a["op"] == "disable"
+    ]
+    assert not [
+        a for a in plan["actions"] if a["op"] == "create" and a["person_id"] in ("P1005", "P1007")
+    ]
+
+    code, _ = run(demo, "apply", capsys=capsys)
+    assert code == 0
+    assert _people_with(scope, "employeeNumber", "P1005") == [ewalsh]  # one account, in line
+    assert _people_with(scope, "employeeNumber", "P1007") == [gkim]
+    e = entry(scope, "ewalsh")
+    assert e is not None and e["employeeNumber"] == ["P1005"] and "pwdAccountLockedTime" not in e
+    g = entry(scope, "gkim")
+    assert g is not None and "pwdAccountLockedTime" not in g
+    assert plan_json(demo, capsys)["actions"] == []
+
+
+def test_reviewed_create_is_refused_when_an_account_with_the_id_in_another_case_appears(
+    demo: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = demo["tmp"] / "plan.json"
+    assert run(demo, "plan", "-o", str(path), capsys=capsys)[0] == 0
+    reviewed = json.loads(path.read_text())
+    assert {"create"} == {a["op"] for a in reviewed["actions"] if a["person_id"] == "P1002"}
+    _add_person(demo["scope"], "ben-lee", "p1002")  # made by hand meanwhile
+
+    code, _ = run(demo, "apply", "--plan", str(path), capsys=capsys)
+    assert code == 5
+    assert "P1002: an account now exists" in demo["last_err"]
+    assert entry(demo["scope"], "blee") is None
+
+
+def test_feed_ids_that_the_directory_cannot_tell_apart_are_rejected(
+    demo: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    training = demo["feeds"] / "training.csv"
+    training.write_text(
+        training.read_text(encoding="utf-8") + "p1002,MIS Basic,2025-10-01\n", encoding="utf-8"
+    )
+    lines = training.read_text(encoding="utf-8").count("\n")
+    plan = plan_json(demo, capsys)
+    clash = [r for r in plan["rejected"] if "same person id" in r["reason"]]
+    assert {(r["file"], r["line"], r["column"], r["value"]) for r in clash} >= {
+        ("training.csv", lines, "person_id", "p1002"),
+        ("workers.csv", 3, "person_id", "P1002"),
+    }
+    assert all("caseIgnoreMatch" in r["reason"] for r in clash)
+    assert not [a for a in plan["actions"] if a["person_id"] in ("P1002", "p1002")]
+    assert run(demo, "apply", capsys=capsys)[0] == 0  # nobody to hold: no account, no decision
+    assert entry(demo["scope"], "blee") is None
+    assert _people_with(demo["scope"], "employeeNumber", "P1002") == []
+
+
+@pytest.mark.parametrize(
+    ("stored", "probe", "one_key"),
+    [
+        ("P1001", "p1001", True),
+        ("Jos\u00e9", "JOSE\u0301", True),  # NFC and NFD, and case
+        ("P\uff11001", "P1001", True),  # a full-width digit (NFKC)
+        ("A  B", "a b", True),  # insignificant spaces
+        ("\ufb01x", "FIX", True),  # a ligature
+        ("K\u212a", "kk", True),  # the Kelvin sign
+        ("stra\u00dfe", "STRASSE", True),  # misync folds more than OpenLDAP here: the safe side
+        ("P1001", "P1002", False),
+        ("P1001", "P10O1", False),
+    ],
+)
+def test_id_key_folds_at_least_what_slapd_matches(
+    ldap_scope: Any, stored: str, probe: str, one_key: bool
+) -> None:
+    """Every pair slapd's employeeNumber (caseIgnoreMatch) finds equal has one key; a
+    key may join more than the server (then misync holds or rejects: the safe side)."""
+    from connector.model.identity import IdMatch, id_key
+
+    _add_person(ldap_scope, "probe", stored)
+    server_equal = bool(
+        _people_with(ldap_scope, "employeeNumber", ldap3.utils.conv.escape_filter_chars(probe))
+    )
+    ours_equal = id_key(IdMatch.CASE_IGNORE, stored) == id_key(IdMatch.CASE_IGNORE, probe)
+    assert ours_equal == one_key
+    assert ours_equal or not server_equal

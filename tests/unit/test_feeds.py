@@ -13,6 +13,7 @@ import pytest
 
 from connector.feeds import FeedLayoutError, check_headers, load_feed_layout, read_feeds
 from connector.model import FeedName, FeedState, RequestStatus
+from connector.model.identity import IdMatch
 from connector.settings import FeedsSettings
 
 DEMO = Path(__file__).resolve().parents[2] / "config" / "demo" / "feeds"
@@ -812,3 +813,38 @@ def test_request_status_vocabulary(
     else:
         assert [q.status for q in fs.requests] == [meaning]
         assert [r for r in fs.rejected if r.file == "requests.csv"] == []
+
+
+@pytest.mark.parametrize(
+    ("match", "extra", "clashing"),
+    [
+        pytest.param(IdMatch.CASE_IGNORE, "p1001,MIS Basic,2025-10-01", {2, 12}, id="case"),
+        pytest.param(IdMatch.CASE_IGNORE, "P\uff11001,MIS Basic,2025-10-01", {2, 12}, id="nfkc"),
+        pytest.param(IdMatch.CASE_IGNORE, "p1001,MIS Basic,2025-13-01", {2}, id="rejected-row"),
+        pytest.param(IdMatch.CASE_EXACT, "p1001,MIS Basic,2025-10-01", set(), id="case-exact"),
+        pytest.param(IdMatch.EXACT, "p1001,MIS Basic,2025-10-01", set(), id="exact"),
+        pytest.param(IdMatch.CASE_IGNORE, "P1001,MIS Basic,2025-10-01", set(), id="same-spelling"),
+    ],
+)
+def test_person_ids_one_under_the_targets_rule_are_rejected(
+    feeds: Path, match: IdMatch, extra: str, clashing: set[int]
+) -> None:
+    """P1001 (workers.csv line 2, requests, training...) and a training row for p1001:
+    under caseIgnoreMatch the directory holds them equal, so every row with either
+    spelling is rejected, naming the others; under an exact rule they are two people."""
+    path = feeds / "training.csv"
+    path.write_text(path.read_text() + extra + "\n")  # line 12
+    settings = FeedsSettings(dir=feeds, max_age_hours=0)
+    fs = read_feeds(settings, now=NOW, tz=LA, id_match=match)
+    clash = [r for r in fs.rejected if "same person id" in r.reason]
+    got = {r.line for r in clash if r.file in ("workers.csv", "training.csv")}
+    assert got == clashing
+    if clashing:
+        assert [w for w in fs.workers if w.person_id == "P1001"] == []
+        assert [q for q in fs.requests if q.person_id == "P1001"] == []
+        worker = next(r for r in clash if r.file == "workers.csv")
+        assert (worker.column, worker.value, worker.key) == ("person_id", "P1001", "P1001")
+        assert "training.csv line 12" in worker.reason
+        assert fs.health[FeedName.WORKERS].rejected == 1
+    else:
+        assert [w.person_id for w in fs.workers if w.person_id == "P1001"] == ["P1001"]

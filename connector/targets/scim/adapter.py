@@ -354,13 +354,18 @@ class ScimTarget:
             return None
         return self._account(resource, self._groups_of(account_id))
 
+    def _same_person(self, correlation: str | None, person_id: str) -> bool:
+        """The mapping's matching rule (``correlation_match``), not the server filter's."""
+        key = self._m.correlation_key
+        return correlation is not None and key(correlation) == key(person_id)
+
     def find(self, person_id: str) -> Account | None:
         corr = self._m.correlation_attribute
         flt = self._scoped(f"{corr} eq {ScimFilter.quote(person_id)}")
         found = [
             r
             for r in self._pages(self._user(), "users", flt)
-            if self._in_scope(r) and self._account(r, {}).correlation == person_id
+            if self._in_scope(r) and self._same_person(self._account(r, {}).correlation, person_id)
         ]
         if len(found) > 1:
             raise PermanentTargetError(
