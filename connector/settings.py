@@ -87,6 +87,8 @@ class LdapSettings(_Section):
     connect_timeout: float = Field(default=10.0, gt=0)
     receive_timeout: float = Field(default=30.0, gt=0)
     page_size: int = Field(default=1000, ge=1, le=10000)
+    # incremental reads: how far this host's clock may be ahead of the directory's
+    clock_margin_seconds: float = Field(default=600.0, ge=0)
 
     def bind_password(self) -> str:
         return read_secret(self.password_file, self.password, "target.ldap.password")

@@ -17,7 +17,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -48,6 +48,8 @@ create table if not exists breaches (
   deadline text not null, severity text not null, reasons text not null, opened_at text not null,
   alerted_at text, closed_at text, resolution text);
 create unique index if not exists breaches_open on breaches(account_id) where closed_at is null;
+create table if not exists target_snapshot (account_id text primary key, body text not null);
+create table if not exists target_snapshot_meta (key text primary key, value text not null);
 create table if not exists failures (
   key text primary key, count integer not null, last_at text not null, detail text not null);
 """
@@ -387,3 +389,37 @@ class StateStore:
 
     def release(self, key: str) -> None:
         self.clear_failure(key)
+
+    # -- the target as last read (connector.runs.cycle) ------------------------------------
+
+    def snapshot_meta(self) -> dict[str, str]:
+        return dict(self._query("select key, value from target_snapshot_meta"))
+
+    def load_snapshot(self) -> dict[str, str]:
+        """account key -> the account as JSON (the cycle module's format)."""
+        return dict(self._query("select account_id, body from target_snapshot"))
+
+    def save_snapshot(
+        self,
+        meta: Mapping[str, str],
+        upserts: Mapping[str, str],
+        deletes: Iterable[str],
+        *,
+        replace: bool,
+    ) -> None:
+        """One transaction: the snapshot rows that changed and the meta (mark, time of the
+        last full scan) that goes with them; ``replace`` drops every other row first."""
+        with self._tx() as db:
+            if replace:
+                db.execute("delete from target_snapshot")
+            db.executemany(
+                "delete from target_snapshot where account_id = ?", ((k,) for k in deletes)
+            )
+            db.executemany(
+                "insert or replace into target_snapshot(account_id, body) values (?, ?)",
+                upserts.items(),
+            )
+            db.execute("delete from target_snapshot_meta")
+            db.executemany(
+                "insert into target_snapshot_meta(key, value) values (?, ?)", meta.items()
+            )

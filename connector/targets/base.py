@@ -13,7 +13,8 @@ Error tree (one root, in the spirit of scim2-client's ``SCIMClientError``):
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from connector.model.accounts import Account, Change, DesiredAccount
@@ -94,4 +95,34 @@ class Target(Protocol):
 
     def close(self) -> None:
         """Release connections. Idempotent."""
+        ...
+
+
+@dataclass(frozen=True)
+class TargetChanges:
+    """What changed in the managed scope since a high-water mark.
+
+    ``accounts``: every account created or modified since the mark (in scope now), with
+    its current groups. ``groups_of``: when any group changed, the current groups of any
+    account id (for every account in the snapshot); None when no group changed.
+    Deletions and accounts moved out of scope are not reported: only a full snapshot
+    shows them.
+    """
+
+    accounts: tuple[Account, ...]
+    groups_of: Callable[[str], frozenset[str]] | None = None
+
+
+@runtime_checkable
+class IncrementalTarget(Target, Protocol):
+    """A target that can say what changed since a mark (LDAP; SCIM has no such read)."""
+
+    def high_water_mark(self) -> str | None:
+        """A mark to pass to ``changed_since`` later. Take it *before* a read: every
+        change the read may miss is at or after it. None: the target cannot tell."""
+        ...
+
+    def changed_since(self, mark: str) -> TargetChanges:
+        """Accounts (and groups) changed at or after ``mark``; raises
+        ``TargetUnavailableError`` if the read cannot be completed."""
         ...
