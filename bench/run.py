@@ -1,0 +1,473 @@
+"""The scale benchmark: every figure of docs/PERFORMANCE.md with its baseline, one run.
+
+    .venv/bin/python bench/run.py --n 100000            # the documented figures (~15 min)
+    .venv/bin/python bench/run.py --n 10000 --profile   # the small profile (a few minutes)
+
+Builds three worlds with ``bench/generate.py`` (each a private slapd loaded with
+slapadd) and measures, each in its own child process (so that peak RSS is that of the
+one thing measured; times are taken inside the child, after imports):
+
+- world A, N people, directory in line: the raw ``ldapsearch`` dump and a bare ldap3
+  paged scan (``paged_search(generator=True)`` on a SYNC connection, ldap3's defaults)
+  of the same attributes, misync's directory read alone, the idle full cycle
+  (``make_plan``: feeds + policy + read + diff, as ``misync plan``), and the daemon's
+  cycles (``Reconciler``: first full cycle, a full cycle with unchanged feeds, an
+  incremental cycle after K accounts were changed behind its back, which must find them);
+- world B, N people, 94% of the accounts stale: the first plan, written to a file as
+  ``misync plan -o`` does;
+- world C, ``--apply-n`` people, every account stale: a raw sequential ``ldapmodify`` of
+  exactly the changes of the plan, then (on a fresh copy) ``misync apply`` of them.
+
+Prints a table and writes every figure, its baseline, their ratio and peak RSS to
+``--out`` (JSON). Ratios are the point: the machine may be shared; figures of one run
+on one slapd are comparable with each other, not with another machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import generate as gen  # noqa: E402
+
+ATTRS = [
+    "uid",
+    "employeeNumber",
+    "cn",
+    "sn",
+    "givenName",
+    "mail",
+    "displayName",
+    "o",
+    "departmentNumber",
+    "employeeType",
+    "physicalDeliveryOfficeName",
+    "description",
+    "pwdAccountLockedTime",
+]
+FILTER = "(objectClass=inetOrgPerson)"
+
+
+def rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def children_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
+# -- the children: one measurement each ---------------------------------------------------
+
+
+def _config(work: Path, url: str, root_dn: str, password: str, state: Path) -> Path:
+    pw = work / "pw"
+    pw.write_text(password)
+    cfg = work / f"misync-{state.name}.toml"
+    cfg.write_text(
+        f"""
+[feeds]
+dir = "{work / "feeds"}"
+max_age_hours = 0
+[target]
+mapping = "{ROOT / "mappings" / "openldap-ppolicy.toml"}"
+[target.ldap]
+url = "{url}"
+bind_dn = "{root_dn}"
+password_file = "{pw}"
+base_dn = "{gen.PEOPLE}"
+group_base_dn = "{gen.GROUPS}"
+clock_margin_seconds = 0  # misync and slapd share this host's clock
+[guard]
+max_unexplained_share = 1.0
+max_unexplained_disables = 1000000
+[apply]
+backoff_seconds = 0
+[state]
+dir = "{state}"
+""",
+        encoding="utf-8",
+    )
+    return cfg
+
+
+def _runtime(cfg: Path) -> Any:
+    from connector.app import Runtime
+    from connector.settings import load_settings
+
+    return Runtime(load_settings(cfg))
+
+
+def _profiled(args: argparse.Namespace, fn: Any) -> Any:
+    if not args.profile:
+        return fn()
+    import cProfile
+    import pstats
+
+    prof = cProfile.Profile()
+    result = prof.runcall(fn)
+    stats = pstats.Stats(prof, stream=sys.stderr)
+    print(f"\n--- profile of {args.child} (cumulative, top 30) ---", file=sys.stderr)
+    stats.sort_stats("cumulative").print_stats(30)
+    print(f"--- profile of {args.child} (own time, top 20) ---", file=sys.stderr)
+    stats.sort_stats("tottime").print_stats(20)
+    return result
+
+
+def child(args: argparse.Namespace) -> dict[str, Any]:
+    c = json.loads(args.spec)
+    phase = args.child
+    out: dict[str, Any] = {}
+    if phase == "ldapsearch":
+        cmd = ["ldapsearch", "-x", "-H", c["url"], "-D", c["root_dn"], "-w", c["password"]]
+        cmd += ["-b", gen.PEOPLE, "-s", "one", "-E", "pr=1000/noprompt", "-LLL", FILTER, *ATTRS]
+        t0 = time.perf_counter()
+        subprocess.run(cmd, stdout=subprocess.DEVNULL, check=True)
+        out["seconds"] = time.perf_counter() - t0
+        out["rss_mb"] = children_rss_mb()
+        return out
+    if phase == "ldapmodify":
+        cmd = ["ldapmodify", "-x", "-H", c["url"], "-D", c["root_dn"], "-w", c["password"]]
+        t0 = time.perf_counter()
+        subprocess.run([*cmd, "-f", c["ldif"]], stdout=subprocess.DEVNULL, check=True)
+        out["seconds"] = time.perf_counter() - t0
+        out["rss_mb"] = children_rss_mb()
+        return out
+    if phase == "bare_ldap3":
+        import ldap3
+
+        conn = ldap3.Connection(
+            ldap3.Server(c["url"], get_info=ldap3.NONE),
+            c["root_dn"],
+            c["password"],
+            client_strategy=ldap3.SYNC,
+            auto_bind=True,
+            raise_exceptions=True,
+        )
+        t0 = time.perf_counter()
+        n = 0
+        for _entry in conn.extend.standard.paged_search(
+            gen.PEOPLE, FILTER, ldap3.LEVEL, attributes=ATTRS, paged_size=1000, generator=True
+        ):
+            n += 1
+        out["seconds"] = time.perf_counter() - t0
+        out["entries"] = n
+        conn.unbind()
+        out["rss_mb"] = rss_mb()
+        return out
+
+    from connector import runs
+    from connector.reconcile.serialize import write_plan
+    from connector.state import StateStore
+
+    rt = _runtime(Path(c["config"]))
+    now = datetime.now(UTC)
+    if phase == "read":
+        target = rt.target()
+        t0 = time.perf_counter()
+        n = _profiled(args, lambda: sum(1 for _ in target.snapshot()))
+        out["seconds"] = time.perf_counter() - t0
+        out["entries"] = n
+        target.close()
+    elif phase in ("plan", "first_plan"):
+        with StateStore(rt.settings.state.db) as store:
+            t0 = time.perf_counter()
+
+            def plan_and_write() -> Any:
+                plan, _ = runs.make_plan(rt, store, now)
+                if phase == "first_plan":
+                    with Path(c["plan_out"]).open("w", encoding="utf-8") as f:
+                        write_plan(plan, f)
+                return plan
+
+            plan = _profiled(args, plan_and_write)
+            out["seconds"] = time.perf_counter() - t0
+        out["summary"] = plan.summary
+        if phase == "first_plan":
+            out["plan_file_mb"] = round(Path(c["plan_out"]).stat().st_size / 2**20, 1)
+    elif phase == "cycles":
+        out |= _cycles(rt, c)
+    elif phase == "modify_ldif":
+        with StateStore(rt.settings.state.db) as store:
+            plan, _ = runs.make_plan(rt, store, now)
+        out["summary"] = plan.summary
+        out["modifies"] = _write_modify_ldif(plan, Path(c["ldif"]))
+    elif phase == "apply":
+        with StateStore(rt.settings.state.db) as store:
+            t0 = time.perf_counter()
+            runs.make_plan(rt, store, now)
+            out["plan_seconds"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        result = runs.run_apply(rt)
+        out["seconds"] = time.perf_counter() - t0
+        out["counts"] = result.report.counts
+        out["failed"] = len(result.report.failed)
+        with StateStore(rt.settings.state.db) as store:
+            after, _ = runs.make_plan(rt, store, datetime.now(UTC))
+        out["after"] = after.summary
+    out["rss_mb"] = rss_mb()
+    return out
+
+
+def _cycles(rt: Any, c: dict[str, Any]) -> dict[str, Any]:
+    """The daemon's cycles; K accounts changed behind its back must be found."""
+    import ldap3
+
+    from connector.runs.cycle import Reconciler
+    from connector.state import StateStore
+
+    out: dict[str, Any] = {}
+    rec = Reconciler(rt)
+    with StateStore(rt.settings.state.db) as store:
+        t0 = time.perf_counter()
+        first = rec.cycle(store)
+        out["first_full_seconds"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        warm = rec.cycle(store, full=True)
+        out["warm_full_seconds"] = time.perf_counter() - t0
+        out["warm_full_reevaluated"] = warm.reevaluated
+        time.sleep(1.1)  # modifyTimestamp has one-second steps (the margin is 0 here)
+        conn = ldap3.Connection(ldap3.Server(c["url"]), c["root_dn"], c["password"], auto_bind=True)
+        n = c["n"]
+        ppl = [p for p in gen.people(n, max(len(gen.WDAS), n // 400), 1021) if not p.separated]
+        for i, person in enumerate(ppl[: c["behind_back"]]):
+            uid = person.uid
+            conn.modify(
+                f"uid={uid},{gen.PEOPLE}",
+                {"displayName": [(ldap3.MODIFY_REPLACE, [f"changed behind its back {i}"])]},
+            )
+        conn.unbind()
+        t0 = time.perf_counter()
+        inc = rec.cycle(store)
+        out["incremental_seconds"] = time.perf_counter() - t0
+        out["incremental_full"] = inc.full
+        out["incremental_read"] = inc.read
+        out["incremental_found"] = inc.plan.summary["update"]
+        out["first_summary"] = first.plan.summary
+        t0 = time.perf_counter()
+        idle = rec.cycle(store)
+        out["idle_incremental_seconds"] = time.perf_counter() - t0
+        out["idle_incremental_full"] = idle.full
+    return out
+
+
+def _write_modify_ldif(plan: Any, path: Path) -> int:
+    """The plan's updates as one LDIF for ldapmodify: what a hand-written script sends."""
+    from connector.model.accounts import ChangeKind
+    from connector.model.plan import Op
+
+    n = 0
+    with path.open("w", encoding="utf-8") as f:
+        for a in plan.actions:
+            if a.op is not Op.UPDATE:
+                continue
+            n += 1
+            attrs = [c for c in a.changes if c.kind is ChangeKind.ATTRIBUTE]
+            if attrs:
+                f.write(f"dn: {a.account_id}\nchangetype: modify\n")
+                for ch in attrs:
+                    f.write(f"replace: {ch.name}\n")
+                    f.writelines(f"{ch.name}: {v}\n" for v in ch.new if v)
+                    f.write("-\n")
+                f.write("\n")
+            for ch in a.changes:
+                if ch.kind is not ChangeKind.GROUPS:
+                    continue
+                for g in sorted(set(ch.new) - set(ch.old)):
+                    f.write(f"dn: cn={g},{gen.GROUPS}\nchangetype: modify\nadd: member\n")
+                    f.write(f"member: {a.account_id}\n-\n\n")
+                for g in sorted(set(ch.old) - set(ch.new)):
+                    f.write(f"dn: cn={g},{gen.GROUPS}\nchangetype: modify\ndelete: member\n")
+                    f.write(f"member: {a.account_id}\n-\n\n")
+    return n
+
+
+# -- the parent ------------------------------------------------------------------------------
+
+
+def measure(args: argparse.Namespace, phase: str, spec: dict[str, Any], *, repeat: int = 1) -> Any:
+    """Run a child ``repeat`` times; keep the fastest run (and the highest peak RSS)."""
+    runs_: list[dict[str, Any]] = []
+    for _ in range(repeat):
+        cmd = [sys.executable, __file__, "--child", phase, "--spec", json.dumps(spec)]
+        if args.profile and phase in ("read", "plan", "first_plan"):
+            cmd.append("--profile")
+        res = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if res.returncode != 0:
+            raise SystemExit(f"{phase} failed:\n{res.stderr[-4000:]}")
+        if args.profile and res.stderr.strip():
+            print(res.stderr, file=sys.stderr)
+        runs_.append(json.loads(res.stdout.strip().splitlines()[-1]))
+    best = min(runs_, key=lambda r: r.get("seconds", 0))
+    best["rss_mb"] = max(r["rss_mb"] for r in runs_)
+    if repeat > 1 and "seconds" in best:
+        best["all_seconds"] = [round(r["seconds"], 3) for r in runs_]
+    print(f"  {phase:12} {json.dumps(best)}", file=sys.stderr, flush=True)
+    return best
+
+
+def world(work: Path, name: str, n: int, **drift: Any) -> tuple[Any, dict[str, Any], Path]:
+    from connector.devtools.slapd import LocalSlapd
+
+    d = work / name
+    d.mkdir()
+    t0 = time.perf_counter()
+    counts = gen.generate(d, n, **drift)
+    slapd = LocalSlapd(d / "slapd", suffix=gen.SUFFIX)
+    slapd.start()
+    slapd.bulk_load(d / "people.ldif")
+    print(f"world {name}: {counts} ready in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    spec = {"url": slapd.url, "root_dn": slapd.root_dn, "password": slapd.root_password}
+    return slapd, spec, d
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--n", type=int, default=10000, help="people and accounts (default 10000)")
+    p.add_argument("--apply-n", type=int, default=0, help="apply world size (default min(N, 10k))")
+    p.add_argument("--repeat", type=int, default=3, help="runs per figure; the fastest is kept")
+    p.add_argument("--behind-back", type=int, default=10, help="accounts changed behind its back")
+    p.add_argument("--profile", action="store_true", help="cProfile the read and the plans")
+    p.add_argument("--out", type=Path, help="JSON results (default bench/results/bench-N.json)")
+    p.add_argument("--child", help=argparse.SUPPRESS)
+    p.add_argument("--spec", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child:
+        print(json.dumps(child(args)))
+        return 0
+
+    n, rep = args.n, args.repeat
+    apply_n = args.apply_n or min(n, 10000)
+    out = args.out or ROOT / "bench" / "results" / f"bench-{n}.json"
+    work = Path(tempfile.mkdtemp(prefix="misync-bench-"))
+    started = datetime.now(UTC)
+    fig: dict[str, Any] = {}
+    servers = []
+    try:
+        # world A: in line
+        sa, a, da = world(work, "idle", n)
+        servers.append(sa)
+        fig["ldapsearch"] = measure(args, "ldapsearch", a, repeat=rep)
+        fig["bare_ldap3"] = measure(args, "bare_ldap3", a, repeat=rep)
+        cfg = str(_config(da, sa.url, sa.root_dn, sa.root_password, da / "state-read"))
+        fig["read"] = measure(args, "read", a | {"config": cfg}, repeat=rep)
+        cfg = str(_config(da, sa.url, sa.root_dn, sa.root_password, da / "state-plan"))
+        fig["idle_plan"] = measure(args, "plan", a | {"config": cfg}, repeat=rep)
+        cfg = str(_config(da, sa.url, sa.root_dn, sa.root_password, da / "state-cycles"))
+        spec = a | {"config": cfg, "behind_back": args.behind_back, "n": n}
+        fig["cycles"] = measure(args, "cycles", spec)
+        sa.stop()
+        # world B: 94% stale
+        sb, b, db = world(work, "first", n, drift=0.94)
+        servers.append(sb)
+        cfg = str(_config(db, sb.url, sb.root_dn, sb.root_password, db / "state"))
+        spec = b | {"config": cfg, "plan_out": str(db / "plan.json")}
+        fig["first_plan"] = measure(args, "first_plan", spec, repeat=rep)
+        sb.stop()
+        # world C: apply; the same changes by ldapmodify first, then misync on a fresh copy
+        sc, c, dc = world(work, "apply", apply_n, drift=1.0)
+        servers.append(sc)
+        cfg = str(_config(dc, sc.url, sc.root_dn, sc.root_password, dc / "state-ldif"))
+        ldif = str(dc / "modify.ldif")
+        fig["apply_changes"] = measure(args, "modify_ldif", c | {"config": cfg, "ldif": ldif})
+        fig["ldapmodify"] = measure(args, "ldapmodify", c | {"ldif": ldif})
+        sc.stop()
+        shutil.rmtree(dc / "slapd")
+        from connector.devtools.slapd import LocalSlapd
+
+        fresh = LocalSlapd(dc / "slapd2", suffix=gen.SUFFIX)
+        fresh.start()
+        fresh.bulk_load(dc / "people.ldif")
+        servers.append(fresh)
+        c2 = {"url": fresh.url, "root_dn": fresh.root_dn, "password": fresh.root_password}
+        cfg = str(_config(dc, fresh.url, fresh.root_dn, fresh.root_password, dc / "state-apply"))
+        fig["apply"] = measure(args, "apply", c2 | {"config": cfg})
+    finally:
+        for s in servers:
+            s.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+    cy = fig["cycles"]
+    rows = [
+        ("idle full cycle (misync plan)", fig["idle_plan"], "bare_ldap3", 1.3),
+        ("daemon full cycle, feeds unchanged", _fig(cy, "warm_full_seconds"), "bare_ldap3", 1.3),
+        ("incremental cycle", _fig(cy, "incremental_seconds"), "ldapsearch", 3.0),
+        ("first plan, 94% updates (plan -o)", fig["first_plan"], "idle_plan", 2.0),
+        ("apply of the updates (plan + execute)", fig["apply"], "ldapmodify", 1.5),
+        (
+            "apply, execution only",
+            {"seconds": fig["apply"]["seconds"] - fig["apply"]["plan_seconds"]},
+            "ldapmodify",
+            1.5,
+        ),
+        ("misync directory read alone", fig["read"], "bare_ldap3", None),
+        ("bare ldap3 paged scan", fig["bare_ldap3"], "ldapsearch", None),
+    ]
+    table = []
+    for label, f, base, target in rows:
+        b = fig[base]["seconds"]
+        ratio = f["seconds"] / b
+        table.append(
+            {
+                "figure": label,
+                "seconds": round(f["seconds"], 3),
+                "rss_mb": round(f.get("rss_mb", cy["rss_mb"]), 1),
+                "baseline": base,
+                "baseline_seconds": round(b, 3),
+                "ratio": round(ratio, 2),
+                "target_ratio": target,
+                "met": None if target is None else ratio <= target,
+            }
+        )
+    result = {
+        "n": n,
+        "apply_n": apply_n,
+        "repeat": rep,
+        "started": started.isoformat(),
+        "finished": datetime.now(UTC).isoformat(),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "load_average": os.getloadavg(),
+            "python": platform.python_version(),
+        },
+        "table": table,
+        "figures": fig,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(f"\nN = {n} (apply: {apply_n}); load average {os.getloadavg()}; {out}")
+    print(f"{'figure':40} {'s':>8} {'RSS MB':>7}  {'baseline':12} {'s':>7} {'ratio':>6} target")
+    for r in table:
+        goal = "" if r["target_ratio"] is None else f"<= {r['target_ratio']}x"
+        met = "" if r["met"] is None else ("met" if r["met"] else "MISSED")
+        print(
+            f"{r['figure']:40} {r['seconds']:8.2f} {r['rss_mb']:7.0f}  {r['baseline']:12} "
+            f"{r['baseline_seconds']:7.2f} {r['ratio']:5.2f}x {goal} {met}"
+        )
+    print(
+        f"incremental cycle: {cy['incremental_found']} of {args.behind_back} accounts changed "
+        f"behind its back found, {cy['incremental_read']} read, full={cy['incremental_full']}"
+    )
+    return 0
+
+
+def _fig(cy: dict[str, Any], key: str) -> dict[str, Any]:
+    return {"seconds": cy[key], "rss_mb": cy["rss_mb"]}
+
+
+if __name__ == "__main__":
+    sys.exit(main())
