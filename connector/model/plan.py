@@ -56,6 +56,7 @@ class Breach:
     deadline: datetime
     severity: str  # "breach" (deadline passed) | "warning" (deadline within the warning window)
     reasons: tuple[Reason, ...]
+    logon_id: str | None = None  # shown beside the account id (a SCIM id is opaque)
 
 
 @dataclass(frozen=True, slots=True)

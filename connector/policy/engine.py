@@ -71,10 +71,11 @@ def _reason(
     )
 
 
-def after(instant: datetime, delta: timedelta) -> datetime:
+def after(instant: datetime, delta: timedelta, tz: ZoneInfo) -> datetime:
     """``instant + delta`` in elapsed time (24 h is 24 h across a DST change), shown in
-    the instant's own zone."""
-    return (instant.astimezone(UTC) + delta).astimezone(instant.tzinfo)
+    ``policy.timezone`` with that zone's offset *at the result* (a deadline after the
+    November change reads -08:00, not the -07:00 of a separation made before it)."""
+    return (instant.astimezone(UTC) + delta).astimezone(tz)
 
 
 T = TypeVar("T")
@@ -212,7 +213,7 @@ def _contract_reasons(
             source=c.source,
             evidenced=True,
             since=end,
-            deadline=after(end, rules.contract_grace),
+            deadline=after(end, rules.contract_grace, rules.tz),
         )
 
     wioa = [c for c in contracts if c.type is ContractType.WIOA_SERVICES]
@@ -566,7 +567,7 @@ def evaluate(person_id: str, idx: PolicyIndex, at: datetime, rules: PolicyRules)
                 source=shown[1],
                 evidenced=True,
                 since=shown[0],
-                deadline=after(shown[0], rules.separation_deadline),
+                deadline=after(shown[0], rules.separation_deadline, rules.tz),
             )
         )
     elif worker is None:
@@ -649,7 +650,7 @@ def evaluate(person_id: str, idx: PolicyIndex, at: datetime, rules: PolicyRules)
                     clause=nda_clause,
                     feed=FeedName.NDAS,
                     since=grace_end,
-                    deadline=after(grace_end, rules.lapse_deadline),
+                    deadline=after(grace_end, rules.lapse_deadline, rules.tz),
                 )
             )
         else:

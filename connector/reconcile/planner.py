@@ -410,7 +410,9 @@ def _breach(
         severity = "warning"
     else:
         return
-    breaches.append(Breach(person_id, acc.account_id, deadline, severity, with_deadline))
+    breaches.append(
+        Breach(person_id, acc.account_id, deadline, severity, with_deadline, acc.logon_id)
+    )
 
 
 def _mass_disable_guard(

@@ -2,33 +2,87 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from datetime import datetime, timedelta, tzinfo
+
 from connector.model.decisions import Decision, Reason
-from connector.model.plan import Action, Plan
+from connector.model.plan import Action, Breach, Op, Plan
 
 
 def _reason_line(r: Reason) -> str:
     return f"{r.clause}: {r.message}  [{r.code}]"
 
 
-def _action_lines(a: Action, indent: str = "  ") -> list[str]:
+def human_duration(d: timedelta) -> str:
+    """``3 d 9 h``, ``2 h 5 min``, ``12 min`` (sign ignored)."""
+    minutes = int(abs(d).total_seconds() // 60)
+    days, rest = divmod(minutes, 24 * 60)
+    hours, mins = divmod(rest, 60)
+    if days:
+        return f"{days} d {hours} h"
+    if hours:
+        return f"{hours} h {mins} min"
+    return f"{mins} min"
+
+
+def account_label(account_id: str | None, logon_id: str | None) -> str:
+    """How an account is named to people: its id with its logon ID beside it (a SCIM id
+    is opaque; the userName is what an operator knows)."""
+    if account_id is None:
+        return f"new {logon_id or '?'}"
+    if logon_id and logon_id.lower() not in account_id.lower():
+        return f"{account_id} ({logon_id})"
+    return account_id
+
+
+def _when(value: datetime, tz: tzinfo | None) -> str:
+    return (value.astimezone(tz) if tz is not None else value).isoformat()
+
+
+def _action_lines(a: Action, indent: str = "  ", tz: tzinfo | None = None) -> list[str]:
     who = a.person_id or "(no person)"
-    acct = a.account_id or f"new {a.logon_id}"
-    lines = [f"{indent}{a.op.value.upper():8} {who:12} {acct}"]
+    lines = [f"{indent}{a.op.value.upper():8} {who:12} {account_label(a.account_id, a.logon_id)}"]
     lines += [f"{indent}    because {_reason_line(r)}" for r in a.reasons]
     for c in a.changes:
         old = ", ".join(c.old) or "-"
         new = ", ".join(c.new) or "-"
         lines.append(f"{indent}    {c.name}: {old} -> {new}")
     if a.deadline is not None:
-        lines.append(f"{indent}    deadline {a.deadline.isoformat()}")
+        lines.append(f"{indent}    deadline {_when(a.deadline, tz)}")
     return lines
 
 
-def render_plan(plan: Plan) -> str:
+def _breach_line(b: Breach, as_of: datetime, tz: tzinfo | None) -> str:
+    codes = ", ".join(r.code for r in b.reasons)
+    gap = as_of - b.deadline
+    late = (
+        f"overdue by {human_duration(gap)}"
+        if b.severity == "breach"
+        else (f"due in {human_duration(gap)}")
+    )
+    return (
+        f"  {b.severity.upper():8} {b.person_id or '-':12} "
+        f"{account_label(b.account_id, b.logon_id)} deadline {_when(b.deadline, tz)}, "
+        f"{late} ({codes})"
+    )
+
+
+def _more(n: int, what: str) -> str:
+    return f"  ... and {n} more {what} (--full lists them all; or --format json, misync report)"
+
+
+SUMMARY_VIEW_OVER = 200  # plans with more actions default to the summary view
+SUMMARY_VIEW_FIRST = 10  # ... which lists the first this many of each op
+
+
+def render_plan(plan: Plan, *, limit: int | None = None, tz: tzinfo | None = None) -> str:
+    """The plan for people. ``limit`` gives the summary view: counts by op and by reason
+    code, then the first ``limit`` actions of each op (and of each other list).
+    ``tz`` (policy.timezone) is the zone instants are shown in."""
     s = plan.summary
     out = [
         f"misync plan {plan.checksum}",
-        f"as of {plan.as_of.isoformat()}  target {plan.target}",
+        f"as of {_when(plan.as_of, tz)}  target {plan.target}",
         "summary: " + ", ".join(f"{k} {v}" for k, v in s.items()),
         "decisions: " + ", ".join(f"{k} {v}" for k, v in plan.decisions.items()),
     ]
@@ -39,30 +93,77 @@ def render_plan(plan: Plan) -> str:
         out += [f"  {f.feed.value}: {f.state.value}: {f.detail}" for f in bad_feeds]
     out.append("")
     if plan.actions:
-        out.append(f"ACTIONS ({len(plan.actions)}):")
-        for a in plan.actions:
-            out += _action_lines(a)
+        if limit is None:
+            out.append(f"ACTIONS ({len(plan.actions)}):")
+            for a in plan.actions:
+                out += _action_lines(a, tz=tz)
+        else:
+            out.append(
+                f"ACTIONS ({len(plan.actions)}), summary view: counts by op and reason, "
+                f"the first {limit} of each (--full lists them all):"
+            )
+            for op in Op:
+                of_op = [a for a in plan.actions if a.op is op]
+                if not of_op:
+                    continue
+                codes = Counter(r.code for a in of_op for r in a.reasons)
+                out.append(
+                    f"  {op.value.upper()} {len(of_op)}; by reason: "
+                    + ", ".join(f"{c} {n}" for c, n in codes.most_common())
+                )
+                for a in of_op[:limit]:
+                    out += _action_lines(a, indent="    ", tz=tz)
+                if len(of_op) > limit:
+                    out.append("  " + _more(len(of_op) - limit, f"{op.value} actions"))
+    elif plan.held or bad_feeds:
+        # never "no changes": something is not being done, or cannot be judged
+        why = []
+        if plan.held:
+            why.append(f"{len(plan.held)} held for review")
+        if bad_feeds:
+            why.append(f"{len(bad_feeds)} feed(s) not usable")
+        out.append(
+            "NO ACTION CAN BE CARRIED OUT, AND THE DIRECTORY MAY NOT MATCH POLICY 1021: "
+            + "; ".join(why)
+            + "."
+        )
     else:
         out.append("No changes: the directory matches Policy 1021.")
     if plan.held:
         out.append("")
         out.append(f"HELD ({len(plan.held)}): not carried out")
-        for h in plan.held:
+        held = plan.held if limit is None else plan.held[:limit]
+        for h in held:
             out.append(f"  [{h.code}] {h.message}")
-            out += _action_lines(h.action, indent="    ")
-    if plan.breaches:
+            out += _action_lines(h.action, indent="    ", tz=tz)
+        if len(held) < len(plan.held):
+            out.append(_more(len(plan.held) - len(held), "held actions"))
+    for severity, title in (
+        ("breach", "BREACHES (past the deadline, most overdue first)"),
+        ("warning", "WARNINGS (deadline within policy.warning_hours)"),
+    ):
+        items = sorted(
+            (b for b in plan.breaches if b.severity == severity), key=lambda b: b.deadline
+        )
+        if not items:
+            continue
         out.append("")
-        out.append(f"DEADLINES ({len(plan.breaches)}):")
-        for b in plan.breaches:
-            codes = ", ".join(r.code for r in b.reasons)
+        out.append(f"{title}: {len(items)}")
+        shown = items if limit is None else items[:limit]
+        out += [_breach_line(b, plan.as_of, tz) for b in shown]
+        if len(shown) < len(items):
             out.append(
-                f"  {b.severity.upper():8} {b.person_id or '-':12} {b.account_id} "
-                f"deadline {b.deadline.isoformat()} ({codes})"
+                _more(
+                    len(items) - len(shown), f"{severity}es" if severity == "breach" else "warnings"
+                )
             )
     if plan.rejected:
         out.append("")
         out.append(f"REJECTED ROWS ({len(plan.rejected)}):")
-        out += [f"  {r}" for r in plan.rejected]
+        rows = plan.rejected if limit is None else plan.rejected[:limit]
+        out += [f"  {r}" for r in rows]
+        if len(rows) < len(plan.rejected):
+            out.append(_more(len(plan.rejected) - len(rows), "rejected rows"))
     return "\n".join(out) + "\n"
 
 

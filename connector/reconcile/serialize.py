@@ -87,6 +87,7 @@ def _breach(b: Breach) -> dict[str, Any]:
         "person_id": b.person_id,
         "account_id": b.account_id,
         "deadline": _dt(b.deadline),
+        "logon_id": b.logon_id,
         "severity": b.severity,
         "reasons": [_reason(r) for r in b.reasons],
     }
@@ -123,7 +124,9 @@ def _sections(plan: Plan) -> list[tuple[str, Any, bool]]:
             ),
             True,
         ),
-        ("breaches", (_breach(b) for b in plan.breaches), True),
+        # past deadlines only (summary "breaches"); pre-breach warnings apart ("warnings")
+        ("breaches", (_breach(b) for b in plan.breaches if b.severity == "breach"), True),
+        ("warnings", (_breach(b) for b in plan.breaches if b.severity != "breach"), True),
         ("rejected", (dataclasses.asdict(r) for r in plan.rejected), True),
         ("feeds", (_feed(h) for h in plan.feeds), True),
     ]
@@ -282,8 +285,9 @@ def plan_from_json(text: str, *, source: str = "plan") -> Plan:
                     datetime.fromisoformat(b["deadline"]),
                     b["severity"],
                     tuple(_preason(r) for r in b["reasons"]),
+                    b.get("logon_id"),
                 )
-                for b in body["breaches"]
+                for b in (*body["breaches"], *body.get("warnings", ()))
             ),
             rejected=tuple(Rejection(**r) for r in body["rejected"]),
             feeds=tuple(

@@ -15,11 +15,12 @@ import base64
 import hashlib
 from collections import defaultdict
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from connector import __version__
 from connector.model.decisions import Reason
 from connector.model.plan import Action, Breach, Op
+from connector.reconcile.render import human_duration
 from connector.report.markup import Markup, el, join
 from connector.report.model import Report
 
@@ -110,15 +111,7 @@ def _csp() -> str:
     )
 
 
-def _duration(d: timedelta) -> str:
-    minutes = int(abs(d).total_seconds() // 60)
-    days, rest = divmod(minutes, 24 * 60)
-    hours, mins = divmod(rest, 60)
-    if days:
-        return f"{days} d {hours} h"
-    if hours:
-        return f"{hours} h {mins} min"
-    return f"{mins} min"
+_duration = human_duration
 
 
 class _Page:
@@ -360,7 +353,11 @@ class _Page:
             "tr",
             el("td", el("span", b.severity.upper(), class_=f"sev-{b.severity}")),
             el("td", b.person_id or "(no person)"),
-            el("td", el("code", b.account_id)),
+            el(
+                "td",
+                el("code", b.account_id),
+                [" (logon ", el("code", b.logon_id), ")"] if b.logon_id else None,
+            ),
             el("td", self.when(b.deadline), el("div", when, class_=f"sev-{b.severity}")),
             el("td", self.reasons(b.reasons)),
             data_row=True,

@@ -214,6 +214,7 @@ def report_from_audit(
                 datetime.fromisoformat(b["deadline"]),
                 b["severity"],
                 _reasons(b.get("reasons", ())),
+                b.get("logon_id"),
             )
             for b in plan_rec["deadlines"]
         )

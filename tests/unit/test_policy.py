@@ -980,3 +980,17 @@ def test_an_invalid_requester_rests_on_the_designations_and_the_roster() -> None
     assert r.code == "add_request_invalid_requester"
     assert not r.evidenced
     assert {FeedName.REQUESTERS, FeedName.WORKERS, FeedName.ORGANIZATIONS} <= r.feeds
+
+
+def test_a_deadline_across_the_dst_change_reads_in_the_zone_offset_of_its_instant() -> None:
+    """A separation stamped -07:00 (PDT) before the 1 November change: 24 h later is
+    19:00 PST, printed -08:00 (it read 20:00-07:00, an hour off to a reader)."""
+    sep_at = datetime.fromisoformat("2026-10-31T20:00:00-07:00")
+    feeds = with_(
+        separations=(Separation("P1", "CBO1", sep_at, "quit", src("separations", 2)),),
+    )()
+    d = decide(feeds)
+    deadline = {r.code: r for r in d.reasons}["separated"].deadline
+    assert deadline is not None
+    assert deadline - sep_at == timedelta(hours=24)  # elapsed time
+    assert deadline.isoformat() == "2026-11-01T19:00:00-08:00"
