@@ -11,6 +11,7 @@ Exit codes (also in the README):
   6  audit verify: the trail was altered
   7  apply: another misync run holds the state folder (nothing was done)
   8  plan --detailed-exitcode: the plan has actions (0 means nothing to do)
+  9  plan --detailed-exitcode: actions are held or feeds are not usable (review needed)
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import os
 import sys
 import traceback
 import uuid
-from datetime import datetime
+from datetime import date, datetime, time, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -28,12 +29,27 @@ import structlog
 
 from connector import __version__
 from connector.logs import configure
+from connector.reconcile.render import SUMMARY_VIEW_FIRST, SUMMARY_VIEW_OVER
 
 if TYPE_CHECKING:
     from connector.app import Runtime
+    from connector.model.plan import Plan
 
 EXIT_OK, EXIT_BUG, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_INCOMPLETE, EXIT_REFUSED = 0, 1, 2, 3, 4, 5
-EXIT_TAMPERED, EXIT_BUSY, EXIT_CHANGES = 6, 7, 8
+EXIT_TAMPERED, EXIT_BUSY, EXIT_CHANGES, EXIT_ATTENTION = 6, 7, 8, 9
+EXIT_PIPE = 141  # stdout closed by the reader (`| head`): 128 + SIGPIPE, as Unix tools
+EXIT_CODES_HELP = """exit codes:
+  0  success; plan --detailed-exitcode: nothing to do
+  1  internal error (a bug; the log has the traceback)
+  2  usage, configuration or input error (secret files included)
+  3  the target or the state could not be read; nothing was changed
+  4  apply finished, but some actions failed or were held, or feeds were not usable
+  5  apply --plan refused: the plan was altered or the target drifted
+  6  audit verify: the trail was altered; apply: the trail does not match its anchor
+  7  apply: another misync run holds the state folder; nothing was done
+  8  plan --detailed-exitcode: the plan has actions
+  9  plan --detailed-exitcode: actions are held or feeds are not usable (review needed)
+"""
 DEFAULT_CONFIG = Path("/etc/misync/misync.toml")
 
 
@@ -45,16 +61,32 @@ class UserError(Exception):
         self.code = code
 
 
-def _instant(text: str) -> datetime:
+def _instant(text: str) -> date | datetime:
+    """An instant with offset, a local time without one, or a date (resolved in
+    ``policy.timezone`` once the configuration is loaded: see ``_resolve_instant``)."""
     try:
-        value = datetime.fromisoformat(text)
+        if len(text.strip()) == 10:
+            return date.fromisoformat(text.strip())
+        return datetime.fromisoformat(text.strip())
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"not an ISO 8601 instant: {text!r}") from exc
-    if value.tzinfo is None:
         raise argparse.ArgumentTypeError(
-            f"{text!r} needs a UTC offset, e.g. 2026-11-25T17:00-08:00"
-        )
-    return value
+            f"not a date or an ISO 8601 time: {text!r} (e.g. 2026-11-25, "
+            "2026-11-25T17:00 or 2026-11-25T17:00-08:00)"
+        ) from exc
+
+
+def _resolve_instant(value: date | datetime, tz: tzinfo) -> datetime:
+    """A date is the start of that day in ``tz``; a time without offset is a local time
+    in ``tz``; a time with an offset is that instant."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo is not None else value.replace(tzinfo=tz)
+    return datetime.combine(value, time(0), tzinfo=tz)
+
+
+INSTANT_HELP = (
+    "a date (the start of that day), a local time (2026-11-25T17:00) in policy.timezone, "
+    "or an ISO 8601 instant with offset"
+)
 
 
 def _audit_anchor(text: str) -> tuple[int, str]:
@@ -73,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="misync",
         description="Keep the MIS directory in line with WorkSource Policy 1021.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--version", action="version", version=f"misync {__version__}")
     p.add_argument(
@@ -84,10 +118,26 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     plan = sub.add_parser("plan", help="dry run: what would change, and why")
+    plan.add_argument("--as-of", type=_instant, help="evaluate at this instant: " + INSTANT_HELP)
     plan.add_argument(
-        "--as-of", type=_instant, help="evaluate at this instant (ISO 8601 with offset)"
+        "--format",
+        choices=("text", "json"),
+        default="text",
+        help="text for people (default) or the JSON plan",
     )
-    plan.add_argument("--format", choices=("text", "json"), default="text")
+    view = plan.add_mutually_exclusive_group()
+    view.add_argument(
+        "--full",
+        action="store_true",
+        help="list every action even when the plan is large (the default above "
+        f"{SUMMARY_VIEW_OVER} actions is the summary view)",
+    )
+    view.add_argument(
+        "--summary",
+        action="store_true",
+        help=f"counts by op and reason code and the first {SUMMARY_VIEW_FIRST} of each, "
+        "however small the plan",
+    )
     plan.add_argument(
         "-o", "--out", type=Path, help="also write the JSON plan here (for apply --plan)"
     )
@@ -99,7 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument(
         "--detailed-exitcode",
         action="store_true",
-        help="exit 8 when the plan has actions, 0 when there is nothing to do",
+        help="exit 9 when actions are held or feeds are not usable, 8 when the plan has "
+        "actions, 0 when there is nothing to do",
     )
 
     apply = sub.add_parser("apply", help="carry out a plan (a fresh one, or a reviewed file)")
@@ -118,7 +169,17 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="carry out unexplained disables the mass-disable guard would hold",
     )
-    apply.add_argument("--format", choices=("text", "json"), default="text")
+    apply.add_argument(
+        "--format",
+        choices=("text", "json"),
+        default="text",
+        help="text for people (default), or JSON: run id, status, per-action outcomes, plan",
+    )
+    apply.add_argument(
+        "--full",
+        action="store_true",
+        help="list every planned action before applying, even when the plan is large",
+    )
 
     report = sub.add_parser(
         "report",
@@ -148,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="re-render a past run (its plan, outcomes and breaches) from the audit trail",
     )
     report_src.add_argument(
-        "--as-of", type=_instant, help="plan as of this instant (default: now); see plan --as-of"
+        "--as-of", type=_instant, help="plan as of this instant (default: now): " + INSTANT_HELP
     )
     report.add_argument(
         "--override-guard",
@@ -157,9 +218,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     explain = sub.add_parser("explain", help="why a person is (not) entitled, with clauses")
-    explain.add_argument("person_id")
-    explain.add_argument("--as-of", type=_instant)
-    explain.add_argument("--format", choices=("text", "json"), default="text")
+    explain.add_argument("person_id", help="the person id of the feeds (e.g. P1004)")
+    explain.add_argument(
+        "--as-of", type=_instant, help="decide at this instant (default: now): " + INSTANT_HELP
+    )
+    explain.add_argument(
+        "--format", choices=("text", "json"), default="text", help="text (default) or JSON"
+    )
 
     quarantine = sub.add_parser("quarantine", help="objects that kept failing and are held")
     qsub = quarantine.add_subparsers(dest="quarantine_command", required=True, metavar="SUBCOMMAND")
@@ -182,11 +247,37 @@ def build_parser() -> argparse.ArgumentParser:
         "run.finished log event, kept outside the state folder)",
     )
     export = asub.add_parser("export", help="export records for auditors")
-    export.add_argument("--format", choices=("csv", "jsonl"), default="csv")
-    export.add_argument("--since", type=_instant)
-    export.add_argument("--until", type=_instant)
-    export.add_argument("-o", "--out", type=Path)
+    export.add_argument(
+        "--format",
+        choices=("csv", "jsonl"),
+        default="csv",
+        help="CSV with a header (default) or one JSON object per line",
+    )
+    export.add_argument(
+        "--since", type=_instant, help="only records at or after this instant: " + INSTANT_HELP
+    )
+    export.add_argument(
+        "--until", type=_instant, help="only records at or before this instant: " + INSTANT_HELP
+    )
+    export.add_argument("-o", "--out", type=Path, help="write here (default: standard output)")
+    _config_option_everywhere(p)
     return p
+
+
+def _config_option_everywhere(parser: argparse.ArgumentParser) -> None:
+    """``-c`` is accepted after the subcommand too (``misync plan -c FILE``)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                if not any("-c" in a.option_strings for a in sub._actions):
+                    sub.add_argument(
+                        "-c",
+                        "--config",
+                        type=Path,
+                        default=argparse.SUPPRESS,
+                        help=f"TOML configuration (default: $MISYNC_CONFIG or {DEFAULT_CONFIG})",
+                    )
+                _config_option_everywhere(sub)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -202,6 +293,8 @@ def main(argv: list[str] | None = None) -> int:
                 log.error("command.refused", exit_code=exc.code, message=str(exc))
             print(f"misync: {exc}", file=sys.stderr)
             return exc.code
+        except BrokenPipeError:
+            return _closed_pipe()
         except KeyboardInterrupt:
             return 130
         except Exception as exc:  # a bug: one line for the operator, the traceback logged
@@ -211,6 +304,18 @@ def main(argv: list[str] | None = None) -> int:
                 traceback.print_exc()
             print(f"misync: internal error (a bug): {exc!r}; run {run_id}", file=sys.stderr)
             return EXIT_BUG
+
+
+def _closed_pipe() -> int:
+    """The reader went away (``misync audit export | head``): stop quietly, as Unix tools
+    do. Point stdout at /dev/null so the interpreter's final flush cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # not a real file (tests): nothing to do
+        pass
+    return EXIT_PIPE
 
 
 def _load(args: argparse.Namespace) -> Runtime:
@@ -226,6 +331,10 @@ def _load(args: argparse.Namespace) -> Runtime:
     except ConfigError as exc:
         raise UserError(str(exc)) from exc
     configure(settings.log.level, settings.log.format)
+    from connector.settings import config_warnings
+
+    for warning in config_warnings(settings):  # every command says it, not only config check
+        structlog.get_logger("misync.config").warning("config.insecure", message=warning)
     try:
         return Runtime(settings)
     except ConfigError as exc:  # a cross-field rule: name the configuration file too
@@ -245,6 +354,16 @@ def _dispatch(args: argparse.Namespace, out: TextIO, run_id: str) -> int:
 
     rt = _load(args)
     log = structlog.get_logger("misync.cli")
+    for name in ("as_of", "since", "until"):  # dates and local times are in policy.timezone
+        if getattr(args, name, None) is not None:
+            setattr(args, name, _resolve_instant(getattr(args, name), rt.rules.tz))
+    if args.command in _USES_SECRETS:
+        from connector.settings import check_secrets
+
+        try:  # a missing, unreadable or empty secret file is exit 2, as in config check
+            check_secrets(rt.settings)
+        except ValueError as exc:
+            raise UserError(str(exc)) from exc
     try:
         if args.command == "plan":
             as_of = args.as_of or rt.clock()
@@ -258,10 +377,13 @@ def _dispatch(args: argparse.Namespace, out: TextIO, run_id: str) -> int:
                 write_plan(plan, out)
                 out.write("\n")
             else:
-                out.write(render_plan(plan))
+                out.write(render_plan(plan, limit=_view_limit(args, plan), tz=rt.rules.tz))
             log.info("plan.made", checksum=plan.checksum, summary=plan.summary)
-            if args.detailed_exitcode and plan.actions:
-                return EXIT_CHANGES
+            if args.detailed_exitcode:
+                if plan.held or any(not f.healthy for f in plan.feeds):
+                    return EXIT_ATTENTION
+                if plan.actions:
+                    return EXIT_CHANGES
             return EXIT_OK
 
         if args.command == "apply":
@@ -283,9 +405,20 @@ def _dispatch(args: argparse.Namespace, out: TextIO, run_id: str) -> int:
                     )
             elif args.checksum:
                 raise UserError("--checksum goes with --plan")
+            from connector.progress import ApplyProgress
+
+            progress = ApplyProgress(
+                out if args.format == "text" else None,
+                sys.stderr,
+                render=lambda p: render_plan(p, limit=_view_limit(args, p), tz=rt.rules.tz),
+            )
             try:
                 result = runs.run_apply(
-                    rt, plan=reviewed, override_guard=args.override_guard, run_id=run_id
+                    rt,
+                    plan=reviewed,
+                    override_guard=args.override_guard,
+                    run_id=run_id,
+                    observer=progress,
                 )
             except runs.DriftError as exc:
                 lines = "\n".join(f"  {d}" for d in exc.drifted)
@@ -294,20 +427,15 @@ def _dispatch(args: argparse.Namespace, out: TextIO, run_id: str) -> int:
                 raise UserError(str(exc), EXIT_BUSY) from exc
             except AuditIntegrityError as exc:  # found before any change to the directory
                 raise UserError(f"refused: {exc}", EXIT_TAMPERED) from exc
-            report = result.report
+            finally:
+                progress.close()
+            from connector.progress import apply_result_json, render_apply_outcome
+
             if args.format == "json":
-                write_plan(result.plan, out)
-                out.write("\n")
+                out.write(apply_result_json(result) + "\n")
             else:
-                out.write(render_plan(result.plan))
-                out.write(
-                    f"\napplied run {result.run_id}: "
-                    + ", ".join(f"{k} {v}" for k, v in sorted(report.counts.items()))
-                    + "\n"
-                )
-                for o in report.failed:
-                    out.write(f"  FAILED {o.action.op.value} {o.action.key}: {o.detail}\n")
-            return EXIT_INCOMPLETE if report.failed or result.plan.held else EXIT_OK
+                out.write(render_apply_outcome(result))
+            return EXIT_OK if result.status == "ok" else EXIT_INCOMPLETE
 
         if args.command == "report":
             return _report(rt, args, out)
@@ -416,6 +544,18 @@ def _dispatch(args: argparse.Namespace, out: TextIO, run_id: str) -> int:
     raise UserError(f"unknown command {args.command}")
 
 
+_USES_SECRETS = frozenset({"plan", "apply", "explain", "report", "run"})
+
+
+def _view_limit(args: argparse.Namespace, plan: Plan) -> int | None:
+    """None lists every action; a number gives the summary view with that many of each."""
+    if getattr(args, "summary", False):
+        return SUMMARY_VIEW_FIRST
+    if getattr(args, "full", False) or len(plan.actions) <= SUMMARY_VIEW_OVER:
+        return None
+    return SUMMARY_VIEW_FIRST
+
+
 def _report(rt: Runtime, args: argparse.Namespace, out: TextIO) -> int:
     from connector.reconcile import PlanFormatError, plan_from_json
     from connector.report import RunNotFoundError, render_html
@@ -467,24 +607,16 @@ def _config_check(rt: Runtime, out: TextIO) -> int:
         problems.append(f"feeds.dir: {s.feeds.dir} is not a directory")
     elif layout is not None:
         problems += check_headers(s.feeds, layout)  # each file exists, with its columns
+    from connector.settings import check_secrets, config_warnings
+
     try:
-        s.audit.key()
-        if s.target.kind == "ldap":
-            s.target.ldap.bind_password()
-        elif s.target.scim.oauth_token_url:
-            from connector.settings import read_secret
-
-            read_secret(
-                s.target.scim.oauth_client_secret_file, None, "target.scim.oauth_client_secret"
-            )
-        else:
-            from connector.settings import read_secret
-
-            read_secret(s.target.scim.token_file, s.target.scim.token, "target.scim.token")
+        check_secrets(s)  # missing, unreadable or empty
     except ValueError as exc:
         problems.append(str(exc))
     for p in problems:
         out.write(f"  {p}\n")
+    for warning in config_warnings(s):
+        out.write(f"  WARNING: {warning}\n")
     if s.audit.key_file is None:
         from connector.audit import UNKEYED_WARNING
 

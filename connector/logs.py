@@ -1,4 +1,5 @@
-"""structlog configuration for the ``misync`` process: JSON lines on stderr (journald).
+"""structlog configuration for the ``misync`` process: JSON lines on stderr (journald),
+readable console lines when stderr is a terminal (``[log] format = "auto"``).
 
 Only the CLI calls ``configure``; library code just asks ``structlog.get_logger()``.
 Events carry ids (person_id, account_id, run_id), never secrets and no names or emails.
@@ -30,7 +31,19 @@ _LEVELS = {
 }
 
 
-def configure(level: str = "info", fmt: str = "json") -> None:
+def resolve_format(fmt: str, stream: object = None) -> str:
+    """``auto`` is ``console`` when the log goes to a terminal, else ``json``."""
+    if fmt != "auto":
+        return fmt
+    isatty = getattr(stream if stream is not None else sys.stderr, "isatty", None)
+    try:
+        return "console" if callable(isatty) and isatty() else "json"
+    except ValueError:  # a closed stream
+        return "json"
+
+
+def configure(level: str = "info", fmt: str = "auto") -> None:
+    fmt = resolve_format(fmt)
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer(sort_keys=True)
         if fmt == "json"

@@ -29,9 +29,14 @@ def read_secret(path: Path | None, inline: SecretStr | None, what: str) -> str:
     """A secret from its file (preferred) or an inline value (env only). Raises ValueError."""
     if path is not None:
         try:
-            return path.read_text(encoding="utf-8").rstrip("\r\n")
+            value = path.read_text(encoding="utf-8").rstrip("\r\n")
         except OSError as exc:
             raise ValueError(f"{what}: cannot read secret file {path}: {exc.strerror}") from exc
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"{what}: secret file {path} is not UTF-8 text") from exc
+        if not value.strip():
+            raise ValueError(f"{what}: secret file {path} is empty")
+        return value
     if inline is not None:
         return inline.get_secret_value()
     raise ValueError(f"{what}: no secret configured (set a *_file path)")
@@ -168,7 +173,8 @@ class ReportSettings(_Section):
 
 class LogSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
-    format: Literal["json", "console"] = "json"
+    # auto: readable console lines on a terminal, JSON lines otherwise (journald, pipes)
+    format: Literal["auto", "json", "console"] = "auto"
 
 
 class Settings(BaseSettings):
@@ -211,6 +217,95 @@ class Settings(BaseSettings):
             sources.append(TomlConfigSettingsSource(settings_cls))
         sources.append(file_secret_settings)
         return tuple(sources)
+
+
+def secret_files(s: Settings) -> list[tuple[str, Path]]:
+    """The secret files this configuration uses, with the setting that names each."""
+    files: list[tuple[str, Path | None]] = [("audit.key_file", s.audit.key_file)]
+    if s.target.kind == "ldap":
+        files.append(("target.ldap.password_file", s.target.ldap.password_file))
+    elif s.target.scim.oauth_token_url:
+        files.append(
+            ("target.scim.oauth_client_secret_file", s.target.scim.oauth_client_secret_file)
+        )
+    else:
+        files.append(("target.scim.token_file", s.target.scim.token_file))
+    return [(name, path) for name, path in files if path is not None]
+
+
+def check_secrets(s: Settings) -> None:
+    """Read every secret the target and the audit trail need; ValueError names the file
+    (missing, unreadable or empty). Every command that uses them calls this first."""
+    s.audit.key()
+    if s.target.kind == "ldap":
+        if s.target.ldap.bind_dn:
+            s.target.ldap.bind_password()
+    elif s.target.scim.oauth_token_url:
+        read_secret(s.target.scim.oauth_client_secret_file, None, "target.scim.oauth_client_secret")
+    else:
+        read_secret(s.target.scim.token_file, s.target.scim.token, "target.scim.token")
+
+
+def _loopback(url: str) -> bool:
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    host = (urlsplit(url).hostname or "").lower()
+    if host in ("localhost", "localhost.localdomain") or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def config_warnings(s: Settings) -> list[str]:
+    """What is accepted but unsafe: secret files others can read, certificate checks
+    off, credentials and personal data in plain text over the network. ``config check``
+    prints them and every command logs them (``config.insecure``)."""
+    out: list[str] = []
+    for name, path in secret_files(s):
+        try:
+            mode = path.stat().st_mode & 0o777
+        except OSError:
+            continue  # missing: check_secrets reports it
+        if mode & 0o077:
+            who = " and ".join(
+                w for w, bit in (("its group", 0o070), ("others", 0o007)) if mode & bit
+            )
+            out.append(
+                f"{name}: secret file {path} is accessible by {who} (mode {mode:04o}); "
+                f"run `chmod 600 {path}` (OpenSSH refuses a key like this)"
+            )
+    if s.target.kind == "ldap":
+        ldap = s.target.ldap
+        tls = ldap.url.lower().startswith("ldaps://") or ldap.start_tls
+        if tls and not ldap.verify_tls:
+            out.append(
+                "target.ldap.verify_tls = false: the directory's certificate is not checked; "
+                "anyone on the network path can pose as it and read the bind password"
+            )
+        if not tls and not _loopback(ldap.url):
+            out.append(
+                f"target.ldap.url {ldap.url} is plain ldap:// to a host that is not this "
+                "machine, without start_tls: the bind password and every account cross the "
+                "network unencrypted (use ldaps:// or start_tls = true)"
+            )
+    else:
+        scim = s.target.scim
+        https = scim.base_url.lower().startswith("https://")
+        if https and not scim.verify_tls:
+            out.append(
+                "target.scim.verify_tls = false: the SCIM server's certificate is not "
+                "checked; anyone on the network path can pose as it and read the token"
+            )
+        if not https and not _loopback(scim.base_url):
+            out.append(
+                f"target.scim.base_url {scim.base_url} is plain http:// to a host that is "
+                "not this machine: the token and every account cross the network "
+                "unencrypted (use https://)"
+            )
+    return out
 
 
 class ConfigError(ValueError):

@@ -46,6 +46,7 @@ def ldap_scope(slapd: LocalSlapd, tmp_path: Path) -> LdapScope:
     )
     secret = tmp_path / "ldap-password"
     secret.write_text(slapd.root_password + "\n", encoding="utf-8")
+    secret.chmod(0o600)  # as an operator keeps it (config check warns otherwise)
     settings = LdapSettings(
         url=slapd.url,
         bind_dn=slapd.root_dn,

@@ -53,7 +53,11 @@ class ApplyResult:
 
     @property
     def status(self) -> str:
-        return "ok" if not self.report.failed and not self.plan.held else "incomplete"
+        """``ok`` only when every action was done, nothing was held and every feed was
+        usable (with a feed down, what it drives was not even planned)."""
+        if self.report.failed or self.plan.held or any(not f.healthy for f in self.plan.feeds):
+            return "incomplete"
+        return "ok"
 
 
 def run_apply(

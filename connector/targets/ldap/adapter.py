@@ -39,6 +39,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import ldap3
+import structlog
 from ldap3.core import exceptions as lx
 from ldap3.utils.conv import escape_filter_chars
 from ldap3.utils.dn import escape_rdn
@@ -130,6 +131,13 @@ class LdapTarget:
                 auto_referrals=False,
                 read_only=False,
                 check_names=check_names,
+            )
+            # say what we wait for: an unreachable host is otherwise silent until the timeout
+            structlog.get_logger("misync.target").info(
+                "target.connecting",
+                url=s.url,
+                message=f"connecting to {s.url} (timeout {s.connect_timeout:g} s to connect, "
+                f"{s.receive_timeout:g} s per answer)",
             )
             conn.open()
             if s.start_tls:

@@ -33,6 +33,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx2
+import structlog
 from scim2_client import SCIMClientException
 from scim2_client.engines.httpx2 import SyncSCIMClient
 from scim2_models import Context, PatchOp, SCIMException, ScimFilter, SearchRequest
@@ -206,6 +207,11 @@ class ScimTarget:
                     timeout=s.timeout,
                 )
             client = SyncSCIMClient(self._http)
+            structlog.get_logger("misync.target").info(
+                "target.connecting",
+                url=s.base_url,
+                message=f"connecting to {s.base_url} (timeout {s.timeout:g} s)",
+            )
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", DeprecationWarning)
                 client.discover()
