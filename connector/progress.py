@@ -56,7 +56,11 @@ class ApplyProgress:
         self._every_seconds = every_seconds
         self._clock = clock
         self._lock = threading.Lock()
-        self._log = structlog.get_logger("misync.apply")
+        # outcomes arrive on the executor's worker threads, which do not see the caller's
+        # context variables: bind them (run_id, command) now
+        self._log = structlog.get_logger("misync.apply").bind(
+            **structlog.contextvars.get_contextvars()
+        )
         self.total = 0
         self.done = 0
         self.failed = 0

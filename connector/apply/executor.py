@@ -19,6 +19,7 @@ Guarantees:
 
 from __future__ import annotations
 
+import contextvars
 import random
 import threading
 import time
@@ -152,7 +153,9 @@ class Executor:
                         if isinstance(entry, Outcome):  # failed before touching the target
                             outcomes[i] = entry
                             continue
-                        running[pool.submit(self._perform, action)] = (i, action, entry)
+                        # in the caller's context: the run's log fields (run_id, command)
+                        ctx = contextvars.copy_context()
+                        running[pool.submit(ctx.run, self._perform, action)] = (i, action, entry)
                     if not running:
                         continue
                     done, _ = wait(running, return_when=FIRST_COMPLETED)
