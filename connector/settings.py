@@ -7,9 +7,11 @@ name a file (systemd ``LoadCredential=`` puts them in ``$CREDENTIALS_DIRECTORY``
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
@@ -75,8 +77,53 @@ class PolicySettings(_Section):
         return ZoneInfo(self.timezone)
 
 
+@dataclass(frozen=True, slots=True)
+class LdapEndpoint:
+    """The server an LDAP URL names: host (an IPv6 literal without brackets), port, and
+    whether TLS starts at connect (ldaps)."""
+
+    host: str
+    port: int
+    use_ssl: bool
+
+
+def parse_ldap_url(url: str) -> LdapEndpoint:
+    """An RFC 4516 LDAP URL -> the server it names. Raises ValueError, naming the problem.
+
+    Accepted: ``ldap://`` and ``ldaps://``, any letter case; a port or the scheme's
+    default (389, 636); an IPv6 literal in brackets; a trailing slash; a DN after it
+    (``ldap://host:389/dc=mis,dc=example``). The URL names the *server*: the managed
+    scope is ``base_dn``, ``filter`` and ``scope``, so a DN in the URL is not used, and
+    attributes, a scope, a filter or extensions after ``?`` are refused rather than
+    silently ignored."""
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError as exc:  # an unclosed [IPv6 literal
+        raise ValueError(f"{url!r}: not an LDAP URL ({exc})") from None
+    scheme = parts.scheme.lower()
+    if scheme not in ("ldap", "ldaps"):
+        raise ValueError(f"{url!r}: an LDAP URL starts with ldap:// or ldaps:// (RFC 4516)")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError(f"{url!r}: no user in the URL; use bind_dn and password_file")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"{url!r}: the port must be a number from 1 to 65535") from None
+    if port == 0:
+        raise ValueError(f"{url!r}: the port must be a number from 1 to 65535")
+    if not parts.hostname:
+        raise ValueError(f"{url!r}: the URL names no host")
+    if any(parts.query.split("?")) or parts.fragment:
+        raise ValueError(
+            f"{url!r}: attributes, scope, filter and extensions in the URL are not used; "
+            "set target.ldap.base_dn, filter and scope instead"
+        )
+    use_ssl = scheme == "ldaps"
+    return LdapEndpoint(parts.hostname, port or (636 if use_ssl else 389), use_ssl)
+
+
 class LdapSettings(_Section):
-    url: str = "ldap://127.0.0.1:389"
+    url: str = "ldap://127.0.0.1:389"  # RFC 4516: ldap[s]://host[:port][/[dn]]
     bind_dn: str = ""
     password_file: Path | None = None
     password: SecretStr | None = None  # env only (MISYNC_TARGET__LDAP__PASSWORD); prefer the file
@@ -94,6 +141,16 @@ class LdapSettings(_Section):
     page_size: int = Field(default=1000, ge=1, le=10000)
     # incremental reads: how far this host's clock may be ahead of the directory's
     clock_margin_seconds: float = Field(default=600.0, ge=0)
+
+    @field_validator("url")
+    @classmethod
+    def _ldap_url(cls, v: str) -> str:
+        parse_ldap_url(v)
+        return v
+
+    @property
+    def endpoint(self) -> LdapEndpoint:
+        return parse_ldap_url(self.url)
 
     def bind_password(self) -> str:
         return read_secret(self.password_file, self.password, "target.ldap.password")

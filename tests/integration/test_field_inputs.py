@@ -5,7 +5,10 @@ writes, invalid email addresses, LDAP URL forms, explain on rejected rows and or
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -237,3 +240,91 @@ def test_id_key_folds_at_least_what_slapd_matches(
     ours_equal = id_key(IdMatch.CASE_IGNORE, stored) == id_key(IdMatch.CASE_IGNORE, probe)
     assert ours_equal == one_key
     assert ours_equal or not server_equal
+
+
+# -- 8. RFC 4516 LDAP URLs: what config check accepts, the run accepts ---------------------
+
+
+class _Ipv6Relay:
+    """[::1]:port -> slapd on 127.0.0.1: slapd listens on IPv4 only in the fixture."""
+
+    def __init__(self, port: int) -> None:
+        self._to = port
+        self._listen = socket.socket(socket.AF_INET6)
+        self._listen.bind(("::1", 0))
+        self._listen.listen(8)
+        self.port = self._listen.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listen.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self._to))
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                dst.sendall(data)
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        self._listen.close()
+
+
+def _set_url(demo: dict[str, Any], url: str) -> None:
+    cfg: Path = demo["config"]
+    text = cfg.read_text(encoding="utf-8")
+    old = next(line for line in text.splitlines() if line.startswith("url = "))
+    cfg.write_text(text.replace(old, f'url = "{url}"'), encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    "form",
+    [
+        "ldap://127.0.0.1:{port}/",  # a trailing slash
+        "LDAP://127.0.0.1:{port}/dc=mis,dc=test",  # a DN part (the scope is base_dn)
+        "ldap://127.0.0.1:{port}/??",  # empty attributes and scope parts
+        "ldap://[::1]:{v6}/",  # an IPv6 literal
+    ],
+)
+def test_rfc4516_url_forms_pass_config_check_and_run(
+    demo: dict[str, Any], slapd: Any, capsys: pytest.CaptureFixture[str], form: str
+) -> None:
+    relay = _Ipv6Relay(slapd.port)
+    try:
+        _set_url(demo, form.format(port=slapd.port, v6=relay.port))
+        code, out = run(demo, "config", "check", capsys=capsys)
+        assert code == 0, out
+        code, out = run(demo, "plan", capsys=capsys)
+        assert code == 0, out + demo["last_err"]
+        code, out = run(demo, "apply", capsys=capsys)
+        assert code == 0, out + demo["last_err"]
+        assert entry(demo["scope"], "aortiz") is not None
+    finally:
+        relay.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("ldap://127.0.0.1:389x/", "the port must be a number from 1 to 65535"),
+        ("ldap://127.0.0.1:389/dc=x?uid?sub", "set target.ldap.base_dn, filter and scope instead"),
+        ("https://127.0.0.1/", "an LDAP URL starts with ldap:// or ldaps://"),
+        ("ldap:///dc=x", "the URL names no host"),
+    ],
+)
+def test_bad_ldap_url_is_a_configuration_error(
+    demo: dict[str, Any], capsys: pytest.CaptureFixture[str], url: str, problem: str
+) -> None:
+    _set_url(demo, url)
+    for command in (("config", "check"), ("plan",)):
+        code, _ = run(demo, *command, capsys=capsys)
+        assert code == 2
+        assert "target.ldap.url" in demo["last_err"] and problem in demo["last_err"]

@@ -107,8 +107,9 @@ class LdapTarget:
 
     def _open(self, strategy: Any, *, check_names: bool) -> ldap3.Connection:
         s = self._s
+        endpoint = s.endpoint  # RFC 4516 forms: a trailing slash, a DN, [IPv6], default ports
         tls = None
-        if s.url.lower().startswith("ldaps://") or s.start_tls:
+        if endpoint.use_ssl or s.start_tls:
             tls = ldap3.Tls(
                 validate=ssl.CERT_REQUIRED if s.verify_tls else ssl.CERT_NONE,
                 ca_certs_file=str(s.ca_file) if s.ca_file else None,
@@ -119,7 +120,12 @@ class LdapTarget:
             raise TargetUnavailableError(str(exc)) from exc
         try:
             server = ldap3.Server(
-                s.url, connect_timeout=s.connect_timeout, get_info=ldap3.NONE, tls=tls
+                endpoint.host,
+                port=endpoint.port,
+                use_ssl=endpoint.use_ssl,
+                connect_timeout=s.connect_timeout,
+                get_info=ldap3.NONE,
+                tls=tls,
             )
             conn = ldap3.Connection(
                 server,
