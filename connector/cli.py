@@ -12,6 +12,7 @@ Exit codes (also in the README):
   7  apply: another misync run holds the state folder (nothing was done)
   8  plan --detailed-exitcode: the plan has actions (0 means nothing to do)
   9  plan --detailed-exitcode: actions are held or feeds are not usable (review needed)
+141  the reader closed standard output (`misync ... | head`): stopped quietly
 """
 
 from __future__ import annotations
@@ -484,8 +485,11 @@ def _dispatch(args: argparse.Namespace, out: TextIO, run_id: str) -> int:
                 if account is None:
                     out.write("  account: none in the target\n")
                 else:
+                    from connector.reconcile.render import account_label
+
                     state = "enabled" if account.enabled else "disabled"
-                    out.write(f"  account: {account.account_id} ({state})\n")
+                    label = account_label(account.account_id, account.logon_id)
+                    out.write(f"  account: {label}, {state}\n")
             return EXIT_OK
 
         if args.command == "config":

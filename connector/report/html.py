@@ -272,7 +272,9 @@ class _Page:
                 el(
                     "div",
                     el("b", f"{len(breaches)} deadline breach(es): "),
-                    "enabled accounts past their deactivation deadline (see Deadlines).",
+                    "enabled accounts past their deactivation deadline"
+                    + (" when the run started" if self.r.run_id is not None else "")
+                    + " (see Deadlines).",
                     class_="banner bad",
                 )
             )
@@ -329,7 +331,10 @@ class _Page:
             "table",
             el(
                 "thead",
-                el("tr", [el("th", h) for h in ("severity", "person", "account", "deadline", "")]),
+                el(
+                    "tr",
+                    [el("th", h) for h in ("severity", "person", "account", "deadline", "why")],
+                ),
             ),
             el("tbody", rows),
             id="deadlines-table",

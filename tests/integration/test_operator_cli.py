@@ -130,7 +130,7 @@ def test_apply_json_reports_a_failed_action_with_its_error(
 # --- 4. a closed pipe ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("args", [["explain", "P1004"], ["audit", "export"], ["plan"]])
+@pytest.mark.parametrize("args", [["explain", "P1004"], ["audit", "export"]])
 def test_a_closed_pipe_exits_quietly(demo: dict[str, Any], args: list[str]) -> None:
     proc = subprocess.Popen(
         [str(MISYNC), "-c", str(demo["config"]), *args],
@@ -336,3 +336,37 @@ def test_plan_breaches_and_warnings_agree_with_the_summary(
     assert "P1004" in warnings and "due in 2 h 0 min" in warnings
     assert "P1004" not in out[out.index("BREACHES") : out.index("WARNINGS")]
     assert by_person(body)
+
+
+def test_on_a_terminal_logs_are_console_lines_and_apply_shows_a_live_counter(
+    demo: dict[str, Any],
+) -> None:
+    """stderr on a real pseudo-terminal: readable log lines, not JSON, and the live
+    progress line rewritten in place; stdout (a pipe) still gets the plan and outcome."""
+    import os
+    import pty
+
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [str(MISYNC), "-c", str(demo["config"]), "apply"],
+        stdout=subprocess.PIPE,
+        stderr=follower,
+    )
+    os.close(follower)
+    chunks: list[bytes] = []
+    while True:
+        try:
+            data = os.read(leader, 65536)
+        except OSError:  # EIO: the terminal's other side closed
+            break
+        if not data:
+            break
+        chunks.append(data)
+    out, _ = proc.communicate(timeout=120)
+    os.close(leader)
+    err = b"".join(chunks).decode()
+    assert proc.returncode == 0, err
+    assert "applied run" in out.decode()
+    assert not any(line.lstrip().startswith("{") for line in err.splitlines())
+    assert "run.finished" in err and "[info" in err  # structlog's console renderer
+    assert re.search(r"\r  applied 8/8 \(\d+\.\d/s, ETA 0 s\)", err), err[-500:]
