@@ -93,5 +93,3 @@ class Runtime:
 
     def audit(self) -> AuditTrail:
         return AuditTrail(self.settings.state.audit_db, key=self.settings.audit.key())
-
-

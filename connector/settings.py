@@ -50,6 +50,9 @@ class FeedsSettings(_Section):
     max_age_hours: float = Field(default=36.0, ge=0)  # 0 disables the staleness check
     shrink_share: float = Field(default=0.2, ge=0, le=1)  # block if rows fall by more than this
     shrink_min_rows: int = Field(default=10, ge=0)  # ... and by at least this many rows
+    # Input limits per feed file (0 = none): a larger file is refused unread, as unusable.
+    max_bytes: int = Field(default=256 * 1024 * 1024, ge=0)
+    max_rows: int = Field(default=2_000_000, ge=0)
 
 
 class PolicySettings(_Section):

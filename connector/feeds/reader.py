@@ -30,6 +30,7 @@ import csv
 import functools
 import hashlib
 import io
+import os
 import re
 import unicodedata
 from collections import defaultdict
@@ -37,7 +38,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 from zoneinfo import ZoneInfo
 
 from email_validator import EmailNotValidError, validate_email
@@ -95,6 +96,11 @@ OPTIONAL_TEXT = frozenset(
     }
 )
 
+#: Columns whose values repeat across many rows (a course, an organization): the rows of
+#: one read share one string object per value, to keep memory near the data kept.
+SHARED_TEXT = frozenset(
+    {"course", "org_id", "wda", "counterparty", "designated_by", "requester_id", "profile"}
+)
 #: Unicode categories of characters that cannot be seen in a value: control (Cc, which
 #: includes tab, CR and LF), format (Cf: BOM, zero-width space, bidi marks), and the
 #: line and paragraph separators (Zl, Zp).
@@ -147,9 +153,10 @@ def _lines_listed(lines: Sequence[int]) -> str:
 class _Row:
     """Typed access to one CSV row by logical column; collects every field error."""
 
-    def __init__(self, values: Mapping[str, str]) -> None:
+    def __init__(self, values: Mapping[str, str], memo: dict[str, str] | None = None) -> None:
         self.values = values
         self.errors: dict[str, str] = {}
+        self._memo = memo if memo is not None else {}
 
     def _get(self, col: str, conv: Callable[[str], Any], *, required: bool) -> Any:
         if col in self.errors:  # already rejected (an invisible character): no second guess
@@ -167,7 +174,11 @@ class _Row:
 
     def text(self, col: str, *, required: bool = True) -> str:
         value = self._get(col, str, required=required)
-        return value if isinstance(value, str) else ""
+        if not isinstance(value, str):
+            return ""
+        if col in SHARED_TEXT:  # one string object for a value many rows repeat
+            return self._memo.setdefault(value, value)
+        return value
 
     def date(self, col: str, *, required: bool = True) -> date | None:
         return self._get(col, _date, required=required)  # type: ignore[no-any-return]
@@ -194,6 +205,7 @@ class _Row:
         self.errors.setdefault(col, reason)
 
 
+@functools.lru_cache(maxsize=4096)  # feeds repeat dates: one object each (errors not cached)
 def _date(raw: str) -> date:
     if _DATE.fullmatch(raw):
         try:
@@ -471,22 +483,85 @@ def _header(
     return header, wanted, {logical: header.index(col) for logical, col in wanted.items()}
 
 
+class _Lines:
+    """The lines of a feed file, decoded one at a time: the whole file is never in memory.
+
+    Hashes every byte read (the feed's digest), numbers the lines as ``grep -n`` does
+    (ended by LF; CR LF is fine, a lone CR is left to the csv module, which refuses it),
+    and stops with ``_Unreadable`` on a line that is not UTF-8 or once more than
+    ``max_bytes`` have been read (a file that grew after it was measured). ``last`` is
+    the last line given out."""
+
+    def __init__(self, fh: BinaryIO, file: str, max_bytes: int) -> None:
+        self._fh, self._file, self._max = fh, file, max_bytes
+        self._hash = hashlib.sha256()
+        self._read = 0
+        self.line = 0
+        self.last = ""
+
+    def __iter__(self) -> Iterator[str]:
+        for raw in self._fh:
+            self._read += len(raw)
+            if self._max and self._read > self._max:
+                raise _Unreadable(_too_big(self._file, self._read, self._max, grew=True))
+            self._hash.update(raw)
+            self.line += 1
+            try:
+                text = raw.decode("utf-8-sig" if self.line == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                raise _Unreadable(
+                    f"{self._file} line {self.line}: not UTF-8 ({exc.reason})"
+                ) from None
+            # A lone CR is left inside the line: the csv module refuses it (malformed CSV,
+            # or a line break inside a quoted field), naming this line as grep -n counts.
+            self.last = text
+            yield text
+
+    def digest(self) -> str:
+        """The sha256 of the whole file: the rest is hashed (not parsed) if reading stopped
+        early; "" when the file is over the size limit."""
+        for raw in iter(lambda: self._fh.read(1 << 20), b""):
+            self._read += len(raw)
+            if self._max and self._read > self._max:
+                return ""
+            self._hash.update(raw)
+        return self._hash.hexdigest()
+
+
+def _too_big(file: str, size: int, limit: int, *, grew: bool = False) -> str:
+    how = "grew past" if grew else "is"
+    return (
+        f"{file}: {how} {size} bytes, more than feeds.max_bytes ({limit}); the feed is "
+        "refused unread (raise the limit if the file is genuine)"
+    )
+
+
 def _read_one(
-    name: FeedName, path: Path, layout: FeedLayout
+    name: FeedName, path: Path, layout: FeedLayout, settings: FeedsSettings
 ) -> tuple[list[Any], list[Rejection], FeedState, str, str]:
     """Parse one file: records, rejections, state (OK/MISSING/UNREADABLE), detail, digest."""
     file = path.name
     try:
-        raw = path.read_bytes()
+        fh = path.open("rb")
     except FileNotFoundError:
         return [], [], FeedState.MISSING, f"{file}: file not found in {path.parent}", ""
     except OSError as exc:
         return [], [], FeedState.UNREADABLE, f"{file}: cannot read: {exc.strerror}", ""
-    digest = hashlib.sha256(raw).hexdigest()
-    try:
-        records, rejected, unattributable = _parse(name, file, _decode(file, raw), layout)
-    except _Unreadable as exc:
-        return [], [], FeedState.UNREADABLE, str(exc), digest
+    with fh:
+        try:
+            size = os.fstat(fh.fileno()).st_size
+            if settings.max_bytes and size > settings.max_bytes:
+                return [], [], FeedState.UNREADABLE, _too_big(file, size, settings.max_bytes), ""
+            source = _Lines(fh, file, settings.max_bytes)
+            try:
+                records, rejected, unattributable = _parse(
+                    name, file, source, layout, settings.max_rows
+                )
+            except _Unreadable as exc:
+                return [], [], FeedState.UNREADABLE, str(exc), source.digest()
+            digest = source.digest()
+        except OSError as exc:
+            return [], [], FeedState.UNREADABLE, f"{file}: cannot read: {exc.strerror}", ""
     if unattributable:
         key = layout.column(name, KEY_COLUMN[name])
         others = (
@@ -501,15 +576,16 @@ def _read_one(
 
 
 def _parse(
-    name: FeedName, file: str, text: str, layout: FeedLayout
+    name: FeedName, file: str, source: _Lines, layout: FeedLayout, max_rows: int = 0
 ) -> tuple[list[Any], list[Rejection], list[int]]:
     """Records, rejections (in line order) and the lines of rejected rows with no key.
 
-    Accepted rows keep only their record and (line, key, primary key) until the
-    duplicate check at the end, so that 100k rows stay cheap for the garbage collector.
+    Lines are read one at a time and accepted rows keep only their record (the line, key
+    and primary key of the duplicate check are read back from it), so memory is a small
+    multiple of the records kept. More than ``max_rows`` rows (when not 0) stop the read
+    with ``_Unreadable``.
     """
-    lines = io.StringIO(text, newline="").readlines()
-    reader = csv.reader(lines, strict=True)
+    reader = csv.reader(source, strict=True)
     header, wanted, index = _header(name, file, reader, layout)
     unique = UNIQUE_COLUMN.get(name)
     key_at = index[KEY_COLUMN[name]]
@@ -517,7 +593,8 @@ def _parse(
     if name is FeedName.REQUESTS:
         build = functools.partial(_request, statuses=layout.request_statuses)
     records: list[Any] = []
-    kept: list[tuple[int, str, str]] = []  # per record: line, key, primary key
+    rows = 0
+    memo: dict[str, str] = {}
     # Rows with errors: line, key, primary key, errors (logical -> reason), values.
     bad: list[tuple[int, str, str, dict[str, str], Mapping[str, str]]] = []
     shapeless: list[Rejection] = []  # rows with the wrong number of fields
@@ -536,14 +613,20 @@ def _parse(
             _no_line_breaks(file, start, fields, header)
         if not fields:
             continue  # an empty line is not a row; a line of blanks or commas is one
+        rows += 1
+        if max_rows and rows > max_rows:
+            raise _Unreadable(
+                f"{file} line {start}: more than feeds.max_rows ({max_rows}) rows; the feed "
+                "is refused (raise the limit if the file is genuine)"
+            )
         key = _clean(fields[key_at]) if key_at < len(fields) else ""
         if len(fields) != len(header):
             reason = f"{len(fields)} fields where the header has {len(header)}"
-            raw_row = lines[start - 1].rstrip("\r\n")
+            raw_row = source.last.rstrip("\r\n")
             shapeless.append(Rejection(name.value, file, start, None, raw_row, reason, key=key))
             continue
         values = {logical: fields[i] for logical, i in index.items()}
-        row = _Row(values)
+        row = _Row(values, memo)
         for logical, value in values.items() if suspicious else ():
             bad_chars = _invisible(value)
             if bad_chars:
@@ -561,12 +644,12 @@ def _parse(
             bad.append((start, key, u, row.errors, values))
         else:
             records.append(rec)
-            kept.append((start, key, u))
     if unique is not None and dups:
         accepted = []
-        for rec, (line, key, u) in zip(records, kept, strict=True):
+        for rec in records:  # an accepted record's fields are its row's values, cleaned
+            u = getattr(rec, unique)
             if u in dups:
-                bad.append((line, key, u, {}, {unique: u}))
+                bad.append((rec.source.line, getattr(rec, KEY_COLUMN[name]), u, {}, {unique: u}))
             else:
                 accepted.append(rec)
         records = accepted
@@ -638,7 +721,8 @@ def read_feeds(
     layout = layout or load_feed_layout(settings.mapping)
     previous = previous_rows or {}
     read: dict[FeedName, tuple[list[Any], list[Rejection], FeedState, str, str]] = {
-        name: _read_one(name, settings.dir / layout.files[name], layout) for name in FeedName
+        name: _read_one(name, settings.dir / layout.files[name], layout, settings)
+        for name in FeedName
     }
     if id_match is not None:
         _reject_colliding_ids(read, layout, id_match)

@@ -96,6 +96,4 @@ def close_breaches(
         audit.append("breach", fields, run_id=run_id)
         log.info("breach.closed", account_id=account_id, person_id=row.person_id, late=True)
         if alerts is not None:
-            alerts.send(
-                Alert("breach.closed", Severity.INFO, account_id, resolution, fields)
-            )
+            alerts.send(Alert("breach.closed", Severity.INFO, account_id, resolution, fields))

@@ -509,7 +509,10 @@ def test_bom_is_accepted(feeds: Path) -> None:
             lambda p: p.unlink(), FeedState.MISSING, "workers.csv: file not found", id="missing"
         ),
         pytest.param(
-            lambda p: p.write_bytes(b"person_id,org_id\nP1,\xff\xfe\n"),
+            lambda p: p.write_bytes(  # a whole header: the reader meets line 2 (streamed)
+                b"person_id,org_id,given_name,family_name,email,office,supervisor_id,status,"
+                b"separated_on\nP1,\xff\xfe\n"
+            ),
             FeedState.UNREADABLE,
             "workers.csv line 2: not UTF-8",
             id="undecodable",
