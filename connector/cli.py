@@ -22,6 +22,8 @@ import os
 import sys
 import traceback
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date, datetime, time, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -33,6 +35,7 @@ from connector.logs import configure
 from connector.reconcile.render import SUMMARY_VIEW_FIRST, SUMMARY_VIEW_OVER
 
 if TYPE_CHECKING:
+    from connector.alerts.manager import AlertManager
     from connector.app import Runtime
     from connector.model.plan import Plan
 
@@ -346,6 +349,7 @@ def _load(args: argparse.Namespace) -> Runtime:
 
 def _dispatch(args: argparse.Namespace, out: TextIO, run_id: str) -> int:
     from connector import runs
+    from connector.alerts.manager import audit_altered
     from connector.audit import AuditIntegrityError
     from connector.reconcile import PlanFormatError, plan_from_json
     from connector.reconcile.render import render_decision, render_plan
@@ -413,23 +417,26 @@ def _dispatch(args: argparse.Namespace, out: TextIO, run_id: str) -> int:
                 sys.stderr,
                 render=lambda p: render_plan(p, limit=_view_limit(args, p), tz=rt.rules.tz),
             )
-            try:
-                result = runs.run_apply(
-                    rt,
-                    plan=reviewed,
-                    override_guard=args.override_guard,
-                    run_id=run_id,
-                    observer=progress,
-                )
-            except runs.DriftError as exc:
-                lines = "\n".join(f"  {d}" for d in exc.drifted)
-                raise UserError(f"refused: {exc}\n{lines}".rstrip(), EXIT_REFUSED) from exc
-            except StateBusyError as exc:
-                raise UserError(str(exc), EXIT_BUSY) from exc
-            except AuditIntegrityError as exc:  # found before any change to the directory
-                raise UserError(f"refused: {exc}", EXIT_TAMPERED) from exc
-            finally:
-                progress.close()
+            with _alert_manager(rt) as alerts:
+                try:
+                    result = runs.run_apply(
+                        rt,
+                        plan=reviewed,
+                        override_guard=args.override_guard,
+                        run_id=run_id,
+                        alerts=alerts,
+                        observer=progress,
+                    )
+                except runs.DriftError as exc:
+                    lines = "\n".join(f"  {d}" for d in exc.drifted)
+                    raise UserError(f"refused: {exc}\n{lines}".rstrip(), EXIT_REFUSED) from exc
+                except StateBusyError as exc:
+                    raise UserError(str(exc), EXIT_BUSY) from exc
+                except AuditIntegrityError as exc:  # found before any change to the directory
+                    alerts.send(audit_altered([str(exc)]))
+                    raise UserError(f"refused: {exc}", EXIT_TAMPERED) from exc
+                finally:
+                    progress.close()
             from connector.progress import apply_result_json, render_apply_outcome
 
             if args.format == "json":
@@ -594,6 +601,16 @@ def _report(rt: Runtime, args: argparse.Namespace, out: TextIO) -> int:
     else:
         out.write(render_html(report))
     return EXIT_OK
+
+
+@contextmanager
+def _alert_manager(rt: Runtime) -> Iterator[AlertManager]:
+    """The configured alert sinks behind the alert manager, with its own connections to the
+    state store and the audit trail (closed when the command ends)."""
+    from connector.alerts.manager import build_alert_sink
+
+    with rt.store() as store, rt.audit() as audit:
+        yield build_alert_sink(rt.settings, store, audit, clock=rt.clock)
 
 
 def _config_check(rt: Runtime, out: TextIO) -> int:

@@ -229,6 +229,86 @@ class ReportSettings(_Section):
     """HTML reports of daemon runs, kept in ``state.dir/reports`` (``misync report``)."""
 
     keep_runs: int = Field(default=100, ge=0)  # newest run reports kept; 0 keeps none
+SeverityName = Literal["info", "warning", "critical"]
+
+
+class SmtpSettings(_Section):
+    """An SMTP relay (stdlib smtplib). Used by the alert emails and the notifications."""
+
+    host: str = Field(min_length=1)
+    port: int = Field(default=587, ge=1, le=65535)
+    starttls: bool = True  # upgrade with STARTTLS before anything is sent (refuse if absent)
+    ssl: bool = False  # implicit TLS (SMTPS, port 465) instead of STARTTLS
+    verify_tls: bool = True
+    ca_file: Path | None = None
+    username: str = ""  # log in when set, with the password from password_file
+    password_file: Path | None = None
+    sender: str = "misync@localhost"
+    timeout: float = Field(default=20.0, gt=0)
+
+    def password(self) -> str | None:
+        if not self.username:
+            return None
+        return read_secret(self.password_file, None, "smtp password")
+
+
+class EmailAlertSettings(SmtpSettings):
+    to: list[str] = Field(min_length=1)  # every severity, unless a list below is set
+    to_critical: list[str] = []  # instead of `to` for critical alerts, when set
+    to_warning: list[str] = []
+    to_info: list[str] = []
+    min_severity: SeverityName = "info"
+    subject_prefix: str = "[misync]"
+
+    def recipients(self, severity: str) -> list[str]:
+        own: list[str] = getattr(self, f"to_{severity}", [])
+        return own or self.to
+
+
+class WebhookAlertSettings(_Section):
+    url: str = Field(min_length=1)
+    token_file: Path | None = None  # sent as "Authorization: Bearer <token>" when set
+    timeout: float = Field(default=10.0, gt=0)
+    max_attempts: int = Field(default=4, ge=1, le=10)
+    backoff_seconds: float = Field(default=1.0, ge=0)
+    verify_tls: bool = True
+    ca_file: Path | None = None
+    min_severity: SeverityName = "info"
+
+    def token(self) -> str | None:
+        if self.token_file is None:
+            return None
+        return read_secret(self.token_file, None, "alerts.webhook.token")
+
+
+class AlertsSettings(_Section):
+    reminder_hours: float = Field(default=4.0, gt=0)  # re-send an open alert this often
+    digest_after: int = Field(default=10, ge=1)  # per kind per run; beyond it, one digest
+    email: EmailAlertSettings | None = None
+    webhook: WebhookAlertSettings | None = None
+
+
+class NotificationsSettings(_Section):
+    """Policy 3.k: tell the Access Requester (and the user) that a change was carried out."""
+
+    enabled: bool = False
+    notify_user: bool = False  # also write to the affected user
+    templates: Path | None = None  # folder of *.txt templates; default: the shipped ones
+    smtp: SmtpSettings | None = None  # default: the [alerts.email] relay
+    cc: list[str] = []  # e.g. the ITSD MIS Access Management mailbox
+
+
+class MetricsSettings(_Section):
+    listen: str = ""  # "127.0.0.1:9469" serves Prometheus metrics there; empty: off
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, v: str) -> str:
+        if v:
+            host, sep, port = v.rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{v!r} is not HOST:PORT (e.g. 127.0.0.1:9469)")
+        return v
 
 
 class LogSettings(_Section):
@@ -254,6 +334,9 @@ class Settings(BaseSettings):
     audit: AuditSettings = AuditSettings()
     log: LogSettings = LogSettings()
     report: ReportSettings = ReportSettings()
+    alerts: AlertsSettings = AlertsSettings()
+    notifications: NotificationsSettings = NotificationsSettings()
+    metrics: MetricsSettings = MetricsSettings()
 
     @model_validator(mode="after")
     def _target_complete(self) -> Settings:
@@ -261,6 +344,10 @@ class Settings(BaseSettings):
             raise ValueError("target.ldap.base_dn: required when target.kind = 'ldap'")
         if self.target.kind == "scim" and not self.target.scim.base_url:
             raise ValueError("target.scim.base_url: required when target.kind = 'scim'")
+        if self.notifications.enabled and not (self.notifications.smtp or self.alerts.email):
+            raise ValueError(
+                "notifications: enabled, but no SMTP relay ([notifications.smtp] or [alerts.email])"
+            )
         return self
 
     @classmethod
@@ -424,7 +511,33 @@ def _resolve_paths(s: Settings, base: Path) -> Settings:
     )
     state = s.state.model_copy(update={"dir": rel(s.state.dir)})
     audit = s.audit.model_copy(update={"key_file": rel(s.audit.key_file)})
-    return s.model_copy(update={"feeds": feeds, "target": target, "state": state, "audit": audit})
+
+    def smtp(m: Any) -> Any:
+        if m is None:
+            return None
+        return m.model_copy(
+            update={"password_file": rel(m.password_file), "ca_file": rel(m.ca_file)}
+        )
+
+    hook = s.alerts.webhook
+    if hook is not None:
+        hook = hook.model_copy(
+            update={"token_file": rel(hook.token_file), "ca_file": rel(hook.ca_file)}
+        )
+    alerts = s.alerts.model_copy(update={"email": smtp(s.alerts.email), "webhook": hook})
+    notifications = s.notifications.model_copy(
+        update={"smtp": smtp(s.notifications.smtp), "templates": rel(s.notifications.templates)}
+    )
+    return s.model_copy(
+        update={
+            "feeds": feeds,
+            "target": target,
+            "state": state,
+            "audit": audit,
+            "alerts": alerts,
+            "notifications": notifications,
+        }
+    )
 
 
 def hours(h: float) -> timedelta:

@@ -6,6 +6,7 @@ import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -73,3 +74,47 @@ def demo_seed_ldif(scope: LdapScope) -> str:
     text = text.replace("ou=services,dc=mis,dc=example", scope.outside_dn)
     blocks = [b for b in re.split(r"\n\s*\n", text) if b.strip()]
     return "\n\n".join(b for b in blocks if "objectClass: organizationalUnit" not in b) + "\n"
+
+
+@dataclass
+class SmtpCapture:
+    """A real SMTP server (aiosmtpd) on a free loopback port; keeps every message."""
+
+    host: str
+    port: int
+    messages: list[tuple[str, list[str], Any]]  # (envelope from, envelope to, parsed message)
+
+    def wait_for(self, count: int, timeout: float = 20.0) -> None:
+        import time
+
+        deadline = time.monotonic() + timeout
+        while len(self.messages) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(self.messages) >= count, f"{len(self.messages)} of {count} messages arrived"
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SmtpCapture]:
+    import email
+    import email.policy
+    import socket
+
+    from aiosmtpd.controller import Controller
+
+    capture = SmtpCapture("127.0.0.1", 0, [])
+
+    class Handler:
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            msg = email.message_from_bytes(envelope.original_content, policy=email.policy.default)
+            capture.messages.append((envelope.mail_from, list(envelope.rcpt_tos), msg))
+            return "250 OK"
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        capture.port = s.getsockname()[1]
+    controller = Controller(Handler(), hostname="127.0.0.1", port=capture.port)
+    controller.start()
+    try:
+        yield capture
+    finally:
+        controller.stop()

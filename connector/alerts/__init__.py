@@ -3,9 +3,10 @@
 Runs (connector.runs) raise an ``Alert`` for every event a person must act on: a missed
 or near deactivation deadline, a held action (guard trip, feed hold, quarantine), a failed
 or refused run. Sinks (the log, email, a webhook) implement ``AlertSink``; deduplication
-and reminders live in front of the sinks, never in the runs.
+and reminders live in front of the sinks, never in the runs: the ``AlertManager``
+(``connector.alerts.manager``, built by ``build_alert_sink``) is the sink runs are given.
 """
 
-from connector.alerts.port import Alert, AlertSink, LogAlertSink, Severity
+from connector.alerts.port import Alert, AlertSink, LogAlertSink, RunAwareSink, Severity
 
-__all__ = ["Alert", "AlertSink", "LogAlertSink", "Severity"]
+__all__ = ["Alert", "AlertSink", "LogAlertSink", "RunAwareSink", "Severity"]

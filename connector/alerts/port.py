@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import structlog
 
@@ -38,6 +38,16 @@ class AlertSink(Protocol):
     report themselves (log it); the run that raised the alert goes on either way."""
 
     def send(self, alert: Alert) -> None: ...
+
+
+@runtime_checkable
+class RunAwareSink(AlertSink, Protocol):
+    """A sink that wants to know where a run starts and ends (the alert manager: it
+    closes what a *full* run no longer raises, and sends one digest per run)."""
+
+    def run_started(self, run_id: str) -> None: ...
+
+    def run_finished(self, run_id: str, *, full: bool = True) -> None: ...
 
 
 class LogAlertSink:

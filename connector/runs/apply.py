@@ -22,17 +22,18 @@ from typing import Any, Protocol
 
 import structlog
 
-from connector.alerts import Alert, AlertSink, Severity
+from connector.alerts import Alert, AlertSink, RunAwareSink, Severity
 from connector.app import Runtime
 from connector.apply import ApplyReport, Executor, Outcome
 from connector.audit import UNKEYED_WARNING, AuditTrail
 from connector.model.decisions import Decision
 from connector.model.plan import Plan
+from connector.policy.review import separated_requesters
 from connector.report import plan_audit_extras
 from connector.runs.breaches import close_breaches, open_breaches
 from connector.runs.planning import Evaluation, confirm_plan, make_plan
 from connector.runs.recovery import recover_interrupted
-from connector.state import StateStore, state_lock
+from connector.state import FeedHealthRow, StateStore, state_lock
 
 
 class RunObserver(Protocol):
@@ -43,6 +44,29 @@ class RunObserver(Protocol):
 
     def outcome(self, outcome: Outcome) -> None:
         """One action finished (journaled and audited)."""
+
+
+class Observers:
+    """Several observers as one (progress printing, notifications, daemon status...), each
+    told in turn; one that raises is logged and never stops the run nor the others."""
+
+    def __init__(self, *observers: RunObserver | None) -> None:
+        self._observers = [o for o in observers if o is not None]
+        self._log = structlog.get_logger("misync.run")
+
+    def planned(self, plan: Plan) -> None:
+        for o in self._observers:
+            try:
+                o.planned(plan)
+            except Exception:
+                self._log.exception("observer.failed", observer=type(o).__name__)
+
+    def outcome(self, outcome: Outcome) -> None:
+        for o in self._observers:
+            try:
+                o.outcome(outcome)
+            except Exception:
+                self._log.exception("observer.failed", observer=type(o).__name__)
 
 
 @dataclass(frozen=True)
@@ -82,7 +106,17 @@ def run_apply(
         structlog.contextvars.bound_contextvars(run_id=run_id),
         state_lock(rt.settings.state.dir),  # StateBusyError if another run holds it
     ):
-        return _run_apply(rt, run_id, plan, override_guard, alerts, observer)
+        aware = alerts if isinstance(alerts, RunAwareSink) else None
+        if aware is not None:
+            aware.run_started(run_id)
+        full = False
+        try:
+            result = _run_apply(rt, run_id, plan, override_guard, alerts, observer)
+            full = True
+        finally:
+            if aware is not None:  # only a run that finished may close what it no longer saw
+                aware.run_finished(run_id, full=full)
+        return result
 
 
 def _run_apply(
@@ -151,7 +185,9 @@ def _run_apply(
             if o.status == "ok":
                 store.clear_failure(a.key)
             else:
-                store.record_failure(a.key, rt.clock(), o.detail)
+                failures = store.record_failure(a.key, rt.clock(), o.detail)
+                if alerts is not None and failures == s.apply.quarantine_after:
+                    alerts.send(_quarantined(a.key, a.op.value, a.person_id, o.detail, failures))
                 if alerts is not None:
                     alerts.send(
                         Alert(
@@ -183,7 +219,11 @@ def _run_apply(
                 account_id=h.action.account_id,
                 message=h.message,
             )
-            if alerts is not None:
+            if alerts is not None and h.code == "quarantined":
+                alerts.send(
+                    _quarantined(h.action.key, h.action.op.value, h.action.person_id, h.message)
+                )
+            elif alerts is not None:
                 alerts.send(
                     Alert(
                         "operation.held",
@@ -193,11 +233,30 @@ def _run_apply(
                         {"code": h.code, "op": h.action.op.value, "person_id": h.action.person_id},
                     )
                 )
+        if alerts is not None:
+            _alert_guard_and_feeds(rt, plan, ev, alerts)
         open_breaches(store, audit, plan, run_id, log, rt.clock(), alerts)
         report = executor.apply(plan, run_id)
         close_breaches(store, audit, plan, report, run_id, log, rt.clock(), alerts)
         if not ev.feeds.unhealthy():
             store.record_feed_rows(run_id, {h.feed.value: h.rows for h in ev.feeds.health.values()})
+        store.record_feed_health(
+            run_id,
+            rt.clock(),
+            [
+                FeedHealthRow(
+                    h.feed.value,
+                    h.state.value,
+                    h.rows,
+                    h.rejected,
+                    h.detail,
+                    h.modified_at,
+                    run_id,
+                    rt.clock(),
+                )
+                for h in ev.feeds.health.values()
+            ],
+        )
         result = ApplyResult(run_id, plan, report)
         summary = {**plan.summary, **report.counts, "failed": len(report.failed)}
         store.finish_run(run_id, result.status, summary)
@@ -210,6 +269,64 @@ def _run_apply(
             audit_head=head.hash,
         )
     return result
+
+
+def _quarantined(
+    key: str, op: str, person_id: str | None, detail: str, failures: int | None = None
+) -> Alert:
+    fields: dict[str, Any] = {"op": op, "person_id": person_id}
+    if failures is not None:
+        fields["failures"] = failures
+    return Alert(
+        "object.quarantined",
+        Severity.CRITICAL,
+        key,
+        f"{op} {key} is quarantined (kept failing; `misync quarantine release` to retry): {detail}",
+        fields,
+    )
+
+
+def _alert_guard_and_feeds(rt: Runtime, plan: Plan, ev: Evaluation, alerts: AlertSink) -> None:
+    """Alerts about the run as a whole: a guard trip, unusable feeds, separated requesters."""
+    guarded = [h for h in plan.held if h.code == "mass_disable_guard"]
+    if guarded:
+        alerts.send(
+            Alert(
+                "guard.tripped",
+                Severity.CRITICAL,
+                "mass_disable_guard",
+                f"the mass-disable guard held {len(guarded)} unexplained disables; review the "
+                "plan and apply with --override-guard if they are right",
+                {"held": len(guarded), "accounts": [h.action.key for h in guarded[:20]]},
+            )
+        )
+    for h in sorted(ev.feeds.health.values(), key=lambda h: h.feed.value):
+        if not h.healthy:
+            alerts.send(
+                Alert(
+                    "feed.unhealthy",
+                    Severity.CRITICAL,
+                    h.feed.value,
+                    f"feed {h.feed.value} ({h.file}) is {h.state.value}: {h.detail}; "
+                    "the actions it drives are held",
+                    {"feed": h.feed.value, "state": h.state.value, "rows": h.rows},
+                )
+            )
+    for r in separated_requesters(ev.feeds, plan.as_of, rt.rules.tz):
+        alerts.send(
+            Alert(
+                "requester.separated",
+                Severity.WARNING,
+                r.person_id,
+                r.message,
+                {
+                    "person_id": r.person_id,
+                    "wda": r.wda,
+                    "separated_at": r.separated_at.isoformat(),
+                    "clause": r.clause,
+                },
+            )
+        )
 
 
 def decision_digest(d: Decision) -> str:

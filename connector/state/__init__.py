@@ -1,9 +1,18 @@
 """State: what misync must remember between runs (SQLite). An adapter: only I/O here."""
 
 from connector.state.lock import StateBusyError, state_lock
-from connector.state.store import JournalRow, LogonIdConflictError, RunRow, StateStore
+from connector.state.store import (
+    AlertRow,
+    FeedHealthRow,
+    JournalRow,
+    LogonIdConflictError,
+    RunRow,
+    StateStore,
+)
 
 __all__ = [
+    "AlertRow",
+    "FeedHealthRow",
     "JournalRow",
     "LogonIdConflictError",
     "RunRow",

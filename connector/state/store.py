@@ -52,6 +52,16 @@ create table if not exists target_snapshot (account_id text primary key, body te
 create table if not exists target_snapshot_meta (key text primary key, value text not null);
 create table if not exists failures (
   key text primary key, count integer not null, last_at text not null, detail text not null);
+create table if not exists alerts (
+  id integer primary key autoincrement, kind text not null, key text not null,
+  severity text not null, summary text not null, fields text not null, opened_at text not null,
+  sent_at text, reminders integer not null default 0, seen_run text,
+  undelivered text not null default '', closed_at text, resolution text);
+create unique index if not exists alerts_open on alerts(kind, key) where closed_at is null;
+create table if not exists schedule (job text primary key, next_at text, updated_at text not null);
+create table if not exists feed_health (
+  feed text primary key, state text not null, rows integer not null, rejected integer not null,
+  detail text not null, modified_at text, run_id text not null, checked_at text not null);
 """
 
 
@@ -101,6 +111,61 @@ class BreachRow:
     reasons: str
     opened_at: datetime
     alerted_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRow:
+    """An alert that was raised (and, while ``closed_at`` is None, is still open)."""
+
+    id: int
+    kind: str
+    key: str
+    severity: str
+    summary: str
+    fields: dict[str, Any]
+    opened_at: datetime
+    sent_at: datetime | None  # last time it went out (first send or reminder)
+    reminders: int
+    seen_run: str | None  # the last run that raised it
+    undelivered: tuple[str, ...]  # sinks that failed the last send (retried at remind)
+    closed_at: datetime | None
+    resolution: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class FeedHealthRow:
+    feed: str
+    state: str
+    rows: int
+    rejected: int
+    detail: str
+    modified_at: datetime | None
+    run_id: str
+    checked_at: datetime
+
+
+_ALERT_SELECT = (
+    "select id, kind, key, severity, summary, fields, opened_at, sent_at, reminders, seen_run, "
+    "undelivered, closed_at, resolution from alerts "
+)
+
+
+def _alert_row(r: tuple[Any, ...]) -> AlertRow:
+    return AlertRow(
+        r[0],
+        r[1],
+        r[2],
+        r[3],
+        r[4],
+        json.loads(r[5]),
+        datetime.fromisoformat(r[6]),
+        _dt(r[7]),
+        int(r[8]),
+        r[9],
+        tuple(x for x in r[10].split(",") if x),
+        _dt(r[11]),
+        r[12],
+    )
 
 
 def _ts(value: datetime | None = None) -> str:
@@ -423,3 +488,133 @@ class StateStore:
             db.executemany(
                 "insert into target_snapshot_meta(key, value) values (?, ?)", meta.items()
             )
+
+    # -- alerts (connector.alerts.manager) -----------------------------------------------
+
+    def open_alerts(self) -> list[AlertRow]:
+        rows = self._query(_ALERT_SELECT + "where closed_at is null order by id")
+        return [_alert_row(r) for r in rows]
+
+    def open_alert(self, kind: str, key: str) -> AlertRow | None:
+        rows = self._query(
+            _ALERT_SELECT + "where closed_at is null and kind = ? and key = ?", (kind, key)
+        )
+        return _alert_row(rows[0]) if rows else None
+
+    def alerts(self, limit: int = 100) -> list[AlertRow]:
+        """The most recent alerts, open or closed, newest first."""
+        rows = self._query(_ALERT_SELECT + "order by id desc limit ?", (limit,))
+        return [_alert_row(r) for r in rows]
+
+    def raise_alert(
+        self,
+        kind: str,
+        key: str,
+        severity: str,
+        summary: str,
+        fields: Mapping[str, Any],
+        at: datetime,
+        run_id: str | None,
+    ) -> tuple[AlertRow, bool]:
+        """Record an alert: (the open row, True if it was opened now). A repeat of an open
+        alert only refreshes its text and the run that last saw it."""
+        body = json.dumps(dict(fields), sort_keys=True, default=str)
+        with self._tx() as db:
+            cur = db.execute(
+                "insert into alerts(kind, key, severity, summary, fields, opened_at, seen_run) "
+                "values (?, ?, ?, ?, ?, ?, ?) on conflict do nothing",
+                (kind, key, severity, summary, body, _ts(at), run_id),
+            )
+            created = cur.rowcount == 1
+            if not created:
+                db.execute(
+                    "update alerts set summary = ?, fields = ?, severity = ?, "
+                    "seen_run = coalesce(?, seen_run) "
+                    "where kind = ? and key = ? and closed_at is null",
+                    (summary, body, severity, run_id, kind, key),
+                )
+            row = db.execute(
+                _ALERT_SELECT + "where kind = ? and key = ? and closed_at is null", (kind, key)
+            ).fetchone()
+        return _alert_row(row), created
+
+    def alert_sent(
+        self, alert_id: int, at: datetime, undelivered: tuple[str, ...], *, reminder: bool
+    ) -> None:
+        with self._tx() as db:
+            db.execute(
+                "update alerts set sent_at = ?, undelivered = ?, "
+                "reminders = reminders + ? where id = ?",
+                (_ts(at), ",".join(undelivered), int(reminder), alert_id),
+            )
+
+    def alert_delivered(self, alert_id: int, undelivered: tuple[str, ...]) -> None:
+        with self._tx() as db:
+            db.execute(
+                "update alerts set undelivered = ? where id = ?", (",".join(undelivered), alert_id)
+            )
+
+    def close_alert(self, alert_id: int, at: datetime, resolution: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "update alerts set closed_at = ?, resolution = ? "
+                "where id = ? and closed_at is null",
+                (_ts(at), resolution, alert_id),
+            )
+
+    # -- the daemon's schedule (written by connector.daemon, read by `misync status`) -----
+
+    def set_schedule(self, job: str, next_at: datetime | None) -> None:
+        """Record when ``job`` runs next (None: not scheduled)."""
+        with self._tx() as db:
+            db.execute(
+                "insert into schedule(job, next_at, updated_at) values (?, ?, ?) "
+                "on conflict(job) do update set next_at = excluded.next_at, "
+                "updated_at = excluded.updated_at",
+                (job, _ts(next_at) if next_at else None, _ts()),
+            )
+
+    def schedule(self) -> dict[str, datetime | None]:
+        return {r[0]: _dt(r[1]) for r in self._query("select job, next_at from schedule")}
+
+    # -- feed health of the last run (for `misync status` and the metrics) ---------------
+
+    def record_feed_health(self, run_id: str, at: datetime, rows: list[FeedHealthRow]) -> None:
+        with self._tx() as db:
+            db.executemany(
+                "insert into feed_health(feed, state, rows, rejected, detail, modified_at,"
+                " run_id, checked_at) values (?, ?, ?, ?, ?, ?, ?, ?) on conflict(feed) do update"
+                " set state = excluded.state, rows = excluded.rows, rejected = excluded.rejected,"
+                " detail = excluded.detail, modified_at = excluded.modified_at,"
+                " run_id = excluded.run_id, checked_at = excluded.checked_at",
+                [
+                    (
+                        r.feed,
+                        r.state,
+                        r.rows,
+                        r.rejected,
+                        r.detail,
+                        _ts(r.modified_at) if r.modified_at else None,
+                        run_id,
+                        _ts(at),
+                    )
+                    for r in rows
+                ],
+            )
+
+    def feed_health(self) -> list[FeedHealthRow]:
+        rows = self._query(
+            "select feed, state, rows, rejected, detail, modified_at, run_id, checked_at "
+            "from feed_health order by feed"
+        )
+        return [
+            FeedHealthRow(
+                r[0], r[1], r[2], r[3], r[4], _dt(r[5]), r[6], datetime.fromisoformat(r[7])
+            )
+            for r in rows
+        ]
+
+    def failures(self) -> dict[str, tuple[int, datetime, str]]:
+        """Every object whose last attempts failed: key -> (count, last failure, detail)."""
+        rows = self._query("select key, count, last_at, detail from failures")
+        return {r[0]: (int(r[1]), datetime.fromisoformat(r[2]), r[3]) for r in rows}

@@ -1,0 +1,487 @@
+"""The alert manager: one alert per event, reminders while it stays open, a closing
+message when it is fixed, never a storm. It is the ``AlertSink`` the runs are given;
+the real sinks (log, email, webhook) sit behind it.
+
+Every alert has a *kind* and a *key* (what it is about). The manager keeps the open
+ones in the state store (table ``alerts``) and gives each kind one of these lives:
+
+=====================  ==============================================================
+kind                   opens / closes
+=====================  ==============================================================
+breach.open            opens per account; closed by ``breach.closed`` for that account
+                       (the closing message). Its open and close are already in the
+                       audit trail as ``breach`` records, so only reminders are added.
+deadline.warning       opens per account; closed silently when ``breach.open`` opens
+                       for it (escalation), by ``breach.closed``, or by a full run that
+                       no longer raises it (the account was disabled in time).
+operation.held         per held action (``code:key``), swept: a full run that no
+operation.failed       longer raises it closes it, with a closing message. The
+feed.unhealthy         quarantine alert is raised when an object's failures reach
+object.quarantined     ``apply.quarantine_after`` and while it is held as quarantined.
+guard.tripped
+requester.separated
+run.failed,            per job (``apply``, ``reconcile``, ``fast-path``...); closed by
+run.refused            ``run.succeeded`` for the same job.
+audit.altered          per trail; closed by ``audit.verified``.
+anything else          a one-off event: delivered (and audited) each time it is raised,
+                       within the per-run digest limit; never reminded.
+=====================  ==============================================================
+
+A closer (``breach.closed``, ``run.succeeded``, ``audit.verified``) is delivered only
+when it closed something (``breach.closed`` always: the breach was open in the store).
+
+Storms: within one run, after ``[alerts] digest_after`` alerts of one kind have gone
+out, further new ones of that kind are recorded (state and audit) but not sent; the run
+end sends one ``alert.digest`` naming how many and the first keys. Reminders due at the
+same time beyond that limit go as one digest too.
+
+Failures: a sink that raises ``DeliveryError`` (or anything else) is logged as
+``alert.delivery_failed``; the alert remembers the sinks that missed it and
+``remind()`` tries them again. A failed sink is skipped for the rest of the run (one
+timeout per run at most), so a dead relay never holds a run up.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+import structlog
+
+from connector.alerts.port import Alert, AlertSink, LogAlertSink, Severity
+from connector.audit import AuditError, AuditTrail
+from connector.settings import Settings
+from connector.state import AlertRow, StateStore
+
+SWEPT = frozenset(
+    {
+        "deadline.warning",
+        "operation.held",
+        "operation.failed",
+        "feed.unhealthy",
+        "object.quarantined",
+        "guard.tripped",
+        "requester.separated",
+    }
+)
+STATEFUL = SWEPT | {"breach.open", "run.failed", "run.refused", "audit.altered"}
+CLOSERS: dict[str, tuple[str, ...]] = {
+    "breach.closed": ("breach.open", "deadline.warning"),
+    "run.succeeded": ("run.failed", "run.refused"),
+    "audit.verified": ("audit.altered",),
+}
+SUPERSEDES: dict[str, tuple[str, ...]] = {"breach.open": ("deadline.warning",)}
+AUDITED_ELSEWHERE = frozenset({"breach.open", "breach.closed"})  # `breach` audit records
+_RANK = {Severity.INFO: 0, Severity.WARNING: 1, Severity.CRITICAL: 2}
+
+
+class Deliverer(Protocol):
+    """A sink that reports failure by raising (``DeliveryError``); may filter by severity."""
+
+    name: str
+
+    def deliver(self, alert: Alert) -> None: ...
+
+    def wants(self, alert: Alert) -> bool: ...
+
+
+class _LogDeliverer:
+    name = "log"
+
+    def __init__(self, sink: AlertSink | None = None) -> None:
+        self._sink = sink or LogAlertSink()
+
+    def deliver(self, alert: Alert) -> None:
+        self._sink.send(alert)
+
+    def wants(self, alert: Alert) -> bool:
+        return True
+
+
+# -- alerts the daemon raises (helpers, so that kinds and keys stay consistent) -----------
+
+
+def run_failed(job: str, run_id: str, error: str) -> Alert:
+    return Alert(
+        "run.failed",
+        Severity.CRITICAL,
+        job,
+        f"{job} run {run_id} failed: {error}",
+        {"job": job, "run_id": run_id, "error": error},
+    )
+
+
+def run_refused(job: str, run_id: str, reason: str) -> Alert:
+    return Alert(
+        "run.refused",
+        Severity.CRITICAL,
+        job,
+        f"{job} run {run_id} refused to start: {reason}",
+        {"job": job, "run_id": run_id, "reason": reason},
+    )
+
+
+def run_succeeded(job: str, run_id: str) -> Alert:
+    return Alert(
+        "run.succeeded", Severity.INFO, job, f"{job} runs again (run {run_id})", {"run_id": run_id}
+    )
+
+
+def audit_altered(problems: Iterable[str], path: str = "audit") -> Alert:
+    found = list(problems)
+    return Alert(
+        "audit.altered",
+        Severity.CRITICAL,
+        path,
+        f"the audit trail does not verify: {found[0] if found else 'altered'}"
+        + (f" (+{len(found) - 1} more)" if len(found) > 1 else ""),
+        {"problems": found[:20]},
+    )
+
+
+def audit_verified(records: int, path: str = "audit") -> Alert:
+    return Alert(
+        "audit.verified",
+        Severity.INFO,
+        path,
+        f"the audit trail verifies again ({records} records)",
+        {"records": records},
+    )
+
+
+class AlertManager:
+    """Deduplicates, reminds, closes and rate-limits alerts; implements ``AlertSink``.
+
+    Thread-safe (apply's workers raise ``operation.failed`` from their threads).
+    ``run_started``/``run_finished`` bracket a *full* run: only a full run may close
+    swept alerts it no longer raises (a partial path, such as the separation fast path,
+    must not call ``run_finished(..., full=True)``).
+    """
+
+    def __init__(
+        self,
+        store: StateStore,
+        sinks: Iterable[Deliverer],
+        *,
+        audit: AuditTrail | None = None,
+        reminder: timedelta = timedelta(hours=4),
+        digest_after: int = 10,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.store = store
+        self.sinks = list(sinks)
+        self.audit = audit
+        self.reminder = reminder
+        self.digest_after = digest_after
+        self.clock = clock
+        self._lock = threading.RLock()
+        self._log = structlog.get_logger("misync.alert")
+        self._run_id: str | None = None
+        self._window: object = None
+        self._sent: Counter[str] = Counter()
+        self._held_back: dict[str, list[Alert]] = defaultdict(list)
+        self._down: set[str] = set()
+
+    # -- the AlertSink port ----------------------------------------------------------------
+
+    def send(self, alert: Alert) -> None:
+        with self._lock:
+            try:
+                self._handle(alert)
+            except Exception:  # the run goes on whatever happens here
+                self._log.exception("alert.manager_failed", kind=alert.kind, key=alert.key)
+
+    # -- runs ---------------------------------------------------------------------------
+
+    def run_started(self, run_id: str) -> None:
+        with self._lock:
+            self._run_id = run_id
+            self._new_window(run_id)
+
+    def run_finished(self, run_id: str, *, full: bool = True) -> None:
+        """End of a run: close what a full run no longer raises; flush the digests."""
+        with self._lock:
+            try:
+                if full:
+                    self._sweep(run_id)
+                self._flush_digests()
+            except Exception:
+                self._log.exception("alert.manager_failed", kind="run.finished", key=run_id)
+            finally:
+                self._run_id = None
+
+    # -- reminders ----------------------------------------------------------------------
+
+    def remind(self, now: datetime | None = None) -> int:
+        """Send the reminders that are due and retry failed deliveries; returns how many
+        alerts went out. The daemon schedules this (e.g. every few minutes)."""
+        with self._lock:
+            now = now or self.clock()
+            self._new_window(("remind", now))
+            self._down.clear()
+            due: list[AlertRow] = []
+            for row in self.store.open_alerts():
+                last = row.sent_at or row.opened_at
+                if row.kind in STATEFUL and now - last >= self.reminder:
+                    due.append(row)
+                elif row.undelivered:  # not due: only retry the sinks that missed it
+                    missed = self._deliver(self._from_row(row, "open"), row.undelivered)
+                    self.store.alert_delivered(row.id, missed)
+            if len(due) > self.digest_after:
+                by_kind = Counter(r.kind for r in due)
+                worst = max((Severity(r.severity) for r in due), key=_RANK.__getitem__)
+                digest = Alert(
+                    "alert.digest",
+                    worst,
+                    "reminder",
+                    f"reminder: {len(due)} alerts are still open: "
+                    + ", ".join(f"{k} x{n}" for k, n in sorted(by_kind.items())),
+                    {
+                        "alert_state": "reminder",
+                        "counts": dict(by_kind),
+                        "keys": [f"{r.kind}:{r.key}" for r in due[:20]],
+                    },
+                )
+                missed = self._deliver(digest)
+                for r in due:
+                    self.store.alert_sent(r.id, now, missed, reminder=True)
+                self._audit([("alert", self._record(r, "reminder")) for r in due])
+                return 1
+            for r in due:
+                n = r.reminders + 1
+                alert = self._from_row(r, "reminder", reminder=n)
+                missed = self._deliver(alert)
+                self.store.alert_sent(r.id, now, missed, reminder=True)
+                self._audit([("alert", self._record(r, "reminder"))])
+            return len(due)
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _new_window(self, window: object) -> None:
+        self._window = window
+        self._sent.clear()
+        self._held_back.clear()
+        self._down.clear()
+
+    def _handle(self, alert: Alert) -> None:
+        now = self.clock()
+        if self._run_id is None and self._window != ("hour", now.replace(minute=0, second=0)):
+            # outside a run, the digest limit counts per clock hour
+            self._flush_digests()
+            self._new_window(("hour", now.replace(minute=0, second=0)))
+        if alert.kind in CLOSERS:
+            self._close_by(alert, now)
+            return
+        for kind in SUPERSEDES.get(alert.kind, ()):
+            row = self.store.open_alert(kind, alert.key)
+            if row is not None:
+                self.store.close_alert(row.id, now, f"superseded by {alert.kind}")
+                self._audit([("alert", self._record(row, "closed", f"superseded by {alert.kind}"))])
+        if alert.kind not in STATEFUL:
+            self._emit(_with_state(alert, "event"), None)
+            if alert.kind not in AUDITED_ELSEWHERE:
+                self._audit([("alert", _event_record(alert, "event"))])
+            return
+        row, created = self.store.raise_alert(
+            alert.kind,
+            alert.key,
+            alert.severity.value,
+            alert.summary,
+            alert.fields,
+            now,
+            self._run_id,
+        )
+        if not created:
+            return  # already open: the reminder schedule takes it from here
+        if alert.kind not in AUDITED_ELSEWHERE:
+            self._audit([("alert", _event_record(alert, "open"))])
+        self._emit(_with_state(alert, "open"), row)
+
+    def _emit(self, alert: Alert, row: AlertRow | None) -> None:
+        """Deliver now, or hold back for the digest once this kind has had its share."""
+        if self._sent[alert.kind] >= self.digest_after:
+            self._held_back[alert.kind].append(alert)
+            if row is not None:
+                self.store.alert_sent(row.id, self.clock(), (), reminder=False)
+            return
+        self._sent[alert.kind] += 1
+        missed = self._deliver(alert)
+        if row is not None:
+            self.store.alert_sent(row.id, self.clock(), missed, reminder=False)
+
+    def _flush_digests(self) -> None:
+        for kind, held in sorted(self._held_back.items()):
+            if not held:
+                continue
+            worst = max((a.severity for a in held), key=_RANK.__getitem__)
+            states = Counter(str(a.fields.get("alert_state", "event")) for a in held)
+            digest = Alert(
+                "alert.digest",
+                worst,
+                f"{kind}:{self._run_id or 'window'}",
+                f"{len(held)} more {kind} alerts"
+                + (f" in run {self._run_id}" if self._run_id else "")
+                + ": "
+                + ", ".join(a.key for a in held[:10])
+                + (", ..." if len(held) > 10 else ""),
+                {
+                    "alert_state": "digest",
+                    "digest_of": kind,
+                    "count": len(held),
+                    "states": dict(states),
+                    "keys": [a.key for a in held[:50]],
+                    **({"run_id": self._run_id} if self._run_id else {}),
+                },
+            )
+            self._deliver(digest)
+        self._held_back.clear()
+
+    def _close_by(self, closer: Alert, now: datetime) -> None:
+        closed: list[AlertRow] = []
+        for kind in CLOSERS[closer.kind]:
+            row = self.store.open_alert(kind, closer.key)
+            if row is not None:
+                self.store.close_alert(row.id, now, closer.summary)
+                closed.append(row)
+        audit = [
+            ("alert", self._record(r, "closed", closer.summary))
+            for r in closed
+            if r.kind not in AUDITED_ELSEWHERE
+        ]
+        self._audit(audit)
+        if closed or closer.kind == "breach.closed":
+            self._emit(_with_state(closer, "closed"), None)
+
+    def _sweep(self, run_id: str) -> None:
+        now = self.clock()
+        for row in self.store.open_alerts():
+            if row.kind not in SWEPT or row.seen_run == run_id:
+                continue
+            resolution = f"no longer raised by run {run_id}"
+            self.store.close_alert(row.id, now, resolution)
+            self._audit([("alert", self._record(row, "closed", resolution))])
+            self._emit(
+                Alert(
+                    "alert.closed",
+                    Severity.INFO,
+                    row.key,
+                    f"resolved: {row.summary}",
+                    {
+                        **row.fields,
+                        "alert_state": "closed",
+                        "closes": row.kind,
+                        "opened_at": row.opened_at.isoformat(),
+                        "resolution": resolution,
+                    },
+                ),
+                None,
+            )
+
+    def _deliver(self, alert: Alert, only: Iterable[str] | None = None) -> tuple[str, ...]:
+        """Hand ``alert`` to every sink (or only those named); returns the sinks that failed."""
+        names = set(only) if only is not None else None
+        missed: list[str] = []
+        for sink in self.sinks:
+            if names is not None and sink.name not in names:
+                continue
+            if not sink.wants(alert):
+                continue
+            if sink.name in self._down:
+                missed.append(sink.name)
+                continue
+            try:
+                sink.deliver(alert)
+            except Exception as exc:
+                missed.append(sink.name)
+                self._down.add(sink.name)  # one failure per run: the next ones wait for remind
+                self._log.error(
+                    "alert.delivery_failed",
+                    sink=sink.name,
+                    kind=alert.kind,
+                    key=alert.key,
+                    error=str(exc),
+                )
+        return tuple(missed)
+
+    def _audit(self, records: list[tuple[str, dict[str, Any]]]) -> None:
+        if self.audit is None or not records:
+            return
+        try:
+            self.audit.append_many(records, run_id=self._run_id or "")
+        except AuditError as exc:  # an altered trail is itself alerted (audit.altered)
+            self._log.error("alert.audit_failed", error=str(exc), records=len(records))
+
+    def _record(self, row: AlertRow, state: str, resolution: str = "") -> dict[str, Any]:
+        rec: dict[str, Any] = {
+            "kind": row.kind,
+            "key": row.key,
+            "severity": row.severity,
+            "state": state,
+            "summary": row.summary,
+            "opened_at": row.opened_at.isoformat(),
+        }
+        if state == "reminder":
+            rec["reminder"] = row.reminders + 1
+        if resolution:
+            rec["resolution"] = resolution
+        return rec
+
+    @staticmethod
+    def _from_row(row: AlertRow, state: str, reminder: int = 0) -> Alert:
+        fields: dict[str, Any] = {**row.fields, "alert_state": state}
+        summary = row.summary
+        if reminder:
+            fields["reminder"] = reminder
+            fields["opened_at"] = row.opened_at.isoformat()
+            summary = f"reminder {reminder}: {summary} (open since {row.opened_at.isoformat()})"
+        return Alert(row.kind, Severity(row.severity), row.key, summary, fields)
+
+
+def _with_state(alert: Alert, state: str) -> Alert:
+    return Alert(
+        alert.kind, alert.severity, alert.key, alert.summary, {**alert.fields, "alert_state": state}
+    )
+
+
+def _event_record(alert: Alert, state: str) -> dict[str, Any]:
+    return {
+        "kind": alert.kind,
+        "key": alert.key,
+        "severity": alert.severity.value,
+        "state": state,
+        "summary": alert.summary,
+    }
+
+
+def build_alert_sink(
+    settings: Settings,
+    store: StateStore,
+    audit: AuditTrail | None,
+    *,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    extra: Iterable[Deliverer] = (),
+) -> AlertManager:
+    """The manager with the configured sinks: the log always, email and webhook when
+    their sections are present."""
+    sinks: list[Deliverer] = [_LogDeliverer()]
+    a = settings.alerts
+    if a.email is not None:
+        from connector.alerts.email import EmailAlertSink
+
+        sinks.append(EmailAlertSink(a.email))
+    if a.webhook is not None:
+        from connector.alerts.webhook import WebhookAlertSink
+
+        sinks.append(WebhookAlertSink(a.webhook, clock=clock))
+    sinks.extend(extra)
+    return AlertManager(
+        store,
+        sinks,
+        audit=audit,
+        reminder=timedelta(hours=a.reminder_hours),
+        digest_after=a.digest_after,
+        clock=clock,
+    )

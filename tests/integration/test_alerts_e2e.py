@@ -1,0 +1,142 @@
+"""Alerts end to end: `misync apply` on a real slapd with the demo feeds, alert email to a
+real SMTP server on loopback (aiosmtpd)."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from connector import app
+from connector.cli import main
+from connector.state import StateStore
+from tests.conftest import demo_seed_ldif
+
+pytestmark = pytest.mark.slapd
+
+ROOT = Path(__file__).resolve().parents[2]
+DEMO = ROOT / "config" / "demo"
+NOW = datetime(2026, 11, 25, 17, 0, tzinfo=UTC)
+
+
+def write_config(tmp: Path, scope: Any, feeds: Path, extra: str) -> Path:
+    ldap = scope.settings
+    cfg = tmp / "misync.toml"
+    cfg.write_text(
+        f"""
+[feeds]
+dir = "{feeds}"
+mapping = "{ROOT / "mappings" / "feeds.toml"}"
+max_age_hours = 0
+
+[target]
+kind = "ldap"
+mapping = "{ROOT / "mappings" / "openldap-ppolicy.toml"}"
+
+[target.ldap]
+url = "{ldap.url}"
+bind_dn = "{ldap.bind_dn}"
+password_file = "{ldap.password_file}"
+base_dn = "{scope.people_dn}"
+group_base_dn = "{scope.groups_dn}"
+scope = "one"
+
+[guard]
+max_unexplained_share = 0.5
+
+[apply]
+backoff_seconds = 0
+
+[state]
+dir = "{tmp / "state"}"
+{extra}
+""",
+        encoding="utf-8",
+    )
+    return cfg
+
+
+@pytest.fixture
+def demo(
+    tmp_path: Path, ldap_scope: Any, slapd: Any, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, Any]:
+    monkeypatch.setattr(app, "now", lambda: NOW)
+    slapd.add_ldif(demo_seed_ldif(ldap_scope))
+    feeds = tmp_path / "feeds"
+    shutil.copytree(DEMO / "feeds", feeds)
+    return {"tmp": tmp_path, "scope": ldap_scope, "feeds": feeds}
+
+
+def test_apply_emails_breaches_once_and_their_closing(
+    demo: dict[str, Any], smtp_server: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the requester R900 separated yesterday but is still designated for WDA-04
+    with (demo["feeds"] / "separations.csv").open("a", encoding="utf-8") as f:
+        f.write("R900,LWDB04,2026-11-24T17:00:00-08:00,retirement\n")
+    cfg = write_config(
+        demo["tmp"],
+        demo["scope"],
+        demo["feeds"],
+        f"""
+[alerts.email]
+host = "{smtp_server.host}"
+port = {smtp_server.port}
+starttls = false
+sender = "misync@esd.example.gov"
+to = ["itsd-mis@esd.example.gov"]
+to_critical = ["itsd-mis@esd.example.gov", "security-admin@esd.example.gov"]
+""",
+    )
+    assert main(["-c", str(cfg), "apply"]) == 0
+    capsys.readouterr()
+    by_subject = {m["Subject"]: (rcpt, m) for _, rcpt, m in smtp_server.messages}
+    opened = sorted(s for s in by_subject if "CRITICAL: breach.open" in s)
+    closed = sorted(s for s in by_subject if "breach.closed" in s)
+    # P1003 (contract ended), P1004 (separated), P1008 (disable request) were past deadline
+    assert [s.split()[-1].split(",")[0] for s in opened] == [
+        "uid=cnguyen",
+        "uid=dpatel",
+        "uid=hruiz",
+    ]
+    rcpt, msg = by_subject[opened[1]]
+    assert rcpt == ["itsd-mis@esd.example.gov", "security-admin@esd.example.gov"]
+    body = msg.get_content()
+    assert "person_id: P1004" in body and "reasons: separated" in body
+    assert len(closed) == 3  # each was disabled by this run: one closing message each
+    assert any("INFO closed: breach.closed uid=dpatel" in s for s in closed)
+    req = [s for s in by_subject if "requester.separated R900" in s]
+    assert req == ["[misync] WARNING: requester.separated R900"]
+    assert "still designated for WDA-04" in by_subject[req[0]][1].get_content()
+
+    n = len(smtp_server.messages)
+    assert main(["-c", str(cfg), "apply"]) == 0  # nothing new: no email at all
+    assert len(smtp_server.messages) == n
+    with StateStore(demo["tmp"] / "state" / "state.sqlite3") as store:
+        assert [(a.kind, a.key) for a in store.open_alerts()] == [("requester.separated", "R900")]
+
+
+def test_a_dead_relay_never_fails_the_run(
+    demo: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = write_config(
+        demo["tmp"],
+        demo["scope"],
+        demo["feeds"],
+        """
+[alerts.email]
+host = "127.0.0.1"
+port = 9
+starttls = false
+to = ["itsd@x"]
+timeout = 5
+""",
+    )
+    assert main(["-c", str(cfg), "apply"]) == 0
+    err = capsys.readouterr().err
+    assert err.count('"alert.delivery_failed"') == 1  # once, then skipped for the run
+    with StateStore(demo["tmp"] / "state" / "state.sqlite3") as store:
+        runs = store.runs()
+        assert runs[0].status == "ok"
