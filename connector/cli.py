@@ -36,6 +36,7 @@ from connector.reconcile.render import SUMMARY_VIEW_FIRST, SUMMARY_VIEW_OVER
 
 if TYPE_CHECKING:
     from connector.alerts.manager import AlertManager
+    from connector.alerts.notify import Notifier
     from connector.app import Runtime
     from connector.model.plan import Plan
 
@@ -236,6 +237,13 @@ def build_parser() -> argparse.ArgumentParser:
     release = qsub.add_parser("release", help="let the next run try this object again")
     release.add_argument("key", help="the account id (or person:ID for a create), as listed")
 
+    status = sub.add_parser(
+        "status",
+        help="last run, next runs, open breaches, held and quarantined objects, feed health, "
+        "open alerts (from the state store; never touches the directory)",
+    )
+    status.add_argument("--format", choices=("text", "json"), default="text")
+
     config = sub.add_parser("config", help="configuration commands")
     csub = config.add_subparsers(dest="config_command", required=True, metavar="SUBCOMMAND")
     csub.add_parser("check", help="validate the configuration, mapping, secrets and feeds layout")
@@ -417,7 +425,7 @@ def _dispatch(args: argparse.Namespace, out: TextIO, run_id: str) -> int:
                 sys.stderr,
                 render=lambda p: render_plan(p, limit=_view_limit(args, p), tz=rt.rules.tz),
             )
-            with _alert_manager(rt) as alerts:
+            with _alert_manager(rt) as alerts, _notifier(rt) as notifier:
                 try:
                     result = runs.run_apply(
                         rt,
@@ -425,7 +433,7 @@ def _dispatch(args: argparse.Namespace, out: TextIO, run_id: str) -> int:
                         override_guard=args.override_guard,
                         run_id=run_id,
                         alerts=alerts,
-                        observer=progress,
+                        observer=runs.Observers(progress, notifier),
                     )
                 except runs.DriftError as exc:
                     lines = "\n".join(f"  {d}" for d in exc.drifted)
@@ -498,6 +506,9 @@ def _dispatch(args: argparse.Namespace, out: TextIO, run_id: str) -> int:
                     label = account_label(account.account_id, account.logon_id)
                     out.write(f"  account: {label}, {state}\n")
             return EXIT_OK
+
+        if args.command == "status":
+            return _status(rt, args, out)
 
         if args.command == "config":
             return _config_check(rt, out)
@@ -611,6 +622,31 @@ def _alert_manager(rt: Runtime) -> Iterator[AlertManager]:
 
     with rt.store() as store, rt.audit() as audit:
         yield build_alert_sink(rt.settings, store, audit, clock=rt.clock)
+
+
+@contextmanager
+def _notifier(rt: Runtime) -> Iterator[Notifier | None]:
+    """The 3.k notifier when ``[notifications] enabled``; it finishes sending on exit."""
+    from connector.alerts.notify import Notifier
+
+    n = rt.settings.notifications
+    smtp = n.smtp or rt.settings.alerts.email
+    if not n.enabled or smtp is None:
+        yield None
+        return
+    with Notifier(n, smtp) as notifier:
+        yield notifier
+
+
+def _status(rt: Runtime, args: argparse.Namespace, out: TextIO) -> int:
+    import json
+
+    from connector.health import collect_status, render_status
+
+    with rt.store() as store:
+        s = collect_status(rt.settings, store, rt.clock())
+    out.write(json.dumps(s, indent=2) + "\n" if args.format == "json" else render_status(s))
+    return EXIT_OK
 
 
 def _config_check(rt: Runtime, out: TextIO) -> int:

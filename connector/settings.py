@@ -306,7 +306,7 @@ class MetricsSettings(_Section):
     def _host_port(cls, v: str) -> str:
         if v:
             host, sep, port = v.rpartition(":")
-            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
                 raise ValueError(f"{v!r} is not HOST:PORT (e.g. 127.0.0.1:9469)")
         return v
 

@@ -7,7 +7,7 @@ crashed run left open, and raise alerts through the ``connector.alerts`` port. N
 here schedules anything; the daemon (connector.daemon) decides *when* to call it.
 """
 
-from connector.runs.apply import ApplyResult, RunObserver, decision_digest, run_apply
+from connector.runs.apply import ApplyResult, Observers, RunObserver, decision_digest, run_apply
 from connector.runs.planning import DriftError, Evaluation, confirm_plan, evaluate, make_plan
 from connector.runs.recovery import recover_interrupted
 
@@ -15,6 +15,7 @@ __all__ = [
     "ApplyResult",
     "DriftError",
     "Evaluation",
+    "Observers",
     "RunObserver",
     "confirm_plan",
     "decision_digest",

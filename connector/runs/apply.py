@@ -17,7 +17,9 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 import structlog
@@ -27,6 +29,7 @@ from connector.app import Runtime
 from connector.apply import ApplyReport, Executor, Outcome
 from connector.audit import UNKEYED_WARNING, AuditTrail
 from connector.model.decisions import Decision
+from connector.model.feeds import FeedSet
 from connector.model.plan import Plan
 from connector.policy.review import separated_requesters
 from connector.report import plan_audit_extras
@@ -48,25 +51,27 @@ class RunObserver(Protocol):
 
 class Observers:
     """Several observers as one (progress printing, notifications, daemon status...), each
-    told in turn; one that raises is logged and never stops the run nor the others."""
+    told in turn. Each handles its own failures (the notifier logs and goes on); what one
+    raises reaches the run as it would without the others (a closed pipe, say)."""
 
     def __init__(self, *observers: RunObserver | None) -> None:
         self._observers = [o for o in observers if o is not None]
-        self._log = structlog.get_logger("misync.run")
+
+    def evaluated(
+        self, feeds: FeedSet, decisions: Mapping[str, Decision], as_of: datetime
+    ) -> None:
+        for o in self._observers:
+            hook = getattr(o, "evaluated", None)
+            if callable(hook):
+                hook(feeds, decisions, as_of)
 
     def planned(self, plan: Plan) -> None:
         for o in self._observers:
-            try:
-                o.planned(plan)
-            except Exception:
-                self._log.exception("observer.failed", observer=type(o).__name__)
+            o.planned(plan)
 
     def outcome(self, outcome: Outcome) -> None:
         for o in self._observers:
-            try:
-                o.outcome(outcome)
-            except Exception:
-                self._log.exception("observer.failed", observer=type(o).__name__)
+            o.outcome(outcome)
 
 
 @dataclass(frozen=True)
@@ -156,6 +161,10 @@ def _run_apply(
         )
         _record_decisions(store, audit, ev, run_id, log)
         if observer is not None:
+            # an observer that needs what the run read (the notifier: requesters, emails)
+            evaluated = getattr(observer, "evaluated", None)
+            if callable(evaluated):
+                evaluated(ev.feeds, ev.decisions, plan.as_of)
             observer.planned(plan)
         checksum = plan.checksum
 

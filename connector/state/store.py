@@ -618,3 +618,39 @@ class StateStore:
         """Every object whose last attempts failed: key -> (count, last failure, detail)."""
         rows = self._query("select key, count, last_at, detail from failures")
         return {r[0]: (int(r[1]), datetime.fromisoformat(r[2]), r[3]) for r in rows}
+
+    # -- counters for the metrics endpoint -----------------------------------------------
+
+    def run_counts(self) -> dict[str, int]:
+        rows = self._query(
+            "select status, count(*) from runs where finished_at is not null group by status"
+        )
+        return {str(r[0]): int(r[1]) for r in rows}
+
+    def action_counts(self) -> dict[tuple[str, str], int]:
+        rows = self._query(
+            "select op, outcome, count(*) from journal where outcome is not null "
+            "group by op, outcome"
+        )
+        return {(str(r[0]), str(r[1])): int(r[2]) for r in rows}
+
+    def last_run(self, status: str | None = None) -> RunRow | None:
+        """The run that finished last (with that status, if given)."""
+        where = "where finished_at is not null" + (" and status = ?" if status else "")
+        rows = self._query(
+            "select run_id, kind, as_of, plan, started_at, finished_at, status, summary "
+            "from runs " + where + " order by finished_at desc limit 1",
+            (status,) if status else (),
+        )
+        for r in rows:
+            return RunRow(
+                r[0],
+                r[1],
+                datetime.fromisoformat(r[2]),
+                r[3],
+                datetime.fromisoformat(r[4]),
+                _dt(r[5]),
+                r[6],
+                json.loads(r[7]) if r[7] else {},
+            )
+        return None

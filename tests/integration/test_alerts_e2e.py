@@ -116,6 +116,10 @@ to_critical = ["itsd-mis@esd.example.gov", "security-admin@esd.example.gov"]
     assert len(smtp_server.messages) == n
     with StateStore(demo["tmp"] / "state" / "state.sqlite3") as store:
         assert [(a.kind, a.key) for a in store.open_alerts()] == [("requester.separated", "R900")]
+    # the alert records interleave with the run's own: the chain still verifies
+    capsys.readouterr()
+    assert main(["-c", str(cfg), "audit", "verify"]) == 0
+    assert "audit trail intact" in capsys.readouterr().out
 
 
 def test_a_dead_relay_never_fails_the_run(
@@ -140,3 +144,36 @@ timeout = 5
     with StateStore(demo["tmp"] / "state" / "state.sqlite3") as store:
         runs = store.runs()
         assert runs[0].status == "ok"
+
+
+def test_status_after_an_apply(demo: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    cfg = write_config(demo["tmp"], demo["scope"], demo["feeds"], "")
+    assert main(["-c", str(cfg), "status"]) == 0
+    assert "last run: none yet" in capsys.readouterr().out
+    assert main(["-c", str(cfg), "apply"]) == 0
+    capsys.readouterr()
+    assert main(["-c", str(cfg), "status", "--format", "json"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert s["last_run"]["status"] == "ok"
+    assert s["last_run"]["summary"]["disable"] == 4
+    assert s["last_success"]["run_id"] == s["last_run"]["run_id"]
+    assert s["breaches"] == []  # all three were disabled by the run
+    assert sorted((f["feed"], f["state"]) for f in s["feeds"]) == sorted(
+        (name, "ok")
+        for name in (
+            "contracts",
+            "ndas",
+            "organizations",
+            "requesters",
+            "requests",
+            "separations",
+            "training",
+            "workers",
+        )
+    )
+    assert main(["-c", str(cfg), "status"]) == 0
+    text = capsys.readouterr().out
+    assert f"last run: {s['last_run']['run_id']} (apply) ok" in text
+    assert "  workers: ok, 12 rows" in text

@@ -198,3 +198,65 @@ def test_configured_sinks_all_receive_a_breach_once(smtp_server: Any, tmp_path: 
     smtp_server.wait_for(1)
     assert len(smtp_server.messages) == 1
     assert len(responses.calls) == 1
+
+
+def test_starttls_and_login_with_the_password_file(tmp_path: Path) -> None:
+    """A relay that requires STARTTLS and AUTH: the sink upgrades (verifying the relay's
+    certificate against ca_file), logs in with the secret file's password, and sends."""
+    import socket
+    import ssl
+
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import AuthResult, LoginPassword
+
+    from tests.security.certs import TestCA
+
+    ca = TestCA(tmp_path / "ca")
+    issued = ca.issue("smtp", ["127.0.0.1"])
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(issued.cert, issued.key)
+    seen: list[tuple[list[str], bytes]] = []
+
+    class Handler:
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            seen.append((list(envelope.rcpt_tos), envelope.original_content))
+            return "250 OK"
+
+    def auth(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
+        ok = isinstance(data, LoginPassword) and (data.login, data.password) == (
+            b"misync",
+            b"s3cret-value",
+        )
+        return AuthResult(success=ok)
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    controller = Controller(
+        Handler(),
+        hostname="127.0.0.1",
+        port=port,
+        tls_context=ctx,
+        require_starttls=True,
+        authenticator=auth,
+        auth_require_tls=True,
+    )
+    controller.start()
+    try:
+        secret = tmp_path / "smtp-password"
+        secret.write_text("s3cret-value\n", encoding="utf-8")
+        settings = EmailAlertSettings(
+            host="127.0.0.1",
+            port=port,
+            starttls=True,
+            ca_file=ca.ca_file,
+            username="misync",
+            password_file=secret,
+            to=["itsd@esd.example.gov"],
+        )
+        EmailAlertSink(settings).deliver(BREACH)
+    finally:
+        controller.stop()
+    assert len(seen) == 1
+    assert seen[0][0] == ["itsd@esd.example.gov"]
+    assert b"breach.open" in seen[0][1]
