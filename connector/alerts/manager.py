@@ -20,7 +20,7 @@ feed.unhealthy         quarantine alert is raised when an object's failures reac
 object.quarantined     ``apply.quarantine_after`` and while it is held as quarantined.
 guard.tripped
 requester.separated
-run.failed,            per job (``apply``, ``reconcile``, ``fast-path``...); closed by
+run.failed,            per job (key ``run:<job>``: ``run:reconcile``...); closed by
 run.refused            ``run.succeeded`` for the same job.
 audit.altered          per trail; closed by ``audit.verified``.
 anything else          a one-off event: delivered (and audited) each time it is raised,
@@ -108,7 +108,7 @@ def run_failed(job: str, run_id: str, error: str) -> Alert:
     return Alert(
         "run.failed",
         Severity.CRITICAL,
-        job,
+        f"run:{job}",
         f"{job} run {run_id} failed: {error}",
         {"job": job, "run_id": run_id, "error": error},
     )
@@ -118,7 +118,7 @@ def run_refused(job: str, run_id: str, reason: str) -> Alert:
     return Alert(
         "run.refused",
         Severity.CRITICAL,
-        job,
+        f"run:{job}",
         f"{job} run {run_id} refused to start: {reason}",
         {"job": job, "run_id": run_id, "reason": reason},
     )
@@ -126,7 +126,11 @@ def run_refused(job: str, run_id: str, reason: str) -> Alert:
 
 def run_succeeded(job: str, run_id: str) -> Alert:
     return Alert(
-        "run.succeeded", Severity.INFO, job, f"{job} runs again (run {run_id})", {"run_id": run_id}
+        "run.succeeded",
+        Severity.INFO,
+        f"run:{job}",
+        f"{job} runs again (run {run_id})",
+        {"job": job, "run_id": run_id},
     )
 
 
