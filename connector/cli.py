@@ -242,7 +242,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="last run, next runs, open breaches, held and quarantined objects, feed health, "
         "open alerts (from the state store; never touches the directory)",
     )
-    status.add_argument("--format", choices=("text", "json"), default="text")
+    status.add_argument(
+        "--format",
+        choices=("text", "json"),
+        default="text",
+        help="text for people (default) or JSON (keys in the README, section Health)",
+    )
 
     config = sub.add_parser("config", help="configuration commands")
     csub = config.add_subparsers(dest="config_command", required=True, metavar="SUBCOMMAND")
