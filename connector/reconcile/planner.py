@@ -30,10 +30,10 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from connector.mapping.types import Mapping as AccountMapping
-from connector.model.accounts import Account
+from connector.model.accounts import Account, Change, DesiredAccount
 from connector.model.decisions import Decision, Reason, Status
 from connector.model.feeds import FeedName, FeedSet
 from connector.model.plan import Action, Breach, HeldAction, Op, Plan
@@ -56,6 +56,61 @@ OP_ORDER = {Op.DISABLE: 0, Op.UPDATE: 1, Op.ENABLE: 2, Op.CREATE: 3}
 ACCESS_ENDING_FEEDS = ALL_FEEDS - {FeedName.TRAINING, FeedName.NDAS}
 
 
+class PlanCache:
+    """The costly pure steps of a plan (a person's desired account, its diff against the
+    account read), kept for the next plan made with the same mapping.
+
+    Keyed by object identity: every input is a frozen value, so the same objects give
+    the same result. A daemon's incremental cycle reuses the decisions and the accounts
+    that did not change, so only what changed is rendered and compared again. Entries
+    not used by a plan are dropped at its end.
+    """
+
+    def __init__(self) -> None:
+        self._old: dict[str, tuple[Any, ...]] = {}
+        self._new: dict[str, tuple[Any, ...]] = {}
+
+    def desired(
+        self,
+        decision: Decision,
+        worker: Worker,
+        org: Organization | None,
+        logon: str,
+        mapping: AccountMapping,
+    ) -> tuple[DesiredAccount, Reason]:
+        key = f"d:{decision.person_id}"
+        hit = self._old.get(key) or self._new.get(key)
+        if (
+            hit is not None
+            and hit[0] is decision
+            and hit[1] is worker
+            and hit[2] is org
+            and hit[3] == logon
+            and hit[4] is mapping
+        ):
+            self._new[key] = hit
+            return hit[5], hit[6]
+        desired = desired_account(decision, worker, org, logon, mapping)
+        reason = _entitled_reason(decision)
+        self._new[key] = (decision, worker, org, logon, mapping, desired, reason)
+        return desired, reason
+
+    def diff(
+        self, acc: Account, desired: DesiredAccount, manage_groups: bool
+    ) -> tuple[Change, ...]:
+        key = f"a:{acc.account_id}"
+        hit = self._old.get(key) or self._new.get(key)
+        if hit is not None and hit[0] is acc and hit[1] is desired and hit[2] == manage_groups:
+            self._new[key] = hit
+            return cast(tuple[Change, ...], hit[3])
+        changes = diff_account(acc, desired, manage_groups=manage_groups)
+        self._new[key] = (acc, desired, manage_groups, changes)
+        return changes
+
+    def rotate(self) -> None:
+        self._old, self._new = self._new, {}
+
+
 @dataclass(frozen=True, slots=True)
 class PlanInputs:
     """Everything the planner needs; gathered by the app from the adapters."""
@@ -74,6 +129,7 @@ class PlanInputs:
     max_share: float = 0.05
     override_guard: bool = False
     warning: timedelta = timedelta(hours=4)
+    cache: PlanCache | None = None  # reuse results of the previous plan (a daemon's cycles)
 
 
 def _entitled_reason(decision: Decision) -> Reason:
@@ -137,6 +193,7 @@ def build_plan(inp: PlanInputs) -> Plan:
     unhealthy = feeds.unhealthy()
     mapping = inp.mapping
     manage_groups = bool(mapping.groups)
+    cache = inp.cache or PlanCache()
 
     workers: dict[str, Worker] = {w.person_id: w for w in feeds.workers}
     orgs: dict[str, Organization] = {o.org_id: o for o in feeds.organizations}
@@ -255,8 +312,10 @@ def build_plan(inp: PlanInputs) -> Plan:
             if worker is None:  # cannot happen for an entitled person; be safe
                 continue
             logon = _logon_for(inp, person_id, acc, worker, orgs, decision, taken)
-            desired = desired_account(decision, worker, orgs.get(worker.org_id), logon, mapping)
-            reasons = (_entitled_reason(decision), *decision.flags)
+            desired, entitled_reason = cache.desired(
+                decision, worker, orgs.get(worker.org_id), logon, mapping
+            )
+            reasons = (entitled_reason, *decision.flags)
             if acc is None:
                 consider(
                     Action(
@@ -278,7 +337,7 @@ def build_plan(inp: PlanInputs) -> Plan:
                         Op.ENABLE,
                         person_id,
                         logon_id=logon,
-                        changes=diff_account(acc, desired, manage_groups=manage_groups),
+                        changes=cache.diff(acc, desired, manage_groups),
                         reasons=reasons,
                         desired=desired,
                         drivers=ALL_FEEDS,
@@ -296,7 +355,7 @@ def build_plan(inp: PlanInputs) -> Plan:
                         f"rejected row(s) {rows} may end {person_id}'s access; misync cannot "
                         "tell, so it neither confirms nor removes it: correct the row(s)",
                     )
-                changes = diff_account(acc, desired, manage_groups=manage_groups)
+                changes = cache.diff(acc, desired, manage_groups)
                 if changes:
                     consider(
                         _on(
@@ -360,6 +419,7 @@ def build_plan(inp: PlanInputs) -> Plan:
     counts = {s.value: 0 for s in Status}
     for d in inp.decisions.values():
         counts[d.status.value] += 1
+    cache.rotate()
     return Plan(
         as_of=inp.as_of,
         target=inp.target,

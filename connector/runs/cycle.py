@@ -58,6 +58,7 @@ from connector.model.accounts import Account
 from connector.model.plan import Plan
 from connector.policy.horizon import valid_until
 from connector.reconcile import PlanInputs, build_plan, seal
+from connector.reconcile.planner import PlanCache
 from connector.runs.planning import Evaluation, collector_paused, evaluate
 from connector.state import StateStore
 from connector.targets.base import IncrementalTarget, Target
@@ -113,6 +114,7 @@ class Reconciler:
         self._ev: Evaluation | None = None
         self._feeds_fp = ""
         self._ev_until: datetime | None = None
+        self._cache = PlanCache()  # desired accounts and diffs of what did not change
 
     # -- the one entry point ---------------------------------------------------------------
 
@@ -296,6 +298,7 @@ class Reconciler:
                     max_share=s.guard.max_unexplained_share,
                     override_guard=override_guard,
                     warning=timedelta(hours=s.policy.warning_hours),
+                    cache=self._cache,
                 )
             )
         )

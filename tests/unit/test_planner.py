@@ -382,6 +382,26 @@ def test_streamed_checksum_and_file_match_the_canonical_form(held: bool) -> None
     assert dataclasses.replace(again, checksum="") == dataclasses.replace(plan, checksum="")
 
 
+def test_a_warm_plan_cache_gives_the_plan_a_cold_one_gives() -> None:
+    """PlanCache reuses results only for the very same (frozen) inputs: a changed
+    account or decision is rendered and compared again."""
+    from connector.reconcile.planner import PlanCache
+
+    decisions = {"P1": entitled("P1"), "P2": entitled("P2")}
+    fs = FeedSet(organizations=(ORG,), workers=(worker("P1"), worker("P2")), health=health())
+    acc1 = account("P1", uid="alee")
+    acc2 = account("P2", uid="blee", enabled=False)
+    cache = PlanCache()
+    first = build_plan(inputs(decisions, [acc1, acc2], feeds=fs, cache=cache))
+    assert first == build_plan(inputs(decisions, [acc1, acc2], feeds=fs))
+    assert first == build_plan(inputs(decisions, [acc1, acc2], feeds=fs, cache=cache))
+    changed = dataclasses.replace(acc1, attributes={**acc1.attributes, "mail": ("x@y.org",)})
+    ended = {"P1": decisions["P1"], "P2": separated("P2", deadline=NOW)}
+    for accs, ds in (([changed, acc2], decisions), ([acc1, acc2], ended)):
+        warm = build_plan(inputs(ds, accs, feeds=fs, cache=cache))
+        assert warm == build_plan(inputs(ds, accs, feeds=fs))
+
+
 def _world(n: int) -> FeedSet:
     """``n`` entitled people, PSEP separated last week and PDIS disabled by request
     yesterday, all with accounts."""
