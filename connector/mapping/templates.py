@@ -8,7 +8,9 @@ refused when the mapping is loaded, so a mapping file can never reach into objec
 from __future__ import annotations
 
 import string
+import sys
 from collections.abc import Mapping
+from functools import lru_cache
 
 # Fields a template may use; ``offices`` is the only multi-valued one.
 PERSON_FIELDS = frozenset(
@@ -60,26 +62,38 @@ def fields_of(template: str) -> tuple[str, ...]:
     return tuple(names)
 
 
+@lru_cache(maxsize=512)
+def _compiled(template: str) -> tuple[tuple[tuple[str, str | None, str], ...], bool]:
+    """The template's (literal, field, spec) parts and whether it uses ``{offices}``,
+    parsed once per template (a mapping has a handful; a plan renders them 100k times)."""
+    names = fields_of(template)
+    parts = tuple((lit, name, spec or "") for lit, name, spec, _c in _formatter.parse(template))
+    return parts, MULTI_FIELD in names
+
+
 def render(template: str, values: Mapping[str, str | tuple[str, ...]]) -> tuple[str, ...]:
     """Render to zero or more values. A template with ``{offices}`` yields one value per
     office; a rendering that is empty or whitespace yields no value."""
-    names = fields_of(template)
-    if MULTI_FIELD in names:
+    parts, multi = _compiled(template)
+    if multi:
         offices = values.get(MULTI_FIELD, ())
         items = (offices,) if isinstance(offices, str) else offices
-        out = [_render_one(template, {**values, MULTI_FIELD: office}) for office in items]
+        out = [_render_one(parts, {**values, MULTI_FIELD: office}) for office in items]
     else:
-        out = [_render_one(template, values)]
-    return tuple(v for v in out if v.strip())
+        out = [_render_one(parts, values)]
+    # interned: the same values repeat across people and in the accounts read
+    return tuple(sys.intern(v) for v in out if v.strip())
 
 
-def _render_one(template: str, values: Mapping[str, str | tuple[str, ...]]) -> str:
-    parts: list[str] = []
-    for literal, name, spec, _conv in _formatter.parse(template):
-        parts.append(literal)
+def _render_one(
+    parts: tuple[tuple[str, str | None, str], ...], values: Mapping[str, str | tuple[str, ...]]
+) -> str:
+    out: list[str] = []
+    for literal, name, spec in parts:
+        out.append(literal)
         if name is None:
             continue
         raw = values.get(name, "")
         text = raw if isinstance(raw, str) else ";".join(raw)
-        parts.append(format(text, spec or ""))
-    return "".join(parts).strip()
+        out.append(format(text, spec) if spec else text)
+    return "".join(out).strip()

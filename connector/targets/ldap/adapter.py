@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import re
 import ssl
+import sys
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
@@ -497,7 +498,11 @@ def _get(raw: dict[str, Any], name: str) -> list[bytes]:
 
 
 def _decode(vals: Sequence[bytes | str]) -> Values:
-    return tuple(v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in vals)
+    # interned: office, organization and profile values repeat across 100k accounts and
+    # are the very strings the desired accounts render (connector.mapping.templates)
+    return tuple(
+        sys.intern(v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)) for v in vals
+    )
 
 
 def _tls_reason(exc: BaseException) -> str | None:
