@@ -179,13 +179,9 @@ def _on(acc: Account, op: Op, person_id: str | None, **fields: Any) -> Action:
     """An action on an existing account: its id, its logon ID and the digest as read
     (what ``apply --plan`` compares), unless ``fields`` says otherwise."""
     base: dict[str, Any] = {"logon_id": acc.logon_id, "changes": (), "reasons": ()}
-    return Action(
-        op=op,
-        person_id=person_id,
-        account_id=acc.account_id,
-        before=account_digest(acc),
-        **(base | fields),
-    )
+    if "before" not in fields:
+        base["before"] = account_digest(acc)
+    return Action(op=op, person_id=person_id, account_id=acc.account_id, **(base | fields))
 
 
 def _unread_reason(person_id: str, rows: str) -> Reason:
@@ -265,13 +261,40 @@ def build_plan(inp: PlanInputs) -> Plan:
     uncorrelated: list[Account] = []
     enabled_count = 0
     target_logons: set[str] = set()
+    # Accounts found in line while they stream past are kept as stubs (id, logon, digest):
+    # a 100k read then never holds every account's attributes at once.
+    settled: dict[int, str] = {}  # id(stub) -> digest of the account as read
+
+    def settle(snap: Account, pid: str) -> Account:
+        """A stub for an enabled account of an entitled person that is already what the
+        policy wants (the plan has nothing to do with it but count it); else ``snap``.
+        Only when the logon ID is known without a proposal (no side effect on ``taken``)."""
+        decision = inp.decisions[pid]
+        worker = workers.get(pid)
+        if not (decision.entitled and snap.enabled and worker is not None):
+            return snap
+        if not (inp.known_logon_ids.get(pid) or snap.logon_id):
+            return snap
+        logon = _logon_for(inp, pid, snap, worker, orgs, decision, set())
+        desired, _ = cache.desired(decision, worker, orgs.get(worker.org_id), logon, mapping)
+        if cache.diff(snap, desired, manage_groups):
+            return snap
+        stub = Account(snap.account_id, snap.correlation, snap.logon_id, True)
+        settled[id(stub)] = account_digest(snap)
+        return stub
+
+    def on(acc: Account, op: Op, person_id: str | None, **fields: Any) -> Action:
+        if id(acc) in settled:
+            fields.setdefault("before", settled[id(acc)])
+        return _on(acc, op, person_id, **fields)
+
     for snap in inp.accounts:
         enabled_count += snap.enabled
         if snap.logon_id:
             target_logons.add(snap.logon_id.lower())
         pids = person_of.get(key(snap.correlation), []) if snap.correlation else []
         if len(pids) == 1:
-            by_person[pids[0]].append(snap)
+            by_person[pids[0]].append(settle(snap, pids[0]))
         elif pids:  # the reader rejects colliding feed ids; never guess between them
             for pid in pids:
                 by_person[pid].append(snap)
@@ -309,6 +332,18 @@ def build_plan(inp: PlanInputs) -> Plan:
                 return
         actions.append(action)
 
+    def hold_unread(acc: Account, person_id: str, worker: Worker) -> None:
+        """A row that could not be read may be a separation or a disable: hold."""
+        unread = unread_by_person.get(key(person_id), []) + unread_by_org.get(worker.org_id, [])
+        if unread:
+            rows = ", ".join(unread)
+            hold(
+                on(acc, Op.DISABLE, person_id, reasons=(_unread_reason(person_id, rows),)),
+                "rejected_row",
+                f"rejected row(s) {rows} may end {person_id}'s access; misync cannot "
+                "tell, so it neither confirms nor removes it: correct the row(s)",
+            )
+
     for person_id in sorted(inp.decisions):
         decision = inp.decisions[person_id]
         accounts = by_person.pop(person_id, [])  # freed as the plan goes (a 100k read)
@@ -325,13 +360,16 @@ def build_plan(inp: PlanInputs) -> Plan:
                         f"{len(accounts)} accounts carry {mapping.correlation_attribute}="
                         f"{person_id} (under {mapping.correlation_match})"
                     )
-                hold(_on(dup_acc, Op.UPDATE, person_id), "ambiguous_correlation", why)
+                hold(on(dup_acc, Op.UPDATE, person_id), "ambiguous_correlation", why)
             continue
         acc = accounts[0] if accounts else None
 
         if decision.entitled:
             worker = workers.get(person_id)
             if worker is None:  # cannot happen for an entitled person; be safe
+                continue
+            if acc is not None and id(acc) in settled:  # in line: only the unread-row hold
+                hold_unread(acc, person_id, worker)
                 continue
             logon = _logon_for(inp, person_id, acc, worker, orgs, decision, taken)
             desired, entitled_reason = cache.desired(
@@ -366,17 +404,7 @@ def build_plan(inp: PlanInputs) -> Plan:
                     )
                 )
             else:
-                unread = unread_by_person.get(key(person_id), []) + unread_by_org.get(
-                    worker.org_id, []
-                )
-                if unread:  # a row that could not be read may be a separation or a disable
-                    rows = ", ".join(unread)
-                    hold(
-                        _on(acc, Op.DISABLE, person_id, reasons=(_unread_reason(person_id, rows),)),
-                        "rejected_row",
-                        f"rejected row(s) {rows} may end {person_id}'s access; misync cannot "
-                        "tell, so it neither confirms nor removes it: correct the row(s)",
-                    )
+                hold_unread(acc, person_id, worker)
                 changes = cache.diff(acc, desired, manage_groups)
                 if changes:
                     consider(

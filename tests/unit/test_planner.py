@@ -402,6 +402,28 @@ def test_a_warm_plan_cache_gives_the_plan_a_cold_one_gives() -> None:
         assert warm == build_plan(inputs(ds, accs, feeds=fs))
 
 
+def test_accounts_in_line_are_planned_as_they_stream_and_keep_their_digest() -> None:
+    """An account already in line is reduced to a stub while the read streams past;
+    whatever the plan later says about it (a duplicate, an unreadable row) carries the
+    digest of the account as read, which ``apply --plan`` compares."""
+    decisions = {"P1": entitled("P1")}
+    fs = FeedSet(organizations=(ORG,), workers=(worker("P1"),), health=health())
+    create = build_plan(inputs(decisions, [], feeds=fs)).actions[0]
+    assert create.desired is not None
+    d = create.desired
+    attrs = {**d.create_only, **d.attributes}
+    in_line = Account(f"uid={d.logon_id},ou=people,dc=x", "P1", d.logon_id, True, attrs, d.groups)
+    twin = dataclasses.replace(in_line, account_id="uid=twin,ou=people,dc=x")
+    assert build_plan(inputs(decisions, [in_line], feeds=fs)).actions == ()
+    dup = build_plan(inputs(decisions, [in_line, twin], feeds=fs))
+    assert {h.action.before for h in dup.held} == {account_digest(in_line), account_digest(twin)}
+    bad = (Rejection("separations", "separations.csv", 2, "separated_at", "x", "bad", "P1"),)
+    held = build_plan(
+        inputs(decisions, [in_line], feeds=dataclasses.replace(fs, rejected=bad))
+    ).held
+    assert [(h.code, h.action.before) for h in held] == [("rejected_row", account_digest(in_line))]
+
+
 def _world(n: int) -> FeedSet:
     """``n`` entitled people, PSEP separated last week and PDIS disabled by request
     yesterday, all with accounts."""
