@@ -107,6 +107,16 @@ class PlanCache:
         self._new[key] = (acc, desired, manage_groups, changes)
         return changes
 
+    def digest(self, acc: Account) -> str:
+        key = f"h:{acc.account_id}"
+        hit = self._old.get(key) or self._new.get(key)
+        if hit is not None and hit[0] is acc:
+            self._new[key] = hit
+            return cast(str, hit[1])
+        digest = account_digest(acc)
+        self._new[key] = (acc, digest)
+        return digest
+
     def rotate(self) -> None:
         self._old, self._new = self._new, {}
 
@@ -128,6 +138,9 @@ class _NoCache(PlanCache):
         self, acc: Account, desired: DesiredAccount, manage_groups: bool
     ) -> tuple[Change, ...]:
         return diff_account(acc, desired, manage_groups=manage_groups)
+
+    def digest(self, acc: Account) -> str:
+        return account_digest(acc)
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,7 +293,7 @@ def build_plan(inp: PlanInputs) -> Plan:
         if cache.diff(snap, desired, manage_groups):
             return snap
         stub = Account(snap.account_id, snap.correlation, snap.logon_id, True)
-        settled[id(stub)] = account_digest(snap)
+        settled[id(stub)] = cache.digest(snap)
         return stub
 
     def on(acc: Account, op: Op, person_id: str | None, **fields: Any) -> Action:

@@ -207,9 +207,14 @@ class Reconciler:
 
     def _full(self, store: StateStore, target: Target, now: datetime) -> int:
         mark = target.high_water_mark() if isinstance(target, IncrementalTarget) else None
-        fresh = {a.account_id.lower(): a for a in target.snapshot()}
         old = self._accounts or {}
-        upserts = {k: a for k, a in fresh.items() if old.get(k) != a}
+        fresh: dict[str, Account] = {}
+        for a in target.snapshot():
+            key = a.account_id.lower()
+            before = old.get(key)
+            # an unchanged account keeps its object: the plan cache knows it by identity
+            fresh[key] = before if before is not None and before == a else a
+        upserts = {k: a for k, a in fresh.items() if old.get(k) is not a}
         deletes = [k for k in old if k not in fresh]
         self._save(store, target, mark, now, upserts, deletes, replace=self._accounts is None)
         self._accounts, self._mark, self._full_at = fresh, mark, now
