@@ -410,7 +410,10 @@ def main() -> int:
         ("apply of the updates (plan + execute)", fig["apply"], "ldapmodify", 1.5),
         (
             "apply, execution only",
-            {"seconds": fig["apply"]["seconds"] - fig["apply"]["plan_seconds"]},
+            {
+                "seconds": fig["apply"]["seconds"] - fig["apply"]["plan_seconds"],
+                "rss_mb": fig["apply"]["rss_mb"],
+            },
             "ldapmodify",
             1.5,
         ),
