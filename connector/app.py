@@ -91,5 +91,8 @@ class Runtime:
     def store(self) -> StateStore:
         return StateStore(self.settings.state.db)
 
-    def audit(self) -> AuditTrail:
-        return AuditTrail(self.settings.state.audit_db, key=self.settings.audit.key())
+    def audit(self, *, read_only: bool = False) -> AuditTrail:
+        """The audit trail; ``read_only`` (verify, export) writes nothing to the folder."""
+        return AuditTrail(
+            self.settings.state.audit_db, key=self.settings.audit.key(), read_only=read_only
+        )

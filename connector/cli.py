@@ -5,7 +5,8 @@ Exit codes (also in the README):
   0  success (plan: computed; apply: every action carried out; verify: intact)
   1  unexpected internal error (a bug: the traceback is logged)
   2  usage, configuration or input error (bad config, mapping, plan file, person unknown)
-  3  the target or the state could not be read; nothing was changed
+  3  the target could not be read (nothing was changed), or the state folder could not
+     be read or written (read-only, full, damaged: the command stopped there)
   4  apply finished but some actions failed or were held (see the log and the plan)
   5  apply --plan refused: the plan was altered or the target drifted since it was made
   6  audit verify: the trail was altered
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sqlite3
 import sys
 import traceback
 import uuid
@@ -33,6 +35,7 @@ import structlog
 from connector import __version__
 from connector.logs import configure
 from connector.reconcile.render import SUMMARY_VIEW_FIRST, SUMMARY_VIEW_OVER
+from connector.state.errors import state_condition
 
 if TYPE_CHECKING:
     from connector.alerts.manager import AlertManager
@@ -47,7 +50,8 @@ EXIT_CODES_HELP = """exit codes:
   0  success; plan --detailed-exitcode: nothing to do
   1  internal error (a bug; the log has the traceback)
   2  usage, configuration or input error (secret files included)
-  3  the target or the state could not be read; nothing was changed
+  3  the target could not be read (nothing was changed), or the state folder could not
+     be read or written (read-only, full, damaged: the command stopped there)
   4  apply finished, but some actions failed or were held, or feeds were not usable
   5  apply --plan refused: the plan was altered or the target drifted
   6  audit verify: the trail was altered; apply: the trail does not match its anchor
@@ -534,7 +538,12 @@ def _dispatch(args: argparse.Namespace, out: TextIO, run_id: str) -> int:
                 return EXIT_OK
 
         if args.command == "audit":
-            trail = rt.audit()
+            from connector.audit import AuditError
+
+            try:  # verify and export write nothing: an auditor's read-only copy will do
+                trail = rt.audit(read_only=True)
+            except AuditError as exc:
+                raise UserError(str(exc), EXIT_UNAVAILABLE) from exc
             with trail:
                 if args.audit_command == "verify":
                     checked = trail.verify(anchor=args.anchor)
@@ -568,6 +577,16 @@ def _dispatch(args: argparse.Namespace, out: TextIO, run_id: str) -> int:
         ) from exc
     except ValueError as exc:  # secret files and similar input problems
         raise UserError(str(exc)) from exc
+    except (sqlite3.Error, OSError) as exc:  # a read-only, full or damaged state folder
+        condition = state_condition(exc, rt.settings.state.dir)
+        if condition is None:
+            raise  # not a condition of the state folder: a bug
+        log.error("state.unavailable", error=condition, command=args.command)
+        raise UserError(
+            f"{condition}; the command stopped there (make the folder writable or free "
+            "space, then run it again; audit verify and export work on a read-only copy)",
+            EXIT_UNAVAILABLE,
+        ) from exc
     raise UserError(f"unknown command {args.command}")
 
 

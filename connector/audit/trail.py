@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
+from urllib.parse import quote
 
 GENESIS = "0" * 64
 
@@ -100,15 +101,23 @@ class VerifyResult:
 
 
 class AuditTrail:
-    def __init__(self, path: Path, key: bytes | None = None) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        if not path.exists():
-            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    def __init__(self, path: Path, key: bytes | None = None, *, read_only: bool = False) -> None:
+        """Open (and create) the trail for appending, or with ``read_only`` open it for
+        ``verify`` and ``export`` only, writing nothing at all: no folder, file, lock,
+        journal mode or table is created, so an auditor's copy on read-only storage
+        (or a folder that must not change) can be checked."""
         self.path = path
         self.head_path = path.with_name(path.name + ".head")
         self.lock_path = path.with_name(path.name + ".lock")
         self._key = key
         self._lock = threading.Lock()
+        self.read_only = read_only
+        if read_only:
+            self._db = _open_read_only(path)
+            return
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not path.exists():
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute(f"pragma busy_timeout={BUSY_TIMEOUT_MS}")
         self._db.execute("pragma synchronous=full")
@@ -135,8 +144,9 @@ class AuditTrail:
     def _flock(self, exclusive: bool) -> Iterator[None]:
         """Serialize with other processes: appends hold it exclusively across the database
         commit and the head write, verify holds it shared to read both as one state."""
+        flags = os.O_RDONLY if self.read_only else os.O_CREAT | os.O_RDWR
         try:
-            fd = os.open(self.lock_path, os.O_CREAT | os.O_RDWR, 0o600)
+            fd = os.open(self.lock_path, flags, 0o600)
         except OSError:
             if exclusive:
                 raise
@@ -170,6 +180,8 @@ class AuditTrail:
         Raises :class:`AuditIntegrityError`, appending nothing, if the database no longer
         ends where the head anchor says (truncated, emptied, an older copy put back, or
         the head file missing, corrupt or not signed by the key)."""
+        if self.read_only:
+            raise AuditError(f"audit trail {self.path} is open read-only (verify, export)")
         stamp = (at or datetime.now(UTC)).astimezone(UTC).isoformat()
         todo = [(kind, canonical(data)) for kind, data in items]
         if not todo:
@@ -323,6 +335,13 @@ class AuditTrail:
 
     def _records(self) -> list[AuditRecord]:
         with self._lock:
+            if (
+                self.read_only
+                and not self._db.execute(
+                    "select 1 from sqlite_master where type = 'table' and name = 'records'"
+                ).fetchone()
+            ):
+                return []  # a trail created but never written to
             rows = self._db.execute("select * from records order by rowid").fetchall()
         return [AuditRecord(int(r[0]), r[1], r[2], r[3], r[4], r[5], r[6]) for r in rows]
 
@@ -445,6 +464,32 @@ class AuditTrail:
                 )
             n += 1
         return n
+
+
+def _open_read_only(path: Path) -> sqlite3.Connection:
+    """Open ``path`` without writing anything, even where nothing may be written.
+
+    ``mode=ro`` reads a WAL database with its ``-wal`` and ``-shm`` files. A copy taken
+    after the writer closed has neither, and SQLite then needs to create the ``-shm``
+    file, which a read-only folder refuses: such a copy is complete in its main file
+    and is opened ``immutable``. A copy with a ``-wal`` file that cannot be read
+    that way is refused: opened immutable, its newest records would be missed."""
+    if not path.is_file():
+        raise AuditError(f"no audit trail at {path}")
+    uri = f"file:{quote(str(path.resolve()))}"
+    try:
+        db = sqlite3.connect(f"{uri}?mode=ro", uri=True, check_same_thread=False)
+        db.execute("select count(*) from sqlite_master").fetchone()
+    except sqlite3.OperationalError as exc:
+        wal = path.with_name(path.name + "-wal")
+        if wal.exists() and wal.stat().st_size > 0:
+            raise AuditError(
+                f"cannot read {path} read-only with its write-ahead log {wal.name} ({exc}); "
+                "copy the whole state folder (with its -wal and -shm files) to storage "
+                "where SQLite can read it, or copy it while no misync run is writing"
+            ) from exc
+        db = sqlite3.connect(f"{uri}?immutable=1", uri=True, check_same_thread=False)
+    return db
 
 
 _INVESTIGATE = "nothing was appended; run `misync audit verify` and investigate"

@@ -376,3 +376,48 @@ def test_a_head_temp_file_left_by_a_killed_writer_is_removed(tmp_path: Path) -> 
         assert not stale.exists()
         assert sorted(p.name for p in tmp_path.glob(".*.tmp")) == []
         assert trail.verify().ok
+
+
+def _folder(path: Path) -> dict[str, bytes]:
+    """The folder's files and bytes, but SQLite's own -wal and -shm bookkeeping (a
+    read-only connection on a writable folder may create them; the read-only copy
+    test in tests/integration/test_state_conditions.py shows none are needed)."""
+    return {
+        p.name: p.read_bytes()
+        for p in sorted(path.iterdir())
+        if not p.name.endswith(("-wal", "-shm"))
+    }
+
+
+def test_read_only_trail_writes_nothing_and_reads_a_live_write_ahead_log(tmp_path: Path) -> None:
+    """verify/export open the trail read-only: not one file is created or changed, and
+    records still only in the writer's -wal file (a copy taken while a run was open)
+    are read."""
+    path = tmp_path / "audit.sqlite3"
+    writer = AuditTrail(path)
+    writer.append("run", {"n": 1})
+    writer._db.execute("pragma wal_autocheckpoint = 0")
+    writer.append("run", {"n": 2})
+    assert (tmp_path / "audit.sqlite3-wal").stat().st_size > 0
+    before = _folder(tmp_path)
+    with AuditTrail(path, read_only=True) as reader:
+        checked = reader.verify()
+        assert (checked.ok, checked.records) == (True, 2)
+        with pytest.raises(AuditError, match="read-only"):
+            reader.append("run", {"n": 3})
+    assert _folder(tmp_path) == before
+    writer.close()
+
+
+def test_read_only_trail_of_a_closed_copy_and_of_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "audit.sqlite3"
+    with AuditTrail(path) as writer:
+        writer.append("run", {"n": 1})
+    assert not (tmp_path / "audit.sqlite3-wal").exists()  # checkpointed on close
+    before = _folder(tmp_path)
+    with AuditTrail(path, read_only=True) as reader:
+        assert reader.verify().records == 1
+    assert _folder(tmp_path) == before  # nothing created, nothing changed
+    with pytest.raises(AuditError, match="no audit trail at"):
+        AuditTrail(tmp_path / "missing" / "audit.sqlite3", read_only=True)
+    assert not (tmp_path / "missing").exists()
