@@ -226,8 +226,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="show unexplained disables as actions, not held (as plan --override-guard)",
     )
 
-    explain = sub.add_parser("explain", help="why a person is (not) entitled, with clauses")
-    explain.add_argument("person_id", help="the person id of the feeds (e.g. P1004)")
+    explain = sub.add_parser(
+        "explain",
+        help="why a person is (not) entitled, with clauses; or what happens to an account "
+        "(by account id or logon ID, e.g. an orphan) and why",
+    )
+    explain.add_argument(
+        "person_id",
+        metavar="SUBJECT",
+        help="a person id of the feeds (e.g. P1004), or an account id or logon ID",
+    )
     explain.add_argument(
         "--as-of", type=_instant, help="decide at this instant (default: now): " + INSTANT_HELP
     )
@@ -369,7 +377,7 @@ def _dispatch(args: argparse.Namespace, out: TextIO, run_id: str) -> int:
     from connector.alerts.manager import audit_altered
     from connector.audit import AuditIntegrityError
     from connector.reconcile import PlanFormatError, plan_from_json
-    from connector.reconcile.render import render_decision, render_plan
+    from connector.reconcile.render import render_plan
     from connector.reconcile.serialize import write_plan
     from connector.state import StateBusyError
     from connector.targets.base import TargetError
@@ -466,55 +474,7 @@ def _dispatch(args: argparse.Namespace, out: TextIO, run_id: str) -> int:
             return _report(rt, args, out)
 
         if args.command == "explain":
-            as_of = args.as_of or rt.clock()
-            with rt.store() as store:
-                ev = runs.evaluate(rt, store, as_of)
-            decision = ev.decisions.get(args.person_id)
-            if decision is None:
-                raise UserError(f"person {args.person_id!r} appears in no feed")
-            target = rt.target()
-            try:
-                account = target.find(args.person_id)
-            finally:
-                target.close()
-            if args.format == "json":
-                import json
-
-                from connector.reconcile.serialize import _reason
-
-                out.write(
-                    json.dumps(
-                        {
-                            "person_id": decision.person_id,
-                            "as_of": decision.as_of.isoformat(),
-                            "status": decision.status.value,
-                            "entitled": decision.entitled,
-                            "reasons": [_reason(r) for r in decision.reasons],
-                            "flags": [_reason(r) for r in decision.flags],
-                            "grant": decision.grant.request_id if decision.grant else None,
-                            "account": {
-                                "id": account.account_id,
-                                "enabled": account.enabled,
-                                "logon_id": account.logon_id,
-                            }
-                            if account
-                            else None,
-                        },
-                        indent=2,
-                    )
-                    + "\n"
-                )
-            else:
-                out.write(render_decision(decision))
-                if account is None:
-                    out.write("  account: none in the target\n")
-                else:
-                    from connector.reconcile.render import account_label
-
-                    state = "enabled" if account.enabled else "disabled"
-                    label = account_label(account.account_id, account.logon_id)
-                    out.write(f"  account: {label}, {state}\n")
-            return EXIT_OK
+            return _explain(rt, args, out)
 
         if args.command == "status":
             return _status(rt, args, out)
@@ -588,6 +548,35 @@ def _dispatch(args: argparse.Namespace, out: TextIO, run_id: str) -> int:
             EXIT_UNAVAILABLE,
         ) from exc
     raise UserError(f"unknown command {args.command}")
+
+
+def _explain(rt: Runtime, args: argparse.Namespace, out: TextIO) -> int:
+    import json
+
+    from connector.reconcile.explain import (
+        account_json,
+        person_json,
+        render_account,
+        render_person,
+    )
+    from connector.runs.explain import NothingToExplain, PersonExplanation, explain
+
+    with rt.store() as store:
+        try:
+            found = explain(rt, store, args.person_id, args.as_of or rt.clock())
+        except NothingToExplain as exc:
+            raise UserError(str(exc)) from exc
+    if isinstance(found, PersonExplanation):
+        parts = (found.person_id, found.decision, found.rejected, found.account)
+        if args.format == "json":
+            out.write(json.dumps(person_json(*parts), indent=2) + "\n")
+        else:
+            out.write(render_person(*parts))
+    elif args.format == "json":
+        out.write(json.dumps(account_json(found), indent=2) + "\n")
+    else:
+        out.write(render_account(found))
+    return EXIT_OK
 
 
 _USES_SECRETS = frozenset({"plan", "apply", "explain", "report", "run"})

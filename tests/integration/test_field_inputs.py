@@ -328,3 +328,98 @@ def test_bad_ldap_url_is_a_configuration_error(
         code, _ = run(demo, *command, capsys=capsys)
         assert code == 2
         assert "target.ldap.url" in demo["last_err"] and problem in demo["last_err"]
+
+
+# -- 11. explain cites rejected rows as rejected, and explains an orphan -------------------
+
+
+def test_explain_cites_a_rejected_training_row_as_rejected(
+    demo: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """P1010's training row has an impossible date: not 'no training'."""
+    code, out = run(demo, "explain", "P1010", capsys=capsys)
+    assert code == 0, demo["last_err"]
+    lines = out.splitlines()
+    at = next(i for i, line in enumerate(lines) if "[no_training]" in line or "training" in line)
+    assert (
+        "but training.csv line 11, column completed_on (about P1010) was rejected: not a date"
+        in ("\n".join(lines[at : at + 3]))
+    ), out
+    code, out = run(demo, "explain", "P1010", "--format", "json", capsys=capsys)
+    body = json.loads(out)
+    cited = [c for r in body["reasons"] for c in r["rejected_rows"]]
+    assert any(c.startswith("training.csv line 11, column completed_on") for c in cited)
+    assert [(r["file"], r["line"], r["column"]) for r in body["rejected"]] == [
+        ("training.csv", 11, "completed_on")
+    ]
+
+
+def test_explain_an_unreadable_roster_row_is_not_a_missing_requester(
+    demo: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """P1002's roster row cannot be read (a bad status): every reason that rests on the
+    roster says so, none reads it as 'not on the roster' or an undesignated requester."""
+    _edit(
+        demo["feeds"] / "workers.csv",
+        "P1002,CBO1,Ben,Lee,ben.lee@example.org,Renton,P2002,active,",
+        "P1002,CBO1,Ben,Lee,ben.lee@example.org,Renton,P2002,retired,",
+    )
+    code, out = run(demo, "explain", "P1002", "--format", "json", capsys=capsys)
+    assert code == 0, demo["last_err"]
+    body = json.loads(out)
+    assert body["reasons"], body
+    roster = "workers.csv line 3, column status (about P1002) was rejected"
+    for reason in body["reasons"]:
+        if "workers" in reason.get("relies_on", []) or reason.get("feed") == "workers":
+            assert any(c.startswith(roster) for c in reason["rejected_rows"]), reason
+    assert all(r["rejected_rows"] for r in body["reasons"]), body["reasons"]
+    code, text = run(demo, "explain", "P1002", capsys=capsys)
+    assert f"but {roster}" in text
+    assert "rejected rows about P1002" in text
+
+
+def test_explain_an_orphan_by_account_id_and_by_logon_id(
+    demo: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    scope = demo["scope"]
+    dn = f"uid=oldtemp,{scope.people_dn}"
+    for subject in (dn, "oldtemp", "OLDTEMP"):
+        code, out = run(demo, "explain", subject, capsys=capsys)
+        assert code == 0, demo["last_err"]
+        assert (
+            out.splitlines()[0] == f"account {dn} (enabled), logon ID oldtemp, employeeNumber=P9999"
+        )
+        assert "an orphan" in out
+        assert "plan: disable in the plan" in out
+        assert "matches no person in the feeds  [orphan]" in out
+    code, out = run(demo, "explain", "oldtemp", "--format", "json", capsys=capsys)
+    body = json.loads(out)
+    assert (body["orphan"], body["op"], body["account"]["correlation"]) == (
+        True,
+        "disable",
+        "P9999",
+    )
+    assert [r["code"] for r in body["reasons"]] == ["orphan"]
+    # an account that belongs to a person is explained as that person's
+    code, out = run(demo, "explain", "ewalsh", capsys=capsys)
+    assert code == 0 and out.startswith("person P1005:")
+    assert run(demo, "explain", "nobody-at-all", capsys=capsys)[0] == 2
+    assert "no account in the target's managed scope" in demo["last_err"]
+
+
+def test_explain_an_orphan_named_by_a_rejected_row(
+    demo: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The orphan's employeeNumber is named by a rejected roster row: it is held, and
+    explain says which row."""
+    workers = demo["feeds"] / "workers.csv"
+    workers.write_text(
+        workers.read_text(encoding="utf-8")
+        + "P9999,CBO1,Old,Temp,old.temp@example.org,Renton,P2002,active,2026-13-01\n",
+        encoding="utf-8",
+    )
+    code, out = run(demo, "explain", "oldtemp", capsys=capsys)
+    assert code == 0, demo["last_err"]
+    assert out.startswith("person P9999: appears only in rejected rows")
+    assert "workers.csv line 14, column separated_on (about P9999) was rejected" in out
+    assert f"account: uid=oldtemp,{demo['scope'].people_dn}, enabled" in out
