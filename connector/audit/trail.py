@@ -474,8 +474,8 @@ def _open_read_only(path: Path) -> sqlite3.Connection:
     file, which a read-only folder refuses: such a copy is complete in its main file
     and is opened ``immutable``. A copy with a ``-wal`` file that cannot be read
     that way is refused: opened immutable, its newest records would be missed."""
-    if not path.is_file():
-        raise AuditError(f"no audit trail at {path}")
+    if not path.exists():  # no trail yet: an empty one, created by nobody
+        return sqlite3.connect(":memory:", check_same_thread=False)
     uri = f"file:{quote(str(path.resolve()))}"
     try:
         db = sqlite3.connect(f"{uri}?mode=ro", uri=True, check_same_thread=False)
