@@ -155,11 +155,6 @@ def test_report_renders_in_chromium(
     assert all("P1004" in r["text"] for r in shown)
     assert any(r["hidden"] for r in dom2.rows)
 
-    # a screenshot, kept with the test's files for a person to look at
-    shot = demo["tmp"] / "report.png"
-    chromium(page.as_uri(), demo["tmp"], f"--screenshot={shot}", "--window-size=1280,2400")
-    assert shot.stat().st_size > 10_000
-
 
 def test_report_for_one_wda_shows_nothing_of_another(
     demo: dict[str, Any], capsys: pytest.CaptureFixture[str]
