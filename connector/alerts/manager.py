@@ -224,7 +224,8 @@ class AlertManager:
         alerts went out. The daemon schedules this (e.g. every few minutes)."""
         with self._lock:
             now = now or self.clock()
-            self._new_window(("remind", now))
+            # a new chance for the sinks that failed; the digest window of a run that may
+            # be going on in another thread is left alone (its digest goes out at its end)
             self._down.clear()
             due: list[AlertRow] = []
             for row in self.store.open_alerts():

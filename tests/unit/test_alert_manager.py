@@ -238,3 +238,16 @@ def test_one_off_events_are_sent_each_time(env: Any) -> None:
     mgr.send(ev)
     assert [s for _, _, s in rec.states()] == ["event", "event"]
     assert audit_kinds(audit) == [("alert", "config.reload_refused", "event")] * 2
+
+
+def test_a_reminder_pass_during_a_run_keeps_that_runs_digest(env: Any) -> None:
+    mgr, rec, _clock, _store, _audit = env
+    mgr.run_started("r1")
+    for i in range(5):
+        mgr.send(Alert("operation.held", Severity.WARNING, f"g:uid=u{i}", "held", {}))
+    mgr.remind()  # the daemon's monitor job, from another thread, mid-run
+    for i in range(5, 8):
+        mgr.send(Alert("operation.held", Severity.WARNING, f"g:uid=u{i}", "held", {}))
+    mgr.run_finished("r1")
+    assert [k for k, _, _ in rec.states()] == ["operation.held"] * 3 + ["alert.digest"]
+    assert rec.got[-1].fields["count"] == 5
