@@ -683,6 +683,9 @@ def _config_check(rt: Runtime, out: TextIO) -> int:
         check_secrets(s)  # missing, unreadable or empty
     except ValueError as exc:
         problems.append(str(exc))
+    from connector.alerts.manager import config_problems
+
+    problems += config_problems(s)  # alert and notification secrets, templates, metrics
     for p in problems:
         out.write(f"  {p}\n")
     for warning in config_warnings(s):

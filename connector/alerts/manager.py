@@ -461,6 +461,46 @@ def _event_record(alert: Alert, state: str) -> dict[str, Any]:
     }
 
 
+def config_problems(settings: Settings) -> list[str]:
+    """What ``config check`` can find before the first alert is due: the relay password
+    and webhook token files, the notification templates, prometheus-client for metrics."""
+    problems: list[str] = []
+    a, n = settings.alerts, settings.notifications
+    relays = [("alerts.email", a.email), ("notifications.smtp", n.smtp if n.enabled else None)]
+    for where, relay in relays:
+        if relay is None:
+            continue
+        if relay.username and relay.password_file is None:
+            problems.append(f"{where}.password_file: required with username")
+            continue
+        try:
+            relay.password()
+        except ValueError as exc:
+            problems.append(f"{where}: {exc}")
+    if a.webhook is not None:
+        try:
+            a.webhook.token()
+        except ValueError as exc:
+            problems.append(str(exc))
+    if n.enabled:
+        from connector.alerts.notify import load_templates, load_user_templates
+
+        try:
+            load_templates(n.templates)
+            if n.notify_user:
+                load_user_templates(n.templates)
+        except ValueError as exc:
+            problems.append(f"notifications.templates: {exc}")
+    if settings.metrics.listen:
+        import importlib.util
+
+        if importlib.util.find_spec("prometheus_client") is None:
+            problems.append(
+                "metrics.listen: prometheus-client is not installed (pip install 'misync[metrics]')"
+            )
+    return problems
+
+
 def build_alert_sink(
     settings: Settings,
     store: StateStore,

@@ -177,3 +177,51 @@ def test_status_after_an_apply(demo: dict[str, Any], capsys: pytest.CaptureFixtu
     text = capsys.readouterr().out
     assert f"last run: {s['last_run']['run_id']} (apply) ok" in text
     assert "  workers: ok, 12 rows" in text
+
+
+def test_config_check_finds_alert_and_notification_problems(
+    demo: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    tmp = demo["tmp"]
+    templates = tmp / "templates"
+    shutil.copytree(ROOT / "connector" / "alerts" / "templates", templates)
+    (templates / "update.txt").write_text("no subject line\n$person_id\n", encoding="utf-8")
+    cfg = write_config(
+        tmp,
+        demo["scope"],
+        demo["feeds"],
+        f"""
+[alerts.email]
+host = "127.0.0.1"
+username = "misync"
+password_file = "{tmp / "missing-smtp-password"}"
+to = ["itsd@x"]
+
+[alerts.webhook]
+url = "https://hooks.example/misync"
+token_file = "{tmp / "missing-token"}"
+
+[notifications]
+enabled = true
+templates = "{templates}"
+""",
+    )
+    assert main(["-c", str(cfg), "config", "check"]) == 2
+    out = capsys.readouterr().out
+    assert (
+        f"alerts.email: smtp password: cannot read secret file {tmp / 'missing-smtp-password'}"
+        in out
+    )
+    assert f"alerts.webhook.token: cannot read secret file {tmp / 'missing-token'}" in out
+    assert (
+        f"notifications.templates: {templates / 'update.txt'} line 1: must start with 'Subject:'"
+        in out
+    )
+    assert "configuration has 3 problem(s)" in out
+
+    (tmp / "missing-smtp-password").write_text("pw\n", encoding="utf-8")
+    (tmp / "missing-smtp-password").chmod(0o600)
+    (tmp / "missing-token").write_text("tok\n", encoding="utf-8")
+    (tmp / "missing-token").chmod(0o600)
+    shutil.copy(ROOT / "connector" / "alerts" / "templates" / "update.txt", templates)
+    assert main(["-c", str(cfg), "config", "check"]) == 0, capsys.readouterr().out
