@@ -13,7 +13,14 @@ Exit codes (also in the README):
   7  apply: another misync run holds the state folder (nothing was done)
   8  plan --detailed-exitcode: the plan has actions (0 means nothing to do)
   9  plan --detailed-exitcode: actions are held or feeds are not usable (review needed)
+  10 apply stopped: the audit trail could not be written (e.g. disk full); the message
+     names the cause; outcomes already known stay in the journal and the next run
+     audits them before anything else
 141  the reader closed standard output (`misync ... | head`): stopped quietly
+
+apply also exits 4 when it stopped early (circuit breaker: the target stopped
+answering; or apply.run_deadline_seconds passed): the rest is recorded as not
+attempted, and the next run resumes.
 """
 
 from __future__ import annotations
@@ -44,7 +51,7 @@ if TYPE_CHECKING:
     from connector.model.plan import Plan
 
 EXIT_OK, EXIT_BUG, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_INCOMPLETE, EXIT_REFUSED = 0, 1, 2, 3, 4, 5
-EXIT_TAMPERED, EXIT_BUSY, EXIT_CHANGES, EXIT_ATTENTION = 6, 7, 8, 9
+EXIT_TAMPERED, EXIT_BUSY, EXIT_CHANGES, EXIT_ATTENTION, EXIT_AUDIT_WRITE = 6, 7, 8, 9, 10
 EXIT_PIPE = 141  # stdout closed by the reader (`| head`): 128 + SIGPIPE, as Unix tools
 EXIT_CODES_HELP = """exit codes:
   0  success; plan --detailed-exitcode: nothing to do
@@ -58,6 +65,7 @@ EXIT_CODES_HELP = """exit codes:
   7  apply: another misync run holds the state folder; nothing was done
   8  plan --detailed-exitcode: the plan has actions
   9  plan --detailed-exitcode: actions are held or feeds are not usable (review needed)
+  10 apply stopped: the audit trail could not be written (the message names the cause)
 """
 DEFAULT_CONFIG = Path("/etc/misync/misync.toml")
 
@@ -375,7 +383,7 @@ def _load(args: argparse.Namespace) -> Runtime:
 def _dispatch(args: argparse.Namespace, out: TextIO, run_id: str) -> int:
     from connector import runs
     from connector.alerts.manager import audit_altered
-    from connector.audit import AuditIntegrityError
+    from connector.audit import AuditIntegrityError, AuditWriteError
     from connector.reconcile import PlanFormatError, plan_from_json
     from connector.reconcile.render import render_plan
     from connector.reconcile.serialize import write_plan
@@ -460,6 +468,13 @@ def _dispatch(args: argparse.Namespace, out: TextIO, run_id: str) -> int:
                 except AuditIntegrityError as exc:  # found before any change to the directory
                     alerts.send(audit_altered([str(exc)]))
                     raise UserError(f"refused: {exc}", EXIT_TAMPERED) from exc
+                except AuditWriteError as exc:
+                    raise UserError(
+                        f"apply stopped: {exc}; outcomes already known are kept in the "
+                        "journal and the next run audits them; free space (or fix the state "
+                        "folder) and run again",
+                        EXIT_AUDIT_WRITE,
+                    ) from exc
                 finally:
                     progress.close()
             from connector.progress import apply_result_json, render_apply_outcome
@@ -468,6 +483,13 @@ def _dispatch(args: argparse.Namespace, out: TextIO, run_id: str) -> int:
                 out.write(apply_result_json(result) + "\n")
             else:
                 out.write(render_apply_outcome(result))
+            if result.report.stopped:
+                left = sum(o.status == "not_attempted" for o in result.report.outcomes)
+                print(
+                    f"misync: apply stopped early: {result.report.stopped}; {left} action(s) "
+                    "not attempted (journaled and audited); the next run resumes",
+                    file=sys.stderr,
+                )
             return EXIT_OK if result.status == "ok" else EXIT_INCOMPLETE
 
         if args.command == "report":

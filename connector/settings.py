@@ -196,6 +196,13 @@ class ApplySettings(_Section):
     backoff_seconds: float = Field(default=0.5, ge=0)
     backoff_max_seconds: float = Field(default=30.0, ge=0)
     quarantine_after: int = Field(default=3, ge=1)  # consecutive failed runs
+    # stop after this many attempts in a row got no answer (timeout, connection lost); 0: never
+    circuit_breaker_after: int = Field(default=8, ge=0)
+    run_deadline_seconds: float = Field(default=3600.0, ge=0)  # stop starting actions; 0: none
+    commit_batch: int = Field(default=200, ge=1, le=10000)  # outcomes per group commit
+    commit_interval_ms: float = Field(default=200.0, ge=0)  # ... or this long, whichever first
+    # enable an account that someone else disabled (misync has no record of disabling it)
+    reenable_external_disables: bool = False
 
 
 class StateSettings(_Section):

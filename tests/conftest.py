@@ -35,6 +35,11 @@ class LdapScope:
 
 @pytest.fixture
 def ldap_scope(slapd: LocalSlapd, tmp_path: Path) -> LdapScope:
+    return ldap_scope_on(slapd, tmp_path)
+
+
+def ldap_scope_on(slapd: LocalSlapd, tmp_path: Path) -> LdapScope:
+    """A fresh branch on ``slapd`` (the session's, or a test's own server)."""
     root = f"ou=t{next(_branch)},{slapd.suffix}"
     people, groups, outside = f"ou=people,{root}", f"ou=groups,{root}", f"ou=svc,{root}"
     slapd.add_ldif(

@@ -2,15 +2,28 @@
 
 Guarantees:
 
-- **Journaled before and after.** Each action is written to the state journal (and
-  committed) before the directory is touched, and its outcome after. A crash in
-  between leaves an open journal entry that the next run reports; the next run
-  re-plans from a fresh snapshot and converges.
+- **Journaled before, audited and journaled after.** Each action is written to the
+  state journal (and committed) before the directory is touched. Its outcome is then
+  written on the entry, audited, and only then is the entry closed with the seq of its
+  audit record: no entry is ever closed without its audit record. Outcomes are
+  committed in groups (``commit_batch`` outcomes or ``commit_interval`` seconds,
+  whichever comes first): one journal transaction, one audit append with one head
+  write. A crash leaves entries open (never closed-but-unaudited), and the next run
+  audits and closes them (``connector.runs.recovery``).
+- **An audit write that fails stops the run** (:class:`connector.audit.AuditWriteError`,
+  with the cause, e.g. "database or disk is full"): nothing more is started, the
+  outcomes already known stay written on their open entries for the next run to audit.
 - **Revoke before grant.** Phases run in order: disables, updates, enables, creates.
 - **One bad account never stops the run.** A permanent error fails that object; a
   temporary one is retried with exponential backoff (honouring the server's
   ``retry_after``) up to ``max_attempts``; then the object fails and its consecutive
   failure count grows; the planner quarantines it past ``quarantine_after``.
+- **A stalled target does.** After ``circuit_breaker_after`` consecutive attempts that
+  got no answer (timeout, connection lost or refused), or past the run's deadline, the
+  run stops: nothing new is started, the remaining actions are journaled and audited
+  as ``not_attempted``, and the next run plans them again.
+- **A write that did not take is not done.** After an enable or disable the account is
+  read back; if it still shows the old state the action fails (``not_effective``).
 - **Bounded concurrency over reused connections.** ``workers`` threads, each with its
   own target (connection) for the whole run.
 - **No blind re-sends.** A create that timed out is looked up (``find``) before it is
@@ -24,7 +37,7 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,33 +46,33 @@ from typing import Any, Protocol
 import structlog
 
 from connector.model.plan import Action, Op, Plan
+from connector.state.store import JournalClose
 from connector.targets.base import (
     PermanentTargetError,
     Target,
     TargetError,
+    TargetNotEffectiveError,
+    TargetNotRespondingError,
     TargetUnavailableError,
     TemporaryTargetError,
 )
 
 PHASES = (Op.DISABLE, Op.UPDATE, Op.ENABLE, Op.CREATE)
+NOT_ATTEMPTED = "not_attempted"
 
 
 class Journal(Protocol):
     """What the executor needs from the state store (connector.state.StateStore)."""
 
-    def journal_begin(
+    def journal_begin_many(
         self,
         run_id: str,
-        key: str,
-        op: str,
-        person_id: str | None,
-        account_id: str | None,
-        payload: dict[str, Any],
-    ) -> int: ...
+        items: Sequence[tuple[str, str, str | None, str | None, dict[str, Any]]],
+    ) -> list[int]: ...
 
-    def journal_end(
-        self, entry_id: int, outcome: str, account_id: str | None, detail: str
-    ) -> None: ...
+    def journal_record(self, items: Sequence[tuple[int, str, str | None, str]]) -> None: ...
+
+    def journal_close(self, items: Sequence[JournalClose]) -> None: ...
 
     def reserve_logon_id(self, person_id: str, logon_id: str) -> None: ...
 
@@ -67,17 +80,23 @@ class Journal(Protocol):
 @dataclass(frozen=True, slots=True)
 class Outcome:
     action: Action
-    status: str  # "ok" | "failed"
+    status: str  # "ok" | "failed" | "not_attempted"
     account_id: str | None
     attempts: int
     detail: str = ""
-    temporary: bool = False  # failed only because retries ran out
+    temporary: bool = False  # failed only because retries ran out (or the run stopped)
+    code: str = ""  # why, for failures: not_effective | stopped | not_attempted | internal
+
+
+# Audits a batch of (journal entry id, outcome); returns the audit seq of each, in order.
+AuditBatch = Callable[[Sequence[tuple[int, Outcome]]], Sequence[int | None]]
 
 
 @dataclass(frozen=True, slots=True)
 class ApplyReport:
     run_id: str
     outcomes: tuple[Outcome, ...]
+    stopped: str = ""  # why the run stopped early (circuit breaker, deadline, audit)
 
     @property
     def failed(self) -> tuple[Outcome, ...]:
@@ -118,7 +137,13 @@ class Executor:
         backoff: float = 0.5,
         backoff_max: float = 30.0,
         on_outcome: Callable[[Outcome], None] | None = None,
+        audit: AuditBatch | None = None,
+        commit_batch: int = 200,
+        commit_interval: float = 0.2,
+        circuit_breaker_after: int = 8,
+        deadline_seconds: float = 0.0,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._factory = target_factory
         self._journal = journal
@@ -127,80 +152,239 @@ class Executor:
         self._backoff = backoff
         self._backoff_max = backoff_max
         self._on_outcome = on_outcome
+        self._audit = audit
+        self._batch = max(1, commit_batch)
+        self._interval = max(0.0, commit_interval)
+        self._breaker_after = circuit_breaker_after  # 0: never
+        self._deadline_seconds = deadline_seconds  # 0: none
         self._sleep = sleep
+        self._clock = clock
         self._local = threading.local()
         self._targets: list[Target] = []
         self._targets_lock = threading.Lock()
         self._log = structlog.get_logger("misync.apply")
+        # run state
+        self._state_lock = threading.Lock()
+        self._stalls = 0  # consecutive attempts that got no answer
+        self._stop_reason = ""
+        self._deadline: float | None = None
+        self._audit_error: BaseException | None = None
+
+    # -- the run ----------------------------------------------------------------------
 
     def apply(self, plan: Plan, run_id: str) -> ApplyReport:
         """Carry out the plan phase by phase; outcomes come back in plan order.
 
-        At most ``workers`` actions are in flight, and each outcome is journaled (and
-        handed to ``on_outcome``) as soon as it is known, so a crash leaves open only
-        the entries of the actions that were in flight. Journal writes stay on this
-        thread.
+        At most ``workers`` actions are in flight. Outcomes are committed in groups as
+        they come (see the module docstring), so a crash leaves open only the entries of
+        the actions in flight or not yet committed. Journal and audit writes stay on this
+        thread. Raises :class:`connector.audit.AuditWriteError` (after the actions in
+        flight have finished and their outcomes are written on their entries) when an
+        audit write failed.
         """
+        self._stalls, self._stop_reason, self._audit_error = 0, "", None
+        self._deadline = (
+            self._clock() + self._deadline_seconds if self._deadline_seconds > 0 else None
+        )
         outcomes: dict[int, Outcome] = {}
+        pending: list[tuple[int, int, Outcome]] = []  # (plan index, entry, outcome)
+        oldest: list[float] = []  # when the oldest pending outcome came (empty: none)
+
+        def add(i: int, entry: int, outcome: Outcome) -> None:
+            if not pending:
+                oldest[:] = [self._clock()]
+            pending.append((i, entry, outcome))
+
         with self._pool() as pool:
             for phase in PHASES:
-                batch = deque((i, a) for i, a in enumerate(plan.actions) if a.op is phase)
+                todo = deque((i, a) for i, a in enumerate(plan.actions) if a.op is phase)
+                begun: deque[tuple[int, Action, int]] = deque()
                 running: dict[Future[Outcome], tuple[int, Action, int]] = {}
-                while batch or running:
-                    while batch and len(running) < self._workers:
-                        i, action = batch.popleft()
-                        entry = self._begin(action, plan.checksum, run_id)
-                        if isinstance(entry, Outcome):  # failed before touching the target
-                            outcomes[i] = entry
+                while todo or begun or running:
+                    self._check_deadline()
+                    if self._stop_reason:
+                        self._give_up(todo, begun, plan.checksum, run_id, add)
+                    while (todo or begun) and len(running) < self._workers:
+                        if not begun:
+                            begun.extend(self._begin(todo, plan.checksum, run_id, add))
                             continue
+                        i, action, entry = begun.popleft()
                         # in the caller's context: the run's log fields (run_id, command)
                         ctx = contextvars.copy_context()
                         running[pool.submit(ctx.run, self._perform, action)] = (i, action, entry)
-                    if not running:
-                        continue
-                    done, _ = wait(running, return_when=FIRST_COMPLETED)
-                    for fut in done:
-                        i, action, entry = running.pop(fut)
-                        try:
-                            outcome = fut.result()
-                        except Exception as exc:  # a bug, not a target error: journal it
-                            outcome = Outcome(
-                                action, "failed", action.account_id, 0, f"internal: {exc!r}"
-                            )
-                        self._end(entry, outcome)
-                        outcomes[i] = outcome
-        return ApplyReport(run_id=run_id, outcomes=tuple(outcomes[i] for i in sorted(outcomes)))
+                    if running:
+                        timeout = None
+                        if pending and self._interval:
+                            timeout = max(0.0, oldest[0] + self._interval - self._clock())
+                        done, _ = wait(running, timeout=timeout, return_when=FIRST_COMPLETED)
+                        for fut in done:
+                            i, action, entry = running.pop(fut)
+                            try:
+                                outcome = fut.result()
+                            except Exception as exc:  # a bug, not a target error: journal it
+                                outcome = Outcome(
+                                    action,
+                                    "failed",
+                                    action.account_id,
+                                    0,
+                                    f"internal: {exc!r}",
+                                    code="internal",
+                                )
+                            add(i, entry, outcome)
+                    due = bool(pending) and (
+                        len(pending) >= self._batch
+                        or not (running or todo or begun)  # the phase is done
+                        or self._clock() - oldest[0] >= self._interval
+                    )
+                    if due:
+                        self._commit(pending, outcomes)
+            if pending:
+                self._commit(pending, outcomes)
+        if self._audit_error is not None:
+            raise self._audit_error
+        return ApplyReport(
+            run_id=run_id,
+            outcomes=tuple(outcomes[i] for i in sorted(outcomes)),
+            stopped=self._stop_reason,
+        )
+
+    def _stop(self, reason: str) -> None:
+        with self._state_lock:
+            if not self._stop_reason:
+                self._stop_reason = reason
+                self._log.error("apply.stopped", reason=reason)
+
+    def _stopped(self) -> str:
+        self._check_deadline()
+        return self._stop_reason
+
+    def _check_deadline(self) -> None:
+        if self._deadline is not None and self._clock() >= self._deadline:
+            self._stop(
+                f"the run deadline (apply.run_deadline_seconds = {self._deadline_seconds:g}) passed"
+            )
 
     # -- journal ------------------------------------------------------------------------
 
-    def _begin(self, action: Action, checksum: str, run_id: str) -> int | Outcome:
-        """Journal the action (and reserve a new logon ID); an Outcome if it cannot start."""
-        if action.op is Op.CREATE and action.person_id and action.logon_id:
-            try:
-                self._journal.reserve_logon_id(action.person_id, action.logon_id)
-            except Exception as exc:  # LogonIdConflict from the store
-                entry = self._journal.journal_begin(
-                    run_id,
-                    action.key,
-                    action.op.value,
-                    action.person_id,
-                    None,
-                    action_payload(action, checksum),
-                )
-                outcome = Outcome(action, "failed", None, 0, f"logon ID not reserved: {exc}")
-                self._end(entry, outcome)
-                return outcome
-        return self._journal.journal_begin(
+    def _begin(
+        self,
+        todo: deque[tuple[int, Action]],
+        checksum: str,
+        run_id: str,
+        add: Callable[[int, int, Outcome], None],
+    ) -> list[tuple[int, Action, int]]:
+        """Journal the next actions of ``todo`` in one commit (reserving new logon IDs
+        first); those that cannot start get their failed outcome at once."""
+        take = [todo.popleft() for _ in range(min(self._batch, len(todo)))]
+        refused: dict[int, str] = {}
+        for i, action in take:
+            if action.op is Op.CREATE and action.person_id and action.logon_id:
+                try:
+                    self._journal.reserve_logon_id(action.person_id, action.logon_id)
+                except Exception as exc:  # LogonIdConflictError from the store
+                    refused[i] = f"logon ID not reserved: {exc}"
+        entries = self._journal.journal_begin_many(
             run_id,
-            action.key,
-            action.op.value,
-            action.person_id,
-            action.account_id,
-            action_payload(action, checksum),
+            [
+                (
+                    a.key,
+                    a.op.value,
+                    a.person_id,
+                    None if i in refused else a.account_id,
+                    action_payload(a, checksum),
+                )
+                for i, a in take
+            ],
         )
+        out: list[tuple[int, Action, int]] = []
+        for (i, action), entry in zip(take, entries, strict=True):
+            if i in refused:  # failed before touching the target
+                add(i, entry, Outcome(action, "failed", None, 0, refused[i]))
+            else:
+                out.append((i, action, entry))
+        return out
 
-    def _end(self, entry: int, outcome: Outcome) -> None:
-        self._journal.journal_end(entry, outcome.status, outcome.account_id, outcome.detail)
+    def _give_up(
+        self,
+        todo: deque[tuple[int, Action]],
+        begun: deque[tuple[int, Action, int]],
+        checksum: str,
+        run_id: str,
+        add: Callable[[int, int, Outcome], None],
+    ) -> None:
+        """The run stopped: journal (and so audit) every action left as not attempted."""
+        detail = f"not attempted: {self._stop_reason}; the next run plans it again"
+        while begun:
+            i, action, entry = begun.popleft()
+            add(
+                i,
+                entry,
+                Outcome(action, NOT_ATTEMPTED, action.account_id, 0, detail, True, NOT_ATTEMPTED),
+            )
+        if self._audit_error is not None:
+            todo.clear()  # nothing can be audited: leave them unbegun, nothing was touched
+            return
+        while todo:
+            take = [todo.popleft() for _ in range(min(self._batch, len(todo)))]
+            entries = self._journal.journal_begin_many(
+                run_id,
+                [
+                    (a.key, a.op.value, a.person_id, a.account_id, action_payload(a, checksum))
+                    for _, a in take
+                ],
+            )
+            for (i, action), entry in zip(take, entries, strict=True):
+                add(
+                    i,
+                    entry,
+                    Outcome(
+                        action, NOT_ATTEMPTED, action.account_id, 0, detail, True, NOT_ATTEMPTED
+                    ),
+                )
+
+    def _commit(
+        self, pending: list[tuple[int, int, Outcome]], outcomes: dict[int, Outcome]
+    ) -> None:
+        """One group commit: outcomes written on their entries, audited in one append,
+        then the entries closed with their audit seqs (and failure counts) in one
+        transaction. A failed audit write stops the run; the entries stay open with
+        their outcomes for the next run to audit."""
+        batch = list(pending)
+        pending.clear()
+        for i, _, o in batch:
+            outcomes[i] = o
+        self._journal.journal_record(
+            [(entry, o.status, o.account_id, o.detail) for _, entry, o in batch]
+        )
+        if self._audit_error is not None:
+            return
+        seqs: Sequence[int | None] = [None] * len(batch)
+        if self._audit is not None:
+            try:
+                seqs = self._audit([(entry, o) for _, entry, o in batch])
+            except Exception as exc:
+                self._audit_error = exc
+                self._stop(f"the audit trail could not be written: {exc}")
+                return
+        self._journal.journal_close(
+            [
+                JournalClose(
+                    entry,
+                    seq,
+                    o.action.key,
+                    None if o.status == "ok" else o.detail,
+                    count_failure=o.code not in (NOT_ATTEMPTED, "stopped"),
+                    op=o.action.op.value,
+                )
+                for (_, entry, o), seq in zip(batch, seqs, strict=True)
+            ]
+        )
+        for _, _, o in batch:
+            self._log_outcome(o)
+            if self._on_outcome is not None:
+                self._on_outcome(o)
+
+    def _log_outcome(self, outcome: Outcome) -> None:
         log = self._log.bind(
             op=outcome.action.op.value,
             person_id=outcome.action.person_id,
@@ -210,10 +394,15 @@ class Executor:
         )
         if outcome.status == "ok":
             log.info("operation.ok")
+        elif outcome.status == NOT_ATTEMPTED:
+            log.warning("operation.not_attempted", detail=outcome.detail)
         else:
-            log.error("operation.failed", detail=outcome.detail, temporary=outcome.temporary)
-        if self._on_outcome is not None:
-            self._on_outcome(outcome)
+            log.error(
+                "operation.failed",
+                detail=outcome.detail,
+                temporary=outcome.temporary,
+                code=outcome.code or None,
+            )
 
     # -- workers ------------------------------------------------------------------------
 
@@ -244,6 +433,20 @@ class Executor:
             target.close()
             self._local.target = None
 
+    def _answered(self) -> None:
+        with self._state_lock:
+            self._stalls = 0
+
+    def _stalled(self, detail: str) -> None:
+        with self._state_lock:
+            self._stalls += 1
+            trip = self._breaker_after and self._stalls >= self._breaker_after
+        if trip:
+            self._stop(
+                f"circuit breaker: {self._stalls} attempts in a row got no answer from the "
+                f"target (apply.circuit_breaker_after = {self._breaker_after}); last: {detail}"
+            )
+
     def _perform(self, action: Action) -> Outcome:
         account_id = action.account_id
         last = ""
@@ -251,17 +454,41 @@ class Executor:
             try:
                 target = self._target()
                 account_id = self._do(target, action, account_id, retry=attempt > 1)
+                self._answered()
                 return Outcome(action, "ok", account_id, attempt)
+            except TargetNotEffectiveError as exc:
+                self._answered()
+                return Outcome(
+                    action, "failed", account_id, attempt, _describe(exc), code="not_effective"
+                )
             except PermanentTargetError as exc:
+                self._answered()
                 return Outcome(action, "failed", account_id, attempt, _describe(exc))
             except (TemporaryTargetError, TargetUnavailableError) as exc:
                 last = _describe(exc)
-                if isinstance(exc, TargetUnavailableError):
+                if isinstance(exc, TargetUnavailableError | TargetNotRespondingError):
+                    self._stalled(last)
+                else:
+                    self._answered()  # busy or rate-limited: the server is there
+                if isinstance(exc, TargetUnavailableError | TargetNotRespondingError):
                     self._drop_target()  # reconnect on the next attempt
                 if attempt == self._max_attempts:
                     break
+                if self._stopped():
+                    return Outcome(
+                        action,
+                        "failed",
+                        account_id,
+                        attempt,
+                        f"{last}; not retried: {self._stop_reason}",
+                        temporary=True,
+                        code="stopped",
+                    )
                 retry_after = getattr(exc, "retry_after", None)
-                self._sleep(self._delay(attempt, retry_after))
+                delay = self._delay(attempt, retry_after)
+                if self._deadline is not None:
+                    delay = min(delay, max(0.0, self._deadline - self._clock()))
+                self._sleep(delay)
             except TargetError as exc:
                 return Outcome(action, "failed", account_id, attempt, _describe(exc))
         return Outcome(action, "failed", account_id, self._max_attempts, last, temporary=True)
@@ -284,13 +511,41 @@ class Executor:
         assert account_id is not None, f"{action.op} needs an account id"
         if action.op is Op.DISABLE:
             target.set_enabled(account_id, False)
+            _check_effective(target, account_id, enabled=False)
         elif action.op is Op.ENABLE:
             if action.changes:
                 target.update(account_id, action.changes)
             target.set_enabled(account_id, True)
+            _check_effective(target, account_id, enabled=True)
         else:
             target.update(account_id, action.changes)
         return account_id
+
+
+def _check_effective(target: Target, account_id: str, *, enabled: bool) -> None:
+    """Read the account back after an enable or disable: a write the server accepted
+    may still not take (a 389 DS role computing ``nsAccountLock``, a lock merged in by
+    an overlay or a policy), and reporting it done would repeat it every run, forever."""
+    account = target.read(account_id)
+    want, other = ("enabled", "disabled") if enabled else ("disabled", "enabled")
+    op = "enable" if enabled else "disable"
+    if account is None:
+        raise TargetNotEffectiveError(
+            f"{account_id} cannot be read back after {op}: it left the managed scope",
+            account_id=account_id,
+        )
+    if account.enabled != enabled:
+        cause = (
+            "locked by a server role or policy outside misync's attribute"
+            if enabled
+            else "the server keeps it enabled (a role, policy or overlay outside misync's "
+            "attribute)"
+        )
+        raise TargetNotEffectiveError(
+            f"still {other} after {op}: {cause}; the write was accepted but did not take, "
+            f"so the account is not {want}; investigate the directory",
+            account_id=account_id,
+        )
 
 
 def _describe(exc: TargetError) -> str:

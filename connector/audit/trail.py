@@ -64,6 +64,22 @@ class AuditIntegrityError(AuditError):
     The run must stop; an operator runs ``misync audit verify`` and investigates."""
 
 
+class AuditWriteError(AuditError):
+    """A record could not be written (disk full, read-only folder, I/O error).
+
+    The cause is SQLite's or the OS's own words (``database or disk is full``). A run
+    that meets it stops: a change that cannot be audited must not count as done."""
+
+
+def _rollback(db: sqlite3.Connection) -> None:
+    """Roll back if a transaction is still open. SQLite ends the transaction itself on
+    some errors (SQLITE_FULL, SQLITE_IOERR); a second rollback would then raise "cannot
+    rollback - no transaction is active" and hide the real cause."""
+    if db.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            db.execute("rollback")
+
+
 def canonical(data: Mapping[str, Any]) -> str:
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
@@ -179,30 +195,38 @@ class AuditTrail:
 
         Raises :class:`AuditIntegrityError`, appending nothing, if the database no longer
         ends where the head anchor says (truncated, emptied, an older copy put back, or
-        the head file missing, corrupt or not signed by the key)."""
+        the head file missing, corrupt or not signed by the key), and
+        :class:`AuditWriteError` naming the cause if the records or the head could not be
+        written (if only the head failed, the records are committed and the head is
+        behind, which the next append or ``verify`` recognises)."""
         if self.read_only:
             raise AuditError(f"audit trail {self.path} is open read-only (verify, export)")
         stamp = (at or datetime.now(UTC)).astimezone(UTC).isoformat()
         todo = [(kind, canonical(data)) for kind, data in items]
         if not todo:
             return None
-        with self._lock, self._flock(exclusive=True):
-            self._db.execute("begin immediate")
-            try:
-                seq, prev = self._check_before_append()
-                rows = []
-                for kind, text in todo:
-                    seq += 1
-                    h = record_hash(seq, stamp, kind, run_id, text, prev)
-                    rows.append((seq, stamp, kind, run_id, text, prev, h))
-                    prev = h
-                self._db.executemany("insert into records values (?, ?, ?, ?, ?, ?, ?)", rows)
-                self._db.execute("commit")
-            except BaseException:
-                self._db.execute("rollback")
-                raise
-            last = AuditRecord(*rows[-1])
-            self._write_head(last.seq, last.hash, last.at)
+        try:
+            with self._lock, self._flock(exclusive=True):
+                try:
+                    self._db.execute("begin immediate")
+                    seq, prev = self._check_before_append()
+                    rows = []
+                    for kind, text in todo:
+                        seq += 1
+                        h = record_hash(seq, stamp, kind, run_id, text, prev)
+                        rows.append((seq, stamp, kind, run_id, text, prev, h))
+                        prev = h
+                    self._db.executemany("insert into records values (?, ?, ?, ?, ?, ?, ?)", rows)
+                    self._db.execute("commit")
+                except BaseException:
+                    _rollback(self._db)
+                    raise
+                last = AuditRecord(*rows[-1])
+                self._write_head(last.seq, last.hash, last.at)
+        except (sqlite3.Error, OSError) as exc:
+            raise AuditWriteError(
+                f"audit trail {self.path}: cannot append {len(todo)} record(s): {_cause(exc)}"
+            ) from exc
         return last
 
     def check(self) -> None:
@@ -213,7 +237,7 @@ class AuditTrail:
             try:
                 self._check_before_append()
             finally:
-                self._db.execute("rollback")
+                _rollback(self._db)
 
     def _check_before_append(self) -> tuple[int, str]:
         """The database's last (seq, hash), if it still matches the head anchor."""
@@ -328,6 +352,22 @@ class AuditTrail:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+    def audited_journal_entries(self, after_seq: int) -> dict[int, int]:
+        """Journal entry id -> seq of the ``operation`` records after ``after_seq`` that
+        name one (``data.journal``): how crash recovery tells an entry whose record was
+        committed (the run stopped before closing it) from one that was never audited."""
+        with self._lock:
+            rows = self._db.execute(
+                "select seq, data from records where seq > ? and kind = 'operation' order by seq",
+                (after_seq,),
+            ).fetchall()
+        out: dict[int, int] = {}
+        for seq, data in rows:
+            entry = json.loads(data).get("journal")
+            if isinstance(entry, int):
+                out[entry] = int(seq)
+        return out
 
     def head(self) -> tuple[int, str]:
         with self._lock:
@@ -493,3 +533,10 @@ def _open_read_only(path: Path) -> sqlite3.Connection:
 
 
 _INVESTIGATE = "nothing was appended; run `misync audit verify` and investigate"
+
+
+def _cause(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f" ({exc.filename})" if exc.filename else ""
+        return f"{exc.strerror}{where}"
+    return str(exc) or type(exc).__name__

@@ -156,6 +156,10 @@ class PlanInputs:
     known_logon_ids: Mapping[str, str] = field(default_factory=dict)  # person_id -> logon_id
     taken_logon_ids: frozenset[str] = frozenset()  # lower-cased, ever assigned
     quarantined: frozenset[str] = frozenset()  # action keys
+    # accounts (ids, lower-cased) misync disabled itself: the only ones it re-enables,
+    # unless reenable_external (apply.reenable_external_disables) says otherwise
+    disabled_by_misync: frozenset[str] = frozenset()
+    reenable_external: bool = False
     orphans: str = "disable"  # "disable" | "report"
     max_unexplained: int = 25
     max_share: float = 0.05
@@ -404,18 +408,28 @@ def build_plan(inp: PlanInputs) -> Plan:
                     )
                 )
             elif not acc.enabled:
-                consider(
-                    _on(
-                        acc,
-                        Op.ENABLE,
-                        person_id,
-                        logon_id=logon,
-                        changes=cache.diff(acc, desired, manage_groups),
-                        reasons=reasons,
-                        desired=desired,
-                        drivers=ALL_FEEDS,
-                    )
+                enable = _on(
+                    acc,
+                    Op.ENABLE,
+                    person_id,
+                    logon_id=logon,
+                    changes=cache.diff(acc, desired, manage_groups),
+                    reasons=reasons,
+                    desired=desired,
+                    drivers=ALL_FEEDS,
                 )
+                if inp.reenable_external or acc.account_id.lower() in inp.disabled_by_misync:
+                    consider(enable)
+                else:  # someone else locked it (an incident?): never unlock it behind them
+                    hold(
+                        enable,
+                        "disabled_outside_misync",
+                        f"{acc.account_id} is disabled and misync did not disable it (no "
+                        "successful disable of it in the journal): someone else locked it, "
+                        "perhaps for an incident. misync re-enables only accounts it "
+                        "disabled; review it and enable it by hand, or set "
+                        "apply.reenable_external_disables = true",
+                    )
             else:
                 hold_unread(acc, person_id, worker)
                 changes = cache.diff(acc, desired, manage_groups)

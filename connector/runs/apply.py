@@ -8,7 +8,11 @@ Order inside a run (each step survives a crash of the next):
 3. what a crashed run left open is closed as ``interrupted`` and audited;
 4. the run, the plan and every changed decision are recorded;
 5. breaches are opened *before* the directory is touched;
-6. the executor carries out the actions (journal before and after each one);
+6. the executor carries out the actions: each one journaled before the directory is
+   touched; outcomes committed in groups (written on their entries, audited in one
+   append, then closed with their audit seq); a failed audit write stops the run
+   (``AuditWriteError``), a stalled target or the run deadline stops it early
+   (``report.stopped``; the rest is journaled and audited as ``not_attempted``);
 7. fixed breaches are closed, the run is finished and its audit head logged.
 """
 
@@ -17,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -27,7 +31,8 @@ import structlog
 from connector.alerts import Alert, AlertSink, RunAwareSink, Severity
 from connector.app import Runtime
 from connector.apply import ApplyReport, Executor, Outcome
-from connector.audit import UNKEYED_WARNING, AuditTrail
+from connector.audit import UNKEYED_WARNING, AuditTrail, AuditWriteError
+from connector.model.accounts import Account
 from connector.model.decisions import Decision
 from connector.model.feeds import FeedSet
 from connector.model.plan import Plan
@@ -83,7 +88,10 @@ class ApplyResult:
     @property
     def status(self) -> str:
         """``ok`` only when every action was done, nothing was held and every feed was
-        usable (with a feed down, what it drives was not even planned)."""
+        usable (with a feed down, what it drives was not even planned); ``stopped``
+        when the run stopped early (circuit breaker, run deadline)."""
+        if self.report.stopped:
+            return "stopped"
         if self.report.failed or self.plan.held or any(not f.healthy for f in self.plan.feeds):
             return "incomplete"
         return "ok"
@@ -139,10 +147,20 @@ def _run_apply(
         if s.audit.key_file is None:
             log.warning("audit.unkeyed", detail=UNKEYED_WARNING)
         ev: Evaluation | None = None
+        marked = store.misync_disabled()  # accounts misync disabled itself
+        seen_enabled: list[str] = []
+
+        def watch(account: Account) -> None:  # someone enabled one: misync's mark goes
+            if account.enabled and account.account_id.lower() in marked:
+                seen_enabled.append(account.account_id)
+
         if plan is None:
-            plan, ev = make_plan(rt, store, rt.clock(), override_guard=override_guard)
+            plan, ev = make_plan(
+                rt, store, rt.clock(), override_guard=override_guard, observe=watch
+            )
         else:
-            ev = confirm_plan(rt, store, plan)
+            ev = confirm_plan(rt, store, plan, observe=watch)
+        store.forget_misync_disables(seen_enabled)
         recover_interrupted(store, audit, run_id, log)
         store.start_run(run_id, "apply", plan.as_of, plan.checksum)
         audit.append(
@@ -168,45 +186,38 @@ def _run_apply(
             observer.planned(plan)
         checksum = plan.checksum
 
-        def on_outcome(o: Outcome) -> None:
-            a = o.action
-            audit.append(
-                "operation",
-                {
-                    "op": a.op.value,
-                    "person_id": a.person_id,
-                    "account_id": o.account_id,
-                    "logon_id": a.logon_id,
-                    "outcome": o.status,
-                    "attempts": o.attempts,
-                    "detail": o.detail,
-                    "plan": checksum,
-                    "reasons": [
-                        {"code": r.code, "clause": r.clause, "message": r.message}
-                        for r in a.reasons
-                    ],
-                    "changes": [
-                        {"name": c.name, "old": list(c.old), "new": list(c.new)} for c in a.changes
-                    ],
-                },
+        def audit_batch(batch: Sequence[tuple[int, Outcome]]) -> list[int]:
+            """One append for a group of outcomes; the seq of each record, in order."""
+            last = audit.append_many(
+                [("operation", _operation_record(entry, o, checksum)) for entry, o in batch],
                 run_id=run_id,
             )
-            if o.status == "ok":
-                store.clear_failure(a.key)
-            else:
-                failures = store.record_failure(a.key, rt.clock(), o.detail)
-                if alerts is not None and failures == s.apply.quarantine_after:
+            assert last is not None
+            first = last.seq - len(batch) + 1
+            return list(range(first, last.seq + 1))
+
+        def on_outcome(o: Outcome) -> None:  # journaled and audited by now
+            a = o.action
+            if alerts is not None and o.status == "failed" and o.code != "stopped":
+                failures = store.failure_count(a.key)
+                if failures == s.apply.quarantine_after:
                     alerts.send(_quarantined(a.key, a.op.value, a.person_id, o.detail, failures))
-                if alerts is not None:
-                    alerts.send(
-                        Alert(
-                            "operation.failed",
-                            Severity.WARNING,
-                            a.key,
-                            f"{a.op.value} {a.key} failed: {o.detail}",
-                            {"op": a.op.value, "person_id": a.person_id, "run_id": run_id},
-                        )
+            if alerts is not None and o.status != "ok":
+                if o.code == "not_effective":
+                    kind, severity = "operation.not_effective", Severity.CRITICAL
+                elif o.status == "not_attempted":
+                    kind, severity = "operation.not_attempted", Severity.WARNING
+                else:
+                    kind, severity = "operation.failed", Severity.WARNING
+                alerts.send(
+                    Alert(
+                        kind,
+                        severity,
+                        a.key,
+                        f"{a.op.value} {a.key} {o.status}: {o.detail}",
+                        {"op": a.op.value, "person_id": a.person_id, "run_id": run_id},
                     )
+                )
             if observer is not None:
                 observer.outcome(o)
 
@@ -218,6 +229,11 @@ def _run_apply(
             backoff=s.apply.backoff_seconds,
             backoff_max=s.apply.backoff_max_seconds,
             on_outcome=on_outcome,
+            audit=audit_batch,
+            commit_batch=s.apply.commit_batch,
+            commit_interval=s.apply.commit_interval_ms / 1000,
+            circuit_breaker_after=s.apply.circuit_breaker_after,
+            deadline_seconds=s.apply.run_deadline_seconds,
         )
         for h in plan.held:
             log.warning(
@@ -245,7 +261,35 @@ def _run_apply(
         if alerts is not None:
             _alert_guard_and_feeds(rt, plan, ev, alerts)
         open_breaches(store, audit, plan, run_id, log, rt.clock(), alerts)
-        report = executor.apply(plan, run_id)
+        try:
+            report = executor.apply(plan, run_id)
+        except AuditWriteError as exc:
+            store.finish_run(run_id, "stopped", {"audit_write_failed": 1})
+            log.error("run.stopped", reason=str(exc))
+            if alerts is not None:
+                alerts.send(
+                    Alert(
+                        "audit.write_failed",
+                        Severity.CRITICAL,
+                        str(rt.settings.state.audit_db),
+                        f"apply stopped: {exc}",
+                        {"run_id": run_id},
+                    )
+                )
+            raise
+        if report.stopped and alerts is not None:
+            alerts.send(
+                Alert(
+                    "run.stopped",
+                    Severity.CRITICAL,
+                    run_id,
+                    f"apply stopped early: {report.stopped}",
+                    {
+                        "run_id": run_id,
+                        "not_attempted": sum(o.status == "not_attempted" for o in report.outcomes),
+                    },
+                )
+            )
         close_breaches(store, audit, plan, report, run_id, log, rt.clock(), alerts)
         if not ev.feeds.unhealthy():
             store.record_feed_rows(run_id, {h.feed.value: h.rows for h in ev.feeds.health.values()})
@@ -268,16 +312,42 @@ def _run_apply(
         )
         result = ApplyResult(run_id, plan, report)
         summary = {**plan.summary, **report.counts, "failed": len(report.failed)}
+        if report.stopped:
+            summary["stopped"] = 1
         store.finish_run(run_id, result.status, summary)
-        head = audit.append("run", {"status": result.status, "summary": summary}, run_id=run_id)
+        record: dict[str, Any] = {"status": result.status, "summary": summary}
+        if report.stopped:
+            record["stopped"] = report.stopped
+        head = audit.append("run", record, run_id=run_id)
         log.info(
             "run.finished",
             status=result.status,
+            stopped=report.stopped or None,
             summary=summary,
             audit_seq=head.seq,
             audit_head=head.hash,
         )
     return result
+
+
+def _operation_record(entry: int, o: Outcome, checksum: str) -> dict[str, Any]:
+    a = o.action
+    record: dict[str, Any] = {
+        "journal": entry,
+        "op": a.op.value,
+        "person_id": a.person_id,
+        "account_id": o.account_id,
+        "logon_id": a.logon_id,
+        "outcome": o.status,
+        "attempts": o.attempts,
+        "detail": o.detail,
+        "plan": checksum,
+        "reasons": [{"code": r.code, "clause": r.clause, "message": r.message} for r in a.reasons],
+        "changes": [{"name": c.name, "old": list(c.old), "new": list(c.new)} for c in a.changes],
+    }
+    if o.code:
+        record["code"] = o.code
+    return record
 
 
 def _quarantined(

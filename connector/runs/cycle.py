@@ -298,6 +298,8 @@ class Reconciler:
                     known_logon_ids=store.logon_ids(),
                     taken_logon_ids=frozenset(store.taken_logon_ids()),
                     quarantined=frozenset(store.quarantined(s.apply.quarantine_after)),
+                    disabled_by_misync=store.misync_disabled(),
+                    reenable_external=s.apply.reenable_external_disables,
                     orphans=s.target.orphans,
                     max_unexplained=s.guard.max_unexplained_disables,
                     max_share=s.guard.max_unexplained_share,

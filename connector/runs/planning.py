@@ -124,6 +124,8 @@ def _make_plan(
                 known_logon_ids=store.logon_ids(),
                 taken_logon_ids=frozenset(store.taken_logon_ids()),
                 quarantined=frozenset(store.quarantined(s.apply.quarantine_after)),
+                disabled_by_misync=store.misync_disabled(),
+                reenable_external=s.apply.reenable_external_disables,
                 orphans=s.target.orphans,
                 max_unexplained=s.guard.max_unexplained_disables,
                 max_share=s.guard.max_unexplained_share,
@@ -145,7 +147,13 @@ def _observed(
         yield account
 
 
-def confirm_plan(rt: Runtime, store: StateStore, plan: Plan) -> Evaluation:
+def confirm_plan(
+    rt: Runtime,
+    store: StateStore,
+    plan: Plan,
+    *,
+    observe: Callable[[Account], None] | None = None,
+) -> Evaluation:
     """Refuse a reviewed plan if the target drifted since it was made, or if any action
     in it is not what Policy 1021 gives now.
 
@@ -166,12 +174,14 @@ def confirm_plan(rt: Runtime, store: StateStore, plan: Plan) -> Evaluation:
     owners: dict[str, str] = {}  # person id (as the target compares it) -> account id
     key = rt.mapping.correlation_key
 
-    def observe(account: Account) -> None:
+    def watch(account: Account) -> None:
         read[account.account_id.lower()] = account_digest(account)
         if account.correlation:
             owners[key(account.correlation)] = account.account_id
+        if observe is not None:
+            observe(account)
 
-    fresh, ev = make_plan(rt, store, rt.clock(), override_guard=True, observe=observe)
+    fresh, ev = make_plan(rt, store, rt.clock(), override_guard=True, observe=watch)
     if fresh.target != plan.target:
         raise DriftError(
             f"the plan was made for {plan.target}, this configuration targets {fresh.target}",

@@ -4,6 +4,7 @@ from connector.state.lock import StateBusyError, state_lock
 from connector.state.store import (
     AlertRow,
     FeedHealthRow,
+    JournalClose,
     JournalRow,
     LogonIdConflictError,
     RunRow,
@@ -13,6 +14,7 @@ from connector.state.store import (
 __all__ = [
     "AlertRow",
     "FeedHealthRow",
+    "JournalClose",
     "JournalRow",
     "LogonIdConflictError",
     "RunRow",

@@ -3,9 +3,15 @@ breaches and failure counts, in one SQLite file (WAL).
 
 Guarantees:
 
-- ``journal_begin`` commits before it returns, so an entry exists before the
-  directory is touched; a crash between begin and end leaves an *open* entry that
-  ``open_journal_entries`` reports.
+- ``journal_begin``/``journal_begin_many`` commit before they return, so an entry
+  exists before the directory is touched; a crash before the entry is closed leaves
+  it *open* (``open_journal_entries``), with its outcome if ``journal_record`` wrote
+  one. ``journal_close`` closes entries only with the seq of their audit record (the
+  caller audits first), so no entry is ever closed unaudited.
+- A transaction that SQLite ended itself (disk full) is not rolled back a second time:
+  the caller sees the real cause, not "no transaction is active".
+- ``misync_disabled``: the accounts misync disabled itself and nobody was seen enabling
+  since (kept with each closed disable/enable; learnt from the journal when missing).
 - Logon IDs are never deleted: an ID once assigned stays with its person for life
   and is never given to anyone else (3.j.ii). Comparison is case-insensitive.
 - One connection per store, guarded by a lock, so apply's worker threads may share it.
@@ -17,14 +23,14 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _SCHEMA = """
 create table if not exists meta (key text primary key, value text not null);
 create table if not exists logon_ids (
@@ -38,7 +44,7 @@ create table if not exists journal (
   id integer primary key autoincrement,
   run_id text not null, key text not null, op text not null,
   person_id text, account_id text, payload text not null, begun_at text not null,
-  ended_at text, outcome text, detail text);
+  ended_at text, outcome text, detail text, audit_seq integer);
 create index if not exists journal_open on journal(ended_at) where ended_at is null;
 create table if not exists feed_rows (
   feed text primary key, rows integer not null, run_id text not null);
@@ -63,11 +69,22 @@ create table if not exists feed_health (
   feed text primary key, state text not null, rows integer not null, rejected integer not null,
   detail text not null, modified_at text, run_id text not null, checked_at text not null);
 """
+# Accounts misync itself disabled (a successful disable in the journal) and that nobody
+# has been seen enabling since: the only disabled accounts misync re-enables by default.
+_MISYNC_DISABLED = """
+create table misync_disabled (
+  account_id text primary key collate nocase, disabled_at text not null, run_id text not null);
+insert or replace into misync_disabled(account_id, disabled_at, run_id)
+  select j.account_id, j.ended_at, j.run_id from journal j
+  where j.op = 'disable' and j.outcome = 'ok' and j.account_id is not null
+    and not exists (select 1 from journal k where k.account_id = j.account_id collate nocase
+                    and k.op = 'enable' and k.outcome = 'ok' and k.id > j.id);
+"""
 
 
 _JOURNAL_SELECT = (
     "select id, run_id, key, op, person_id, account_id, payload, begun_at, ended_at, "
-    "outcome, detail from journal WHERE order by id"
+    "outcome, detail, audit_seq from journal WHERE order by id"
 )
 
 
@@ -86,8 +103,21 @@ class JournalRow:
     payload: dict[str, Any]
     begun_at: datetime
     ended_at: datetime | None
-    outcome: str | None
+    outcome: str | None  # set with ended_at null: known, not yet audited
     detail: str | None
+    audit_seq: int | None = None  # the seq of its audit record (closed entries)
+
+
+@dataclass(frozen=True, slots=True)
+class JournalClose:
+    """One outcome to close: its audit record's seq, and what it does to failure counts."""
+
+    entry_id: int
+    audit_seq: int | None
+    key: str
+    failure: str | None  # None: clear the object's failure count; else count one, this detail
+    count_failure: bool = True  # False for outcomes that say nothing of the object
+    op: str = ""  # a successful "disable"/"enable" marks/unmarks the account as misync's
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +219,12 @@ class StateStore:
         self._db.execute("pragma synchronous=full")
         self._db.execute("pragma busy_timeout=10000")
         self._db.executescript(_SCHEMA)  # idempotent DDL; executescript commits on its own
+        columns = {r[1] for r in self._db.execute("pragma table_info(journal)")}
+        if "audit_seq" not in columns:  # a version 1 state: entries closed before it are
+            self._db.execute("alter table journal add column audit_seq integer")  # legacy
+        tables = {r[0] for r in self._db.execute("select name from sqlite_master")}
+        if "misync_disabled" not in tables:  # new, or a state from before: learn the journal
+            self._db.executescript(_MISYNC_DISABLED)
         with self._tx() as db:
             db.execute(
                 "insert or ignore into meta(key, value) values('schema_version', ?)",
@@ -203,10 +239,14 @@ class StateStore:
             self._db.execute("begin immediate")
             try:
                 yield self._db
+                self._db.execute("commit")
             except BaseException:
-                self._db.execute("rollback")
+                # SQLite may have ended the transaction itself (disk full): a second
+                # rollback would raise "no transaction is active" and hide the cause
+                if self._db.in_transaction:
+                    with suppress(sqlite3.Error):
+                        self._db.execute("rollback")
                 raise
-            self._db.execute("commit")
 
     def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
@@ -317,13 +357,117 @@ class StateStore:
             assert cur.lastrowid is not None
             return cur.lastrowid
 
-    def journal_end(self, entry_id: int, outcome: str, account_id: str | None, detail: str) -> None:
+    def journal_begin_many(
+        self,
+        run_id: str,
+        items: Sequence[tuple[str, str, str | None, str | None, Mapping[str, Any]]],
+    ) -> list[int]:
+        """Begin several entries (key, op, person_id, account_id, payload) in one commit."""
+        ids: list[int] = []
+        now = _ts()
+        with self._tx() as db:
+            for key, op, person_id, account_id, payload in items:
+                cur = db.execute(
+                    "insert into journal(run_id, key, op, person_id, account_id, payload, "
+                    "begun_at) values (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        run_id,
+                        key,
+                        op,
+                        person_id,
+                        account_id,
+                        json.dumps(dict(payload), sort_keys=True, ensure_ascii=False),
+                        now,
+                    ),
+                )
+                assert cur.lastrowid is not None
+                ids.append(cur.lastrowid)
+        return ids
+
+    def journal_end(
+        self,
+        entry_id: int,
+        outcome: str,
+        account_id: str | None,
+        detail: str,
+        audit_seq: int | None = None,
+    ) -> None:
         with self._tx() as db:
             db.execute(
                 "update journal set ended_at = ?, outcome = ?, detail = ?, "
-                "account_id = coalesce(?, account_id) where id = ?",
-                (_ts(), outcome, detail, account_id, entry_id),
+                "account_id = coalesce(?, account_id), audit_seq = ? where id = ?",
+                (_ts(), outcome, detail, account_id, audit_seq, entry_id),
             )
+
+    def journal_record(self, items: Sequence[tuple[int, str, str | None, str]]) -> None:
+        """Write known outcomes (entry id, outcome, account id, detail) on entries that
+        stay open until their audit record exists: if the audit write fails, the next
+        run audits these outcomes (not "unknown") before it closes them."""
+        with self._tx() as db:
+            db.executemany(
+                "update journal set outcome = ?, detail = ?, account_id = coalesce(?, "
+                "account_id) where id = ? and ended_at is null",
+                [(outcome, detail, account_id, eid) for eid, outcome, account_id, detail in items],
+            )
+
+    def journal_close(self, items: Sequence[JournalClose], at: datetime | None = None) -> None:
+        """Close audited entries with their audit seq and update the failure counts, in
+        one commit (the group commit of a batch of outcomes)."""
+        now = _ts(at)
+        with self._tx() as db:
+            db.executemany(
+                "update journal set ended_at = ?, audit_seq = ? where id = ?",
+                [(now, c.audit_seq, c.entry_id) for c in items],
+            )
+            db.executemany(
+                "delete from failures where key = ?",
+                [(c.key,) for c in items if c.failure is None and c.count_failure],
+            )
+            db.executemany(
+                "insert into failures(key, count, last_at, detail) values (?, 1, ?, ?) "
+                "on conflict(key) do update set count = count + 1, last_at = excluded.last_at, "
+                "detail = excluded.detail",
+                [
+                    (c.key, now, c.failure)
+                    for c in items
+                    if c.failure is not None and c.count_failure
+                ],
+            )
+            ok = [c for c in items if c.failure is None and c.count_failure]
+            run = (
+                db.execute(
+                    "select run_id from journal where id = ?", (items[0].entry_id,)
+                ).fetchone()
+                if items
+                else None
+            )
+            db.executemany(
+                "insert or replace into misync_disabled(account_id, disabled_at, run_id) "
+                "values (?, ?, ?)",
+                [(c.key, now, run[0] if run else "") for c in ok if c.op == "disable"],
+            )
+            db.executemany(
+                "delete from misync_disabled where account_id = ?",
+                [(c.key,) for c in ok if c.op == "enable"],
+            )
+
+    def misync_disabled(self) -> frozenset[str]:
+        """Accounts (ids, lower-cased) misync disabled and nobody was seen enabling since."""
+        return frozenset(
+            r[0].lower() for r in self._query("select account_id from misync_disabled")
+        )
+
+    def forget_misync_disables(self, enabled: Iterable[str]) -> None:
+        """These accounts were seen enabled: whoever disables one of them next, it was not
+        (yet) misync, so the mark goes."""
+        ids = [(a,) for a in enabled]
+        if ids:
+            with self._tx() as db:
+                db.executemany("delete from misync_disabled where account_id = ?", ids)
+
+    def last_journal_audit_seq(self) -> int:
+        row = self._query("select max(audit_seq) from journal")
+        return int(row[0][0] or 0)
 
     def _journal_rows(self, where: str, args: tuple[Any, ...]) -> list[JournalRow]:
         sql = _JOURNAL_SELECT.replace("WHERE", where)  # `where`: one of two constants below
@@ -344,6 +488,7 @@ class StateStore:
                 _dt(r[8]),
                 r[9],
                 r[10],
+                r[11],
             )
             for r in rows
         ]
@@ -447,6 +592,10 @@ class StateStore:
     def clear_failure(self, key: str) -> None:
         with self._tx() as db:
             db.execute("delete from failures where key = ?", (key,))
+
+    def failure_count(self, key: str) -> int:
+        rows = self._query("select count from failures where key = ?", (key,))
+        return int(rows[0][0]) if rows else 0
 
     def quarantined(self, threshold: int) -> dict[str, str]:
         rows = self._query("select key, detail from failures where count >= ?", (threshold,))

@@ -4,6 +4,8 @@ from connector.targets.base import (
     PermanentTargetError,
     Target,
     TargetError,
+    TargetNotEffectiveError,
+    TargetNotRespondingError,
     TargetUnavailableError,
     TemporaryTargetError,
 )
@@ -12,6 +14,8 @@ __all__ = [
     "PermanentTargetError",
     "Target",
     "TargetError",
+    "TargetNotEffectiveError",
+    "TargetNotRespondingError",
     "TargetUnavailableError",
     "TemporaryTargetError",
 ]

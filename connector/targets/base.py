@@ -7,8 +7,11 @@ Error tree (one root, in the spirit of scim2-client's ``SCIMClientError``):
     The run stops before any action: a partial read never turns into actions.
   - ``TemporaryTargetError``: this object may succeed later (busy, timeout, 429/503);
     carries ``retry_after`` seconds when the server said so.
+    - ``TargetNotRespondingError``: no answer at all (timeout, connection lost or
+      refused); counted by apply's circuit breaker.
   - ``PermanentTargetError``: this object will fail the same way again (schema
     violation, 400/409/412); the object fails, the run goes on.
+    - ``TargetNotEffectiveError``: accepted, but read back it did not take.
 """
 
 from __future__ import annotations
@@ -48,8 +51,18 @@ class TemporaryTargetError(TargetError):
         self.retry_after = retry_after
 
 
+class TargetNotRespondingError(TemporaryTargetError):
+    """The server did not answer (timeout, connection lost or refused). Whether a write
+    landed is unknown. Many in a row trip apply's circuit breaker."""
+
+
 class PermanentTargetError(TargetError):
     """This object fails; the run goes on with the others."""
+
+
+class TargetNotEffectiveError(PermanentTargetError):
+    """The server accepted a write, but reading the account back shows it did not take
+    (e.g. still locked by a server role after an enable)."""
 
 
 @runtime_checkable

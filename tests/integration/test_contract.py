@@ -84,6 +84,7 @@ max_age_hours = 0
 max_unexplained_share = 0.5
 [apply]
 backoff_seconds = 0
+reenable_external_disables = true  # as config/demo/misync.toml: the story's P1007 lock
 [state]
 dir = "{tmp / "state"}"
 """,

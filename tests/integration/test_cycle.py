@@ -80,6 +80,9 @@ clock_margin_seconds = 0
 [guard]
 max_unexplained_share = 0.5
 
+[apply]
+reenable_external_disables = true  # as config/demo/misync.toml: the story's P1007 lock
+
 [state]
 dir = "{tmp_path / "state"}"
 """,

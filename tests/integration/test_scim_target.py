@@ -314,6 +314,7 @@ max_unexplained_share = 0.5
 [apply]
 backoff_seconds = 0
 max_attempts = 8
+reenable_external_disables = true  # as config/demo/misync.toml: the story's P1007 lock
 workers = 2
 [state]
 dir = "{tmp_path / "state"}"

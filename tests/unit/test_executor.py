@@ -12,7 +12,12 @@ import pytest
 
 from connector.apply import Executor
 from connector.model import Account, Action, Change, DesiredAccount, Op, Plan
-from connector.targets.base import PermanentTargetError, TemporaryTargetError
+from connector.state import JournalClose
+from connector.targets.base import (
+    PermanentTargetError,
+    TargetNotRespondingError,
+    TemporaryTargetError,
+)
 
 NOW = datetime(2026, 11, 25, tzinfo=UTC)
 
@@ -21,28 +26,34 @@ class FakeJournal:
     def __init__(self, events: list[str]) -> None:
         self.events = events
         self.entries: dict[int, tuple[str, str | None]] = {}
+        self.closed: dict[int, int | None] = {}  # entry -> audit seq
         self.reserved: dict[str, str] = {}
         self._lock = threading.Lock()
 
-    def journal_begin(
+    def journal_begin_many(
         self,
         run_id: str,
-        key: str,
-        op: str,
-        person_id: str | None,
-        account_id: str | None,
-        payload: dict[str, Any],
-    ) -> int:
+        items: Sequence[tuple[str, str, str | None, str | None, dict[str, Any]]],
+    ) -> list[int]:
         with self._lock:
-            n = len(self.entries) + 1
-            self.entries[n] = ("begun", None)
-            self.events.append(f"begin {op} {key}")
-            return n
+            ids = []
+            for key, op, _pid, _aid, _payload in items:
+                n = len(self.entries) + 1
+                self.entries[n] = ("begun", None)
+                self.events.append(f"begin {op} {key}")
+                ids.append(n)
+            return ids
 
-    def journal_end(self, entry_id: int, outcome: str, account_id: str | None, detail: str) -> None:
+    def journal_record(self, items: Sequence[tuple[int, str, str | None, str]]) -> None:
         with self._lock:
-            self.entries[entry_id] = (outcome, detail)
-            self.events.append(f"end {outcome}")
+            for entry, outcome, _account, detail in items:
+                self.entries[entry] = (outcome, detail)
+
+    def journal_close(self, items: Sequence[JournalClose]) -> None:
+        with self._lock:
+            for c in items:
+                self.closed[c.entry_id] = c.audit_seq
+                self.events.append(f"end {self.entries[c.entry_id][0]}")
 
     def reserve_logon_id(self, person_id: str, logon_id: str) -> None:
         held_by = {v: k for k, v in self.reserved.items()}.get(logon_id)
@@ -55,11 +66,17 @@ class FakeTarget:
     """Scripted failures per account id: a list of exceptions raised in turn."""
 
     def __init__(
-        self, events: list[str], script: dict[str, list[Exception]], created: set[str]
+        self,
+        events: list[str],
+        script: dict[str, list[Exception]],
+        created: set[str],
+        stuck: frozenset[str] = frozenset(),
     ) -> None:
         self.events = events
         self.script = script
         self.created = created
+        self.stuck = stuck  # accounts whose enable/disable is accepted but does not take
+        self.disabled: set[str] = set()
 
     description = "fake"
 
@@ -72,7 +89,7 @@ class FakeTarget:
         return iter(())
 
     def read(self, account_id: str) -> Account | None:
-        return None
+        return Account(account_id, account_id, None, account_id not in self.disabled)
 
     def find(self, person_id: str) -> Account | None:
         self.events.append(f"find {person_id}")
@@ -95,6 +112,12 @@ class FakeTarget:
     def set_enabled(self, account_id: str, enabled: bool) -> None:
         self.events.append(f"{'enable' if enabled else 'disable'} {account_id}")
         self._maybe_fail(account_id)
+        if account_id in self.stuck:
+            return
+        if enabled:
+            self.disabled.discard(account_id)
+        else:
+            self.disabled.add(account_id)
 
     def close(self) -> None:
         pass
@@ -216,11 +239,14 @@ def test_logon_conflict_fails_before_touching_target() -> None:
     assert not any(e.startswith("create") for e in events)
 
 
-@pytest.mark.parametrize("workers", [1, 3])
-def test_outcomes_are_journaled_as_they_finish_with_bounded_work_in_flight(workers: int) -> None:
-    """A crash may leave open only the entries of actions in flight: at most ``workers``
-    begun-but-unfinished entries at any moment, and every outcome journaled as soon as
-    its action finished (not after the whole phase). Outcomes still come back in plan order."""
+@pytest.mark.parametrize(("workers", "batch"), [(1, 1), (3, 1), (3, 5)])
+def test_outcomes_are_journaled_as_they_finish_with_bounded_work_in_flight(
+    workers: int, batch: int
+) -> None:
+    """A crash may leave open only the entries of actions in flight or not yet committed:
+    at most ``workers`` plus two commit batches begun-but-unrecorded entries at any
+    moment, and every outcome committed as its batch fills (not after the whole phase).
+    Outcomes still come back in plan order."""
     events: list[str] = []
     journal = FakeJournal(events)
     most_open = 0
@@ -238,10 +264,132 @@ def test_outcomes_are_journaled_as_they_finish_with_bounded_work_in_flight(worke
         target_factory=lambda: Watching(events, {}, set()),
         journal=journal,
         workers=workers,
+        commit_batch=batch,
         sleep=lambda _: None,
     )
     actions = tuple(action(Op.DISABLE, f"A{i:02}") for i in range(20))
     report = ex.apply(Plan(as_of=NOW, target="fake", actions=actions), "run1")
-    assert 1 <= most_open <= workers
+    assert 1 <= most_open <= workers + 2 * batch
+    if batch == 1:
+        assert most_open <= workers
     assert [o.action.person_id for o in report.outcomes] == [a.person_id for a in actions]
     assert all(state == "ok" for state, _ in journal.entries.values())
+
+
+def run_with(
+    actions: list[Action],
+    target: Any,
+    *,
+    audit: Any = None,
+    **kwargs: Any,
+) -> tuple[Any, FakeJournal]:
+    events: list[str] = []
+    journal = FakeJournal(events)
+    ex = Executor(
+        target_factory=lambda: target,
+        journal=journal,
+        workers=1,
+        backoff=0,
+        sleep=lambda _: None,
+        audit=audit,
+        **kwargs,
+    )
+    report = ex.apply(Plan(as_of=NOW, target="fake", actions=tuple(actions)), "run1")
+    return report, journal
+
+
+def test_one_audit_append_per_group_and_entries_closed_with_their_seq() -> None:
+    appends: list[int] = []
+
+    def audit(batch: Sequence[tuple[int, Any]]) -> list[int]:
+        start = sum(appends) + 1
+        appends.append(len(batch))
+        return list(range(start, start + len(batch)))
+
+    target = FakeTarget([], {}, set())
+    acts = [action(Op.DISABLE, f"A{i:02}") for i in range(10)]
+    report, journal = run_with(acts, target, audit=audit, commit_batch=4, commit_interval=60)
+    assert all(o.status == "ok" for o in report.outcomes)
+    assert appends == [4, 4, 2]  # one append per group, never one per outcome
+    assert sorted(journal.closed.values()) == list(range(1, 11))
+
+
+def test_a_failed_audit_write_stops_the_run_and_closes_nothing() -> None:
+    class DiskFull(Exception):
+        pass
+
+    def audit(batch: Sequence[tuple[int, Any]]) -> list[int]:
+        raise DiskFull("database or disk is full")
+
+    target = FakeTarget([], {}, set())
+    acts = [action(Op.DISABLE, f"A{i:02}") for i in range(6)]
+    with pytest.raises(DiskFull, match="disk is full"):
+        run_with(acts, target, audit=audit, commit_batch=2, commit_interval=60)
+    journal = FakeJournal([])
+    with pytest.raises(DiskFull):
+        Executor(
+            target_factory=lambda: target,
+            journal=journal,
+            workers=1,
+            audit=audit,
+            commit_batch=2,
+            commit_interval=60,
+        ).apply(Plan(as_of=NOW, target="fake", actions=tuple(acts)), "run2")
+    assert journal.closed == {}  # no entry closed without its audit record
+    recorded = [state for state, _ in journal.entries.values()]
+    assert recorded.count("ok") == 2  # the outcomes known are kept for the next run
+    assert len(recorded) == 2  # nothing more was started
+
+
+def test_circuit_breaker_stops_a_stalled_run() -> None:
+    acts = [action(Op.DISABLE, f"A{i:02}") for i in range(10)]
+    script: dict[str, list[Exception]] = {
+        f"A{i:02}": [TargetNotRespondingError("timeout")] * 5 for i in range(10)
+    }
+    target = FakeTarget([], script, set())
+    report, journal = run_with(acts, target, max_attempts=4, circuit_breaker_after=3)
+    assert "circuit breaker" in report.stopped
+    statuses = [o.status for o in report.outcomes]
+    assert statuses[0] == "failed"  # three timeouts in a row, then no more tries
+    assert statuses[1:] == ["not_attempted"] * 9
+    assert all(state != "begun" for state, _ in journal.entries.values())
+    assert len(journal.closed) == 10  # every action journaled (and audited) as such
+
+
+def test_busy_answers_do_not_trip_the_breaker() -> None:
+    acts = [action(Op.DISABLE, f"A{i:02}") for i in range(4)]
+    script: dict[str, list[Exception]] = {
+        f"A{i:02}": [TemporaryTargetError("busy")] * 2 for i in range(4)
+    }
+    report, _ = run_with(acts, FakeTarget([], script, set()), circuit_breaker_after=2)
+    assert report.stopped == ""
+    assert [o.status for o in report.outcomes] == ["ok"] * 4
+
+
+def test_run_deadline_stops_starting_actions() -> None:
+    now = [0.0]
+
+    class Slow(FakeTarget):
+        def set_enabled(self, account_id: str, enabled: bool) -> None:
+            now[0] += 10  # every write takes ten "seconds"
+            super().set_enabled(account_id, enabled)
+
+    acts = [action(Op.DISABLE, f"A{i:02}") for i in range(10)]
+    report, _ = run_with(
+        acts, Slow([], {}, set()), deadline_seconds=25, clock=lambda: now[0], commit_batch=1
+    )
+    assert "deadline" in report.stopped
+    statuses = [o.status for o in report.outcomes]
+    assert statuses[:3] == ["ok"] * 3
+    assert set(statuses[3:]) == {"not_attempted"}
+
+
+@pytest.mark.parametrize("op", [Op.ENABLE, Op.DISABLE])
+def test_a_write_that_does_not_take_is_never_ok(op: Op) -> None:
+    target = FakeTarget([], {}, set(), stuck=frozenset({"A"}))
+    if op is Op.ENABLE:
+        target.disabled.add("A")  # locked, and the enable will not change that
+    report, _ = run_with([action(op, "A")], target)
+    (o,) = report.outcomes
+    assert (o.status, o.code) == ("failed", "not_effective")
+    assert ("still disabled after enable" if op is Op.ENABLE else "still enabled after") in o.detail

@@ -103,6 +103,9 @@ def health(**states: FeedState) -> dict[FeedName, FeedHealth]:
 
 def inputs(decisions, accounts, *, feeds: FeedSet | None = None, **kw) -> PlanInputs:  # type: ignore[no-untyped-def]
     pids = list(decisions)
+    accounts = list(accounts)
+    # unless a test says otherwise, misync disabled every disabled account itself
+    kw.setdefault("disabled_by_misync", frozenset(a.account_id.lower() for a in accounts))
     fs = feeds or FeedSet(
         organizations=(ORG,), workers=tuple(worker(p) for p in pids), health=health()
     )
@@ -586,3 +589,32 @@ def test_a_rejected_row_is_never_read_as_no_row(
     )
     assert sorted(ops(plan), key=str) == sorted(ops_, key=str)
     assert [(h.code, h.action.person_id) for h in plan.held] == held
+
+
+@pytest.mark.parametrize(
+    ("disabled_by_misync", "reenable_external", "expected"),
+    [
+        pytest.param(True, False, ("enable", None), id="misync-disabled-it-enables"),
+        pytest.param(False, False, (None, "disabled_outside_misync"), id="someone-else-held"),
+        pytest.param(False, True, ("enable", None), id="configured-to-reenable"),
+    ],
+)
+def test_only_accounts_misync_disabled_are_enabled(
+    disabled_by_misync: bool, reenable_external: bool, expected: tuple[str | None, str | None]
+) -> None:
+    acc = account("P1", enabled=False)
+    plan = build_plan(
+        inputs(
+            {"P1": entitled("P1")},
+            [acc],
+            disabled_by_misync=frozenset({acc.account_id.upper().lower()})
+            if disabled_by_misync
+            else frozenset(),
+            reenable_external=reenable_external,
+        )
+    )
+    op = plan.actions[0].op.value if plan.actions else None
+    held = plan.held[0].code if plan.held else None
+    assert (op, held) == expected
+    if held:
+        assert "reenable_external_disables" in plan.held[0].message

@@ -52,6 +52,7 @@ from connector.targets.base import (
     PermanentTargetError,
     TargetChanges,
     TargetError,
+    TargetNotRespondingError,
     TargetUnavailableError,
     TemporaryTargetError,
 )
@@ -354,7 +355,7 @@ class LdapTarget:
         try:
             conn = self._connection()
         except TargetUnavailableError as exc:
-            raise TemporaryTargetError(str(exc), account_id=dn, detail=exc.detail) from exc
+            raise TargetNotRespondingError(str(exc), account_id=dn, detail=exc.detail) from exc
         try:
             call(conn, *args, **kwargs)
         except lx.LDAPOperationResult as exc:
@@ -364,7 +365,7 @@ class LdapTarget:
             raise err(f"{what} {dn} failed", account_id=dn, detail=_detail(exc)) from exc
         except lx.LDAPException as exc:  # connection lost, timeout: reconnect next time
             self.close()
-            raise TemporaryTargetError(
+            raise TargetNotRespondingError(
                 f"{what} {dn} failed", account_id=dn, detail=_detail(exc)
             ) from exc
 

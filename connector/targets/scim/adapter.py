@@ -44,6 +44,7 @@ from connector.settings import ScimSettings, read_secret
 from connector.targets.base import (
     PermanentTargetError,
     TargetError,
+    TargetNotRespondingError,
     TargetUnavailableError,
     TemporaryTargetError,
 )
@@ -137,7 +138,7 @@ def classify(exc: Exception, what: str, account_id: str | None) -> TargetError:
         code: int | None = getattr(source, "status_code", None)
         cause = exc.__cause__
         if code is None and isinstance(cause, httpx2.RequestError):  # network, timeout
-            return TemporaryTargetError(
+            return TargetNotRespondingError(
                 what, account_id=account_id, detail=f"{type(cause).__name__}: {cause}"
             )
         body = ""
@@ -150,7 +151,7 @@ def classify(exc: Exception, what: str, account_id: str | None) -> TargetError:
             )
         return PermanentTargetError(what, account_id=account_id, detail=detail)
     if isinstance(exc, httpx2.RequestError):
-        return TemporaryTargetError(
+        return TargetNotRespondingError(
             what, account_id=account_id, detail=f"{type(exc).__name__}: {exc}"
         )
     return PermanentTargetError(what, account_id=account_id, detail=repr(exc))
