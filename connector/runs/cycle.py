@@ -228,11 +228,12 @@ class Reconciler:
             return 0, "the target gave no high-water mark"
         changes = target.changed_since(self._mark)
         accounts = self._accounts
-        owner = {a.correlation: k for k, a in accounts.items() if a.correlation}
+        same = self.rt.mapping.correlation_key  # P1001 = p1001 where the target says so
+        owner = {same(a.correlation): k for k, a in accounts.items() if a.correlation}
         upserts: dict[str, Account] = {}
         for a in changes.accounts:
             key = a.account_id.lower()
-            held_by = owner.get(a.correlation) if a.correlation else None
+            held_by = owner.get(same(a.correlation)) if a.correlation else None
             if held_by is not None and held_by != key:
                 return len(changes.accounts), (
                     f"{a.account_id} carries the correlation of {held_by} (renamed or duplicated)"

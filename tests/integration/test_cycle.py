@@ -175,6 +175,26 @@ def test_a_renamed_account_is_a_doubt_and_forces_a_full_scan(world: World) -> No
     same_plan(after.plan, world.fresh_plan())
 
 
+def test_an_account_with_a_known_id_in_another_case_is_a_doubt_too(world: World) -> None:
+    """employeeNumber is caseIgnoreMatch: a new account carrying p1005 is P1005's
+    second account for the directory, so the incremental read doubts and scans in full."""
+    rec = Reconciler(world.rt)
+    rec.cycle(world.store)
+    conn = world.ldap()
+    assert conn.add(
+        world.dn("ewalsh-dup"),
+        ["inetOrgPerson"],
+        {"uid": "ewalsh-dup", "cn": "E W", "sn": "W", "employeeNumber": "p1005"},
+    )
+    conn.unbind()
+    after = rec.cycle(world.store)
+    assert after.full
+    assert "correlation" in after.reason
+    held = {h.action.account_id: h.code for h in after.plan.held}
+    assert held[world.dn("ewalsh-dup")] == "ambiguous_correlation"
+    same_plan(after.plan, world.fresh_plan())
+
+
 def test_feeds_are_read_again_only_when_a_file_changed(world: World) -> None:
     rec = Reconciler(world.rt)
     rec.cycle(world.store)
