@@ -226,3 +226,51 @@ templates = "{templates}"
     (tmp / "missing-token").chmod(0o600)
     shutil.copy(ROOT / "connector" / "alerts" / "templates" / "update.txt", templates)
     assert main(["-c", str(cfg), "config", "check"]) == 0, capsys.readouterr().out
+
+
+def test_feed_hold_and_guard_trip_alert_once_and_close_when_fixed(
+    demo: dict[str, Any],
+    smtp_server: Any,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cfg = write_config(
+        demo["tmp"],
+        demo["scope"],
+        demo["feeds"],
+        f"""
+[alerts.email]
+host = "{smtp_server.host}"
+port = {smtp_server.port}
+starttls = false
+to = ["itsd@x"]
+""",
+    )
+    ndas = demo["feeds"] / "ndas.csv"
+    kept = ndas.read_text(encoding="utf-8")
+    ndas.unlink()  # the NDA feed did not arrive
+    monkeypatch.setenv("MISYNC_GUARD__MAX_UNEXPLAINED_DISABLES", "0")
+    monkeypatch.setenv("MISYNC_GUARD__MAX_UNEXPLAINED_SHARE", "0")
+
+    def subjects() -> list[str]:
+        return sorted(m["Subject"] for _, _, m in smtp_server.messages)
+
+    main(["-c", str(cfg), "apply"])
+    main(["-c", str(cfg), "apply"])  # the same holds again: no new email
+    capsys.readouterr()
+    first = subjects()
+    assert "[misync] CRITICAL: feed.unhealthy ndas" in first
+    assert "[misync] CRITICAL: guard.tripped mass_disable_guard" in first
+    held = [s for s in first if "operation.held mass_disable_guard:uid=oldtemp" in s]
+    assert len(held) == 1
+    assert len([s for s in first if "feed.unhealthy" in s]) == 1
+
+    ndas.write_text(kept, encoding="utf-8")  # the feed arrives; the orphan is reviewed
+    assert main(["-c", str(cfg), "apply", "--override-guard"]) == 0
+    capsys.readouterr()
+    closed = [s for s in subjects() if "INFO closed: alert.closed" in s]
+    assert any(s.endswith(" ndas") for s in closed)
+    assert any(s.endswith(" mass_disable_guard") for s in closed)
+    assert any("mass_disable_guard:uid=oldtemp" in s for s in closed)
+    with StateStore(demo["tmp"] / "state" / "state.sqlite3") as store:
+        assert store.open_alerts() == []
