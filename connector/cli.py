@@ -334,6 +334,19 @@ def main(argv: list[str] | None = None) -> int:
             return _closed_pipe()
         except KeyboardInterrupt:
             return 130
+        except sqlite3.OperationalError as exc:
+            if "full" not in str(exc):
+                raise
+            # Not a bug: the disk under state.dir is full. What the run did is journaled
+            # and audited up to here; the next run closes the rest (recover_interrupted).
+            if structlog.is_configured():
+                log.error("state.full", error=str(exc))
+            print(
+                f"misync: the state folder is full ({exc}); the run stopped. Free space "
+                f"under state.dir and run again: the next run recovers; run {run_id}",
+                file=sys.stderr,
+            )
+            return EXIT_BUG
         except Exception as exc:  # a bug: one line for the operator, the traceback logged
             if structlog.is_configured():
                 log.exception("command.crashed")

@@ -16,6 +16,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +53,7 @@ class LocalScimServer(ChildServer):
         etag: bool = True,
         filter: bool = True,
         tls: ScimTls | None = None,
+        storm_control: Path | None = None,
     ) -> None:
         exe = shutil.which("scim2-server") or str(Path(sys.executable).with_name("scim2-server"))
         if not Path(exe).exists():
@@ -63,6 +65,7 @@ class LocalScimServer(ChildServer):
         self.port = free_port()
         self.token = secrets.token_hex(16)  # hex: never starts with "-" on a command line
         self.tls = tls
+        self.storm_control = storm_control  # see _Storm: faults on demand (chaos tests)
         scheme = "https" if tls else "http"
         self.url = f"{scheme}://127.0.0.1:{self.port}/v2"
         self._features = {"patch": patch, "etag": etag, "filter": filter}
@@ -100,11 +103,15 @@ class LocalScimServer(ChildServer):
         ]
         if not all(self._features.values()):
             args += ["--service-provider-config", str(self._spc())]
-        if self.tls is not None:
+        if self.tls is not None or self.storm_control is not None:
             wrap = [sys.executable, "-m", "connector.devtools.scim_server"]
-            wrap += ["--tls-cert", str(self.tls.cert_file), "--tls-key", str(self.tls.key_file)]
-            if self.tls.client_ca is not None:
-                wrap += ["--tls-client-ca", str(self.tls.client_ca)]
+            if self.tls is not None:
+                wrap += ["--tls-cert", str(self.tls.cert_file)]
+                wrap += ["--tls-key", str(self.tls.key_file)]
+                if self.tls.client_ca is not None:
+                    wrap += ["--tls-client-ca", str(self.tls.client_ca)]
+            if self.storm_control is not None:
+                wrap += ["--storm-control", str(self.storm_control)]
             args = [*wrap, "--", *args[1:]]
         self._proc = subprocess.Popen(args, stdout=log, stderr=log)
         deadline = time.monotonic() + 20
@@ -157,29 +164,91 @@ class LocalScimServer(ChildServer):
         return ids
 
 
+class _Storm:
+    """WSGI middleware: while the JSON file ``control`` says so (``{"rate": 0.3, "kinds":
+    ["429", "500", "slow"], "delay": 3, "seed": 1}``; ``{}`` or no file: calm), answer a
+    share of the requests (never discovery) with 429 (``Retry-After: 0``) or 500 before
+    handling them, or handle them and answer only after ``delay`` seconds ("slow": the
+    write lands, the client times out)."""
+
+    DISCOVERY = ("/ServiceProviderConfig", "/ResourceTypes", "/Schemas")
+
+    def __init__(self, app: Any, control: Path) -> None:
+        import random
+
+        self._app, self._control = app, control
+        self._random: random.Random | None = None
+        self._seed: object = None
+        self._lock = threading.Lock()
+
+    def _draw(self) -> tuple[str, float]:
+        import random
+
+        try:
+            spec = json.loads(self._control.read_text(encoding="utf-8") or "{}")
+        except (OSError, ValueError):
+            spec = {}
+        if not spec.get("rate"):
+            return "", 0.0
+        with self._lock:
+            if self._random is None or self._seed != spec.get("seed"):
+                self._seed = spec.get("seed")
+                self._random = random.Random(str(self._seed))  # noqa: S311 (reproducible)
+            if self._random.random() >= float(spec["rate"]):
+                return "", 0.0
+            return str(self._random.choice(spec.get("kinds", ["500"]))), float(spec.get("delay", 3))
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        path = str(environ.get("PATH_INFO", ""))
+        kind, delay = ("", 0.0) if path.endswith(self.DISCOVERY) else self._draw()
+        if kind in ("429", "500"):
+            status = "429 Too Many Requests" if kind == "429" else "500 Internal Server Error"
+            body = json.dumps(
+                {
+                    "schemas": ["urn:ietf:params:scim:api:messages:2.0:Error"],
+                    "status": kind,
+                    "detail": "injected storm",
+                }
+            ).encode()
+            headers = [("Content-Type", "application/scim+json"), ("Retry-After", "0")]
+            start_response(status, headers)
+            return [body]
+        result = list(self._app(environ, start_response))
+        if kind == "slow":
+            time.sleep(delay)
+        return result
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m connector.devtools.scim_server --tls-cert C --tls-key K -- ARGS``: run
-    the scim2-server command (ARGS as it takes them) on a TLS-wrapped socket."""
+    """``python -m connector.devtools.scim_server [--tls-cert C --tls-key K]
+    [--storm-control FILE] -- ARGS``: run the scim2-server command (ARGS as it takes
+    them) on a TLS-wrapped socket, and/or with faults injected while FILE says so."""
     parser = argparse.ArgumentParser(prog="python -m connector.devtools.scim_server")
-    parser.add_argument("--tls-cert", type=Path, required=True)
-    parser.add_argument("--tls-key", type=Path, required=True)
+    parser.add_argument("--tls-cert", type=Path)
+    parser.add_argument("--tls-key", type=Path)
     parser.add_argument("--tls-client-ca", type=Path)
+    parser.add_argument("--storm-control", type=Path)
     parser.add_argument("rest", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     rest = args.rest[1:] if args.rest[:1] == ["--"] else args.rest
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(args.tls_cert, args.tls_key)
-    if args.tls_client_ca is not None:
-        context.load_verify_locations(args.tls_client_ca)
-        context.verify_mode = ssl.CERT_REQUIRED
+    context: ssl.SSLContext | None = None
+    if args.tls_cert is not None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(args.tls_cert, args.tls_key)
+        if args.tls_client_ca is not None:
+            context.load_verify_locations(args.tls_client_ca)
+            context.verify_mode = ssl.CERT_REQUIRED
 
     from scim2_server.testserver import cli
 
     plain = getattr(cli, "make_server")  # noqa: B009 (not re-exported: mypy)
 
-    def make_server(*a: Any, **kw: Any) -> Any:
-        server = plain(*a, **kw)
-        server.socket = context.wrap_socket(server.socket, server_side=True)
+    def make_server(host: Any, port: Any, app: Any, **kw: Any) -> Any:
+        if args.storm_control is not None:
+            app = _Storm(app, args.storm_control)
+        server = plain(host, port, app, **kw)
+        if context is not None:
+            server.socket = context.wrap_socket(server.socket, server_side=True)
         return server
 
     setattr(cli, "make_server", make_server)  # noqa: B010 (patch its server factory)

@@ -10,7 +10,7 @@ planner, on the demo feeds and on damaged copies of them.
   lets through, and none of them counts as evidenced.
 
 Profiles: ``fast`` (default, a few seconds per property) and ``long``
-(``HYPOTHESIS_PROFILE=long``, 20x the examples), registered in tests/security/conftest.py.
+(``HYPOTHESIS_PROFILE=long``, 1200 examples per property), registered in tests/security/conftest.py.
 """
 
 from __future__ import annotations
