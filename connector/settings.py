@@ -139,6 +139,10 @@ class LdapSettings(_Section):
     start_tls: bool = False
     ca_file: Path | None = None
     verify_tls: bool = True
+    # A client certificate (PEM) presented in the TLS handshake. With no bind_dn, misync
+    # binds with SASL EXTERNAL: the directory maps the certificate to its identity.
+    client_cert_file: Path | None = None
+    client_key_file: Path | None = None
     connect_timeout: float = Field(default=10.0, gt=0)
     receive_timeout: float = Field(default=30.0, gt=0)
     page_size: int = Field(default=1000, ge=1, le=10000)
@@ -168,6 +172,8 @@ class ScimSettings(_Section):
     oauth_client_secret_file: Path | None = None
     verify_tls: bool = True
     ca_file: Path | None = None
+    client_cert_file: Path | None = None  # mutual TLS: a client certificate (PEM) ...
+    client_key_file: Path | None = None  # ... and its key
     timeout: float = Field(default=30.0, gt=0)
     page_size: int = Field(default=200, ge=1, le=10000)
     # The managed scope (RFC 7644 section 3.4.2.2 filter): users that do not match are
@@ -236,6 +242,8 @@ class ReportSettings(_Section):
     """HTML reports of daemon runs, kept in ``state.dir/reports`` (``misync report``)."""
 
     keep_runs: int = Field(default=100, ge=0)  # newest run reports kept; 0 keeps none
+
+
 SeverityName = Literal["info", "warning", "critical"]
 
 
@@ -344,6 +352,22 @@ class Settings(BaseSettings):
     alerts: AlertsSettings = AlertsSettings()
     notifications: NotificationsSettings = NotificationsSettings()
     metrics: MetricsSettings = MetricsSettings()
+
+    @model_validator(mode="after")
+    def _client_certificates_paired(self) -> Settings:
+        for name, section in (("ldap", self.target.ldap), ("scim", self.target.scim)):
+            if (section.client_cert_file is None) != (section.client_key_file is None):
+                raise ValueError(
+                    f"target.{name}.client_cert_file and client_key_file: set both or neither"
+                )
+        ldap = self.target.ldap
+        if ldap.client_cert_file and not (
+            ldap.url.lower().startswith("ldaps://") or ldap.start_tls
+        ):
+            raise ValueError(
+                "target.ldap.client_cert_file: needs TLS (an ldaps:// url or start_tls = true)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _target_complete(self) -> Settings:
@@ -504,12 +528,16 @@ def _resolve_paths(s: Settings, base: Path) -> Settings:
         update={
             "password_file": rel(s.target.ldap.password_file),
             "ca_file": rel(s.target.ldap.ca_file),
+            "client_cert_file": rel(s.target.ldap.client_cert_file),
+            "client_key_file": rel(s.target.ldap.client_key_file),
         }
     )
     scim = s.target.scim.model_copy(
         update={
             "token_file": rel(s.target.scim.token_file),
             "ca_file": rel(s.target.scim.ca_file),
+            "client_cert_file": rel(s.target.scim.client_cert_file),
+            "client_key_file": rel(s.target.scim.client_key_file),
             "oauth_client_secret_file": rel(s.target.scim.oauth_client_secret_file),
         }
     )

@@ -94,7 +94,9 @@ class LocalSlapd(ChildServer):
                 f"TLSCACertificateFile {self.tls.ca_file}\n"
                 f"TLSCertificateFile {self.tls.cert_file}\n"
                 f"TLSCertificateKeyFile {self.tls.key_file}\n"
-                f"TLSVerifyClient {'demand' if self.tls.require_client_cert else 'never'}\n"
+                f"TLSVerifyClient {'demand' if self.tls.require_client_cert else 'try'}\n"
+                # SASL EXTERNAL: a client certificate "cn=NAME" binds as cn=NAME,<suffix>
+                f'authz-regexp "^cn=([^,]+)$" "cn=$1,{self.suffix}"\n'
             )
         conf = self.dir / "slapd.conf"
         conf.write_text(

@@ -190,3 +190,104 @@ def test_scim_verify_tls_false_is_the_only_way_past_an_unknown_ca(
         assert list(target.snapshot()) == []
     finally:
         target.close()
+
+
+# -- client certificates: SASL EXTERNAL (LDAP) and mutual TLS (SCIM) -----------------------
+
+
+@pytest.mark.slapd
+@pytest.mark.parametrize("ldaps", [True, False], ids=["ldaps", "starttls"])
+def test_ldap_sasl_external_binds_as_the_certificate(
+    tls_slapd: LocalSlapd, pki: Pki, tmp_path: Path, ldaps: bool
+) -> None:
+    client = pki.ca.issue("client-misync", ["misync"], client=True)
+    settings = LdapSettings(
+        url=tls_slapd.ldaps_url if ldaps else tls_slapd.url,
+        start_tls=not ldaps,
+        base_dn=tls_slapd.suffix,
+        ca_file=pki.ca.ca_file,
+        client_cert_file=client.cert,
+        client_key_file=client.key,
+    )
+    target = LdapTarget(settings, LDAP_MAPPING)
+    try:
+        conn = target._connection()
+        assert conn.extend.standard.who_am_i() == f"dn:cn=misync,{tls_slapd.suffix}"
+    finally:
+        target.close()
+
+
+@pytest.mark.slapd
+def test_ldap_client_certificate_from_another_ca_is_refused(
+    tls_slapd: LocalSlapd, pki: Pki, tmp_path: Path
+) -> None:
+    client = pki.other_ca.issue("client-other", ["misync"], client=True)
+    settings = LdapSettings(
+        url=tls_slapd.ldaps_url,
+        base_dn=tls_slapd.suffix,
+        ca_file=pki.ca.ca_file,
+        client_cert_file=client.cert,
+        client_key_file=client.key,
+    )
+    target = LdapTarget(settings, LDAP_MAPPING)
+    with pytest.raises(TargetUnavailableError) as exc:
+        list(target.snapshot())
+    assert tls_slapd.ldaps_url in str(exc.value), exc.value
+    target.close()
+
+
+@pytest.fixture(scope="module")
+def mtls_scim(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalScimServer]:
+    server = pki.ca.issue("scim-mtls", ["127.0.0.1"])
+    tls = ScimTls(server.cert, server.key, client_ca=pki.ca.ca_file)
+    with LocalScimServer(tmp_path_factory.mktemp("mtls-scim"), tls=tls) as s:
+        yield s
+
+
+@pytest.mark.scim
+@pytest.mark.parametrize("client", ["ours", "none", "other CA"])
+def test_scim_mutual_tls(mtls_scim: LocalScimServer, pki: Pki, tmp_path: Path, client: str) -> None:
+    token = tmp_path / "token"
+    token.write_text(mtls_scim.token, encoding="utf-8")
+    files = {}
+    if client != "none":
+        ca = pki.ca if client == "ours" else pki.other_ca
+        issued = ca.issue(f"scim-client-{client.replace(' ', '-')}", ["misync"], client=True)
+        files = {"client_cert_file": issued.cert, "client_key_file": issued.key}
+    settings = ScimSettings(
+        base_url=mtls_scim.url, token_file=token, ca_file=pki.ca.ca_file, **files
+    )
+    target = ScimTarget(settings, SCIM_MAPPING)
+    try:
+        if client == "ours":
+            assert list(target.snapshot()) == []
+            return
+        with pytest.raises(TargetUnavailableError) as exc:
+            list(target.snapshot())
+        assert mtls_scim.url in str(exc.value), exc.value
+    finally:
+        target.close()
+
+
+@pytest.mark.parametrize(
+    ("ldap", "message"),
+    [
+        pytest.param(
+            'url = "ldaps://x"\nclient_cert_file = "c.pem"',
+            "set both or neither",
+            id="certificate without key",
+        ),
+        pytest.param(
+            'url = "ldap://x"\nclient_cert_file = "c.pem"\nclient_key_file = "k.pem"',
+            "needs TLS",
+            id="certificate over plain ldap",
+        ),
+    ],
+)
+def test_client_certificate_settings_are_checked(tmp_path: Path, ldap: str, message: str) -> None:
+    from connector.settings import ConfigError, load_settings
+
+    cfg = tmp_path / "misync.toml"
+    cfg.write_text(f'[target.ldap]\nbase_dn = "ou=p,dc=x"\n{ldap}\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match=message):
+        load_settings(cfg)

@@ -115,6 +115,8 @@ class LdapTarget:
             tls = ldap3.Tls(
                 validate=ssl.CERT_REQUIRED if s.verify_tls else ssl.CERT_NONE,
                 ca_certs_file=str(s.ca_file) if s.ca_file else None,
+                local_certificate_file=str(s.client_cert_file) if s.client_cert_file else None,
+                local_private_key_file=str(s.client_key_file) if s.client_key_file else None,
             )
         try:
             password = s.bind_password() if s.bind_dn else None
@@ -129,10 +131,22 @@ class LdapTarget:
                 get_info=ldap3.NONE,
                 tls=tls,
             )
+            # a client certificate and no bind DN: the directory names us from the
+            # certificate (SASL EXTERNAL, RFC 4422 appendix A), after the TLS handshake
+            external: dict[str, Any] = {}
+            if s.client_cert_file is not None and not s.bind_dn:
+                # an empty authzid: be who the certificate says (None would leave slapd
+                # waiting for it: saslBindInProgress)
+                external = {
+                    "authentication": ldap3.SASL,
+                    "sasl_mechanism": ldap3.EXTERNAL,
+                    "sasl_credentials": "",
+                }
             conn = ldap3.Connection(
                 server,
                 user=s.bind_dn or None,
                 password=password,
+                **external,
                 client_strategy=strategy,
                 raise_exceptions=True,
                 receive_timeout=int(s.receive_timeout),  # ldap3 packs it as a C long

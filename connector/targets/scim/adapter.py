@@ -200,6 +200,16 @@ class ScimTarget:
                     headers["Authorization"] = "Bearer " + read_secret(
                         s.token_file, s.token, "target.scim.token"
                     )
+                if s.client_cert_file is not None and s.client_key_file is not None:
+                    # mutual TLS: httpx2 takes the client certificate inside an SSLContext
+                    context = ssl.create_default_context(
+                        cafile=str(s.ca_file) if s.ca_file else None
+                    )
+                    if not s.verify_tls:
+                        context.check_hostname = False
+                        context.verify_mode = ssl.CERT_NONE
+                    context.load_cert_chain(str(s.client_cert_file), str(s.client_key_file))
+                    verify = context
                 self._http = httpx2.Client(
                     base_url=s.base_url,
                     headers=headers,
