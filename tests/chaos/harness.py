@@ -144,7 +144,7 @@ class World:
 
     def check(self) -> None:
         """After a recovery run: nothing open, the journal and the audit trail agree one
-        to one, the trail verifies, no duplicate account, and the next plan is empty."""
+        to one, the trail verifies, no duplicate account, and the next plan has no action."""
         journal, ops = self.journal_and_audit()
         assert [j for j in journal if j["outcome"] is None] == [], "open journal entries"
         key = lambda d: (d["op"], d["person_id"], d["outcome"])  # noqa: E731
@@ -164,8 +164,11 @@ class World:
             values = [str(v).lower() for a in accounts for v in (a.get(attr) or [])]
             dupes = [v for v, n in collections.Counter(values).items() if n > 1]
             assert dupes == [], f"duplicate {attr}: {dupes}"
-        plan = self.misync("plan", "--detailed-exitcode")
-        assert plan.returncode == 0, plan.stdout[-3000:] + plan.stderr[-3000:]
+        plan = self.misync("plan", "--format", "json")
+        assert plan.returncode == 0, plan.stderr[-3000:]
+        # converged: nothing left to do (held actions, e.g. an account someone else
+        # disabled, stay held run after run and are not the chaos' doing)
+        assert json.loads(plan.stdout)["actions"] == [], plan.stdout[-3000:]
 
 
 def make_scim_world(tmp: Path, *, url: str, token: str, crowd: int, timeout: float) -> World:
@@ -197,6 +200,7 @@ max_unexplained_share = 0.5
 [apply]
 backoff_seconds = 0.05
 backoff_max_seconds = 0.5
+commit_batch = 5
 max_attempts = 6
 
 [state]
@@ -251,6 +255,7 @@ max_unexplained_share = 0.5
 [apply]
 backoff_seconds = 0.05
 backoff_max_seconds = 0.5
+commit_batch = 5
 
 [state]
 dir = "{state}"

@@ -41,7 +41,8 @@ pytestmark = pytest.mark.slapd
 CROWD = 120 if CHAOS else 30
 
 # misync run as `python -c CRASH -c CFG apply`, killed (os._exit) at the CRASH_AT-th
-# operation's audit append, before or after it commits.
+# audit append of operation records (outcomes are audited in groups of commit_batch = 5),
+# before or after it commits.
 CRASH = """
 import os, sys
 from connector.audit import trail as m
@@ -86,7 +87,7 @@ def test_misync_killed_at_the_audit_append_of_an_operation(world: World, when: s
         capture_output=True,
         text=True,
         cwd=ROOT,
-        env={**os.environ, "CRASH_AT": "5", "CRASH_WHEN": when},
+        env={**os.environ, "CRASH_AT": "3", "CRASH_WHEN": when},
         timeout=300,
         check=False,
     )
