@@ -28,7 +28,8 @@ minus a clock margin) and folds it into the snapshot. A full scan runs instead w
 - the target has no incremental capability (SCIM: every cycle is a full scan), or the
   LDAP server keeps no ``modifyTimestamp`` on the base entry;
 - anything looks odd: a changed account carries the correlation of another account in
-  the snapshot (a rename or a duplicate), or the incremental read fails to give a mark.
+  the snapshot (a rename or a duplicate), a new account correlates to nobody (it may be
+  a renamed orphan), or the target gives no mark.
 
 **The feeds and the policy.** The feed files are hashed (sha256 of their bytes, a few
 milliseconds per 100k rows); the feeds are read and every decision evaluated again only
@@ -238,6 +239,8 @@ class Reconciler:
                 return len(changes.accounts), (
                     f"{a.account_id} carries the correlation of {held_by} (renamed or duplicated)"
                 )
+            if key not in accounts and not a.correlation:  # maybe a renamed uncorrelated one
+                return len(changes.accounts), f"{a.account_id} is new and correlates to nobody"
             upserts[key] = a
         if changes.groups_of is not None:  # a group changed: every account's groups again
             for key, a in accounts.items():

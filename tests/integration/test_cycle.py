@@ -163,15 +163,25 @@ def test_deletion_is_found_by_the_next_full_scan(world: World) -> None:
     same_plan(full.plan, world.fresh_plan())
 
 
-def test_a_renamed_account_is_a_doubt_and_forces_a_full_scan(world: World) -> None:
+@pytest.mark.parametrize(
+    ("uid", "new_uid", "why"),
+    [("ewalsh", "ewalsh2", "carries the correlation"), ("oldtemp", None, "correlates to nobody")],
+    ids=["renamed", "new-uncorrelated"],
+)
+def test_a_renamed_or_unknown_account_is_a_doubt_and_forces_a_full_scan(
+    world: World, uid: str, new_uid: str | None, why: str
+) -> None:
     rec = Reconciler(world.rt)
     rec.cycle(world.store)
     conn = world.ldap()
-    conn.modify_dn(world.dn("ewalsh"), "uid=ewalsh2")
+    if new_uid:
+        conn.modify_dn(world.dn(uid), f"uid={new_uid}")
+    else:  # an account with no correlation appears (a renamed orphan would look the same)
+        conn.add(world.dn("stray"), ["inetOrgPerson"], {"cn": "stray", "sn": "stray"})
     conn.unbind()
     after = rec.cycle(world.store)
     assert after.full
-    assert "correlation" in after.reason
+    assert why in after.reason
     same_plan(after.plan, world.fresh_plan())
 
 
