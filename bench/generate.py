@@ -16,8 +16,9 @@
 
 Drift makes the directory differ from what the policy gives:
 
-- ``drift``: share of accounts whose office, display name and profile are stale (one
-  ``update`` each: the "first plan" case is ``drift=0.94``);
+- ``drift``: share of accounts whose office, display name and profile (so also group)
+  are stale (one ``update`` each: the "first plan" case is ``drift=0.94``);
+  ``stale_profile=False`` leaves profile and group right (attribute changes only);
 - ``missing``: share of people with no account yet (``create``);
 - ``orphans``: enabled accounts that correlate to nobody (``disable``).
 
@@ -162,12 +163,14 @@ def write_feeds(d: Path, ppl: list[Person], orgs: int) -> None:
                 sf.write(f"{p.pid},{o},2025-06-30T17:00:00-07:00,resignation\n")
 
 
-def _entry(p: Person, orgs_names: dict[int, str], stale: bool) -> str:
+def _wrong_profile(p: Person) -> str:
+    return "reviewer" if p.profile != "reviewer" else "case-manager"
+
+
+def _entry(p: Person, orgs_names: dict[int, str], stale: bool, stale_profile: bool) -> str:
     offices = ("Walla Walla",) if stale else p.offices
     display = f"{p.given} {p.family}" + (" (old)" if stale else "")
-    profile = "reviewer" if stale and p.profile != "reviewer" else p.profile
-    if stale and p.profile == "reviewer":
-        profile = "case-manager"
+    profile = _wrong_profile(p) if stale and stale_profile else p.profile
     lines = [
         f"dn: uid={p.uid},{PEOPLE}",
         "objectClass: inetOrgPerson",
@@ -198,6 +201,7 @@ def write_ldif(
     missing: float,
     orphans: int,
     seed: int,
+    stale_profile: bool = True,
 ) -> dict[str, int]:
     """Write the directory; return how many accounts of each kind it holds."""
     rnd = random.Random(seed + 1)
@@ -215,12 +219,10 @@ def write_ldif(
             counts["stale"] += stale
             counts["locked"] += p.separated
             counts["accounts"] += 1
-            f.write(_entry(p, names, stale))
-            if not stale:  # a stale account also sits in the wrong group
-                members[f"mis-{p.profile}"].append(f"uid={p.uid},{PEOPLE}")
-            else:
-                wrong = "reviewer" if p.profile != "reviewer" else "case-manager"
-                members[f"mis-{wrong}"].append(f"uid={p.uid},{PEOPLE}")
+            f.write(_entry(p, names, stale, stale_profile))
+            # a stale profile also puts the account in the wrong group
+            group = _wrong_profile(p) if stale and stale_profile else p.profile
+            members[f"mis-{group}"].append(f"uid={p.uid},{PEOPLE}")
         for k in range(orphans):
             uid = f"orphan{k}"
             f.write(
@@ -242,12 +244,21 @@ def generate(
     missing: float = 0.0,
     orphans: int = 0,
     seed: int = 1021,
+    stale_profile: bool = True,
 ) -> dict[str, int]:
-    """Write ``work/feeds`` and ``work/people.ldif``; return the directory's counts."""
+    """Write ``work/feeds`` and ``work/people.ldif``; return the directory's counts.
+    ``stale_profile=False``: stale accounts differ in attributes only (no group moves)."""
     orgs = max(len(WDAS), n // 400)
     ppl = people(n, orgs, seed)
     write_feeds(work / "feeds", ppl, orgs)
     counts = write_ldif(
-        work / "people.ldif", ppl, orgs, drift=drift, missing=missing, orphans=orphans, seed=seed
+        work / "people.ldif",
+        ppl,
+        orgs,
+        drift=drift,
+        missing=missing,
+        orphans=orphans,
+        seed=seed,
+        stale_profile=stale_profile,
     )
     return {"people": n, "organizations": orgs, **counts}

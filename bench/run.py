@@ -342,6 +342,11 @@ def main() -> int:
     p.add_argument("--repeat", type=int, default=3, help="runs per figure; the fastest is kept")
     p.add_argument("--behind-back", type=int, default=10, help="accounts changed behind its back")
     p.add_argument("--profile", action="store_true", help="cProfile the read and the plans")
+    p.add_argument(
+        "--only-apply",
+        action="store_true",
+        help="only the apply world, its accounts stale in attributes only (no group moves)",
+    )
     p.add_argument("--out", type=Path, help="JSON results (default bench/results/bench-N.json)")
     p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument("--spec", help=argparse.SUPPRESS)
@@ -358,6 +363,8 @@ def main() -> int:
     fig: dict[str, Any] = {}
     servers = []
     try:
+        if args.only_apply:
+            return _only_apply(args, work, apply_n, out, started)
         # world A: in line
         sa, a, da = world(work, "idle", n)
         servers.append(sa)
@@ -464,6 +471,51 @@ def main() -> int:
     print(
         f"incremental cycle: {cy['incremental_found']} of {args.behind_back} accounts changed "
         f"behind its back found, {cy['incremental_read']} read, full={cy['incremental_full']}"
+    )
+    return 0
+
+
+def _only_apply(
+    args: argparse.Namespace, work: Path, apply_n: int, out: Path, started: datetime
+) -> int:
+    """The apply world alone, stale in attributes only: 10k plain modifies."""
+    from connector.devtools.slapd import LocalSlapd
+
+    fig: dict[str, Any] = {}
+    sc, c, dc = world(work, "apply", apply_n, drift=1.0, stale_profile=False)
+    try:
+        cfg = str(_config(dc, sc.url, sc.root_dn, sc.root_password, dc / "state-ldif"))
+        ldif = str(dc / "modify.ldif")
+        fig["apply_changes"] = measure(args, "modify_ldif", c | {"config": cfg, "ldif": ldif})
+        fig["ldapmodify"] = measure(args, "ldapmodify", c | {"ldif": ldif})
+    finally:
+        sc.stop()
+    fresh = LocalSlapd(dc / "slapd2", suffix=gen.SUFFIX)
+    fresh.start()
+    try:
+        fresh.bulk_load(dc / "people.ldif")
+        c2 = {"url": fresh.url, "root_dn": fresh.root_dn, "password": fresh.root_password}
+        cfg = str(_config(dc, fresh.url, fresh.root_dn, fresh.root_password, dc / "state-apply"))
+        fig["apply"] = measure(args, "apply", c2 | {"config": cfg})
+    finally:
+        fresh.stop()
+    a, base = fig["apply"], fig["ldapmodify"]["seconds"]
+    result = {
+        "apply_n": apply_n,
+        "world": "every account stale in attributes only (no group moves)",
+        "started": started.isoformat(),
+        "finished": datetime.now(UTC).isoformat(),
+        "machine": {"cpus": os.cpu_count(), "load_average": os.getloadavg()},
+        "apply_ratio": round(a["seconds"] / base, 2),
+        "execution_ratio": round((a["seconds"] - a["plan_seconds"]) / base, 2),
+        "figures": fig,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(
+        f"apply of {apply_n} (attributes only): {a['seconds']:.2f} s, execution "
+        f"{a['seconds'] - a['plan_seconds']:.2f} s; ldapmodify {base:.2f} s; ratios "
+        f"{result['apply_ratio']}x / {result['execution_ratio']}x; {out}"
     )
     return 0
 
