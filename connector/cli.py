@@ -234,6 +234,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="show unexplained disables as actions, not held (as plan --override-guard)",
     )
 
+    sub.add_parser(
+        "run",
+        help="the daemon: reconcile on a schedule, disable separated people within a "
+        "minute, alert (foreground; systemd Type=notify)",
+    )
+
     explain = sub.add_parser(
         "explain",
         help="why a person is (not) entitled, with clauses; or what happens to an account "
@@ -271,7 +277,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     config = sub.add_parser("config", help="configuration commands")
     csub = config.add_subparsers(dest="config_command", required=True, metavar="SUBCOMMAND")
-    csub.add_parser("check", help="validate the configuration, mapping, secrets and feeds layout")
+    check = csub.add_parser(
+        "check", help="validate the configuration, mapping, secrets and feeds layout"
+    )
+    check.add_argument(
+        "--allow-missing-feeds",
+        action="store_true",
+        help="a feed folder or file that has not been delivered yet is a warning, not an "
+        "error (systemd ExecStartPre before the first delivery)",
+    )
+    check.add_argument(
+        "--connect",
+        action="store_true",
+        help="also connect and bind to the directory (never done otherwise)",
+    )
 
     audit = sub.add_parser("audit", help="the tamper-evident audit trail")
     asub = audit.add_subparsers(dest="audit_command", required=True, metavar="SUBCOMMAND")
@@ -368,14 +387,19 @@ def _closed_pipe() -> int:
     return EXIT_PIPE
 
 
+def _config_path(args: argparse.Namespace) -> Path:
+    if args.config is not None:
+        return Path(args.config)
+    env = os.environ.get("MISYNC_CONFIG")
+    return Path(env) if env else DEFAULT_CONFIG
+
+
 def _load(args: argparse.Namespace) -> Runtime:
     from connector.app import Runtime
     from connector.mapping import MappingError
     from connector.settings import ConfigError, load_settings
 
-    path = args.config or (
-        Path(os.environ["MISYNC_CONFIG"]) if os.environ.get("MISYNC_CONFIG") else DEFAULT_CONFIG
-    )
+    path = _config_path(args)
     try:
         settings = load_settings(path)  # its errors start with the file's path
     except ConfigError as exc:
@@ -415,6 +439,8 @@ def _dispatch(args: argparse.Namespace, out: TextIO, run_id: str) -> int:
             check_secrets(rt.settings)
         except ValueError as exc:
             raise UserError(str(exc)) from exc
+    if args.command == "run":
+        return _run_daemon(rt, args)
     try:
         if args.command == "plan":
             as_of = args.as_of or rt.clock()
@@ -515,7 +541,9 @@ def _dispatch(args: argparse.Namespace, out: TextIO, run_id: str) -> int:
             return _status(rt, args, out)
 
         if args.command == "config":
-            return _config_check(rt, out)
+            return _config_check(
+                rt, out, allow_missing_feeds=args.allow_missing_feeds, connect=args.connect
+            )
 
         if args.command == "quarantine":
             with rt.store() as store:
@@ -697,21 +725,74 @@ def _status(rt: Runtime, args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
-def _config_check(rt: Runtime, out: TextIO) -> int:
-    """Validate what can be validated without touching the directory."""
+def _run_daemon(rt: Runtime, args: argparse.Namespace) -> int:
+    from connector.daemon import Daemon
+    from connector.settings import ConfigError
+
+    def load(path: Path | None) -> Runtime:
+        # a reload must not exit the process: problems come back as exceptions
+        from connector.settings import check_secrets
+
+        try:
+            new = _load(argparse.Namespace(config=path))
+            check_secrets(new.settings)  # a missing or empty secret file refuses it too
+        except (UserError, ValueError) as exc:
+            raise ConfigError(str(exc)) from exc
+        return new
+
+    try:
+        daemon = Daemon(
+            rt,
+            config_path=_config_path(args),
+            load=load,
+            alerts_for=_alert_manager,  # dedup, reminders, email, webhook ([alerts])
+            observer_for=_notifier,  # 3.k notifications ([notifications])
+        )
+    except (ConfigError, ValueError) as exc:
+        raise UserError(str(exc)) from exc
+    from connector.health.metrics import start_metrics_server
+
+    try:
+        metrics = start_metrics_server(rt.settings, rt.clock)  # [metrics] listen, if set
+    except (RuntimeError, OSError) as exc:
+        raise UserError(f"metrics: {exc}") from exc
+    try:
+        return daemon.run()
+    finally:
+        if metrics is not None:
+            metrics.close()
+
+
+def _config_check(
+    rt: Runtime, out: TextIO, *, allow_missing_feeds: bool = False, connect: bool = False
+) -> int:
+    """Validate what can be validated without touching the directory (unless
+    ``connect``: then bind and search once)."""
+    from connector.daemon import check_schedule
     from connector.feeds import FeedLayout, check_headers, load_feed_layout
+    from connector.settings import ConfigError
 
     s = rt.settings
     problems: list[str] = []
+    warnings: list[str] = []
     layout: FeedLayout | None = None
     try:
         layout = load_feed_layout(s.feeds.mapping)
     except ValueError as exc:
         problems.append(str(exc))
     if not s.feeds.dir.is_dir():
-        problems.append(f"feeds.dir: {s.feeds.dir} is not a directory")
+        missing = f"feeds.dir: {s.feeds.dir} is not a directory"
+        (warnings if allow_missing_feeds and not s.feeds.dir.exists() else problems).append(missing)
     elif layout is not None:
-        problems += check_headers(s.feeds, layout)  # each file exists, with its columns
+        for p in check_headers(s.feeds, layout):  # each file exists, with its columns
+            if allow_missing_feeds and p.endswith(": feed file not found"):
+                warnings.append(f"{p} (not delivered yet)")
+            else:
+                problems.append(p)
+    try:
+        check_schedule(s.daemon, s.policy.tz)
+    except ConfigError as exc:
+        problems.append(str(exc))
     from connector.settings import check_secrets, config_warnings
 
     try:
@@ -721,6 +802,23 @@ def _config_check(rt: Runtime, out: TextIO) -> int:
     from connector.alerts.manager import config_problems
 
     problems += config_problems(s)  # alert and notification secrets, templates, metrics
+    if connect and not problems:
+        from connector.targets.base import TargetError
+
+        try:
+            target = rt.target()
+            try:
+                target.find("misync-config-check")  # binds, then one search in the scope
+            finally:
+                target.close()
+        except TargetError as exc:
+            problems.append(
+                f"target: cannot connect: {exc}" + (f" ({exc.detail})" if exc.detail else "")
+            )
+        else:
+            out.write(f"  directory connection OK: {target.description}\n")
+    for w in warnings:
+        out.write(f"  warning: {w}\n")
     for p in problems:
         out.write(f"  {p}\n")
     for warning in config_warnings(s):

@@ -326,6 +326,21 @@ class MetricsSettings(_Section):
         return v
 
 
+class DaemonSettings(_Section):
+    """``misync run``: when each job runs (SPEC "Daemon"). Seconds, so tests can use
+    second-scale intervals; a cron expression, when set, replaces the interval."""
+
+    reconcile_cron: str = ""  # e.g. "*/30 * * * *" (crontab, in policy.timezone)
+    reconcile_interval_seconds: float = Field(default=1800.0, gt=0)
+    # between full scans a reconcile reads only what changed (LDAP modifyTimestamp)
+    full_scan_interval_seconds: float = Field(default=3600.0, gt=0)
+    watch_interval_seconds: float = Field(default=5.0, ge=0)  # 0 turns the fast path off
+    timed_actions: bool = True  # carry out dated changes at their instant
+    monitor_interval_seconds: float = Field(default=900.0, gt=0)  # deadline monitor
+    audit_verify_cron: str = "17 3 * * *"  # the whole chain, once a day
+    run_on_start: bool = True  # a full reconcile as soon as the daemon is up
+
+
 class LogSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     # auto: readable console lines on a terminal, JSON lines otherwise (journald, pipes)
@@ -347,6 +362,7 @@ class Settings(BaseSettings):
     apply: ApplySettings = ApplySettings()
     state: StateSettings = StateSettings()
     audit: AuditSettings = AuditSettings()
+    daemon: DaemonSettings = DaemonSettings()
     log: LogSettings = LogSettings()
     report: ReportSettings = ReportSettings()
     alerts: AlertsSettings = AlertsSettings()

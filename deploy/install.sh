@@ -15,6 +15,8 @@ apt_need=()
 [ -x /usr/sbin/slapd ] || apt_need+=(slapd)
 command -v ldapadd >/dev/null 2>&1 || apt_need+=(ldap-utils)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || apt_need+=(python3-venv)
+# the service tests check deploy/misync.service with systemd-analyze (verify, security)
+if [ "$want_test" = "test" ]; then command -v systemd-analyze >/dev/null 2>&1 || apt_need+=(systemd); fi
 # the HTML report test loads the page in a real headless Chromium
 if [ "$want_test" = "test" ]; then command -v chromium >/dev/null 2>&1 || apt_need+=(chromium); fi
 if [ ${#apt_need[@]} -gt 0 ]; then

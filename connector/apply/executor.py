@@ -144,6 +144,7 @@ class Executor:
         deadline_seconds: float = 0.0,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        should_stop: Callable[[], bool] | None = None,
     ) -> None:
         self._factory = target_factory
         self._journal = journal
@@ -159,6 +160,7 @@ class Executor:
         self._deadline_seconds = deadline_seconds  # 0: none
         self._sleep = sleep
         self._clock = clock
+        self._should_stop = should_stop or (lambda: False)  # the daemon's SIGTERM
         self._local = threading.local()
         self._targets: list[Target] = []
         self._targets_lock = threading.Lock()
@@ -259,6 +261,8 @@ class Executor:
         return self._stop_reason
 
     def _check_deadline(self) -> None:
+        if self._should_stop():  # finish what is in flight, record the rest
+            self._stop("misync was stopping (SIGTERM)")
         if self._deadline is not None and self._clock() >= self._deadline:
             self._stop(
                 f"the run deadline (apply.run_deadline_seconds = {self._deadline_seconds:g}) passed"

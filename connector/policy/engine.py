@@ -514,7 +514,12 @@ def evaluate(person_id: str, idx: PolicyIndex, at: datetime, rules: PolicyRules)
                 f"disable request {q.request_id} took effect {q.effective_on} ({q.source})",
                 evidenced=True,
                 since=eff,
-                deadline=eff,
+                # SPEC "Deadlines": the start of the effective date plus the same short
+                # grace as a contract end, so a disable carried out at its instant (a
+                # daemon's timed job, a run made seconds after midnight) is no breach.
+                # A request submitted after that start (late notice, flagged above)
+                # cannot be acted on before it exists: its grace runs from submission.
+                deadline=after(max(eff, q.submitted_at), rules.contract_grace, rules.tz),
                 **src,
             )
             disables.append((q.submitted_at, end))

@@ -166,6 +166,9 @@ class PlanInputs:
     override_guard: bool = False
     warning: timedelta = timedelta(hours=4)
     cache: PlanCache | None = None  # reuse results of the previous plan (a daemon's cycles)
+    # the guard's denominator when ``accounts`` is not the whole directory (a targeted
+    # run reads only its people's accounts): the enabled count of the last full read
+    enabled_total: int | None = None
 
 
 def _entitled_reason(decision: Decision) -> Reason:
@@ -558,6 +561,8 @@ def _mass_disable_guard(
     unexplained = [a for a in actions if a.op is Op.DISABLE and not a.evidenced]
     if not unexplained or inp.override_guard:
         return actions, held
+    if inp.enabled_total is not None:
+        enabled_count = inp.enabled_total
     share = len(unexplained) / enabled_count if enabled_count else 1.0
     if len(unexplained) <= inp.max_unexplained and share <= inp.max_share:
         return actions, held

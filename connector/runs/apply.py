@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -35,13 +35,18 @@ from connector.audit import UNKEYED_WARNING, AuditTrail, AuditWriteError
 from connector.model.accounts import Account
 from connector.model.decisions import Decision
 from connector.model.feeds import FeedSet
-from connector.model.plan import Plan
+from connector.model.plan import Op, Plan
 from connector.policy.review import separated_requesters
 from connector.report import plan_audit_extras
-from connector.runs.breaches import close_breaches, open_breaches
+from connector.runs.breaches import close_breaches, open_breaches, warn_unfixed
 from connector.runs.planning import Evaluation, confirm_plan, make_plan
 from connector.runs.recovery import recover_interrupted
 from connector.state import FeedHealthRow, StateStore, state_lock
+
+ENABLED_ACCOUNTS = "enabled_accounts"  # state meta: enabled accounts after the last full run
+
+#: makes a fresh plan under the state lock: (plan, evaluation, enabled accounts or None)
+Planner = Callable[[StateStore], tuple[Plan, Evaluation, int | None]]
 
 
 class RunObserver(Protocol):
@@ -62,9 +67,7 @@ class Observers:
     def __init__(self, *observers: RunObserver | None) -> None:
         self._observers = [o for o in observers if o is not None]
 
-    def evaluated(
-        self, feeds: FeedSet, decisions: Mapping[str, Decision], as_of: datetime
-    ) -> None:
+    def evaluated(self, feeds: FeedSet, decisions: Mapping[str, Decision], as_of: datetime) -> None:
         for o in self._observers:
             hook = getattr(o, "evaluated", None)
             if callable(hook):
@@ -105,8 +108,16 @@ def run_apply(
     run_id: str | None = None,
     alerts: AlertSink | None = None,
     observer: RunObserver | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    planner: Planner | None = None,
 ) -> ApplyResult:
     """Plan now (or take a reviewed plan), then apply it, journaling and auditing it all.
+
+    ``should_stop`` is checked between actions (the daemon's SIGTERM): the actions in
+    flight finish and are journaled, the rest are recorded as not attempted.
+    ``planner`` makes the fresh plan instead of ``make_plan``, under the state lock (the
+    daemon's ``Reconciler``: an incremental read of the directory); it returns the plan,
+    its evaluation and the enabled-account count of the directory it planned against.
 
     Raises ``StateBusyError`` when another run holds the state folder,
     ``AuditIntegrityError`` when the trail does not match its anchor, ``DriftError``
@@ -124,7 +135,9 @@ def run_apply(
             aware.run_started(run_id)
         full = False
         try:
-            result = _run_apply(rt, run_id, plan, override_guard, alerts, observer)
+            result = _run_apply(
+                rt, run_id, plan, override_guard, alerts, observer, should_stop, planner
+            )
             full = True
         finally:
             if aware is not None:  # only a run that finished may close what it no longer saw
@@ -139,6 +152,8 @@ def _run_apply(
     override_guard: bool,
     alerts: AlertSink | None,
     observer: RunObserver | None,
+    should_stop: Callable[[], bool] | None = None,
+    planner: Planner | None = None,
 ) -> ApplyResult:
     log = structlog.get_logger("misync.run")
     s = rt.settings
@@ -154,179 +169,233 @@ def _run_apply(
             if account.enabled and account.account_id.lower() in marked:
                 seen_enabled.append(account.account_id)
 
-        if plan is None:
+        enabled_read: int | None = None  # enabled accounts in a fresh read (None: reviewed)
+        if plan is None and planner is not None:
+            plan, ev, enabled_read = planner(store)
+        elif plan is None:
+            enabled = 0
+
+            def count(account: Account) -> None:
+                nonlocal enabled
+                enabled += account.enabled
+                watch(account)
+
             plan, ev = make_plan(
-                rt, store, rt.clock(), override_guard=override_guard, observe=watch
+                rt, store, rt.clock(), override_guard=override_guard, observe=count
             )
+            enabled_read = enabled
         else:
             ev = confirm_plan(rt, store, plan, observe=watch)
         store.forget_misync_disables(seen_enabled)
-        recover_interrupted(store, audit, run_id, log)
-        store.start_run(run_id, "apply", plan.as_of, plan.checksum)
-        audit.append(
-            "plan",
-            {
-                "checksum": plan.checksum,
-                "as_of": plan.as_of.isoformat(),
-                "summary": plan.summary,
-                "target": plan.target,
-                "feeds": {f.feed.value: f.digest for f in plan.feeds},
-                # held actions, deadlines, rejected rows, feed health: the run's report
-                # is re-rendered from the trail (connector.report)
-                **plan_audit_extras(plan),
-            },
+        result = carry_out(
+            rt, store, audit, run_id, "apply", plan, ev, alerts, observer, should_stop
+        )
+        if enabled_read is not None:
+            # the denominator of the mass-disable guard for targeted runs (fast path): the
+            # enabled accounts as read, plus what this run enabled, minus what it disabled
+            delta = sum(
+                (1 if o.action.op is Op.ENABLE else -1 if o.action.op is Op.DISABLE else 0)
+                + (
+                    1
+                    if o.action.op is Op.CREATE
+                    and o.action.desired is not None
+                    and o.action.desired.enabled
+                    else 0
+                )
+                for o in result.report.outcomes
+                if o.status == "ok"
+            )
+            store.set_meta(ENABLED_ACCOUNTS, str(max(enabled_read + delta, 0)))
+        return result
+
+
+def carry_out(
+    rt: Runtime,
+    store: StateStore,
+    audit: AuditTrail,
+    run_id: str,
+    kind: str,
+    plan: Plan,
+    ev: Evaluation,
+    alerts: AlertSink | None,
+    observer: RunObserver | None,
+    should_stop: Callable[[], bool] | None,
+    *,
+    scope: frozenset[str] | None = None,
+) -> ApplyResult:
+    """Steps 3-7 of a run, for a full apply and a targeted run alike (state lock held,
+    trail checked, plan made). ``scope``: the account ids a targeted run looked at (only
+    their breaches may be closed); None for a run that read the whole directory."""
+    log = structlog.get_logger("misync.run")
+    s = rt.settings
+    recover_interrupted(store, audit, run_id, log)
+    store.start_run(run_id, kind, plan.as_of, plan.checksum)
+    audit.append(
+        "plan",
+        {
+            "checksum": plan.checksum,
+            "as_of": plan.as_of.isoformat(),
+            "summary": plan.summary,
+            "target": plan.target,
+            "feeds": {f.feed.value: f.digest for f in plan.feeds},
+            # held actions, deadlines, rejected rows, feed health: the run's report
+            # is re-rendered from the trail (connector.report)
+            **plan_audit_extras(plan),
+        },
+        run_id=run_id,
+    )
+    _record_decisions(store, audit, ev, run_id, log)
+    if observer is not None:
+        # an observer that needs what the run read (the notifier: requesters, emails)
+        evaluated = getattr(observer, "evaluated", None)
+        if callable(evaluated):
+            evaluated(ev.feeds, ev.decisions, plan.as_of)
+        observer.planned(plan)
+    checksum = plan.checksum
+
+    def audit_batch(batch: Sequence[tuple[int, Outcome]]) -> list[int]:
+        """One append for a group of outcomes; the seq of each record, in order."""
+        last = audit.append_many(
+            [("operation", _operation_record(entry, o, checksum)) for entry, o in batch],
             run_id=run_id,
         )
-        _record_decisions(store, audit, ev, run_id, log)
-        if observer is not None:
-            # an observer that needs what the run read (the notifier: requesters, emails)
-            evaluated = getattr(observer, "evaluated", None)
-            if callable(evaluated):
-                evaluated(ev.feeds, ev.decisions, plan.as_of)
-            observer.planned(plan)
-        checksum = plan.checksum
+        assert last is not None
+        first = last.seq - len(batch) + 1
+        return list(range(first, last.seq + 1))
 
-        def audit_batch(batch: Sequence[tuple[int, Outcome]]) -> list[int]:
-            """One append for a group of outcomes; the seq of each record, in order."""
-            last = audit.append_many(
-                [("operation", _operation_record(entry, o, checksum)) for entry, o in batch],
-                run_id=run_id,
-            )
-            assert last is not None
-            first = last.seq - len(batch) + 1
-            return list(range(first, last.seq + 1))
-
-        def on_outcome(o: Outcome) -> None:  # journaled and audited by now
-            a = o.action
-            if alerts is not None and o.status == "failed" and o.code != "stopped":
-                failures = store.failure_count(a.key)
-                if failures == s.apply.quarantine_after:
-                    alerts.send(_quarantined(a.key, a.op.value, a.person_id, o.detail, failures))
-            if alerts is not None and o.status != "ok":
-                if o.code == "not_effective":
-                    kind, severity = "operation.not_effective", Severity.CRITICAL
-                elif o.status == "not_attempted":
-                    kind, severity = "operation.not_attempted", Severity.WARNING
-                else:
-                    kind, severity = "operation.failed", Severity.WARNING
-                alerts.send(
-                    Alert(
-                        kind,
-                        severity,
-                        a.key,
-                        f"{a.op.value} {a.key} {o.status}: {o.detail}",
-                        {"op": a.op.value, "person_id": a.person_id, "run_id": run_id},
-                    )
-                )
-            if observer is not None:
-                observer.outcome(o)
-
-        executor = Executor(
-            target_factory=rt.target,
-            journal=store,
-            workers=s.apply.workers,
-            max_attempts=s.apply.max_attempts,
-            backoff=s.apply.backoff_seconds,
-            backoff_max=s.apply.backoff_max_seconds,
-            on_outcome=on_outcome,
-            audit=audit_batch,
-            commit_batch=s.apply.commit_batch,
-            commit_interval=s.apply.commit_interval_ms / 1000,
-            circuit_breaker_after=s.apply.circuit_breaker_after,
-            deadline_seconds=s.apply.run_deadline_seconds,
-        )
-        for h in plan.held:
-            log.warning(
-                "operation.held",
-                code=h.code,
-                op=h.action.op.value,
-                person_id=h.action.person_id,
-                account_id=h.action.account_id,
-                message=h.message,
-            )
-            if alerts is not None and h.code == "quarantined":
-                alerts.send(
-                    _quarantined(h.action.key, h.action.op.value, h.action.person_id, h.message)
-                )
-            elif alerts is not None:
-                alerts.send(
-                    Alert(
-                        "operation.held",
-                        Severity.WARNING,
-                        f"{h.code}:{h.action.key}",
-                        f"{h.action.op.value} {h.action.key} held ({h.code}): {h.message}",
-                        {"code": h.code, "op": h.action.op.value, "person_id": h.action.person_id},
-                    )
-                )
-        if alerts is not None:
-            _alert_guard_and_feeds(rt, plan, ev, alerts)
-        open_breaches(store, audit, plan, run_id, log, rt.clock(), alerts)
-        try:
-            report = executor.apply(plan, run_id)
-        except AuditWriteError as exc:
-            store.finish_run(run_id, "stopped", {"audit_write_failed": 1})
-            log.error("run.stopped", reason=str(exc))
-            if alerts is not None:
-                alerts.send(
-                    Alert(
-                        "audit.write_failed",
-                        Severity.CRITICAL,
-                        str(rt.settings.state.audit_db),
-                        f"apply stopped: {exc}",
-                        {"run_id": run_id},
-                    )
-                )
-            raise
-        if report.stopped and alerts is not None:
+    def on_outcome(o: Outcome) -> None:  # journaled and audited by now
+        a = o.action
+        if alerts is not None and o.status == "failed" and o.code != "stopped":
+            failures = store.failure_count(a.key)
+            if failures == s.apply.quarantine_after:
+                alerts.send(_quarantined(a.key, a.op.value, a.person_id, o.detail, failures))
+        if alerts is not None and o.status != "ok":
+            if o.code == "not_effective":
+                kind, severity = "operation.not_effective", Severity.CRITICAL
+            elif o.status == "not_attempted":
+                kind, severity = "operation.not_attempted", Severity.WARNING
+            else:
+                kind, severity = "operation.failed", Severity.WARNING
             alerts.send(
                 Alert(
-                    "run.stopped",
-                    Severity.CRITICAL,
-                    run_id,
-                    f"apply stopped early: {report.stopped}",
-                    {
-                        "run_id": run_id,
-                        "not_attempted": sum(o.status == "not_attempted" for o in report.outcomes),
-                    },
+                    kind,
+                    severity,
+                    a.key,
+                    f"{a.op.value} {a.key} {o.status}: {o.detail}",
+                    {"op": a.op.value, "person_id": a.person_id, "run_id": run_id},
                 )
             )
-        close_breaches(store, audit, plan, report, run_id, log, rt.clock(), alerts)
-        if not ev.feeds.unhealthy():
-            store.record_feed_rows(run_id, {h.feed.value: h.rows for h in ev.feeds.health.values()})
-        store.record_feed_health(
-            run_id,
-            rt.clock(),
-            [
-                FeedHealthRow(
-                    h.feed.value,
-                    h.state.value,
-                    h.rows,
-                    h.rejected,
-                    h.detail,
-                    h.modified_at,
-                    run_id,
-                    rt.clock(),
+        if observer is not None:
+            observer.outcome(o)
+
+    executor = Executor(
+        target_factory=rt.target,
+        journal=store,
+        workers=s.apply.workers,
+        max_attempts=s.apply.max_attempts,
+        backoff=s.apply.backoff_seconds,
+        backoff_max=s.apply.backoff_max_seconds,
+        on_outcome=on_outcome,
+        audit=audit_batch,
+        commit_batch=s.apply.commit_batch,
+        commit_interval=s.apply.commit_interval_ms / 1000,
+        circuit_breaker_after=s.apply.circuit_breaker_after,
+        deadline_seconds=s.apply.run_deadline_seconds,
+        should_stop=should_stop,
+    )
+    for h in plan.held:
+        log.warning(
+            "operation.held",
+            code=h.code,
+            op=h.action.op.value,
+            person_id=h.action.person_id,
+            account_id=h.action.account_id,
+            message=h.message,
+        )
+        if alerts is not None and h.code == "quarantined":
+            alerts.send(
+                _quarantined(h.action.key, h.action.op.value, h.action.person_id, h.message)
+            )
+        elif alerts is not None:
+            alerts.send(
+                Alert(
+                    "operation.held",
+                    Severity.WARNING,
+                    f"{h.code}:{h.action.key}",
+                    f"{h.action.op.value} {h.action.key} held ({h.code}): {h.message}",
+                    {"code": h.code, "op": h.action.op.value, "person_id": h.action.person_id},
                 )
-                for h in ev.feeds.health.values()
-            ],
+            )
+    if alerts is not None:
+        _alert_guard_and_feeds(rt, plan, ev, alerts)
+    open_breaches(store, audit, plan, run_id, log, rt.clock(), alerts)
+    try:
+        report = executor.apply(plan, run_id)
+    except AuditWriteError as exc:
+        store.finish_run(run_id, "stopped", {"audit_write_failed": 1})
+        log.error("run.stopped", reason=str(exc))
+        if alerts is not None:
+            alerts.send(
+                Alert(
+                    "audit.write_failed",
+                    Severity.CRITICAL,
+                    str(rt.settings.state.audit_db),
+                    f"apply stopped: {exc}",
+                    {"run_id": run_id},
+                )
+            )
+        raise
+    if report.stopped and alerts is not None:
+        alerts.send(
+            Alert(
+                "run.stopped",
+                Severity.CRITICAL,
+                run_id,
+                f"apply stopped early: {report.stopped}",
+                {
+                    "run_id": run_id,
+                    "not_attempted": sum(o.status == "not_attempted" for o in report.outcomes),
+                },
+            )
         )
-        result = ApplyResult(run_id, plan, report)
-        summary = {**plan.summary, **report.counts, "failed": len(report.failed)}
-        if report.stopped:
-            summary["stopped"] = 1
-        store.finish_run(run_id, result.status, summary)
-        record: dict[str, Any] = {"status": result.status, "summary": summary}
-        if report.stopped:
-            record["stopped"] = report.stopped
-        head = audit.append("run", record, run_id=run_id)
-        log.info(
-            "run.finished",
-            status=result.status,
-            stopped=report.stopped or None,
-            summary=summary,
-            audit_seq=head.seq,
-            audit_head=head.hash,
-        )
+    close_breaches(store, audit, plan, report, run_id, log, rt.clock(), alerts, scope=scope)
+    warn_unfixed(plan, report, log, alerts)
+    if scope is None and not ev.feeds.unhealthy():
+        store.record_feed_rows(run_id, {h.feed.value: h.rows for h in ev.feeds.health.values()})
+    store.record_feed_health(
+        run_id,
+        rt.clock(),
+        [
+            FeedHealthRow(
+                h.feed.value,
+                h.state.value,
+                h.rows,
+                h.rejected,
+                h.detail,
+                h.modified_at,
+                run_id,
+                rt.clock(),
+            )
+            for h in ev.feeds.health.values()
+        ],
+    )
+    result = ApplyResult(run_id, plan, report)
+    summary = {**plan.summary, **report.counts, "failed": len(report.failed)}
+    if report.stopped:
+        summary["stopped"] = 1
+    store.finish_run(run_id, result.status, summary)
+    record: dict[str, Any] = {"status": result.status, "summary": summary}
+    if report.stopped:
+        record["stopped"] = report.stopped
+    head = audit.append("run", record, run_id=run_id)
+    log.info(
+        "run.finished",
+        status=result.status,
+        stopped=report.stopped or None,
+        summary=summary,
+        audit_seq=head.seq,
+        audit_head=head.hash,
+    )
     return result
 
 

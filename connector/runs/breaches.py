@@ -25,6 +25,10 @@ def open_breaches(
     """Record every timely-deactivation breach *before* the directory is touched, so a
     crash in the middle of the run cannot lose the evidence that a deadline was missed."""
     open_now = store.open_breaches()
+    # a warning about an account this very run is about to disable would be noise (a
+    # timed disable carried out at its instant is "near its deadline" by definition):
+    # ``warn_unfixed`` raises it after the run if the disable did not go through
+    disabling = {a.account_id for a in plan.actions if a.op is Op.DISABLE}
     for b in plan.breaches:
         codes = ",".join(r.code for r in b.reasons)
         fields = {
@@ -34,6 +38,8 @@ def open_breaches(
             "reasons": codes,
         }
         if b.severity == "warning":
+            if b.account_id in disabling:
+                continue
             log.warning("deadline.warning", **fields)
             if alerts is not None:
                 alerts.send(
@@ -72,14 +78,19 @@ def close_breaches(
     log: Any,
     at: datetime,
     alerts: AlertSink | None = None,
+    *,
+    scope: frozenset[str] | None = None,
 ) -> None:
-    """Close the breaches this run fixed, and those no longer enabled past a deadline."""
+    """Close the breaches this run fixed, and those no longer enabled past a deadline.
+
+    ``scope``: a targeted run saw only these accounts, so only their breaches can be
+    judged (None: the run read the whole directory)."""
     disabled = {
         o.account_id for o in report.outcomes if o.status == "ok" and o.action.op is Op.DISABLE
     }
     still = {b.account_id for b in plan.breaches if b.severity == "breach"} - disabled
     for account_id, row in store.open_breaches().items():
-        if account_id in still:
+        if account_id in still or (scope is not None and account_id not in scope):
             continue
         if account_id in disabled:
             resolution = f"disabled by run {run_id}, past its deadline"
@@ -97,3 +108,32 @@ def close_breaches(
         log.info("breach.closed", account_id=account_id, person_id=row.person_id, late=True)
         if alerts is not None:
             alerts.send(Alert("breach.closed", Severity.INFO, account_id, resolution, fields))
+
+
+def warn_unfixed(plan: Plan, report: ApplyReport, log: Any, alerts: AlertSink | None) -> None:
+    """The warnings ``open_breaches`` left to after the run: a near deadline whose
+    disable did not go through (failed, or not attempted because misync was stopping)."""
+    done = {o.account_id for o in report.outcomes if o.status == "ok" and o.action.op is Op.DISABLE}
+    planned = {a.account_id for a in plan.actions if a.op is Op.DISABLE}
+    for b in plan.breaches:
+        if b.severity != "warning" or b.account_id not in planned or b.account_id in done:
+            continue
+        codes = ",".join(r.code for r in b.reasons)
+        fields = {
+            "account_id": b.account_id,
+            "person_id": b.person_id,
+            "deadline": b.deadline.isoformat(),
+            "reasons": codes,
+        }
+        log.warning("deadline.warning", **fields)
+        if alerts is not None:
+            alerts.send(
+                Alert(
+                    "deadline.warning",
+                    Severity.WARNING,
+                    b.account_id,
+                    f"{b.account_id} must be disabled by {b.deadline.isoformat()} ({codes});"
+                    " the disable did not go through",
+                    fields,
+                )
+            )

@@ -117,6 +117,13 @@ class Reconciler:
         self._ev_until: datetime | None = None
         self._cache = PlanCache()  # desired accounts and diffs of what did not change
 
+    @property
+    def enabled_accounts(self) -> int | None:
+        """Enabled accounts in the snapshot as last read (None before any read)."""
+        if self._accounts is None:
+            return None
+        return sum(1 for a in self._accounts.values() if a.enabled)
+
     # -- the one entry point ---------------------------------------------------------------
 
     def cycle(

@@ -262,6 +262,20 @@ class StateStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    # -- meta: small named values (e.g. the enabled-account count of the last full read) -
+
+    def meta(self, key: str) -> str | None:
+        rows = self._query("select value from meta where key = ?", (key,))
+        return str(rows[0][0]) if rows else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "insert into meta(key, value) values (?, ?) "
+                "on conflict(key) do update set value = excluded.value",
+                (key, value),
+            )
+
     # -- logon IDs (3.j.ii) ---------------------------------------------------------------
 
     def logon_ids(self) -> dict[str, str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -994,3 +995,124 @@ def test_a_deadline_across_the_dst_change_reads_in_the_zone_offset_of_its_instan
     assert deadline is not None
     assert deadline - sep_at == timedelta(hours=24)  # elapsed time
     assert deadline.isoformat() == "2026-11-01T19:00:00-08:00"
+
+
+@pytest.mark.parametrize(
+    ("at", "grace_hours", "entitled", "deadline", "severity"),
+    [
+        # the day before: no decision to act on yet
+        (datetime(2026, 11, 24, 23, 59, 59, tzinfo=LA), 1.0, True, None, None),
+        # seconds after midnight: the disable is due, the deadline is an hour away
+        (
+            datetime(2026, 11, 25, 0, 0, 5, tzinfo=LA),
+            1.0,
+            False,
+            datetime(2026, 11, 25, 1, 0, tzinfo=LA),
+            "warning",
+        ),
+        # still within the grace
+        (
+            datetime(2026, 11, 25, 0, 59, 59, tzinfo=LA),
+            1.0,
+            False,
+            datetime(2026, 11, 25, 1, 0, tzinfo=LA),
+            "warning",
+        ),
+        # the grace has run out: a breach
+        (
+            datetime(2026, 11, 25, 1, 0, tzinfo=LA),
+            1.0,
+            False,
+            datetime(2026, 11, 25, 1, 0, tzinfo=LA),
+            "breach",
+        ),
+        # the grace is configured (policy.contract_grace_hours)
+        (
+            datetime(2026, 11, 25, 1, 30, tzinfo=LA),
+            2.0,
+            False,
+            datetime(2026, 11, 25, 2, 0, tzinfo=LA),
+            "warning",
+        ),
+        # zero grace: due and late at the same instant
+        (
+            datetime(2026, 11, 25, 0, 0, tzinfo=LA),
+            0.0,
+            False,
+            datetime(2026, 11, 25, 0, 0, tzinfo=LA),
+            "breach",
+        ),
+    ],
+)
+def test_disable_request_deadline_is_effective_start_plus_contract_grace(
+    at: datetime,
+    grace_hours: float,
+    entitled: bool,
+    deadline: datetime | None,
+    severity: str | None,
+) -> None:
+    """SPEC "Deadlines": a disable request's deadline is the start of its effective date
+    plus the short contract grace; a disable carried out at its instant is no breach."""
+    from connector.mapping import load_mapping
+    from connector.model.accounts import Account
+    from connector.reconcile import PlanInputs, build_plan
+
+    feeds = with_(
+        requests=(
+            request("REQ-1"),
+            request("REQ-2", RequestAction.DISABLE, effective=date(2026, 11, 25), line=3),
+        )
+    )()
+    rules = dataclasses.replace(RULES, contract_grace=timedelta(hours=grace_hours))
+    decisions = evaluate_all(feeds, at, rules)
+    d = decisions["P1"]
+    assert d.entitled is entitled
+    assert d.deadline == deadline
+    if deadline is None:
+        return
+    mapping = load_mapping(
+        Path(__file__).resolve().parents[2] / "mappings" / "openldap-ppolicy.toml"
+    )
+    acc = Account("uid=p1,ou=people", "P1", "alee", True)
+    plan = build_plan(
+        PlanInputs(
+            as_of=at,
+            feeds=feeds,
+            decisions=decisions,
+            accounts=[acc],
+            mapping=mapping,
+            target="t",
+            warning=timedelta(hours=4),
+        )
+    )
+    assert [a.op.value for a in plan.actions if a.person_id == "P1"] == ["disable"]
+    assert [(b.account_id, b.severity) for b in plan.breaches] == [(acc.account_id, severity)]
+
+
+@pytest.mark.parametrize(
+    ("submitted", "deadline"),
+    [
+        # submitted days ahead: the grace runs from the start of the effective date
+        (datetime(2026, 11, 20, 9, 0, tzinfo=LA), datetime(2026, 11, 25, 1, 0, tzinfo=LA)),
+        # submitted late on the effective date: it cannot be acted on before it exists
+        (datetime(2026, 11, 25, 11, 30, tzinfo=LA), datetime(2026, 11, 25, 12, 30, tzinfo=LA)),
+    ],
+)
+def test_disable_request_submitted_late_gets_its_grace_from_submission(
+    submitted: datetime, deadline: datetime
+) -> None:
+    feeds = with_(
+        requests=(
+            request("REQ-1"),
+            request(
+                "REQ-2",
+                RequestAction.DISABLE,
+                effective=date(2026, 11, 25),
+                submitted=submitted,
+                line=3,
+            ),
+        )
+    )()
+    d = decide(feeds)
+    assert d.status is Status.ENDED
+    assert d.deadline == deadline

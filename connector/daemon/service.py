@@ -1,0 +1,563 @@
+"""``misync run``: the foreground daemon. The only module that imports APScheduler.
+
+Jobs (each ``max_instances=1``, misfires coalesced, intervals from ``[daemon]``):
+
+- ``reconcile``: a full ``run_apply`` on an interval or a cron expression;
+- ``watch``: polls the access-ending feeds (size/mtime/hash); a settled change runs a
+  targeted disable of the people who lost access (``run_targeted``, no full scan);
+- ``timed``: one date job at the next instant where access ends without a feed change
+  (``connector.policy.instants``), re-planned after every run;
+- ``monitor``: the deadline monitor (reminders through the alert sink);
+- ``audit-verify``: the whole hash chain once a day, an alert when it does not verify;
+- ``watchdog``: ``WATCHDOG=1`` to systemd from the scheduler loop (own thread, so a long
+  run cannot starve it).
+
+Runs never overlap (one process lock around each; the state folder's flock also keeps
+out a manual ``misync apply``). The main thread only handles signals: SIGTERM/SIGINT set
+the stop flag (the run in flight finishes the action it is doing, journals it, records
+the rest as not attempted) and the process exits 0; SIGHUP loads the configuration
+again and swaps it in only if it is valid (otherwise an alert and the old one stays).
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from contextlib import AbstractContextManager, ExitStack
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from types import FrameType
+from typing import Any, Protocol
+
+import structlog
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.date import DateTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from connector.alerts import Alert, AlertSink, LogAlertSink, Severity
+from connector.app import Runtime
+from connector.daemon.notify import Notifier
+from connector.daemon.watch import FeedWatcher
+from connector.feeds import load_feed_layout
+from connector.model.feeds import FeedName
+from connector.model.plan import Plan
+from connector.policy.instants import DueChange, next_instants
+from connector.runs.cycle import Reconciler
+from connector.settings import ConfigError, DaemonSettings, Settings
+
+#: feeds whose change can take access away (training and NDA rows only grant)
+WATCHED = (
+    FeedName.SEPARATIONS,
+    FeedName.WORKERS,
+    FeedName.REQUESTS,
+    FeedName.CONTRACTS,
+    FeedName.ORGANIZATIONS,
+    FeedName.REQUESTERS,
+)
+
+
+class Reminder(Protocol):
+    """An alert sink that also re-sends reminders for what is still open."""
+
+    def remind(self, now: datetime) -> None: ...
+
+
+def check_schedule(d: DaemonSettings, tz: Any) -> None:
+    """Raise ``ConfigError`` for a cron expression APScheduler cannot read."""
+    for name, expr in (
+        ("reconcile_cron", d.reconcile_cron),
+        ("audit_verify_cron", d.audit_verify_cron),
+    ):
+        if not expr:
+            continue
+        try:
+            CronTrigger.from_crontab(expr, timezone=tz)
+        except ValueError as exc:
+            raise ConfigError(
+                f"daemon.{name}: {expr!r} is not a crontab expression: {exc}"
+            ) from exc
+
+
+def _reconcile_trigger(s: Settings) -> BaseTrigger:
+    d = s.daemon
+    if d.reconcile_cron:
+        return CronTrigger.from_crontab(d.reconcile_cron, timezone=s.policy.tz)
+    return IntervalTrigger(seconds=d.reconcile_interval_seconds, timezone=s.policy.tz)
+
+
+@dataclass
+class Status:
+    """What STATUS= and the log say about the last runs."""
+
+    last: dict[str, str] = field(default_factory=dict)  # job -> one-line summary
+
+    def line(self) -> str:
+        return "; ".join(f"{k}: {v}" for k, v in sorted(self.last.items())) or "starting"
+
+
+class Daemon:
+    def __init__(
+        self,
+        rt: Runtime,
+        *,
+        config_path: Path | None,
+        load: Callable[[Path | None], Runtime],
+        alerts: AlertSink | None = None,
+        notifier: Notifier | None = None,
+        alerts_for: Callable[[Runtime], AbstractContextManager[AlertSink]] | None = None,
+        observer_for: Callable[[Runtime], AbstractContextManager[Any]] | None = None,
+    ) -> None:
+        check_schedule(rt.settings.daemon, rt.settings.policy.tz)
+        self.rt = rt
+        self._config_path = config_path
+        self._load = load
+        self.alerts: AlertSink = alerts or LogAlertSink()
+        self.observer: Any = None  # a RunObserver (3.k notifications) or None
+        # the alert manager and the notifier of the current configuration, built from it
+        # (their connections are closed when it is replaced or the daemon stops)
+        self._alerts_for = alerts_for
+        self._observer_for = observer_for
+        self._resources = ExitStack()
+        self.notifier = notifier or Notifier()
+        self._stop = threading.Event()
+        self._reload = threading.Event()
+        self._run_lock = threading.Lock()  # runs never overlap inside this process
+        self._fast_pending = False
+        self._watcher = self._make_watcher(rt)
+        self._reconciler = self._make_reconciler(rt)
+        self._status = Status()
+        self._log = structlog.get_logger("misync.daemon")
+        self._scheduler = BackgroundScheduler(
+            timezone=rt.settings.policy.tz,
+            executors={
+                "default": ThreadPoolExecutor(4),
+                "watchdog": ThreadPoolExecutor(1),
+            },
+            job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": None},
+        )
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Run until SIGTERM/SIGINT; return the exit code (0 on a clean stop)."""
+        signal.signal(signal.SIGTERM, self._on_stop)
+        signal.signal(signal.SIGINT, self._on_stop)
+        signal.signal(signal.SIGHUP, self._on_hup)
+        self.alerts, self.observer, self._resources = self._open_resources(self.rt)
+        self._schedule_all(first=True)
+        self._scheduler.start()
+        self._log.info(
+            "daemon.started",
+            jobs=sorted(j.id for j in self._scheduler.get_jobs()),
+            watchdog_seconds=self.notifier.watchdog_seconds,
+        )
+        if not self.rt.settings.daemon.run_on_start:
+            self._plan_timed()
+        self._publish_schedule()
+        self.notifier.ready("started; first reconcile pending")
+        while not self._stop.is_set():
+            self._stop.wait(1.0)
+            if self._reload.is_set():
+                self._reload.clear()
+                self.reload()
+        self.notifier.stopping("stopping: finishing the operation in flight")
+        self._log.info("daemon.stopping")
+        with self._run_lock:  # the run in flight sees the flag, ends its action, finishes
+            # not wait=True: APScheduler 3 holds its job store lock while it waits, and a
+            # job that is ending may still ask the scheduler something; its thread is
+            # joined at exit anyway
+            self._scheduler.shutdown(wait=False)
+        self._publish_schedule(stopped=True)
+        self._resources.close()
+        self._log.info("daemon.stopped")
+        self.notifier.close()
+        return 0
+
+    def _open_resources(self, rt: Runtime) -> tuple[AlertSink, Any, ExitStack]:
+        stack = ExitStack()
+        try:
+            alerts = (
+                stack.enter_context(self._alerts_for(rt))
+                if self._alerts_for is not None
+                else self.alerts
+            )
+            observer = (
+                stack.enter_context(self._observer_for(rt))
+                if self._observer_for is not None
+                else None
+            )
+        except BaseException:
+            stack.close()
+            raise
+        return alerts, observer, stack
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _on_stop(self, signum: int, frame: FrameType | None) -> None:
+        self._stop.set()
+
+    def _on_hup(self, signum: int, frame: FrameType | None) -> None:
+        self._reload.set()
+
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    # -- configuration ------------------------------------------------------------------
+
+    def reload(self) -> bool:
+        """Load the configuration again; swap it in only if it is entirely valid."""
+        self.notifier.send(RELOADING="1", MONOTONIC_USEC=str(time.monotonic_ns() // 1000))
+        try:
+            new = self._load(self._config_path)
+            check_schedule(new.settings.daemon, new.settings.policy.tz)
+            load_feed_layout(new.settings.feeds.mapping)
+            alerts, observer, resources = self._open_resources(new)
+        except Exception as exc:  # ConfigError, MappingError, FeedLayoutError, ...
+            self._log.error("config.reload_refused", error=str(exc))
+            self.alerts.send(
+                Alert(
+                    "config.reload_refused",
+                    Severity.CRITICAL,
+                    str(self._config_path),
+                    f"the new configuration was refused, the old one is kept: {exc}",
+                    {"config": str(self._config_path)},
+                )
+            )
+            self.notifier.ready(f"reload refused, old configuration kept; {self._status.line()}")
+            return False
+        old = self.rt.settings
+        with self._run_lock:  # never swap under a run
+            old_resources = self._resources
+            self.rt, self.alerts, self.observer, self._resources = new, alerts, observer, resources
+            old_resources.close()
+            if new.settings.feeds != old.feeds:
+                self._watcher = self._make_watcher(new)
+            self._reconciler = self._make_reconciler(new)
+        self._schedule_all(first=False)
+        self._log.info("config.reloaded", config=str(self._config_path))
+        self.notifier.ready(f"configuration reloaded; {self._status.line()}")
+        return True
+
+    @staticmethod
+    def _make_reconciler(rt: Runtime) -> Reconciler:
+        every = timedelta(seconds=rt.settings.daemon.full_scan_interval_seconds)
+        return Reconciler(rt, full_every=every)
+
+    @staticmethod
+    def _make_watcher(rt: Runtime) -> FeedWatcher:
+        layout = load_feed_layout(rt.settings.feeds.mapping)
+        return FeedWatcher(rt.settings.feeds.dir / layout.files[f] for f in WATCHED)
+
+    # -- scheduling ---------------------------------------------------------------------
+
+    def _schedule_all(self, *, first: bool) -> None:
+        s = self.rt.settings
+        d = s.daemon
+        tz = s.policy.tz
+        add = self._scheduler.add_job
+        start = datetime.now(tz) if first and d.run_on_start else None
+        add(
+            self._job_reconcile,
+            _reconcile_trigger(s),
+            id="reconcile",
+            replace_existing=True,
+            **({"next_run_time": start} if start else {}),
+        )
+        if d.watch_interval_seconds > 0:
+            add(
+                self._job_watch,
+                IntervalTrigger(seconds=d.watch_interval_seconds, timezone=tz),
+                id="watch",
+                replace_existing=True,
+            )
+        elif self._scheduler.get_job("watch") is not None:
+            self._scheduler.remove_job("watch")
+        add(
+            self._job_monitor,
+            IntervalTrigger(seconds=d.monitor_interval_seconds, timezone=tz),
+            id="monitor",
+            replace_existing=True,
+        )
+        if d.audit_verify_cron:
+            add(
+                self._job_audit_verify,
+                CronTrigger.from_crontab(d.audit_verify_cron, timezone=tz),
+                id="audit-verify",
+                replace_existing=True,
+            )
+        elif self._scheduler.get_job("audit-verify") is not None:
+            self._scheduler.remove_job("audit-verify")
+        if self.notifier.watchdog_seconds:
+            add(
+                self.notifier.watchdog,
+                IntervalTrigger(seconds=max(self.notifier.watchdog_seconds / 3, 0.5), timezone=tz),
+                id="watchdog",
+                executor="watchdog",
+                replace_existing=True,
+                next_run_time=datetime.now(tz),
+            )
+        if not first:
+            self._plan_timed()
+
+    def _plan_timed(self) -> None:
+        """(Re)schedule the ``timed`` job at the next instant where access may end."""
+        if not self.rt.settings.daemon.timed_actions or self._stop.is_set():
+            return
+        rt = self.rt
+        try:
+            from connector.runs import evaluate
+
+            with rt.store() as store:
+                now = rt.clock()
+                ev = evaluate(rt, store, now)
+            upcoming = next_instants(ev.feeds, ev.decisions, now, rt.rules, limit=1)
+        except Exception as exc:
+            self._log.error("timed.plan_failed", error=str(exc))
+            return
+        if not upcoming:
+            if self._scheduler.get_job("timed") is not None:
+                self._scheduler.remove_job("timed")
+            self._log.info("timed.none")
+            return
+        due = upcoming[0]
+        self._scheduler.add_job(
+            self._job_timed,
+            DateTrigger(run_date=due.at),
+            args=[due],
+            id="timed",
+            replace_existing=True,
+        )
+        self._publish_schedule()
+        self._log.info(
+            "timed.scheduled",
+            at=due.at.isoformat(),
+            people=sorted(due.people)[:20],
+            count=len(due.people),
+        )
+
+    # -- jobs ---------------------------------------------------------------------------
+
+    def _job_reconcile(self) -> None:
+        from connector.runs import run_apply
+        from connector.runs.planning import Evaluation
+        from connector.state import StateStore
+
+        if self._stop.is_set():
+            return
+        with self._run_lock:
+            # a feed change seen before this run is covered by it; one seen during it
+            # sets the flag again and the next poll runs the fast path
+            self._fast_pending = False
+            rec = self._reconciler
+
+            def planner(store: StateStore) -> tuple[Plan, Evaluation, int | None]:
+                # full scan or only what changed since the last read (Reconciler)
+                r = rec.cycle(store)
+                return r.plan, r.evaluation, rec.enabled_accounts
+
+            self._guarded(
+                "reconcile",
+                lambda rt, run_id: run_apply(
+                    rt,
+                    run_id=run_id,
+                    alerts=self.alerts,
+                    observer=self.observer,
+                    should_stop=self.stopping,
+                    planner=planner,
+                ),
+            )
+        self._plan_timed()
+
+    def _job_watch(self) -> None:
+        from connector.runs.targeted import run_targeted
+
+        if self._stop.is_set():
+            return
+        changed = self._watcher.poll()
+        if changed:
+            self._log.info("feeds.changed", files=changed)
+            self._fast_pending = True
+        if not self._fast_pending or not self._run_lock.acquire(blocking=False):
+            return  # nothing to do, or a run is busy: the next poll tries again
+        try:
+            self._fast_pending = False
+            self._guarded(
+                "fastpath",
+                lambda rt, run_id: run_targeted(
+                    rt,
+                    None,
+                    kind="fastpath",
+                    run_id=run_id,
+                    alerts=self.alerts,
+                    observer=self.observer,
+                    should_stop=self.stopping,
+                ),
+            )
+        finally:
+            self._run_lock.release()
+        self._plan_timed()
+
+    def _job_timed(self, due: DueChange) -> None:
+        from connector.runs.targeted import run_targeted
+
+        if self._stop.is_set():
+            return
+        self._log.info("timed.due", at=due.at.isoformat(), why=list(due.why)[:20])
+        with self._run_lock:
+            self._guarded(
+                "timed",
+                lambda rt, run_id: run_targeted(
+                    rt,
+                    due.people,
+                    kind="timed",
+                    run_id=run_id,
+                    alerts=self.alerts,
+                    observer=self.observer,
+                    should_stop=self.stopping,
+                ),
+            )
+        self._plan_timed()
+
+    def _job_monitor(self) -> None:
+        remind = getattr(self.alerts, "remind", None)
+        now = self.rt.clock()
+        if callable(remind):
+            remind(now)
+        with self.rt.store() as store:
+            open_breaches = store.open_breaches()
+        oldest = min((b.deadline for b in open_breaches.values()), default=None)
+        self._log.info(
+            "deadline.monitor",
+            open_breaches=len(open_breaches),
+            oldest_deadline=oldest.isoformat() if oldest else None,
+        )
+
+    def _job_audit_verify(self) -> None:
+        rt = self.rt
+        try:
+            with rt.audit() as trail:
+                checked = trail.verify()
+        except Exception as exc:
+            problem = f"audit trail could not be verified: {exc}"
+        else:
+            if checked.ok:
+                self._log.info("audit.verified", records=checked.records, head_seq=checked.head_seq)
+                self.alerts.send(  # closes an open audit.altered (the manager dedups)
+                    Alert(
+                        "audit.verified",
+                        Severity.INFO,
+                        "audit",
+                        f"the audit trail verifies ({checked.records} records)",
+                        {"records": checked.records},
+                    )
+                )
+                return
+            problem = "; ".join(checked.problems[:5])
+        self._log.error("audit.altered", problems=problem)
+        self.alerts.send(
+            Alert(
+                "audit.altered",
+                Severity.CRITICAL,
+                "audit",
+                f"the audit trail does not verify: {problem}",
+                {},
+            )
+        )
+
+    def _guarded(self, job: str, body: Callable[[Runtime, str], Any]) -> None:
+        """Run one job body with the current runtime and a fresh run id; every failure is
+        logged and alerted (``run.failed``/``run.refused``, key ``run:<job>``; a success
+        sends ``run.succeeded``, which closes them), never raised into the scheduler.
+        The runs themselves tell an alert manager where they start and end."""
+        from connector.audit import AuditIntegrityError
+        from connector.runs import DriftError
+        from connector.state import StateBusyError
+        from connector.targets.base import TargetError
+
+        rt = self.rt
+        run_id = uuid.uuid4().hex[:12]
+        started = time.monotonic()
+        try:
+            result = body(rt, run_id)
+        except StateBusyError as exc:
+            self._log.warning("run.skipped", job=job, reason=str(exc))
+            self._status.last[job] = "skipped (state busy)"
+        except AuditIntegrityError as exc:
+            self._log.error("run.refused", job=job, error=str(exc))
+            self.alerts.send(
+                Alert(
+                    "run.refused",
+                    Severity.CRITICAL,
+                    f"run:{job}",
+                    f"{job} run {run_id} refused to start: {exc}",
+                    {"job": job, "run_id": run_id, "reason": str(exc)},
+                )
+            )
+            self._status.last[job] = "refused (audit trail)"
+        except (DriftError, TargetError, ValueError) as exc:
+            self._log.error("run.failed", job=job, error=str(exc))
+            self.alerts.send(
+                Alert(
+                    "run.failed",
+                    Severity.CRITICAL,
+                    f"run:{job}",
+                    f"{job} run {run_id} failed: {exc}",
+                    {"job": job, "run_id": run_id, "error": str(exc)},
+                )
+            )
+            self._status.last[job] = f"failed ({type(exc).__name__})"
+        except Exception as exc:
+            self._log.exception("run.crashed", job=job)
+            self.alerts.send(
+                Alert(
+                    "run.failed",
+                    Severity.CRITICAL,
+                    f"run:{job}",
+                    f"{job} run {run_id} failed (a bug): {exc!r}",
+                    {"job": job, "run_id": run_id, "error": repr(exc)},
+                )
+            )
+            self._status.last[job] = "crashed"
+        else:
+            self.alerts.send(
+                Alert(
+                    "run.succeeded",
+                    Severity.INFO,
+                    f"run:{job}",
+                    f"{job} runs again (run {run_id})",
+                    {"job": job, "run_id": run_id},
+                )
+            )
+            if result is not None:
+                counts = ", ".join(f"{k} {v}" for k, v in sorted(result.report.counts.items()))
+                at = rt.clock().astimezone(rt.rules.tz)  # as the scheduler's times
+                self._status.last[job] = (
+                    f"{result.status} at {at:%H:%M:%S} ({counts or 'no changes'}, "
+                    f"held {len(result.plan.held)})"
+                )
+        finally:
+            self._log.debug("job.finished", job=job, seconds=round(time.monotonic() - started, 3))
+        nxt = self._scheduler.get_job("reconcile")
+        when = f"; next reconcile {nxt.next_run_time:%H:%M:%S}" if nxt and nxt.next_run_time else ""
+        self.notifier.status(self._status.line() + when)
+        self._publish_schedule()
+
+    def _publish_schedule(self, *, stopped: bool = False) -> None:
+        """When each job runs next, in the state store (``misync status`` shows it)."""
+        if self._stop.is_set() and not stopped:
+            return  # the scheduler is shutting down: do not ask it anything
+        try:
+            jobs = {} if stopped else {j.id: j.next_run_time for j in self._scheduler.get_jobs()}
+            with self.rt.store() as store:
+                for job in ("reconcile", "watch", "timed", "monitor", "audit-verify"):
+                    store.set_schedule(job, jobs.get(job))
+        except Exception as exc:  # status is informative; never stop a run for it
+            self._log.warning("schedule.publish_failed", error=str(exc))

@@ -1,0 +1,187 @@
+"""Targeted runs: disable the people who lost access, reading and writing only their
+own accounts (``Target.find``), never the whole directory.
+
+The daemon's separation fast path (a feed changed) and its timed actions (a dated
+change reached its instant) call ``run_targeted``. Everything else is as in
+``run_apply``: the state lock, the audit check, feed health (an unusable feed drives
+nothing), quarantine, the mass-disable guard (over the enabled-account count of the last
+full read), breaches opened before the directory is touched, journal and audit for every
+operation, held actions alerted. Only disables are carried out: creates, enables and
+updates need the whole directory (logon IDs in use, drift) and wait for the next full
+reconcile, which plans them anyway.
+
+Cost: one feed read and one evaluation (they grow with the feeds, not the directory),
+then one indexed search per person in scope.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import Callable, Collection
+from datetime import timedelta
+from typing import Any
+
+import structlog
+
+from connector.alerts import Alert, AlertSink, RunAwareSink, Severity
+from connector.app import Runtime
+from connector.audit import AuditTrail
+from connector.model.accounts import Account
+from connector.model.plan import Op, Plan
+from connector.reconcile import PlanInputs, build_plan, seal
+from connector.runs.apply import ENABLED_ACCOUNTS, ApplyResult, RunObserver, decision_digest
+from connector.runs.apply import carry_out as _carry_out
+from connector.runs.planning import Evaluation, evaluate
+from connector.state import StateStore, state_lock
+from connector.targets.base import PermanentTargetError
+
+
+def changed_and_not_entitled(store: StateStore, ev: Evaluation) -> set[str]:
+    """People whose decision changed since it was last recorded and who are not
+    entitled now: the ones a changed feed may have just taken access from."""
+    old = store.decision_digests()
+    return {
+        pid
+        for pid, d in ev.decisions.items()
+        if not d.entitled and old.get(pid) != decision_digest(d)
+    }
+
+
+def run_targeted(
+    rt: Runtime,
+    person_ids: Collection[str] | None,
+    *,
+    kind: str = "targeted",
+    run_id: str | None = None,
+    alerts: AlertSink | None = None,
+    observer: RunObserver | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> ApplyResult | None:
+    """Disable, among ``person_ids`` (None: everyone whose decision changed and who is
+    not entitled now), those who lost access. None when there was nobody to look at
+    (nothing is recorded then). Raises like ``run_apply``."""
+    run_id = run_id or uuid.uuid4().hex[:12]
+    log = structlog.get_logger("misync.run")
+    with (
+        structlog.contextvars.bound_contextvars(run_id=run_id),
+        state_lock(rt.settings.state.dir),
+        rt.store() as store,
+        rt.audit() as audit,
+    ):
+        audit.check()
+        aware = alerts if isinstance(alerts, RunAwareSink) else None
+        if aware is not None:
+            aware.run_started(run_id)
+        try:
+            return _targeted(
+                rt, store, audit, run_id, kind, person_ids, alerts, observer, should_stop, log
+            )
+        finally:
+            if aware is not None:  # a partial run never closes what it did not look at
+                aware.run_finished(run_id, full=False)
+
+
+def _targeted(
+    rt: Runtime,
+    store: StateStore,
+    audit: AuditTrail,
+    run_id: str,
+    kind: str,
+    person_ids: Collection[str] | None,
+    alerts: AlertSink | None,
+    observer: RunObserver | None,
+    should_stop: Callable[[], bool] | None,
+    log: Any,
+) -> ApplyResult | None:
+    as_of = rt.clock()
+    ev = evaluate(rt, store, as_of)
+    wanted = changed_and_not_entitled(store, ev) if person_ids is None else set(person_ids)
+    people = sorted(p for p in wanted if p in ev.decisions)
+    if not people:
+        log.debug("targeted.nobody", kind=kind)
+        return None
+    accounts: list[Account] = []
+    target = rt.target()
+    try:
+        for pid in people:
+            try:
+                found = target.find(pid)
+            except PermanentTargetError as exc:  # two accounts for one person
+                log.warning("targeted.ambiguous", person_id=pid, error=str(exc))
+                if alerts is not None:
+                    alerts.send(
+                        Alert(
+                            "operation.held",
+                            Severity.WARNING,
+                            f"ambiguous_correlation:person:{pid}",
+                            f"person {pid}: {exc}; the full reconcile holds it for review",
+                            {"code": "ambiguous_correlation", "person_id": pid},
+                        )
+                    )
+                continue
+            if found is not None:
+                accounts.append(found)
+        description = target.description
+    finally:
+        target.close()
+    plan = _disables_only(
+        build_plan(
+            PlanInputs(
+                as_of=as_of,
+                feeds=ev.feeds,
+                decisions={p: ev.decisions[p] for p in people},
+                accounts=accounts,
+                mapping=rt.mapping,
+                target=description,
+                known_logon_ids=store.logon_ids(),
+                taken_logon_ids=frozenset(store.taken_logon_ids()),
+                quarantined=frozenset(store.quarantined(rt.settings.apply.quarantine_after)),
+                orphans=rt.settings.target.orphans,
+                max_unexplained=rt.settings.guard.max_unexplained_disables,
+                max_share=rt.settings.guard.max_unexplained_share,
+                warning=timedelta(hours=rt.settings.policy.warning_hours),
+                enabled_total=_enabled_total(store),
+            )
+        )
+    )
+    log.info(
+        "targeted.planned",
+        kind=kind,
+        people=len(people),
+        accounts=len(accounts),
+        disables=len(plan.actions),
+        held=len(plan.held),
+    )
+    scoped = Evaluation(as_of, ev.feeds, {p: ev.decisions[p] for p in people})
+    result = _carry_out(
+        rt,
+        store,
+        audit,
+        run_id,
+        kind,
+        seal(plan),
+        scoped,
+        alerts,
+        observer,
+        should_stop,
+        scope=frozenset(a.account_id for a in accounts),
+    )
+    total = _enabled_total(store)
+    if total is not None:  # keep the guard's denominator in step with what it disabled
+        done = sum(1 for o in result.report.outcomes if o.status == "ok")
+        store.set_meta(ENABLED_ACCOUNTS, str(max(total - done, 0)))
+    return result
+
+
+def _enabled_total(store: StateStore) -> int | None:
+    value = store.meta(ENABLED_ACCOUNTS)
+    return int(value) if value is not None and value.isdigit() else None
+
+
+def _disables_only(plan: Plan) -> Plan:
+    return dataclasses.replace(
+        plan,
+        actions=tuple(a for a in plan.actions if a.op is Op.DISABLE),
+        held=tuple(h for h in plan.held if h.action.op is Op.DISABLE),
+    )
