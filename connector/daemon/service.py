@@ -537,6 +537,7 @@ class Daemon:
                 )
             )
             if result is not None:
+                self._write_report(rt, run_id)
                 counts = ", ".join(f"{k} {v}" for k, v in sorted(result.report.counts.items()))
                 at = rt.clock().astimezone(rt.rules.tz)  # as the scheduler's times
                 self._status.last[job] = (
@@ -549,6 +550,19 @@ class Daemon:
         when = f"; next reconcile {nxt.next_run_time:%H:%M:%S}" if nxt and nxt.next_run_time else ""
         self.notifier.status(self._status.line() + when)
         self._publish_schedule()
+
+    def _write_report(self, rt: Runtime, run_id: str) -> None:
+        """Keep the run's HTML report in ``state.dir/reports`` (``[report] keep_runs``),
+        rendered from the audit trail; a report that cannot be written never fails a run."""
+        from connector.report.service import write_run_report
+
+        try:
+            path = write_run_report(rt, run_id)
+        except Exception as exc:
+            self._log.warning("report.failed", run_id=run_id, error=str(exc))
+        else:
+            if path is not None:
+                self._log.info("report.written", run_id=run_id, path=str(path))
 
     def _publish_schedule(self, *, stopped: bool = False) -> None:
         """When each job runs next, in the state store (``misync status`` shows it)."""

@@ -281,6 +281,10 @@ def test_fast_path_timed_action_reload_and_notify(
     assert planned["people"] == 1 and planned["accounts"] == 1 and planned["disables"] == 1
     fast = d.wait_event(lambda e: e.get("event") == "run.finished", after=mark)
     assert fast["status"] == "ok" and fast["summary"]["disable_ok"] == 1
+    # every run keeps its HTML report, rendered from the audit trail
+    report = d.wait_event(lambda e: e.get("event") == "report.written", after=mark)
+    page = Path(report["path"]).read_text(encoding="utf-8")
+    assert report["path"].endswith(f"run-{fast['run_id']}.html") and ids[0] in page
     assert all(ldap_enabled(ldap_scope, p) for p in ids[1:])
     assert took < TIMEOUT
 
