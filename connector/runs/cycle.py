@@ -58,9 +58,9 @@ from connector.app import Runtime
 from connector.model.accounts import Account
 from connector.model.plan import Plan
 from connector.policy.horizon import valid_until
-from connector.reconcile import PlanInputs, build_plan, seal
+from connector.reconcile import build_plan, seal
 from connector.reconcile.planner import PlanCache
-from connector.runs.planning import Evaluation, collector_paused, evaluate
+from connector.runs.planning import Evaluation, collector_paused, evaluate, plan_inputs
 from connector.state import StateStore
 from connector.targets.base import IncrementalTarget, Target
 
@@ -295,27 +295,17 @@ class Reconciler:
         description: str,
         override_guard: bool,
     ) -> Plan:
-        s = self.rt.settings
         accounts: Any = (self._accounts or {}).values()
         return seal(
             build_plan(
-                PlanInputs(
+                plan_inputs(
+                    self.rt,
+                    store,
                     as_of=now,
-                    feeds=ev.feeds,
-                    decisions=ev.decisions,
+                    evaluation=ev,
                     accounts=accounts,
-                    mapping=self.rt.mapping,
                     target=description,
-                    known_logon_ids=store.logon_ids(),
-                    taken_logon_ids=frozenset(store.taken_logon_ids()),
-                    quarantined=frozenset(store.quarantined(s.apply.quarantine_after)),
-                    disabled_by_misync=store.misync_disabled(),
-                    reenable_external=s.apply.reenable_external_disables,
-                    orphans=s.target.orphans,
-                    max_unexplained=s.guard.max_unexplained_disables,
-                    max_share=s.guard.max_unexplained_share,
                     override_guard=override_guard,
-                    warning=timedelta(hours=s.policy.warning_hours),
                     cache=self._cache,
                 )
             )

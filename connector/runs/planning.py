@@ -4,10 +4,11 @@ reviewed plan against what the policy gives now (``apply --plan``)."""
 from __future__ import annotations
 
 import gc
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import structlog
 
@@ -110,32 +111,59 @@ def _make_plan(
     observe: Callable[[Account], None] | None,
 ) -> tuple[Plan, Evaluation]:
     ev = evaluation or evaluate(rt, store, as_of)
-    s = rt.settings
     target = rt.target()
     try:
         plan = build_plan(
-            PlanInputs(
+            plan_inputs(
+                rt,
+                store,
                 as_of=as_of,
-                feeds=ev.feeds,
-                decisions=ev.decisions,
+                evaluation=ev,
                 accounts=_observed(target.snapshot(), observe),
-                mapping=rt.mapping,
                 target=target.description,
-                known_logon_ids=store.logon_ids(),
-                taken_logon_ids=frozenset(store.taken_logon_ids()),
-                quarantined=frozenset(store.quarantined(s.apply.quarantine_after)),
-                disabled_by_misync=store.misync_disabled(),
-                reenable_external=s.apply.reenable_external_disables,
-                orphans=s.target.orphans,
-                max_unexplained=s.guard.max_unexplained_disables,
-                max_share=s.guard.max_unexplained_share,
                 override_guard=override_guard,
-                warning=timedelta(hours=s.policy.warning_hours),
             )
         )
     finally:
         target.close()
     return seal(plan), ev
+
+
+def plan_inputs(
+    rt: Runtime,
+    store: StateStore,
+    *,
+    as_of: datetime,
+    evaluation: Evaluation,
+    accounts: Iterable[Account],
+    target: str,
+    override_guard: bool = False,
+    **extra: Any,
+) -> PlanInputs:
+    """The planner's inputs for one run: the evaluation and the accounts read, with what
+    the settings and the state store add (logon IDs, quarantine, misync's own disables,
+    guard thresholds). One place, so the full, incremental and targeted runs cannot
+    drift apart; ``extra`` sets the rest (a plan cache, the enabled-account total)."""
+    s = rt.settings
+    return PlanInputs(
+        as_of=as_of,
+        feeds=evaluation.feeds,
+        decisions=evaluation.decisions,
+        accounts=accounts,
+        mapping=rt.mapping,
+        target=target,
+        known_logon_ids=store.logon_ids(),
+        taken_logon_ids=frozenset(store.taken_logon_ids()),
+        quarantined=frozenset(store.quarantined(s.apply.quarantine_after)),
+        disabled_by_misync=store.misync_disabled(),
+        reenable_external=s.apply.reenable_external_disables,
+        orphans=s.target.orphans,
+        max_unexplained=s.guard.max_unexplained_disables,
+        max_share=s.guard.max_unexplained_share,
+        override_guard=override_guard,
+        warning=timedelta(hours=s.policy.warning_hours),
+        **extra,
+    )
 
 
 def _observed(

@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from collections.abc import Callable, Collection
-from datetime import timedelta
 from typing import Any
 
 import structlog
@@ -29,10 +28,10 @@ from connector.app import Runtime
 from connector.audit import AuditTrail
 from connector.model.accounts import Account
 from connector.model.plan import Op, Plan
-from connector.reconcile import PlanInputs, build_plan, seal
+from connector.reconcile import build_plan, seal
 from connector.runs.apply import ENABLED_ACCOUNTS, ApplyResult, RunObserver, decision_digest
 from connector.runs.apply import carry_out as _carry_out
-from connector.runs.planning import Evaluation, evaluate
+from connector.runs.planning import Evaluation, evaluate, plan_inputs
 from connector.state import StateStore, state_lock
 from connector.targets.base import PermanentTargetError
 
@@ -127,20 +126,13 @@ def _targeted(
         target.close()
     plan = _disables_only(
         build_plan(
-            PlanInputs(
+            plan_inputs(
+                rt,
+                store,
                 as_of=as_of,
-                feeds=ev.feeds,
-                decisions={p: ev.decisions[p] for p in people},
+                evaluation=Evaluation(as_of, ev.feeds, {p: ev.decisions[p] for p in people}),
                 accounts=accounts,
-                mapping=rt.mapping,
                 target=description,
-                known_logon_ids=store.logon_ids(),
-                taken_logon_ids=frozenset(store.taken_logon_ids()),
-                quarantined=frozenset(store.quarantined(rt.settings.apply.quarantine_after)),
-                orphans=rt.settings.target.orphans,
-                max_unexplained=rt.settings.guard.max_unexplained_disables,
-                max_share=rt.settings.guard.max_unexplained_share,
-                warning=timedelta(hours=rt.settings.policy.warning_hours),
                 enabled_total=_enabled_total(store),
             )
         )
