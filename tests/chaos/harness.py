@@ -20,6 +20,8 @@ from typing import Any
 
 import ldap3
 
+from tests.configs import ldap_toml
+
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "config" / "demo"
 
@@ -230,22 +232,7 @@ def make_world(
     cfg = tmp / "misync.toml"
     cfg.write_text(
         f"""
-[feeds]
-dir = "{feeds}"
-mapping = "{ROOT / "mappings" / "feeds.toml"}"
-max_age_hours = 0
-
-[target]
-kind = "ldap"
-mapping = "{ROOT / "mappings" / "openldap-ppolicy.toml"}"
-
-[target.ldap]
-url = "{url}"
-bind_dn = "{bind_dn}"
-password_file = "{secret}"
-base_dn = "{people}"
-group_base_dn = "{groups}"
-scope = "one"
+{ldap_toml(feeds=feeds, url=url, bind_dn=bind_dn, password_file=secret, base_dn=people, group_base_dn=groups)}
 connect_timeout = 5
 receive_timeout = 10
 

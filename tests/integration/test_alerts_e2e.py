@@ -13,6 +13,7 @@ import pytest
 from connector import app
 from connector.cli import main
 from connector.state import StateStore
+from tests.configs import ldap_toml
 from tests.conftest import demo_seed_ldif
 
 pytestmark = pytest.mark.slapd
@@ -27,22 +28,7 @@ def write_config(tmp: Path, scope: Any, feeds: Path, extra: str) -> Path:
     cfg = tmp / "misync.toml"
     cfg.write_text(
         f"""
-[feeds]
-dir = "{feeds}"
-mapping = "{ROOT / "mappings" / "feeds.toml"}"
-max_age_hours = 0
-
-[target]
-kind = "ldap"
-mapping = "{ROOT / "mappings" / "openldap-ppolicy.toml"}"
-
-[target.ldap]
-url = "{ldap.url}"
-bind_dn = "{ldap.bind_dn}"
-password_file = "{ldap.password_file}"
-base_dn = "{scope.people_dn}"
-group_base_dn = "{scope.groups_dn}"
-scope = "one"
+{ldap_toml(feeds=feeds, url=ldap.url, bind_dn=ldap.bind_dn, password_file=ldap.password_file, base_dn=scope.people_dn, group_base_dn=scope.groups_dn)}
 
 [guard]
 max_unexplained_share = 0.5

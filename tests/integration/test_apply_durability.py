@@ -32,7 +32,8 @@ from connector.devtools.slapd import LocalSlapd
 from connector.model.plan import Plan
 from connector.settings import load_settings
 from connector.state import StateStore
-from tests.conftest import DEMO, ROOT, demo_seed_ldif
+from tests.configs import ldap_toml
+from tests.conftest import DEMO, demo_seed_ldif
 
 pytestmark = pytest.mark.slapd
 NOW = datetime(2026, 11, 25, 17, 0, tzinfo=UTC)
@@ -64,20 +65,7 @@ def make_world(tmp_path: Path, scope: Any, slapd: Any, apply: str, ldap: str = "
     cfg = tmp_path / "misync.toml"
     cfg.write_text(
         f"""
-[feeds]
-dir = "{feeds}"
-mapping = "{ROOT / "mappings" / "feeds.toml"}"
-max_age_hours = 0
-[target]
-kind = "ldap"
-mapping = "{ROOT / "mappings" / "openldap-ppolicy.toml"}"
-[target.ldap]
-url = "{s.url}"
-bind_dn = "{s.bind_dn}"
-password_file = "{s.password_file}"
-base_dn = "{scope.people_dn}"
-group_base_dn = "{scope.groups_dn}"
-scope = "one"
+{ldap_toml(feeds=feeds, url=s.url, bind_dn=s.bind_dn, password_file=s.password_file, base_dn=scope.people_dn, group_base_dn=scope.groups_dn)}
 {ldap}
 [guard]
 max_unexplained_share = 1.0

@@ -34,6 +34,7 @@ import ldap3
 import pytest
 
 from connector.state import StateStore
+from tests.configs import ldap_toml
 
 pytestmark = pytest.mark.slapd
 
@@ -151,22 +152,7 @@ def write_config(path: Path, feeds: Path, state: Path, scope: Any, **daemon: Any
     body = "\n".join(f"{k} = {json.dumps(v)}" for k, v in opts.items())
     path.write_text(
         f"""
-[feeds]
-dir = "{feeds}"
-mapping = "{ROOT / "mappings" / "feeds.toml"}"
-max_age_hours = 0
-
-[target]
-kind = "ldap"
-mapping = "{ROOT / "mappings" / "openldap-ppolicy.toml"}"
-
-[target.ldap]
-url = "{ldap.url}"
-bind_dn = "{ldap.bind_dn}"
-password_file = "{ldap.password_file}"
-base_dn = "{scope.people_dn}"
-group_base_dn = "{scope.groups_dn}"
-scope = "one"
+{ldap_toml(feeds=feeds, url=ldap.url, bind_dn=ldap.bind_dn, password_file=ldap.password_file, base_dn=scope.people_dn, group_base_dn=scope.groups_dn)}
 
 [guard]
 max_unexplained_share = 0.5

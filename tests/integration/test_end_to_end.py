@@ -18,6 +18,7 @@ import pytest
 
 from connector import app
 from connector.cli import main
+from tests.configs import ldap_toml
 from tests.conftest import demo_seed_ldif
 
 pytestmark = pytest.mark.slapd
@@ -42,22 +43,7 @@ def demo(tmp_path: Path, ldap_scope: Any, slapd: Any, pinned_now: datetime) -> d
     cfg = tmp_path / "misync.toml"
     cfg.write_text(
         f"""
-[feeds]
-dir = "{feeds}"
-mapping = "{ROOT / "mappings" / "feeds.toml"}"
-max_age_hours = 0
-
-[target]
-kind = "ldap"
-mapping = "{ROOT / "mappings" / "openldap-ppolicy.toml"}"
-
-[target.ldap]
-url = "{ldap.url}"
-bind_dn = "{ldap.bind_dn}"
-password_file = "{ldap.password_file}"
-base_dn = "{ldap_scope.people_dn}"
-group_base_dn = "{ldap_scope.groups_dn}"
-scope = "one"
+{ldap_toml(feeds=feeds, url=ldap.url, bind_dn=ldap.bind_dn, password_file=ldap.password_file, base_dn=ldap_scope.people_dn, group_base_dn=ldap_scope.groups_dn)}
 
 [guard]
 max_unexplained_share = 0.5
