@@ -9,7 +9,7 @@ from typing import Any
 from connector.alerts import Alert, AlertSink, Severity
 from connector.apply import ApplyReport
 from connector.audit import AuditTrail
-from connector.model.plan import Op, Plan
+from connector.model.plan import Breach, Op, Plan
 from connector.state import StateStore
 
 
@@ -30,28 +30,11 @@ def open_breaches(
     # ``warn_unfixed`` raises it after the run if the disable did not go through
     disabling = {a.account_id for a in plan.actions if a.op is Op.DISABLE}
     for b in plan.breaches:
-        codes = ",".join(r.code for r in b.reasons)
-        fields = {
-            "account_id": b.account_id,
-            "person_id": b.person_id,
-            "deadline": b.deadline.isoformat(),
-            "reasons": codes,
-        }
         if b.severity == "warning":
-            if b.account_id in disabling:
-                continue
-            log.warning("deadline.warning", **fields)
-            if alerts is not None:
-                alerts.send(
-                    Alert(
-                        "deadline.warning",
-                        Severity.WARNING,
-                        b.account_id,
-                        f"{b.account_id} must be disabled by {b.deadline.isoformat()} ({codes})",
-                        fields,
-                    )
-                )
+            if b.account_id not in disabling:
+                _warn(b, log, alerts)
             continue
+        codes, fields = _fields(b)
         if b.account_id not in open_now:
             store.open_breach(b.account_id, b.person_id or "", b.deadline, b.severity, codes, at)
             audit.append("breach", {**fields, "state": "open"}, run_id=run_id)
@@ -118,22 +101,30 @@ def warn_unfixed(plan: Plan, report: ApplyReport, log: Any, alerts: AlertSink | 
     for b in plan.breaches:
         if b.severity != "warning" or b.account_id not in planned or b.account_id in done:
             continue
-        codes = ",".join(r.code for r in b.reasons)
-        fields = {
-            "account_id": b.account_id,
-            "person_id": b.person_id,
-            "deadline": b.deadline.isoformat(),
-            "reasons": codes,
-        }
-        log.warning("deadline.warning", **fields)
-        if alerts is not None:
-            alerts.send(
-                Alert(
-                    "deadline.warning",
-                    Severity.WARNING,
-                    b.account_id,
-                    f"{b.account_id} must be disabled by {b.deadline.isoformat()} ({codes});"
-                    " the disable did not go through",
-                    fields,
-                )
+        _warn(b, log, alerts, "; the disable did not go through")
+
+
+def _fields(b: Breach) -> tuple[str, dict[str, Any]]:
+    codes = ",".join(r.code for r in b.reasons)
+    return codes, {
+        "account_id": b.account_id,
+        "person_id": b.person_id,
+        "deadline": b.deadline.isoformat(),
+        "reasons": codes,
+    }
+
+
+def _warn(b: Breach, log: Any, alerts: AlertSink | None, why: str = "") -> None:
+    """A deadline is near (SPEC "Deadlines"): log and alert ``deadline.warning``."""
+    codes, fields = _fields(b)
+    log.warning("deadline.warning", **fields)
+    if alerts is not None:
+        alerts.send(
+            Alert(
+                "deadline.warning",
+                Severity.WARNING,
+                b.account_id,
+                f"{b.account_id} must be disabled by {b.deadline.isoformat()} ({codes}){why}",
+                fields,
             )
+        )
