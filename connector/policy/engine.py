@@ -187,120 +187,126 @@ def _in_force(c: Contract, at: datetime, tz: ZoneInfo) -> bool:
     return day_start(c.starts_on, tz) <= at and (end is None or at < end)
 
 
+def _ended(c: Contract, code: str, what: str, at: datetime, rules: PolicyRules) -> Reason | None:
+    """The contract's end (or termination) once it has come, with its deadline."""
+    tz = rules.tz
+    end = contract_end(c, tz)
+    if end is None or at < end:
+        return None
+    terminated = c.terminated_on is not None and end == day_start(c.terminated_on, tz)
+    verb = "was terminated" if terminated else "ended"
+    last = c.terminated_on if terminated else c.ends_on
+    return _reason(
+        code,
+        f"{what} {c.contract_id} {verb} {last} ({c.source})",
+        feed=FeedName.CONTRACTS,
+        source=c.source,
+        evidenced=True,
+        since=end,
+        deadline=after(end, rules.contract_grace, rules.tz),
+    )
+
+
+def _wioa_reasons(
+    org_id: str, contracts: tuple[Contract, ...], at: datetime, rules: PolicyRules
+) -> list[Reason]:
+    """3.a.i: an effective, signed WIOA services contract."""
+    tz = rules.tz
+    today = at.astimezone(tz).date()
+    wioa = [c for c in contracts if c.type is ContractType.WIOA_SERVICES]
+    if any(c.signed_on and c.signed_on <= today and _in_force(c, at, tz) for c in wioa):
+        return []
+    if not wioa:
+        return [
+            _reason(
+                "no_wioa_contract",
+                f"organization {org_id} has no WIOA services contract in contracts.csv",
+                feed=FeedName.CONTRACTS,
+            )
+        ]
+    out: list[Reason] = []
+    for c in wioa:
+        r = _ended(c, "wioa_contract_ended", "WIOA services contract", at, rules)
+        if r is None and at < day_start(c.starts_on, tz):
+            r = _reason(
+                "wioa_contract_not_started",
+                f"WIOA services contract {c.contract_id} starts {c.starts_on} ({c.source})",
+                feed=FeedName.CONTRACTS,
+                source=c.source,
+            )
+        if r is None:
+            r = _reason(
+                "wioa_contract_unsigned",
+                f"WIOA services contract {c.contract_id} is not signed ({c.source})",
+                feed=FeedName.CONTRACTS,
+                source=c.source,
+                evidenced=True,
+            )
+        out.append(r)
+    return _latest_end_only(out)
+
+
+def _data_sharing_problems(c: Contract, at: datetime, rules: PolicyRules) -> list[Reason]:
+    """What keeps one data-sharing contract from being effective (3.a.ii, 3.b, 3.c, 3.e.vii)."""
+    today = at.astimezone(rules.tz).date()
+    r = _ended(c, "data_sharing_ended", "data-sharing contract", at, rules)
+    if r is not None:
+        return [r]
+    if at < day_start(c.starts_on, rules.tz):
+        return [
+            _reason(
+                "data_sharing_not_started",
+                f"data-sharing contract {c.contract_id} starts {c.starts_on} ({c.source})",
+                feed=FeedName.CONTRACTS,
+                source=c.source,
+            )
+        ]
+    probs: list[Reason] = []
+    kw: dict[str, Any] = {"feed": FeedName.CONTRACTS, "source": c.source, "evidenced": True}
+    if not (c.signed_on and c.signed_on <= today):
+        probs.append(
+            _reason(
+                "data_sharing_unsigned",
+                f"data-sharing contract {c.contract_id} is not signed ({c.source})",
+                **kw,
+            )
+        )
+    if not c.business_case.strip():
+        probs.append(
+            _reason(
+                "data_sharing_no_business_case",
+                f"data-sharing contract {c.contract_id} states no business case ({c.source})",
+                **kw,
+            )
+        )
+    missing = [
+        who
+        for who, d in (
+            ("Security Administrator", c.security_admin_approved_on),
+            ("Contracts Office", c.contracts_office_approved_on),
+            ("Data Owner", c.data_owner_approved_on),
+        )
+        if not (d and d <= today)
+    ]
+    if missing:
+        probs.append(
+            _reason(
+                "data_sharing_unapproved",
+                f"data-sharing contract {c.contract_id} "
+                f"lacks approval by {', '.join(missing)} ({c.source})",
+                **kw,
+            )
+        )
+    return probs
+
+
 def _contract_reasons(
     org_id: str, idx: PolicyIndex, at: datetime, rules: PolicyRules
 ) -> tuple[Reason, ...]:
     """Conditions 3.a.i, 3.a.ii, 3.b, 3.c, 3.e.vii for one organization (cached per run)."""
-    tz = rules.tz
-    today = at.astimezone(tz).date()
     contracts = idx.contracts.get(org_id, ())
-    out: list[Reason] = []
-
-    def ended(c: Contract, code: str, what: str) -> Reason | None:
-        end = contract_end(c, tz)
-        if end is None or at < end:
-            return None
-        verb = (
-            "was terminated"
-            if c.terminated_on and end == day_start(c.terminated_on, tz)
-            else "ended"
-        )
-        last = c.terminated_on if verb == "was terminated" else c.ends_on
-        return _reason(
-            code,
-            f"{what} {c.contract_id} {verb} {last} ({c.source})",
-            feed=FeedName.CONTRACTS,
-            source=c.source,
-            evidenced=True,
-            since=end,
-            deadline=after(end, rules.contract_grace, rules.tz),
-        )
-
-    wioa = [c for c in contracts if c.type is ContractType.WIOA_SERVICES]
-    wioa_out: list[Reason] = []
-    if not any(c.signed_on and c.signed_on <= today and _in_force(c, at, tz) for c in wioa):
-        if not wioa:
-            wioa_out.append(
-                _reason(
-                    "no_wioa_contract",
-                    f"organization {org_id} has no WIOA services contract in contracts.csv",
-                    feed=FeedName.CONTRACTS,
-                )
-            )
-        for c in wioa:
-            r = ended(c, "wioa_contract_ended", "WIOA services contract")
-            if r is None and at < day_start(c.starts_on, tz):
-                r = _reason(
-                    "wioa_contract_not_started",
-                    f"WIOA services contract {c.contract_id} starts {c.starts_on} ({c.source})",
-                    feed=FeedName.CONTRACTS,
-                    source=c.source,
-                )
-            if r is None:
-                r = _reason(
-                    "wioa_contract_unsigned",
-                    f"WIOA services contract {c.contract_id} is not signed ({c.source})",
-                    feed=FeedName.CONTRACTS,
-                    source=c.source,
-                    evidenced=True,
-                )
-            wioa_out.append(r)
-    out += _latest_end_only(wioa_out)
-
+    out = _wioa_reasons(org_id, contracts, at, rules)
     ds = [c for c in contracts if c.type is ContractType.DATA_SHARING]
-
-    def ds_problems(c: Contract) -> list[Reason]:
-        r = ended(c, "data_sharing_ended", "data-sharing contract")
-        if r is not None:
-            return [r]
-        if at < day_start(c.starts_on, tz):
-            return [
-                _reason(
-                    "data_sharing_not_started",
-                    f"data-sharing contract {c.contract_id} starts {c.starts_on} ({c.source})",
-                    feed=FeedName.CONTRACTS,
-                    source=c.source,
-                )
-            ]
-        probs: list[Reason] = []
-        kw: dict[str, Any] = {"feed": FeedName.CONTRACTS, "source": c.source, "evidenced": True}
-        if not (c.signed_on and c.signed_on <= today):
-            probs.append(
-                _reason(
-                    "data_sharing_unsigned",
-                    f"data-sharing contract {c.contract_id} is not signed ({c.source})",
-                    **kw,
-                )
-            )
-        if not c.business_case.strip():
-            probs.append(
-                _reason(
-                    "data_sharing_no_business_case",
-                    f"data-sharing contract {c.contract_id} states no business case ({c.source})",
-                    **kw,
-                )
-            )
-        missing = [
-            who
-            for who, d in (
-                ("Security Administrator", c.security_admin_approved_on),
-                ("Contracts Office", c.contracts_office_approved_on),
-                ("Data Owner", c.data_owner_approved_on),
-            )
-            if not (d and d <= today)
-        ]
-        if missing:
-            probs.append(
-                _reason(
-                    "data_sharing_unapproved",
-                    f"data-sharing contract {c.contract_id} "
-                    f"lacks approval by {', '.join(missing)} ({c.source})",
-                    **kw,
-                )
-            )
-        return probs
-
-    all_probs = [ds_problems(c) for c in ds]
     if not ds:
         out.append(
             _reason(
@@ -309,7 +315,9 @@ def _contract_reasons(
                 feed=FeedName.CONTRACTS,
             )
         )
-    elif all(all_probs):
+        return tuple(out)
+    all_probs = [_data_sharing_problems(c, at, rules) for c in ds]
+    if all(all_probs):  # no data-sharing contract is effective
         out += _latest_end_only([r for probs in all_probs for r in probs])
     return tuple(out)
 
@@ -367,235 +375,295 @@ def _coverage_gap(
     return None
 
 
-def evaluate(person_id: str, idx: PolicyIndex, at: datetime, rules: PolicyRules) -> Decision:
+@dataclass(frozen=True, slots=True)
+class _Person:
+    """Who is evaluated: their roster row, organization and separation at ``at``."""
+
+    person_id: str
+    worker: Worker | None
+    org_id: str
+    org: Organization | None
+    sep: tuple[datetime, SourceRef, FeedName] | None
+
+    @property
+    def is_esd(self) -> bool:
+        return self.org is not None and self.org.kind is OrgKind.ESD
+
+    @property
+    def wda(self) -> str:
+        return self.org.wda if self.org else ""
+
+    @property
+    def sep_at(self) -> datetime | None:
+        return self.sep[0] if self.sep else None
+
+    @classmethod
+    def of(cls, person_id: str, idx: PolicyIndex, at: datetime, tz: ZoneInfo) -> _Person:
+        worker = idx.workers.get(person_id)
+        seps = idx.separations.get(person_id, ())
+        newest = max(seps, key=lambda r: r.separated_at) if seps else None
+        org_id = worker.org_id if worker else (newest.org_id if newest else "")
+        return cls(
+            person_id, worker, org_id, idx.orgs.get(org_id), separation_of(person_id, idx, tz, at)
+        )
+
+
+@dataclass
+class _Grants:
+    """The walk over one person's approved requests, in order of effect (3.i, 3.k).
+
+    A request acts only on what was submitted before it: a disable ends a grant whose add
+    requests were all submitted before the disable, and cancels such an add that takes
+    effect later; an add submitted after a disable is not touched by it. A separation
+    ends every grant whose add requests were submitted before it took effect (rehire
+    needs an add submitted after the separation).
+    """
+
+    sep_at: datetime | None
+    grant: Grant | None = None
+    grant_submitted: datetime | None = None  # newest submission among the grant's adds
+    ended: Reason | None = None
+    invalid_add: list[Reason] = field(default_factory=list)
+    disables: list[tuple[datetime, Reason]] = field(default_factory=list)  # in effect so far
+    profile: str = ""
+    offices: tuple[str, ...] = ()
+    sep_ended: bool = False
+    flags: list[Reason] = field(default_factory=list)
+
+    def end_by_separation(self, upto: datetime) -> None:
+        if (
+            self.grant is not None
+            and self.grant_submitted is not None
+            and self.sep_at is not None
+            and self.grant_submitted < self.sep_at <= upto
+        ):
+            self.grant, self.grant_submitted, self.sep_ended = None, None, True
+
+    def add(self, q: AccessRequest, eff: datetime, problem: str | None) -> None:
+        src: dict[str, Any] = {"feed": FeedName.REQUESTS, "source": q.source}
+        certs = [
+            n
+            for n, ok in (
+                ("training", q.cert_training),
+                ("profile approval", q.cert_profile_approved),
+                ("NDA", q.cert_nda),
+            )
+            if not ok
+        ]
+        if problem or certs:
+            self._invalid_add(q, problem, certs, src)
+            return
+        if self.grant is None:
+            cancelled = [r for sub, r in self.disables if sub > q.submitted_at]
+            if cancelled:  # a disable submitted after this add has taken effect
+                self.ended, self.invalid_add = cancelled[-1], []
+                return
+            if self.sep_at is not None and q.submitted_at < self.sep_at:
+                self.sep_ended, self.invalid_add = True, []  # requested before the separation
+                return
+            self.grant = Grant(q.request_id, eff, q.source)
+            self.ended, self.sep_ended, self.invalid_add = None, False, []
+        self.grant_submitted = max(self.grant_submitted or q.submitted_at, q.submitted_at)
+        self.profile, self.offices = q.profile or self.profile, q.offices or self.offices
+
+    def _invalid_add(
+        self, q: AccessRequest, problem: str | None, certs: list[str], src: dict[str, Any]
+    ) -> None:
+        bad: list[Reason] = []
+        if problem:
+            bad.append(
+                _reason(
+                    "add_request_invalid_requester",
+                    f"add request {q.request_id}: {problem} ({q.source})",
+                    **src,
+                )
+            )
+        if certs:
+            bad.append(
+                _reason(
+                    "add_request_uncertified",
+                    f"add request {q.request_id} does not certify {', '.join(certs)} ({q.source})",
+                    evidenced=True,
+                    **src,
+                )
+            )
+        if self.grant is not None:
+            self.flags.append(
+                _reason(
+                    "add_invalid_ignored",
+                    f"add request {q.request_id} ignored: {bad[0].message}",
+                    **src,
+                )
+            )
+        else:
+            self.invalid_add = bad
+
+    def change(self, q: AccessRequest, problem: str | None) -> None:
+        if problem:
+            self.flags.append(
+                _reason(
+                    "change_invalid_requester",
+                    f"change request {q.request_id} ignored: {problem} ({q.source})",
+                    feed=FeedName.REQUESTS,
+                    source=q.source,
+                )
+            )
+            return
+        if self.grant is not None:
+            self.profile, self.offices = q.profile or self.profile, q.offices or self.offices
+
+    def disable(
+        self, q: AccessRequest, eff: datetime, problem: str | None, rules: PolicyRules
+    ) -> None:
+        """Carried out whoever sent it (losing access is the safe side)."""
+        src: dict[str, Any] = {"feed": FeedName.REQUESTS, "source": q.source}
+        if problem:
+            self.flags.append(
+                _reason(
+                    "disable_invalid_requester",
+                    f"disable request {q.request_id}: {problem} ({q.source})",
+                    **src,
+                )
+            )
+        if eff - q.submitted_at < rules.late_notice:
+            hours = (eff - q.submitted_at).total_seconds() / 3600
+            when = f"{hours:.0f} h before" if hours >= 0 else f"{-hours:.0f} h after"
+            self.flags.append(
+                _reason(
+                    "late_notice_disable",
+                    f"disable request {q.request_id} submitted {when} it took effect ({q.source})",
+                    **src,
+                )
+            )
+        end = _reason(
+            "disabled_by_request",
+            f"disable request {q.request_id} took effect {q.effective_on} ({q.source})",
+            evidenced=True,
+            since=eff,
+            # SPEC "Deadlines": the start of the effective date plus the same short
+            # grace as a contract end, so a disable carried out at its instant (a
+            # daemon's timed job, a run made seconds after midnight) is no breach.
+            # A request submitted after that start (late notice, flagged above)
+            # cannot be acted on before it exists: its grace runs from submission.
+            deadline=after(max(eff, q.submitted_at), rules.contract_grace, rules.tz),
+            **src,
+        )
+        self.disables.append((q.submitted_at, end))
+        if self.grant is None or self.grant_submitted is None:
+            return
+        if q.submitted_at > self.grant_submitted:
+            self.grant, self.grant_submitted, self.ended = None, None, end
+        else:
+            self.flags.append(
+                _reason(
+                    "disable_superseded",
+                    f"disable request {q.request_id} ({q.source}) was submitted "
+                    f"before add request {self.grant.request_id}'s grant was last "
+                    "requested; the later add stands",
+                    **src,
+                )
+            )
+
+    def reasons(self, person_id: str) -> list[Reason]:
+        """Why there is no grant in force (nothing when there is one)."""
+        if self.grant is not None:
+            return []
+        if self.ended is not None:
+            return [self.ended]
+        out = list(self.invalid_add)
+        if not self.invalid_add and not self.sep_ended:
+            out.append(
+                _reason(
+                    "no_add_request",
+                    f"no approved add request for {person_id} is in force",
+                    feed=FeedName.REQUESTS,
+                )
+            )
+        if self.disables:  # an approved disable in effect is evidence on its own, whatever
+            out.append(self.disables[-1][1])  # else could not be checked (3.i, 3.k)
+        return out
+
+
+def _requests(person: _Person, idx: PolicyIndex, at: datetime, rules: PolicyRules) -> _Grants:
+    """The grant in force at ``at`` (3.i, 3.k), from the approved requests in effect."""
     tz = rules.tz
-    today = at.astimezone(tz).date()
-    worker = idx.workers.get(person_id)
-    seps = idx.separations.get(person_id, ())
-    newest_sep_row = max(seps, key=lambda r: r.separated_at) if seps else None
-    org_id = worker.org_id if worker else (newest_sep_row.org_id if newest_sep_row else "")
-    org = idx.orgs.get(org_id)
-    is_esd = org is not None and org.kind is OrgKind.ESD
-    wda = org.wda if org else ""
-    reasons: list[Reason] = []
-    flags: list[Reason] = []
-
-    sep = separation_of(person_id, idx, tz, at)
-    sep_at = sep[0] if sep else None
-    sep_clause = "3.g.ix" if is_esd else "3.h.viii"
-
-    # --- requests (3.i, 3.k) ------------------------------------------------------------
-    # Taken in order of effect. A request acts only on what was submitted before it: a
-    # disable ends a grant whose add requests were all submitted before the disable, and
-    # cancels such an add that takes effect later; an add submitted after a disable is
-    # not touched by it. A separation ends every grant whose add requests were submitted
-    # before it took effect (rehire needs an add submitted after the separation).
     approved = sorted(
         (
             q
-            for q in idx.requests.get(person_id, ())
+            for q in idx.requests.get(person.person_id, ())
             if q.status is RequestStatus.APPROVED
             and q.submitted_at <= at
             and day_start(q.effective_on, tz) <= at
         ),
         key=lambda q: (day_start(q.effective_on, tz), q.submitted_at, q.source.line),
     )
-    grant: Grant | None = None
-    grant_submitted: datetime | None = None  # newest submission among the grant's adds
-    ended: Reason | None = None
-    invalid_add: list[Reason] = []
-    disables: list[tuple[datetime, Reason]] = []  # (submitted_at, end reason) in effect so far
-    profile: str = ""
-    offices: tuple[str, ...] = ()
-    sep_ended = False
-
-    def end_by_separation(upto: datetime) -> None:
-        nonlocal grant, grant_submitted, sep_ended
-        if (
-            grant is not None
-            and grant_submitted is not None
-            and sep_at is not None
-            and grant_submitted < sep_at <= upto
-        ):
-            grant, grant_submitted, sep_ended = None, None, True
-
+    walk = _Grants(person.sep_at)
     for q in approved:
         eff = day_start(q.effective_on, tz)
-        end_by_separation(eff)
-        problem = requester_problem(q, wda, idx, tz)
-        src: dict[str, Any] = {"feed": FeedName.REQUESTS, "source": q.source}
+        walk.end_by_separation(eff)
+        problem = requester_problem(q, person.wda, idx, tz)
         if q.action is RequestAction.ADD:
-            certs = [
-                n
-                for n, ok in (
-                    ("training", q.cert_training),
-                    ("profile approval", q.cert_profile_approved),
-                    ("NDA", q.cert_nda),
-                )
-                if not ok
-            ]
-            if problem or certs:
-                bad: list[Reason] = []
-                if problem:
-                    bad.append(
-                        _reason(
-                            "add_request_invalid_requester",
-                            f"add request {q.request_id}: {problem} ({q.source})",
-                            **src,
-                        )
-                    )
-                if certs:
-                    bad.append(
-                        _reason(
-                            "add_request_uncertified",
-                            f"add request {q.request_id} does not certify "
-                            f"{', '.join(certs)} ({q.source})",
-                            evidenced=True,
-                            **src,
-                        )
-                    )
-                if grant is not None:
-                    flags.append(
-                        _reason(
-                            "add_invalid_ignored",
-                            f"add request {q.request_id} ignored: {bad[0].message}",
-                            **src,
-                        )
-                    )
-                else:
-                    invalid_add = bad
-                continue
-            if grant is None:
-                cancelled = [r for sub, r in disables if sub > q.submitted_at]
-                if cancelled:  # a disable submitted after this add has taken effect
-                    ended, invalid_add = cancelled[-1], []
-                    continue
-                if sep_at is not None and q.submitted_at < sep_at:
-                    sep_ended, invalid_add = True, []  # requested before the separation
-                    continue
-                grant = Grant(q.request_id, eff, q.source)
-                ended, sep_ended, invalid_add = None, False, []
-            grant_submitted = max(grant_submitted or q.submitted_at, q.submitted_at)
-            profile, offices = q.profile or profile, q.offices or offices
+            walk.add(q, eff, problem)
         elif q.action is RequestAction.CHANGE:
-            if problem:
-                flags.append(
-                    _reason(
-                        "change_invalid_requester",
-                        f"change request {q.request_id} ignored: {problem} ({q.source})",
-                        **src,
-                    )
-                )
-                continue
-            if grant is not None:
-                profile, offices = q.profile or profile, q.offices or offices
-        else:  # disable: carried out whoever sent it (losing access is the safe side)
-            if problem:
-                flags.append(
-                    _reason(
-                        "disable_invalid_requester",
-                        f"disable request {q.request_id}: {problem} ({q.source})",
-                        **src,
-                    )
-                )
-            if eff - q.submitted_at < rules.late_notice:
-                hours = (eff - q.submitted_at).total_seconds() / 3600
-                when = f"{hours:.0f} h before" if hours >= 0 else f"{-hours:.0f} h after"
-                flags.append(
-                    _reason(
-                        "late_notice_disable",
-                        f"disable request {q.request_id} submitted {when} it took "
-                        f"effect ({q.source})",
-                        **src,
-                    )
-                )
-            end = _reason(
-                "disabled_by_request",
-                f"disable request {q.request_id} took effect {q.effective_on} ({q.source})",
-                evidenced=True,
-                since=eff,
-                # SPEC "Deadlines": the start of the effective date plus the same short
-                # grace as a contract end, so a disable carried out at its instant (a
-                # daemon's timed job, a run made seconds after midnight) is no breach.
-                # A request submitted after that start (late notice, flagged above)
-                # cannot be acted on before it exists: its grace runs from submission.
-                deadline=after(max(eff, q.submitted_at), rules.contract_grace, rules.tz),
-                **src,
-            )
-            disables.append((q.submitted_at, end))
-            if grant is not None and grant_submitted is not None:
-                if q.submitted_at > grant_submitted:
-                    grant, grant_submitted, ended = None, None, end
-                else:
-                    flags.append(
-                        _reason(
-                            "disable_superseded",
-                            f"disable request {q.request_id} ({q.source}) was submitted "
-                            f"before add request {grant.request_id}'s grant was last "
-                            "requested; the later add stands",
-                            **src,
-                        )
-                    )
-    end_by_separation(at)
-
-    if grant is None:
-        if ended is not None:
-            reasons.append(ended)
+            walk.change(q, problem)
         else:
-            if invalid_add:
-                reasons += invalid_add
-            elif not sep_ended:
-                reasons.append(
-                    _reason(
-                        "no_add_request",
-                        f"no approved add request for {person_id} is in force",
-                        feed=FeedName.REQUESTS,
-                    )
-                )
-            if disables:  # an approved disable in effect is evidence on its own, whatever
-                reasons.append(disables[-1][1])  # else could not be checked (3.i, 3.k)
+            walk.disable(q, eff, problem, rules)
+    walk.end_by_separation(at)
+    return walk
 
-    # --- employment (3.g.ix, 3.h.viii, 3.g.vi) ------------------------------------------
-    # A separation not followed by an add request submitted after it, or a roster that
-    # still says "separated" (HR has not recorded the rehire yet), fails the person.
-    roster_sep = roster_separation(worker, tz)
-    shown = sep if grant is None else None
+
+def _employment(
+    person: _Person, grant: Grant | None, at: datetime, rules: PolicyRules
+) -> list[Reason]:
+    """3.g.ix, 3.h.viii, 3.g.vi. A separation not followed by an add request submitted
+    after it, or a roster that still says "separated" (HR has not recorded the rehire
+    yet), fails the person."""
+    worker = person.worker
+    roster_sep = roster_separation(worker, rules.tz)
+    shown = person.sep if grant is None else None
     if shown is None and worker is not None and roster_sep is not None and roster_sep <= at:
         shown = (roster_sep, worker.source, FeedName.WORKERS)
     if shown is not None:
-        reasons.append(
+        return [
             _reason(
                 "separated",
                 f"separated {shown[0].isoformat()} ({shown[1]})",
-                clause=sep_clause,
+                clause="3.g.ix" if person.is_esd else "3.h.viii",
                 feed=shown[2],
                 source=shown[1],
                 evidenced=True,
                 since=shown[0],
                 deadline=after(shown[0], rules.separation_deadline, rules.tz),
             )
-        )
-    elif worker is None:
-        reasons.append(
+        ]
+    if worker is None:
+        return [
             _reason(
                 "not_on_roster",
-                f"{person_id} is not on the HR roster (workers.csv)",
+                f"{person.person_id} is not on the HR roster (workers.csv)",
                 feed=FeedName.WORKERS,
             )
-        )
+        ]
+    return []
 
-    # --- organization and contracts (3.e.viii, 3.a.i, 3.a.ii, 3.b, 3.c, 3.e.vii) --------
+
+def _organization(
+    person: _Person, idx: PolicyIndex, at: datetime, rules: PolicyRules
+) -> list[Reason]:
+    """3.e.viii, and the contracts: 3.a.i, 3.a.ii, 3.b, 3.c, 3.e.vii (ESD is exempt)."""
+    org, org_id = person.org, person.org_id
+    out: list[Reason] = []
     if org is None:
-        reasons.append(
+        out.append(
             _reason(
                 "org_unknown",
                 f"organization {org_id or '(none)'} is not in organizations.csv",
                 feed=FeedName.ORGANIZATIONS,
-                source=worker.source if worker else None,
+                source=person.worker.source if person.worker else None,
             )
         )
     elif org.kind is OrgKind.OTHER:
-        reasons.append(
+        out.append(
             _reason(
                 "org_ineligible",
                 f"organization {org.org_id} ({org.name}) is of kind 'other' ({org.source})",
@@ -604,91 +672,123 @@ def evaluate(person_id: str, idx: PolicyIndex, at: datetime, rules: PolicyRules)
                 evidenced=True,
             )
         )
-    if org_id and not is_esd:
+    if org_id and not person.is_esd:
         key = (org_id, at)
         cached = idx._org_cache.get(key)
         if cached is None:
             cached = _contract_reasons(org_id, idx, at, rules)
             idx._org_cache[key] = cached
-        reasons += cached
+        out += cached
+    return out
 
-    # --- training (3.a.iii) ---------------------------------------------------------------
+
+def _training(person_id: str, idx: PolicyIndex, today: date, rules: PolicyRules) -> list[Reason]:
+    """3.a.iii: a state-approved MIS course; program training does not count."""
     approved_courses = {c.strip().lower() for c in rules.approved_courses}
     rows = idx.training.get(person_id, ())
-    if not any(
-        t.course.strip().lower() in approved_courses and t.completed_on <= today for t in rows
-    ):
-        others = sorted(
-            {t.course for t in rows if t.course.strip().lower() not in approved_courses}
+    if any(t.course.strip().lower() in approved_courses and t.completed_on <= today for t in rows):
+        return []
+    others = sorted({t.course for t in rows if t.course.strip().lower() not in approved_courses})
+    note = f"; {', '.join(others)} is program training and does not count" if others else ""
+    return [
+        _reason(
+            "training_missing",
+            f"no state-approved MIS training "
+            f"({', '.join(sorted(rules.approved_courses))}) completed{note}",
+            feed=FeedName.TRAINING,
         )
-        note = f"; {', '.join(others)} is program training and does not count" if others else ""
-        reasons.append(
+    ]
+
+
+def _nda(
+    person: _Person,
+    grant: Grant | None,
+    signed: list[Nda],
+    at: datetime,
+    rules: PolicyRules,
+) -> tuple[list[Reason], list[Reason]]:
+    """3.g.iv / 3.h.v, 3.i.iii: (reasons, flags). An NDA signed late cures the lapse."""
+    if signed:
+        return [], []
+    clause = ("3.g.iv" if person.is_esd else "3.h.v") + ", 3.i.iii"
+    if grant is None:
+        return [_reason("nda_missing", "no NDA signed", clause=clause, feed=FeedName.NDAS)], []
+    grace_end = grant.started_at + rules.nda_grace
+    if at < grace_end:
+        return [], [
             _reason(
-                "training_missing",
-                f"no state-approved MIS training "
-                f"({', '.join(sorted(rules.approved_courses))}) completed{note}",
-                feed=FeedName.TRAINING,
+                "nda_within_grace",
+                f"no NDA yet; grace ends {grace_end.isoformat()}",
+                clause=clause,
+                feed=FeedName.NDAS,
             )
+        ]
+    return [
+        _reason(
+            "nda_missing",
+            f"no NDA signed; the {rules.nda_grace.days}-day grace "
+            f"after grant {grant.request_id} ended {grace_end.isoformat()}",
+            clause=clause,
+            feed=FeedName.NDAS,
+            since=grace_end,
+            deadline=after(grace_end, rules.lapse_deadline, rules.tz),
         )
+    ], []
 
-    # --- NDA (3.g.iv / 3.h.v, 3.i.iii) ------------------------------------------------------
-    nda_clause = ("3.g.iv" if is_esd else "3.h.v") + ", 3.i.iii"
+
+def _lapse(
+    person: _Person,
+    grant: Grant,
+    signed: list[Nda],
+    idx: PolicyIndex,
+    at: datetime,
+    rules: PolicyRules,
+) -> list[Reason]:
+    """``restore_on_cure = False``: a lapse since the grant started suspends for good."""
+    lapse = None
+    first_nda = min((n.signed_on for n in signed), default=None)
+    grace_end_day = (grant.started_at + rules.nda_grace).astimezone(rules.tz).date()
+    if first_nda is not None and first_nda > grace_end_day:
+        lapse = f"the NDA was signed {first_nda}, after the grace ended {grace_end_day}"
+    elif person.org_id and not person.is_esd:
+        lapse = _coverage_gap(person.org_id, idx, grant.started_at, at, rules)
+    if not lapse:
+        return []
+    return [
+        _reason(
+            "lapse_not_restored",
+            f"access lapsed since grant {grant.request_id} ({lapse}); restore_on_cure is off",
+            clause="3.a",
+            evidenced=True,
+        )
+    ]
+
+
+def evaluate(person_id: str, idx: PolicyIndex, at: datetime, rules: PolicyRules) -> Decision:
+    """The decision for one person at ``at``: one section of the policy at a time, every
+    failing condition listed with its clause and evidence."""
+    today = at.astimezone(rules.tz).date()
+    person = _Person.of(person_id, idx, at, rules.tz)
+    walk = _requests(person, idx, at, rules)
+    grant = walk.grant
     signed = [n for n in idx.ndas.get(person_id, ()) if n.signed_on <= today]
-    if not signed:
-        if grant is not None and at < grant.started_at + rules.nda_grace:
-            grace_end = grant.started_at + rules.nda_grace
-            flags.append(
-                _reason(
-                    "nda_within_grace",
-                    f"no NDA yet; grace ends {grace_end.isoformat()}",
-                    clause=nda_clause,
-                    feed=FeedName.NDAS,
-                )
-            )
-        elif grant is not None:
-            grace_end = grant.started_at + rules.nda_grace
-            reasons.append(
-                _reason(
-                    "nda_missing",
-                    f"no NDA signed; the {rules.nda_grace.days}-day grace "
-                    f"after grant {grant.request_id} ended {grace_end.isoformat()}",
-                    clause=nda_clause,
-                    feed=FeedName.NDAS,
-                    since=grace_end,
-                    deadline=after(grace_end, rules.lapse_deadline, rules.tz),
-                )
-            )
-        else:
-            reasons.append(
-                _reason("nda_missing", "no NDA signed", clause=nda_clause, feed=FeedName.NDAS)
-            )
-
-    # --- restore_on_cure = False: a lapse since the grant started suspends for good -------
+    nda_reasons, nda_flags = _nda(person, grant, signed, at, rules)
+    reasons = [
+        *walk.reasons(person_id),
+        *_employment(person, grant, at, rules),
+        *_organization(person, idx, at, rules),
+        *_training(person_id, idx, today, rules),
+        *nda_reasons,
+    ]
     if grant is not None and not rules.restore_on_cure and not reasons:
-        lapse = None
-        first_nda = min((n.signed_on for n in signed), default=None)
-        grace_end_day = (grant.started_at + rules.nda_grace).astimezone(tz).date()
-        if first_nda is not None and first_nda > grace_end_day:
-            lapse = f"the NDA was signed {first_nda}, after the grace ended {grace_end_day}"
-        elif org_id and not is_esd:
-            lapse = _coverage_gap(org_id, idx, grant.started_at, at, rules)
-        if lapse:
-            reasons.append(
-                _reason(
-                    "lapse_not_restored",
-                    f"access lapsed since grant "
-                    f"{grant.request_id} ({lapse}); restore_on_cure is off",
-                    clause="3.a",
-                    evidenced=True,
-                )
-            )
-
+        reasons += _lapse(person, grant, signed, idx, at, rules)
     reasons.sort(key=lambda r: (r.clause, r.code, r.message))
     if grant is not None:
         status = Status.SUSPENDED if reasons else Status.ENTITLED
     else:
-        status = Status.ENDED if (ended is not None or sep_ended) else Status.NONE
-    return Decision(person_id, at, status, tuple(reasons), tuple(flags), grant, profile, offices)
+        status = Status.ENDED if (walk.ended is not None or walk.sep_ended) else Status.NONE
+    flags = (*walk.flags, *nda_flags)
+    return Decision(person_id, at, status, tuple(reasons), flags, grant, walk.profile, walk.offices)
 
 
 def evaluate_all(feeds: FeedSet, at: datetime, rules: PolicyRules) -> dict[str, Decision]:
