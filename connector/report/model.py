@@ -253,7 +253,11 @@ def plan_audit_extras(plan: Plan) -> dict[str, Any]:
     from connector.reconcile.serialize import plan_to_dict
 
     body = plan_to_dict(plan)
+    decided: dict[str, Any] = {
+        k: body[k] for k in ("accepted", "approved", "reopened") if k in body
+    }
     return {
+        **decided,  # operators' decisions on held actions (``misync held``), when any
         "held": body["held"],
         "deadlines": [*body["breaches"], *body.get("warnings", [])],
         "rejected": body["rejected"],

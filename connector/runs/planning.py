@@ -21,6 +21,7 @@ from connector.model.plan import Op, Plan
 from connector.policy import evaluate_all
 from connector.reconcile import PlanInputs, build_plan, seal
 from connector.reconcile.diff import account_digest
+from connector.runs.held import plan_decisions
 from connector.state import StateStore
 
 
@@ -157,6 +158,7 @@ def plan_inputs(
         quarantined=frozenset(store.quarantined(s.apply.quarantine_after)),
         disabled_by_misync=store.misync_disabled(),
         reenable_external=s.apply.reenable_external_disables,
+        held_decisions=plan_decisions(store),
         orphans=s.target.orphans,
         max_unexplained=s.guard.max_unexplained_disables,
         max_share=s.guard.max_unexplained_share,
