@@ -691,7 +691,7 @@ def _held(rt: Runtime, args: argparse.Namespace, out: TextIO) -> int:
                 )
         except decisions.HeldError as exc:
             raise UserError(str(exc)) from exc
-    log.warning(f"held.{d.verdict}ed", key=entry.key, by=by, reason=d.reason, until=str(until))
+    log.warning(f"held.{d.verdict}", key=entry.key, by=by, reason=d.reason, until=str(until))
     if d.verdict == "accept":
         lapse = f" until {d.until.astimezone(rt.rules.tz).isoformat()}" if d.until else ""
         out.write(

@@ -47,6 +47,7 @@ ACCEPTABLE = frozenset({"disabled_outside_misync", "quarantined", "orphan_report
 #: if that run plans the very same action: an enable of an entitled person, a retry of
 #: a quarantined object, the disable of an orphan). Nothing else is ever approved.
 APPROVABLE = frozenset({"disabled_outside_misync", "quarantined", "orphan_report_only"})
+PAST = {"accept": "accepted", "approve": "approved"}  # for messages
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,6 +46,7 @@ from connector.model.feeds import FeedName, FeedSet
 from connector.model.plan import (
     ACCEPTABLE,
     APPROVABLE,
+    PAST,
     Action,
     Breach,
     HeldAction,
@@ -362,7 +363,7 @@ def build_plan(inp: PlanInputs) -> Plan:
                 Reopened(
                     h.key,
                     d.verdict,
-                    f"what misync would do changed since it was {d.verdict}ed by {d.by}",
+                    f"what misync would do changed since it was {PAST[d.verdict]} by {d.by}",
                 )
             )
             held.append(h)

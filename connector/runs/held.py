@@ -29,7 +29,7 @@ from typing import Any
 
 from connector.apply import Outcome
 from connector.audit import AuditTrail
-from connector.model.plan import ACCEPTABLE, APPROVABLE, HeldAction, HeldDecision, Plan
+from connector.model.plan import ACCEPTABLE, APPROVABLE, PAST, HeldAction, HeldDecision, Plan
 from connector.reconcile.serialize import held_digest
 from connector.state import HeldDecisionRow, HeldRow, StateStore
 
@@ -214,7 +214,7 @@ def decide(
         raise HeldError("--reason must say why (it goes to the audit trail)")
     if entry.code not in allowed:
         raise HeldError(
-            f"{entry.key}: a {entry.code} hold cannot be {verdict}ed. It guards against a "
+            f"{entry.key}: a {entry.code} hold cannot be {PAST[verdict]}. It guards against a "
             "breach of Policy 1021 and is lifted by fixing its cause (the feed, the row, "
             "the directory), or for the mass-disable guard by `apply --override-guard` after "
             f"review; only {', '.join(sorted(allowed))} holds can be (docs/DECISIONS.md)"
@@ -334,7 +334,7 @@ def record_run(
                 "held.decision_closed",
                 key=key,
                 verdict=d.verdict,
-                event=event,
+                closed_as=event,
                 resolution=resolution,
             )
 
@@ -407,7 +407,7 @@ def render_list(entries: Sequence[HeldEntry], tz: tzinfo) -> str:
             until = f" until {_when(d.until, tz)}" if d.until else ""
             pending = " (the next run carries it out)" if d.verdict == "approve" else ""
             out.append(
-                f"  decision: {d.verdict}ed by {d.by} at {_when(d.at, tz)}{until}{pending}: "
+                f"  decision: {PAST[d.verdict]} by {d.by} at {_when(d.at, tz)}{until}{pending}: "
                 f"{d.reason}"
             )
     accepted = sum(e.accepted for e in entries)
