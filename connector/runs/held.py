@@ -80,6 +80,14 @@ class HeldEntry:
     digest: str | None
     decision: HeldDecisionRow | None
 
+    @property
+    def state(self) -> str:
+        """``approved`` (the next run carries it out), ``accepted`` (left as it is) or
+        ``held``: by the open decision, else as the last run left it."""
+        if self.decision is not None:
+            return "approved" if self.decision.verdict == "approve" else "accepted"
+        return "accepted" if self.accepted else "held"
+
     def as_json(self) -> dict[str, Any]:
         d = self.decision
         return {
@@ -94,7 +102,7 @@ class HeldEntry:
             "since": _iso(self.since),
             "last_seen": _iso(self.last_seen),
             "run_id": self.run_id,
-            "state": "accepted" if self.accepted else "held",
+            "state": self.state,
             "decision": None if d is None else decision_json(d),
         }
 
@@ -397,9 +405,9 @@ def render_list(entries: Sequence[HeldEntry], tz: tzinfo) -> str:
             )
             if x
         )
-        state = "accepted (left as it is)" if e.accepted else "held"
+        state = {"accepted": "accepted (left as it is)", "approved": "approved, held"}
         out.append(e.key)
-        out.append(f"  {who}: {state} since {_when(e.since, tz)}")
+        out.append(f"  {who}: {state.get(e.state, 'held')} since {_when(e.since, tz)}")
         if e.message:
             out.append(f"  why: {e.message}")
         d = e.decision
@@ -410,9 +418,10 @@ def render_list(entries: Sequence[HeldEntry], tz: tzinfo) -> str:
                 f"  decision: {PAST[d.verdict]} by {d.by} at {_when(d.at, tz)}{until}{pending}: "
                 f"{d.reason}"
             )
-    accepted = sum(e.accepted for e in entries)
+    states = [e.state for e in entries]
     out.append(
-        f"{len(entries) - accepted} held, {accepted} accepted"
+        f"{states.count('held')} held, {states.count('accepted')} accepted, "
+        f"{states.count('approved')} approved"
         + ("" if entries else " (a hold is recorded by the run that holds it)")
     )
     return "\n".join(out) + "\n"

@@ -112,6 +112,12 @@ def test_accept_ends_the_held_forever_and_reopens_when_the_action_changes(
     assert (decision["verdict"], decision["by"]) == ("accept", getpass.getuser())
     assert decision["reason"] == "locked for INC-42"
 
+    assert _gkim(world, capsys)["state"] == "accepted"
+    code, text = run(world, "plan", "--detailed-exitcode", capsys=capsys)
+    assert code == 0  # nothing to do, nothing to review
+    assert "ACCEPTED (1)" in text and "accepted by " in text and "locked for INC-42" in text
+    assert "HELD" not in text and "No changes to carry out" in text
+
     # the next run: ok, nothing alerted, the account left locked, status says so
     code, result = _apply(world, capsys)
     assert code == 0, result["plan"]["held"]
@@ -227,7 +233,7 @@ def test_revoke_and_bad_keys(world: dict[str, Any], capsys: pytest.CaptureFixtur
         ("revoked", "not yet"),
     ]
     code, text = run(world, "held", "list", capsys=capsys)
-    assert code == 0 and "1 held, 0 accepted" in text and "gkim" in text
+    assert code == 0 and "1 held, 0 accepted, 0 approved" in text and "gkim" in text
 
 
 def test_a_quarantined_object_is_a_held_action(
