@@ -477,8 +477,9 @@ def build_plan(inp: PlanInputs) -> Plan:
                         f"{acc.account_id} is disabled and misync did not disable it (no "
                         "successful disable of it in the journal): someone else locked it, "
                         "perhaps for an incident. misync re-enables only accounts it "
-                        "disabled; review it and enable it by hand, or set "
-                        "apply.reenable_external_disables = true",
+                        "disabled; review it: `misync held approve` enables it once, "
+                        "`misync held accept` leaves it locked (or set "
+                        "apply.reenable_external_disables = true)",
                     )
             else:
                 hold_unread(acc, person_id, worker)

@@ -292,7 +292,7 @@ def _paction(d: dict[str, Any]) -> Action:
     )
 
 
-def _pheld(h: dict[str, Any]) -> HeldAction:
+def held_from_dict(h: dict[str, Any]) -> HeldAction:
     d = h.get("decision")
     decision = None
     if d:
@@ -327,8 +327,8 @@ def plan_from_json(text: str, *, source: str = "plan") -> Plan:
             as_of=datetime.fromisoformat(body["as_of"]),
             target=body["target"],
             actions=tuple(_paction(a) for a in body["actions"]),
-            held=tuple(_pheld(h) for h in body["held"]),
-            accepted=tuple(_pheld(h) for h in body.get("accepted", ())),
+            held=tuple(held_from_dict(h) for h in body["held"]),
+            accepted=tuple(held_from_dict(h) for h in body.get("accepted", ())),
             approved=tuple(str(k) for k in body.get("approved", ())),
             reopened=tuple(Reopened(**r) for r in body.get("reopened", ())),
             breaches=tuple(

@@ -433,7 +433,8 @@ def _quarantined(
         "object.quarantined",
         Severity.CRITICAL,
         key,
-        f"{op} {key} is quarantined (kept failing; `misync quarantine release` to retry): {detail}",
+        f"{op} {key} is quarantined (kept failing; `misync held approve quarantined:{key}` "
+        f"retries it once): {detail}",
         fields,
     )
 

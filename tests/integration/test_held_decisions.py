@@ -131,6 +131,10 @@ def test_accept_ends_the_held_forever_and_reopens_when_the_action_changes(
     assert [a["key"] for a in status["accepted"]] == [held["key"]]
     assert status["accepted"][0]["by"] == getpass.getuser()
     assert held["key"] not in {h["key"] for h in status["held"]}
+    page = world["tmp"] / "run.html"
+    assert run(world, "report", "--run", result["run_id"], "-o", str(page), capsys=capsys)[0] == 0
+    html = page.read_text(encoding="utf-8")
+    assert "1 held action(s) accepted" in html and "accepted by " in html
     code, text = run(world, "status", capsys=capsys)
     assert "last success: never" not in text and "accepted: 1" in text
     assert _gkim(world, capsys)["state"] == "accepted"
