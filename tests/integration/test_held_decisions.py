@@ -12,7 +12,8 @@ kept every apply at exit 4 and ``status`` at "last success: never" for good
 - ``held approve`` carries the enable out once at the next run (read back on slapd),
   then the approval is closed with its outcome;
 - ``held revoke`` withdraws a decision; a bad key or a code that may not be decided is
-  exit 2 with a clear message.
+  exit 2 with a clear message;
+- the daemon (a real process) runs ok, with the alert closed, once the hold is accepted.
 """
 
 from __future__ import annotations
@@ -20,19 +21,31 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import signal
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import ldap3
 import pytest
 
 from connector import app
+from connector.cli import main
+from connector.state import StateStore
+from tests.integration.test_daemon import (
+    TIMEOUT,
+    ldap_enabled,
+    start_daemon,
+    until,
+    write_config,
+    write_world,
+)
 from tests.integration.test_end_to_end import demo, entry, pinned_now, run
 from tests.integration.test_external_disables import _default_config, _held, _lock
 
 pytestmark = pytest.mark.slapd
-__all__ = ["demo", "pinned_now"]  # fixtures, used by name
+__all__ = ["demo", "pinned_now", "start_daemon"]  # fixtures, used by name
 
 KEY_PREFIX = "disabled_outside_misync:uid=gkim,"
 
@@ -263,3 +276,57 @@ def test_a_quarantined_object_is_a_held_action(
     assert [r["event"] for r in _audit(world)] == ["approve", "carried_out"]
     assert entry(world["scope"], "aortiz") is not None
     assert os.environ.get("SUDO_USER") is None
+
+
+def test_the_daemon_runs_ok_once_the_hold_is_accepted(
+    tmp_path: Path, ldap_scope: Any, start_daemon: Any
+) -> None:
+    """``misync run`` as a real process: an account locked outside misync makes every
+    reconcile incomplete and raises ``operation.held``; once an operator accepts it (with
+    the CLI, while the daemon runs), the next reconcile is ok and the alert is closed."""
+    feeds, state, cfg = tmp_path / "feeds", tmp_path / "state", tmp_path / "misync.toml"
+    ids = write_world(feeds, 2)
+    write_config(cfg, feeds, state, ldap_scope, reconcile_interval_seconds=2)
+    d = start_daemon(cfg, state)
+    first = d.wait_event(lambda e: e.get("event") == "run.finished")
+    assert first["status"] == "ok" and first["summary"]["create_ok"] == 2, first
+    uid = _uid_of(ldap_scope, ids[1])
+    _lock(ldap_scope, uid, True)  # a security administrator locks her, outside misync
+
+    def finished(status: str, after: int) -> dict[str, Any]:
+        return d.wait_event(
+            lambda e: e.get("event") == "run.finished" and e.get("status") == status, after=after
+        )
+
+    finished("incomplete", 0)
+    d.wait_event(lambda e: e.get("event") == "operation.held" and e.get("alert") is True)
+    demo = {"config": cfg, "tmp": tmp_path}
+    assert _status_of(demo)["last_run"]["status"] == "incomplete"
+
+    code = main(["-c", str(cfg), "held", "accept", ids[1], "--reason", "INC-7 lock"])
+    assert code == 0
+    mark = len(d.events())
+    ok = finished("ok", mark)
+    assert ok["summary"].get("accepted") == 1
+    assert until(lambda: not any(k == "operation.held" for k, _ in _open_alerts(demo)))
+    later = d.events()[mark:]
+    assert not [e for e in later if e.get("event") == "operation.held" and e.get("alert")]
+    assert ldap_enabled(ldap_scope, ids[1]) is False  # left as it is
+    d.proc.send_signal(signal.SIGTERM)
+    assert d.proc.wait(TIMEOUT) == 0
+
+
+def _uid_of(scope: Any, person_id: str) -> str:
+    s = scope.settings
+    with ldap3.Connection(ldap3.Server(s.url), s.bind_dn, s.bind_password(), auto_bind=True) as c:
+        c.search(s.base_dn, f"(employeeNumber={person_id})", attributes=["uid"])
+        return str(c.entries[0].uid)
+
+
+def _status_of(demo: dict[str, Any]) -> dict[str, Any]:
+    from connector.health.status import collect_status
+    from connector.settings import load_settings
+
+    settings = load_settings(demo["config"])
+    with StateStore(settings.state.db) as store:
+        return collect_status(settings, store, datetime.now(UTC))

@@ -95,6 +95,16 @@ def test_an_approval_never_passes_the_feed_guard() -> None:
     plan = _locked_plan(held_decisions=_decision("approve"), feeds=feeds)
     assert [h.code for h in plan.held] == ["feed_unhealthy"]
     assert (plan.actions, plan.approved, plan.reopened) == ((), (), ())
+    # a decision on the feed guard's hold itself (written into the state store behind
+    # the CLI's back) is ignored: that code is never decided
+    (guard,) = plan.held
+    for verdict in ("approve", "accept"):
+        forged = _decision("approve") | {
+            guard.key: HeldDecision(verdict, held_digest(guard), "mallory", "x", NOW)
+        }
+        again = _locked_plan(held_decisions=forged, feeds=feeds)
+        assert [h.code for h in again.held] == ["feed_unhealthy"], verdict
+        assert (again.actions, again.accepted, again.approved) == ((), (), ())
 
 
 @pytest.mark.parametrize(
