@@ -658,6 +658,7 @@ def _held(rt: Runtime, args: argparse.Namespace, out: TextIO) -> int:
     """``misync held list|accept|approve|revoke`` (and ``quarantine release``)."""
     import json
 
+    from connector.audit import AuditIntegrityError, AuditWriteError
     from connector.runs import held as decisions
 
     log = structlog.get_logger("misync.cli")
@@ -691,6 +692,10 @@ def _held(rt: Runtime, args: argparse.Namespace, out: TextIO) -> int:
                 )
         except decisions.HeldError as exc:
             raise UserError(str(exc)) from exc
+        except AuditIntegrityError as exc:  # nothing was decided
+            raise UserError(f"refused: {exc}", EXIT_TAMPERED) from exc
+        except AuditWriteError as exc:  # nothing was decided
+            raise UserError(f"refused: {exc}", EXIT_AUDIT_WRITE) from exc
     log.warning(f"held.{d.verdict}", key=entry.key, by=by, reason=d.reason, until=str(until))
     if d.verdict == "accept":
         lapse = f" until {d.until.astimezone(rt.rules.tz).isoformat()}" if d.until else ""

@@ -243,14 +243,20 @@ def decide(
             "reason now, or no run has seen it): `misync held list` shows what is held"
         )
     digest = entry.digest  # None: a quarantine seen only in the failure counts, any retry
-    new, old = store.decide_held(
-        entry.key, verdict, digest=digest, reason=reason.strip(), by=by, at=at, until=until
-    )
+    why = reason.strip()
+    # audited first: a decision the trail does not hold never takes effect (if the store
+    # then fails, the trail holds a decision that was not recorded, and the command fails)
     records: list[tuple[str, Mapping[str, Any]]] = []
-    if old is not None:
-        records.append(("held", _record(entry.key, "superseded", old, by=by, entry=entry)))
-    records.append(("held", _record(entry.key, verdict, new, by=by, entry=entry)))
+    if entry.decision is not None:
+        records.append(
+            ("held", _record(entry.key, "superseded", entry.decision, by=by, entry=entry))
+        )
+    planned = HeldDecisionRow(0, entry.key, verdict, digest, why, by, at, until)
+    records.append(("held", _record(entry.key, verdict, planned, by=by, entry=entry)))
     audit.append_many(records)
+    new, _ = store.decide_held(
+        entry.key, verdict, digest=digest, reason=why, by=by, at=at, until=until
+    )
     return new
 
 
@@ -267,13 +273,13 @@ def revoke(
         raise HeldError("--reason must say why (it goes to the audit trail)")
     if entry.decision is None:
         raise HeldError(f"{entry.key} has no open decision to revoke")
-    closed = store.close_held_decision(entry.key, at=at, by=by, resolution="revoked")
-    if closed is None:  # closed by a run in between
-        raise HeldError(f"{entry.key} has no open decision to revoke")
+    # audited first, as a decision is
     audit.append(
-        "held", _record(entry.key, "revoked", closed, by=by, entry=entry, why=reason.strip())
+        "held",
+        _record(entry.key, "revoked", entry.decision, by=by, entry=entry, why=reason.strip()),
     )
-    return closed
+    closed = store.close_held_decision(entry.key, at=at, by=by, resolution="revoked")
+    return closed or entry.decision  # None: a run closed it in between (audited as such)
 
 
 def _record(

@@ -253,6 +253,22 @@ def test_revoke_and_bad_keys(world: dict[str, Any], capsys: pytest.CaptureFixtur
     assert code == 0 and "1 held, 0 accepted, 0 approved" in text and "gkim" in text
 
 
+def test_a_hold_that_is_gone_closes_its_decision(
+    world: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Someone enables gkim by hand: misync no longer holds anything about her, so the
+    full run closes the accept as resolved (audited) and the list is empty."""
+    assert _apply(world, capsys)[0] == 4
+    assert run(world, "held", "accept", "gkim", "--reason", "INC-9", capsys=capsys)[0] == 0
+    _lock(world["scope"], "gkim", False)
+    assert _apply(world, capsys)[0] == 0
+    assert _held_list(world, capsys) == []
+    assert [(r["event"], r["by"]) for r in _audit(world)] == [
+        ("accept", getpass.getuser()),
+        ("resolved", "misync"),
+    ]
+
+
 def test_a_quarantined_object_is_a_held_action(
     world: dict[str, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:

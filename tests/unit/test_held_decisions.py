@@ -4,6 +4,7 @@ tests/integration/test_held_decisions.py."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 from datetime import timedelta
@@ -11,13 +12,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 
-from connector.audit import AuditTrail
+from connector.apply import Outcome
+from connector.audit import AuditError, AuditTrail
 from connector.model import FeedSet, FeedState
-from connector.model.plan import HeldDecision, Plan
+from connector.model.plan import HeldDecision, Plan, Reopened
 from connector.reconcile import build_plan, plan_from_json, plan_to_json
 from connector.reconcile.serialize import held_digest
-from connector.runs.held import HeldEntry, HeldError, decide, list_held, resolve, revoke
+from connector.runs.held import (
+    HeldEntry,
+    HeldError,
+    decide,
+    list_held,
+    record_run,
+    resolve,
+    revoke,
+)
 from connector.state import HeldRow, StateStore
 from tests.unit.test_planner import NOW, ORG, account, entitled, health, inputs, worker
 
@@ -277,3 +288,61 @@ def test_a_quarantine_is_listed_before_any_run_saw_it(store: StateStore) -> None
     )
     assert e.decision is None and "objectClassViolation" in e.message
     assert list_held(store, 4) == []  # below apply.quarantine_after: not held
+
+
+# -- what a run does with the decisions (connector.runs.held.record_run) -----------------
+
+
+def _run_plan(kind: str) -> Plan:
+    """A plan as a run would make it, for one open decision on KEY."""
+    (h,) = _locked_plan().held
+    if kind == "approved":
+        return dataclasses.replace(_locked_plan(), held=(), actions=(h.action,), approved=(KEY,))
+    if kind == "reopened":
+        return dataclasses.replace(_locked_plan(), reopened=(Reopened(KEY, "accept", "x"),))
+    if kind == "held-otherwise":  # a feed down holds the same object under another code
+        return dataclasses.replace(
+            _locked_plan(), held=(dataclasses.replace(h, code="feed_unhealthy"),)
+        )
+    if kind == "accepted":
+        return dataclasses.replace(_locked_plan(), held=(), accepted=(h,))
+    return dataclasses.replace(_locked_plan(), held=())  # nothing held any more
+
+
+@pytest.mark.parametrize(
+    ("kind", "full", "event", "resolution"),
+    [
+        ("approved", True, "carried_out", "carried out at run r9: ok"),
+        ("approved", False, "carried_out", "carried out at run r9: ok"),
+        ("reopened", True, "reopened", "reopened: x"),
+        ("gone", True, "resolved", "resolved: misync no longer holds it"),
+        ("gone", False, None, None),  # a targeted run did not look at everything
+        ("held-otherwise", True, None, None),  # the decision waits for the feed
+        ("accepted", True, None, None),
+    ],
+)
+def test_a_run_settles_decisions(
+    store: StateStore, audit: AuditTrail, kind: str, full: bool, event: str | None,
+    resolution: str | None,
+) -> None:  # fmt: skip
+    store.decide_held(KEY, "approve", digest="d", reason="r", by="alice", at=NOW)
+    plan = _run_plan(kind)
+    outcomes = [Outcome(a, "ok", a.account_id, 1) for a in plan.actions]
+    record_run(store, audit, plan, outcomes, "r9", NOW, structlog.get_logger(), full=full)
+    if event is None:
+        assert [d.key for d in store.held_decisions()] == [KEY]
+        assert _events(audit) == []
+        return
+    assert store.held_decisions() == []
+    (closed,) = store.held_decisions(closed=True)
+    assert (closed.resolution, closed.closed_by) == (resolution, "misync")
+    (record,) = _events(audit)
+    assert (record["event"], record["by"], record["decided_by"]) == (event, "misync", "alice")
+
+
+def test_a_decision_the_trail_refuses_is_not_taken(store: StateStore, tmp_path: Path) -> None:
+    entry = _entry(store)
+    broken = AuditTrail(tmp_path / "nowhere" / "audit.sqlite3", read_only=True)
+    with pytest.raises(AuditError):
+        decide(store, broken, entry, "accept", reason="x", by="alice", at=NOW)
+    assert store.held_decisions() == []
