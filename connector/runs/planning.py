@@ -143,8 +143,9 @@ def plan_inputs(
 ) -> PlanInputs:
     """The planner's inputs for one run: the evaluation and the accounts read, with what
     the settings and the state store add (logon IDs, quarantine, misync's own disables,
-    operators' decisions on held actions, guard thresholds). One place, so the full, incremental and targeted runs cannot
-    drift apart; ``extra`` sets the rest (a plan cache, the enabled-account total)."""
+    operators' decisions on held actions, guard thresholds). One place, so the full,
+    incremental and targeted runs cannot drift apart; ``extra`` sets the rest (a plan
+    cache, the enabled-account total)."""
     s = rt.settings
     return PlanInputs(
         as_of=as_of,
