@@ -257,11 +257,51 @@ def build_parser() -> argparse.ArgumentParser:
         "--format", choices=("text", "json"), default="text", help="text (default) or JSON"
     )
 
-    quarantine = sub.add_parser("quarantine", help="objects that kept failing and are held")
+    held = sub.add_parser(
+        "held",
+        help="held actions and operators' decisions on them: list, accept, approve, revoke",
+    )
+    hsub = held.add_subparsers(dest="held_command", required=True, metavar="SUBCOMMAND")
+    hlist = hsub.add_parser(
+        "list", help="every held action: key, code, person, account, why, since, decision"
+    )
+    hlist.add_argument(
+        "--format", choices=("text", "json"), default="text", help="text (default) or JSON"
+    )
+    key_help = (
+        "the held action's key (code:object, as listed), or its account id, person id or "
+        "logon ID when that names one held action"
+    )
+    haccept = hsub.add_parser(
+        "accept",
+        help="leave it as it is: no longer incomplete nor alerted; reopens when what misync "
+        "would do changes, or at --until",
+    )
+    haccept.add_argument("key", help=key_help)
+    haccept.add_argument("--reason", required=True, help="why (audited)")
+    haccept.add_argument("--until", type=_instant, help="reopen it then (" + INSTANT_HELP + ")")
+    happrove = hsub.add_parser(
+        "approve", help="carry it out once, at the next run, if that run plans the same action"
+    )
+    happrove.add_argument("key", help=key_help)
+    happrove.add_argument("--reason", required=True, help="why (audited)")
+    hrevoke = hsub.add_parser("revoke", help="withdraw an open accept or approval")
+    hrevoke.add_argument("key", help=key_help)
+    hrevoke.add_argument("--reason", required=True, help="why (audited)")
+
+    quarantine = sub.add_parser(
+        "quarantine", help="objects that kept failing and are held (aliases of `held`)"
+    )
     qsub = quarantine.add_subparsers(dest="quarantine_command", required=True, metavar="SUBCOMMAND")
     qsub.add_parser("list", help="list quarantined objects and their last error")
-    release = qsub.add_parser("release", help="let the next run try this object again")
+    release = qsub.add_parser(
+        "release",
+        help="let the next run try this object once more (= held approve quarantined:KEY)",
+    )
     release.add_argument("key", help="the account id (or person:ID for a create), as listed")
+    release.add_argument(
+        "--reason", default="quarantine release", help="why (audited; default: quarantine release)"
+    )
 
     status = sub.add_parser(
         "status",
@@ -545,6 +585,9 @@ def _dispatch(args: argparse.Namespace, out: TextIO, run_id: str) -> int:
                 rt, out, allow_missing_feeds=args.allow_missing_feeds, connect=args.connect
             )
 
+        if args.command == "held":
+            return _held(rt, args, out)
+
         if args.command == "quarantine":
             with rt.store() as store:
                 held = store.quarantined(rt.settings.apply.quarantine_after)
@@ -555,10 +598,8 @@ def _dispatch(args: argparse.Namespace, out: TextIO, run_id: str) -> int:
                     return EXIT_OK
                 if args.key not in held:
                     raise UserError(f"{args.key!r} is not quarantined")
-                store.release(args.key)
-                log.warning("quarantine.released", key=args.key)
-                out.write(f"released {args.key}: the next run tries it again\n")
-                return EXIT_OK
+            args.held_command, args.key = "approve", f"quarantined:{args.key}"
+            return _held(rt, args, out)  # an alias: audited as an approval
 
         if args.command == "audit":
             from connector.audit import AuditError
@@ -611,6 +652,60 @@ def _dispatch(args: argparse.Namespace, out: TextIO, run_id: str) -> int:
             EXIT_UNAVAILABLE,
         ) from exc
     raise UserError(f"unknown command {args.command}")
+
+
+def _held(rt: Runtime, args: argparse.Namespace, out: TextIO) -> int:
+    """``misync held list|accept|approve|revoke`` (and ``quarantine release``)."""
+    import json
+
+    from connector.audit import AuditIntegrityError, AuditWriteError
+    from connector.runs import held as decisions
+
+    log = structlog.get_logger("misync.cli")
+    with rt.store() as store:
+        entries = decisions.list_held(store, rt.settings.apply.quarantine_after)
+        if args.held_command == "list":
+            if args.format == "json":
+                out.write(json.dumps([e.as_json() for e in entries], indent=2) + "\n")
+            else:
+                out.write(decisions.render_list(entries, rt.rules.tz))
+            return EXIT_OK
+        by, at = decisions.operator(), rt.clock()
+        try:
+            entry = decisions.resolve(entries, args.key)
+            with rt.audit() as audit:
+                if args.held_command == "revoke":
+                    d = decisions.revoke(store, audit, entry, reason=args.reason, by=by, at=at)
+                    log.warning("held.revoked", key=entry.key, verdict=d.verdict, by=by)
+                    out.write(f"revoked the {d.verdict} of {entry.key}\n")
+                    return EXIT_OK
+                until = getattr(args, "until", None)
+                d = decisions.decide(
+                    store,
+                    audit,
+                    entry,
+                    args.held_command,
+                    reason=args.reason,
+                    by=by,
+                    at=at,
+                    until=until,
+                )
+        except decisions.HeldError as exc:
+            raise UserError(str(exc)) from exc
+        except AuditIntegrityError as exc:  # nothing was decided
+            raise UserError(f"refused: {exc}", EXIT_TAMPERED) from exc
+        except AuditWriteError as exc:  # nothing was decided
+            raise UserError(f"refused: {exc}", EXIT_AUDIT_WRITE) from exc
+    log.warning(f"held.{d.verdict}", key=entry.key, by=by, reason=d.reason, until=str(until))
+    if d.verdict == "accept":
+        lapse = f" until {d.until.astimezone(rt.rules.tz).isoformat()}" if d.until else ""
+        out.write(
+            f"accepted {entry.key}{lapse}: left as it is; it reopens if what misync would do "
+            "changes\n"
+        )
+    else:
+        out.write(f"approved {entry.key}: the next run carries it out once, if it still plans it\n")
+    return EXIT_OK
 
 
 def _explain(rt: Runtime, args: argparse.Namespace, out: TextIO) -> int:

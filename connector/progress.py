@@ -151,7 +151,8 @@ def _isatty(stream: object) -> bool:
 
 def outcomes(result: ApplyResult) -> list[dict[str, Any]]:
     """One entry per planned and held action: ``ok``, ``failed`` (with the error),
-    ``held`` (with why) or ``not attempted`` (the run stopped before it)."""
+    ``held`` (with why), ``accepted`` (held, left as it is by an operator) or ``not
+    attempted`` (the run stopped before it)."""
     by_key = {o.action.key: o for o in result.report.outcomes}
 
     def entry(a: Action, outcome: str, error: str = "", attempts: int = 0) -> dict[str, Any]:
@@ -180,6 +181,11 @@ def outcomes(result: ApplyResult) -> list[dict[str, Any]]:
         else:  # e.g. a circuit breaker's "not_attempted"
             rows.append(entry(a, o.status.replace("_", " "), o.detail, o.attempts))
     rows += [entry(h.action, "held", f"{h.code}: {h.message}") for h in result.plan.held]
+    rows += [  # held, left as they are by an operator's decision (``misync held accept``)
+        entry(h.action, "accepted", f"{h.code}: accepted by {h.decision.by}: {h.decision.reason}")
+        for h in result.plan.accepted
+        if h.decision is not None
+    ]
     return rows
 
 
@@ -203,7 +209,7 @@ def render_apply_outcome(result: ApplyResult) -> str:
     counts: dict[str, int] = {}
     for r in rows:
         counts[r["outcome"]] = counts.get(r["outcome"], 0) + 1
-    order = ("ok", "failed", "held", "not attempted")
+    order = ("ok", "failed", "held", "accepted", "not attempted")
     text = ", ".join(f"{k} {counts[k]}" for k in order if counts.get(k)) or "nothing to do"
     lines = [f"\napplied run {result.run_id}: {result.status.upper()} ({text})"]
     bad_feeds = [f for f in result.plan.feeds if not f.healthy]

@@ -61,6 +61,19 @@ def collect_status(settings: Settings, store: StateStore, now: datetime) -> dict
             for a in alerts
             if a.kind == "operation.held"
         ],
+        # holds an operator accepted (``misync held accept``): left as they are, so they
+        # neither make a run incomplete nor alert
+        "accepted": [
+            {
+                "key": d.key,
+                "by": d.by,
+                "reason": d.reason,
+                "at": d.at.isoformat(),
+                "until": _iso(d.until),
+            }
+            for d in store.held_decisions()
+            if d.verdict == "accept"
+        ],
         "quarantined": [
             {"key": k, "failures": n, "last_failure": at.isoformat(), "detail": detail}
             for k, (n, at, detail) in sorted(failures.items())
@@ -124,6 +137,11 @@ def render_status(s: dict[str, Any]) -> str:
     out.append(f"held: {len(s['held'])}")
     for h in s["held"]:
         out.append(f"  {h['summary']}")
+    accepted = s.get("accepted", [])
+    out.append(f"accepted: {len(accepted)}" + (" (left as they are)" if accepted else ""))
+    for a in accepted:
+        until = f" until {a['until']}" if a["until"] else ""
+        out.append(f"  {a['key']}: accepted by {a['by']} at {a['at']}{until}: {a['reason']}")
     out.append(f"quarantined: {len(s['quarantined'])}")
     for q in s["quarantined"]:
         out.append(

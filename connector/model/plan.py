@@ -38,13 +38,53 @@ class Action:
         return self.account_id or f"person:{self.person_id}"
 
 
+#: Held codes an operator may accept (leave the object as it is: the hold no longer makes
+#: runs incomplete nor alerts). A hold that guards against a breach of Policy 1021 (an
+#: unusable feed, a rejected row that may end access, the mass-disable guard, an
+#: ambiguous correlation) is lifted by fixing its cause, never by a decision.
+ACCEPTABLE = frozenset({"disabled_outside_misync", "quarantined", "orphan_report_only"})
+#: Held codes an operator may approve (carry the held action out once, at the next run,
+#: if that run plans the very same action: an enable of an entitled person, a retry of
+#: a quarantined object, the disable of an orphan). Nothing else is ever approved.
+APPROVABLE = frozenset({"disabled_outside_misync", "quarantined", "orphan_report_only"})
+PAST = {"accept": "accepted", "approve": "approved"}  # for messages
+
+
+@dataclass(frozen=True, slots=True)
+class HeldDecision:
+    """An operator's decision on one held action (``misync held accept|approve``)."""
+
+    verdict: str  # "accept" (leave it as it is) | "approve" (carry it out once)
+    digest: str | None  # the held action decided on (None: any, a quarantine release)
+    by: str
+    reason: str
+    at: datetime
+    until: datetime | None = None  # an accept lapses then
+
+
 @dataclass(frozen=True, slots=True)
 class HeldAction:
     """An action the plan will not carry out, and why (feed guard, mass-disable guard)."""
 
     action: Action
-    code: str  # feed_unhealthy | mass_disable_guard | quarantined
+    code: str  # feed_unhealthy | mass_disable_guard | quarantined | disabled_outside_misync...
     message: str
+    decision: HeldDecision | None = None  # set on an accepted hold (``Plan.accepted``)
+
+    @property
+    def key(self) -> str:
+        """What operators name it by (``misync held``) and the ``operation.held`` alert key."""
+        return f"{self.code}:{self.action.key}"
+
+
+@dataclass(frozen=True, slots=True)
+class Reopened:
+    """A decision on a held action that no longer holds: what misync would do changed
+    since it was decided, or an accept's ``until`` has passed."""
+
+    key: str
+    verdict: str
+    why: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +105,12 @@ class Plan:
     target: str  # describes the target and managed scope, e.g. "ldap://h:389 ou=people,dc=x"
     actions: tuple[Action, ...]
     held: tuple[HeldAction, ...] = ()
+    # held actions an operator accepted (left as they are): not carried out, yet they
+    # neither make a run incomplete nor alert; ``approved``: keys of held actions an
+    # operator approved, carried out by this plan (they are in ``actions``)
+    accepted: tuple[HeldAction, ...] = ()
+    approved: tuple[str, ...] = ()
+    reopened: tuple[Reopened, ...] = ()
     breaches: tuple[Breach, ...] = ()
     rejected: tuple[Rejection, ...] = ()
     feeds: tuple[FeedHealth, ...] = ()
@@ -77,6 +123,8 @@ class Plan:
         for a in self.actions:
             counts[a.op.value] += 1
         counts["held"] = len(self.held)
+        if self.accepted:
+            counts["accepted"] = len(self.accepted)
         counts["breaches"] = sum(1 for b in self.breaches if b.severity == "breach")
         counts["warnings"] = sum(1 for b in self.breaches if b.severity == "warning")
         counts["rejected"] = len(self.rejected)

@@ -20,6 +20,13 @@ Rules (SPEC.md "Interfaces" and "Authoritative feeds"):
   disabled (or, with ``orphans="report"``, held and reported).
 - **Breaches.** An enabled account of a person who lost entitlement is a breach once
   the deadline has passed and a warning within ``warning`` of it.
+- **Operators' decisions** (``misync held``). A held action an operator accepted, for
+  the same action (``held_digest``) and before its ``until``, goes to ``accepted``: not
+  carried out, but not held either. One an operator approved, for the same action, is
+  carried out once: it passes every other guard as any action does (the feed guard,
+  the mass-disable guard); only the hold decided on is waived, and only for the codes in
+  ``APPROVABLE``. A decision whose action changed (or whose ``until`` passed) is
+  ``reopened`` and the action is held again.
 - **Order.** Disables first (revoking comes before granting), then updates, enables,
   creates; within an op, by person_id then account_id. The plan is deterministic.
 """
@@ -36,11 +43,23 @@ from connector.mapping.types import Mapping as AccountMapping
 from connector.model.accounts import Account, Change, DesiredAccount
 from connector.model.decisions import Decision, Reason, Status
 from connector.model.feeds import FeedName, FeedSet
-from connector.model.plan import Action, Breach, HeldAction, Op, Plan
+from connector.model.plan import (
+    ACCEPTABLE,
+    APPROVABLE,
+    PAST,
+    Action,
+    Breach,
+    HeldAction,
+    HeldDecision,
+    Op,
+    Plan,
+    Reopened,
+)
 from connector.model.records import Organization, Worker
 from connector.reconcile.desired import desired_account, person_fields
 from connector.reconcile.diff import account_digest, creation_changes, diff_account
 from connector.reconcile.logon import propose_logon_id
+from connector.reconcile.serialize import held_digest
 
 ALL_FEEDS = frozenset(FeedName)
 UPDATE_DRIVERS = frozenset(
@@ -160,6 +179,8 @@ class PlanInputs:
     # unless reenable_external (apply.reenable_external_disables) says otherwise
     disabled_by_misync: frozenset[str] = frozenset()
     reenable_external: bool = False
+    # operators' open decisions on held actions, by held key (``code:object``)
+    held_decisions: Mapping[str, HeldDecision] = field(default_factory=dict)
     orphans: str = "disable"  # "disable" | "report"
     max_unexplained: int = 25
     max_share: float = 0.05
@@ -326,15 +347,40 @@ def build_plan(inp: PlanInputs) -> Plan:
     held: list[HeldAction] = []
     breaches: list[Breach] = []
 
-    def hold(action: Action, code: str, message: str) -> None:
-        held.append(HeldAction(action=action, code=code, message=message))
+    accepted: list[HeldAction] = []
+    approved: list[str] = []
+    reopened: list[Reopened] = []
 
-    def consider(action: Action) -> None:
-        """Apply the feed guard and quarantine; keep or hold."""
-        blocked = blocked_feeds(action.person_id)
-        if action.key in inp.quarantined:
-            hold(action, "quarantined", f"{action.key} failed repeatedly and is quarantined")
+    def hold(action: Action, code: str, message: str) -> None:
+        h = HeldAction(action=action, code=code, message=message)
+        d = inp.held_decisions.get(h.key)
+        allowed = ACCEPTABLE if d is not None and d.verdict == "accept" else APPROVABLE
+        if d is None or code not in allowed:
+            held.append(h)
             return
+        if d.digest is not None and d.digest != held_digest(h):
+            reopened.append(
+                Reopened(
+                    h.key,
+                    d.verdict,
+                    f"what misync would do changed since it was {PAST[d.verdict]} by {d.by}",
+                )
+            )
+            held.append(h)
+        elif d.verdict == "accept" and d.until is not None and d.until <= inp.as_of:
+            reopened.append(Reopened(h.key, d.verdict, f"accepted until {d.until.isoformat()}"))
+            held.append(h)
+        elif d.verdict == "accept":
+            accepted.append(HeldAction(action, code, message, d))
+        elif consider(action, waive=code):  # approved: every other guard still applies
+            approved.append(h.key)
+
+    def consider(action: Action, waive: str = "") -> bool:
+        """Apply the feed guard and quarantine; keep (True) or hold."""
+        blocked = blocked_feeds(action.person_id)
+        if action.key in inp.quarantined and waive != "quarantined":
+            hold(action, "quarantined", f"{action.key} failed repeatedly and is quarantined")
+            return False
         if action.op is Op.DISABLE:
             if not action.drivers:  # no reason that every feed it relies on supports
                 names = ", ".join(sorted(frozenset().union(*(r.feeds for r in action.reasons))))
@@ -343,14 +389,15 @@ def build_plan(inp: PlanInputs) -> Plan:
                     "feed_unhealthy",
                     f"every reason for this disable rests on an unusable feed ({names})",
                 )
-                return
+                return False
         else:
             bad = action.drivers & blocked
             if bad:
                 names = ", ".join(sorted(bad))
                 hold(action, "feed_unhealthy", f"{action.op.value} held: unusable feed(s) {names}")
-                return
+                return False
         actions.append(action)
+        return True
 
     def hold_unread(acc: Account, person_id: str, worker: Worker) -> None:
         """A row that could not be read may be a separation or a disable: hold."""
@@ -430,8 +477,9 @@ def build_plan(inp: PlanInputs) -> Plan:
                         f"{acc.account_id} is disabled and misync did not disable it (no "
                         "successful disable of it in the journal): someone else locked it, "
                         "perhaps for an incident. misync re-enables only accounts it "
-                        "disabled; review it and enable it by hand, or set "
-                        "apply.reenable_external_disables = true",
+                        "disabled; review it: `misync held approve` enables it once, "
+                        "`misync held accept` leaves it locked (or set "
+                        "apply.reenable_external_disables = true)",
                     )
             else:
                 hold_unread(acc, person_id, worker)
@@ -492,6 +540,9 @@ def build_plan(inp: PlanInputs) -> Plan:
             consider(orphan)
 
     actions, held = _mass_disable_guard(actions, held, enabled_count, inp)
+    if approved:  # an approved action the guard then held is not carried out
+        planned = {a.key for a in actions}
+        approved = [k for k in approved if k.partition(":")[2] in planned]
     actions.sort(key=lambda a: (OP_ORDER[a.op], a.person_id or "", a.account_id or ""))
     held.sort(key=lambda h: (h.code, h.action.person_id or "", h.action.account_id or ""))
     breaches.sort(key=lambda b: (b.deadline, b.account_id))
@@ -505,6 +556,9 @@ def build_plan(inp: PlanInputs) -> Plan:
         target=inp.target,
         actions=tuple(actions),
         held=tuple(held),
+        accepted=tuple(sorted(accepted, key=lambda h: h.key)),
+        approved=tuple(sorted(approved)),
+        reopened=tuple(sorted(reopened, key=lambda r: r.key)),
         breaches=tuple(breaches),
         rejected=feeds.rejected,
         feeds=tuple(feeds.health[name] for name in FeedName if name in feeds.health),

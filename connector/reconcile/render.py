@@ -127,8 +127,23 @@ def render_plan(plan: Plan, *, limit: int | None = None, tz: tzinfo | None = Non
             + "; ".join(why)
             + "."
         )
+    elif plan.accepted:
+        out.append(
+            f"No changes to carry out; {len(plan.accepted)} held action(s) left as they are "
+            "by an operator's decision (ACCEPTED below)."
+        )
     else:
         out.append("No changes: the directory matches Policy 1021.")
+    if plan.approved:
+        out.append("")
+        out.append(
+            f"APPROVED ({len(plan.approved)}): held, carried out once by an operator's decision"
+        )
+        out += [f"  {k}" for k in plan.approved]
+    if plan.reopened:
+        out.append("")
+        out.append(f"REOPENED ({len(plan.reopened)}): decisions that no longer hold")
+        out += [f"  {r.key}: {r.why}" for r in plan.reopened]
     if plan.held:
         out.append("")
         out.append(f"HELD ({len(plan.held)}): not carried out")
@@ -138,6 +153,20 @@ def render_plan(plan: Plan, *, limit: int | None = None, tz: tzinfo | None = Non
             out += _action_lines(h.action, indent="    ", tz=tz)
         if len(held) < len(plan.held):
             out.append(_more(len(plan.held) - len(held), "held actions"))
+    if plan.accepted:
+        out.append("")
+        out.append(
+            f"ACCEPTED ({len(plan.accepted)}): held, left as they are by an operator's decision "
+            "(`misync held list`)"
+        )
+        left = plan.accepted if limit is None else plan.accepted[:limit]
+        for h in left:
+            d = h.decision
+            by = f" by {d.by}: {d.reason}" if d is not None else ""
+            until = f" (until {_when(d.until, tz)})" if d is not None and d.until else ""
+            out.append(f"  [{h.code}] {h.key}: accepted{by}{until}")
+        if len(left) < len(plan.accepted):
+            out.append(_more(len(plan.accepted) - len(left), "accepted holds"))
     for severity, title in (
         ("breach", "BREACHES (past the deadline, most overdue first)"),
         ("warning", "WARNINGS (deadline within policy.warning_hours)"),

@@ -12,13 +12,14 @@ import dataclasses
 import hashlib
 import io
 import json
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, TextIO
 
 from connector.model.accounts import Change, ChangeKind, DesiredAccount
 from connector.model.decisions import Reason
 from connector.model.feeds import FeedHealth, FeedName, FeedState, Rejection
-from connector.model.plan import Action, Breach, HeldAction, Op, Plan
+from connector.model.plan import Action, Breach, HeldAction, HeldDecision, Op, Plan, Reopened
 from connector.model.records import SourceRef
 
 FORMAT_VERSION = 1
@@ -82,6 +83,41 @@ def _action(a: Action) -> dict[str, Any]:
     return out
 
 
+def held_digest(h: HeldAction) -> str:
+    """What an operator's decision on a held action is bound to: the code, the object,
+    the account as read, and what misync would do to it (op, changes, desired account,
+    reason codes). When any of it changes, an accept reopens and an approval lapses."""
+    a = h.action
+    body = {
+        "code": h.code,
+        "op": a.op.value,
+        "key": a.key.lower(),
+        "before": a.before,
+        "changes": [_change(c) for c in a.changes],
+        "desired": _desired(a.desired) if a.desired is not None else None,
+        "reasons": sorted(r.code for r in a.reasons),
+    }
+    return "sha256:" + hashlib.sha256(_canonical(body)).hexdigest()[:32]
+
+
+def _decision(d: HeldDecision) -> dict[str, Any]:
+    return {
+        "verdict": d.verdict,
+        "digest": d.digest,
+        "by": d.by,
+        "reason": d.reason,
+        "at": _dt(d.at),
+        "until": _dt(d.until),
+    }
+
+
+def _held(h: HeldAction) -> dict[str, Any]:
+    out = {"key": h.key, "code": h.code, "message": h.message, "action": _action(h.action)}
+    if h.decision is not None:
+        out["decision"] = _decision(h.decision)
+    return out
+
+
 def _breach(b: Breach) -> dict[str, Any]:
     return {
         "person_id": b.person_id,
@@ -109,6 +145,13 @@ def _feed(h: FeedHealth) -> dict[str, Any]:
 def _sections(plan: Plan) -> list[tuple[str, Any, bool]]:
     """(key, value, is_list) in file order, without the checksum. List sections are
     generators: each item becomes a dict only while it is written or hashed."""
+    decided: list[tuple[str, Any, bool]] = []  # only in plans with operators' decisions
+    if plan.accepted:
+        decided.append(("accepted", (_held(h) for h in plan.accepted), True))
+    if plan.approved:
+        decided.append(("approved", list(plan.approved), False))
+    if plan.reopened:
+        decided.append(("reopened", [dataclasses.asdict(r) for r in plan.reopened], False))
     return [
         ("format", FORMAT_VERSION, False),
         ("as_of", _dt(plan.as_of), False),
@@ -116,14 +159,8 @@ def _sections(plan: Plan) -> list[tuple[str, Any, bool]]:
         ("summary", plan.summary, False),
         ("decisions", dict(plan.decisions), False),
         ("actions", (_action(a) for a in plan.actions), True),
-        (
-            "held",
-            (
-                {"code": h.code, "message": h.message, "action": _action(h.action)}
-                for h in plan.held
-            ),
-            True,
-        ),
+        ("held", (_held(h) for h in plan.held), True),
+        *decided,
         # past deadlines only (summary "breaches"); pre-breach warnings apart ("warnings")
         ("breaches", (_breach(b) for b in plan.breaches if b.severity == "breach"), True),
         ("warnings", (_breach(b) for b in plan.breaches if b.severity != "breach"), True),
@@ -143,7 +180,7 @@ _canon = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=Fa
 _line = json.JSONEncoder(ensure_ascii=False).encode
 
 
-def _canonical(body: dict[str, Any]) -> bytes:
+def _canonical(body: Mapping[str, Any]) -> bytes:
     content = {k: v for k, v in body.items() if k != "checksum"}
     return json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
@@ -255,6 +292,21 @@ def _paction(d: dict[str, Any]) -> Action:
     )
 
 
+def held_from_dict(h: dict[str, Any]) -> HeldAction:
+    d = h.get("decision")
+    decision = None
+    if d:
+        decision = HeldDecision(
+            d["verdict"],
+            d.get("digest"),
+            d["by"],
+            d["reason"],
+            datetime.fromisoformat(d["at"]),
+            _pdt(d.get("until")),
+        )
+    return HeldAction(_paction(h["action"]), h["code"], h["message"], decision)
+
+
 def plan_from_json(text: str, *, source: str = "plan") -> Plan:
     """Parse and verify a plan file. Raises ``PlanFormatError`` naming what is wrong."""
     try:
@@ -275,9 +327,10 @@ def plan_from_json(text: str, *, source: str = "plan") -> Plan:
             as_of=datetime.fromisoformat(body["as_of"]),
             target=body["target"],
             actions=tuple(_paction(a) for a in body["actions"]),
-            held=tuple(
-                HeldAction(_paction(h["action"]), h["code"], h["message"]) for h in body["held"]
-            ),
+            held=tuple(held_from_dict(h) for h in body["held"]),
+            accepted=tuple(held_from_dict(h) for h in body.get("accepted", ())),
+            approved=tuple(str(k) for k in body.get("approved", ())),
+            reopened=tuple(Reopened(**r) for r in body.get("reopened", ())),
             breaches=tuple(
                 Breach(
                     b.get("person_id"),

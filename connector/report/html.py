@@ -287,6 +287,15 @@ class _Page:
                     class_="banner warn",
                 )
             )
+        if p.accepted:
+            out.append(
+                el(
+                    "div",
+                    el("b", f"{len(p.accepted)} held action(s) accepted: "),
+                    "left as they are by an operator's decision (`misync held`; see Held actions).",
+                    class_="banner",
+                )
+            )
         if not p.actions and not p.held and not bad and not p.breaches:
             out.append(
                 el("div", "No changes: the directory matches Policy 1021.", class_="banner ok")
@@ -371,16 +380,20 @@ class _Page:
 
     def held(self) -> Markup:
         p = self.plan
-        if not p.held:
+        if not p.held and not p.accepted:
             return Markup("")
         by_code: dict[str, list[Markup]] = defaultdict(list)
         head = ["held because", "op", "person", "account", "reasons", "changes"]
-        for h in p.held:
+        accepted = {id(h) for h in p.accepted}
+        for h in (*p.held, *p.accepted):
             a = h.action
-            by_code[h.code].append(
+            d = h.decision
+            by = f" by {d.by}: {d.reason}" if d is not None else ""
+            state = f"accepted{by}" if id(h) in accepted else ""
+            by_code[f"{h.code} (accepted)" if state else h.code].append(
                 el(
                     "tr",
-                    el("td", el("b", h.code), el("div", h.message)),
+                    el("td", el("b", h.code), el("div", h.message), el("div", state)),
                     el("td", a.op.value),
                     el("td", a.person_id or "(no person)"),
                     el("td", self.account(a)),
@@ -391,7 +404,7 @@ class _Page:
             )
         groups = [
             self.group(
-                f"held-{code}",
+                f"held-{code.replace(' (accepted)', '-accepted')}",
                 f"held: {code}",
                 el(
                     "table",
@@ -402,7 +415,10 @@ class _Page:
             )
             for code, rows in sorted(by_code.items())
         ]
-        return join([el("h2", f"Held actions ({len(p.held)})", id="held"), groups])
+        title = f"Held actions ({len(p.held)}" + (
+            f", {len(p.accepted)} accepted)" if p.accepted else ")"
+        )
+        return join([el("h2", title, id="held"), groups])
 
     def actions(self) -> Markup:
         p = self.plan
@@ -538,7 +554,7 @@ class _Page:
         )
 
 
-_OUTCOMES = frozenset({"ok", "failed", "held", "not attempted"})
+_OUTCOMES = frozenset({"ok", "failed", "held", "accepted", "not attempted"})
 
 
 def render_html(report: Report) -> str:

@@ -25,7 +25,8 @@ _ORG_FEEDS = frozenset({FeedName.ORGANIZATIONS.value, FeedName.CONTRACTS.value})
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """What a run did with one action: ok | failed | held | not attempted (+ detail)."""
+    """What a run did with one action: ok | failed | held | accepted | not attempted
+    (+ detail)."""
 
     status: str
     detail: str = ""
@@ -99,6 +100,7 @@ def scope_to_wda(
         plan,
         actions=tuple(a for a in plan.actions if mine(a.person_id)),
         held=tuple(h for h in plan.held if mine(h.action.person_id)),
+        accepted=tuple(h for h in plan.accepted if mine(h.action.person_id)),
         breaches=tuple(b for b in plan.breaches if mine(b.person_id)),
         rejected=tuple(r for r in plan.rejected if areas.of_rejection(r) == wda),
         decisions=counts,
@@ -206,6 +208,12 @@ def report_from_audit(
     )
     for h in held:
         outcomes.setdefault(h.action.key, Outcome("held", h.message))
+    from connector.reconcile.serialize import held_from_dict
+
+    # held, left as they are by an operator's decision (``misync held``)
+    accepted = tuple(held_from_dict(h) for h in plan_rec.get("accepted", ()))
+    for h in accepted:
+        outcomes.setdefault(h.action.key, Outcome("accepted", h.message))
     if "deadlines" in plan_rec:
         breaches = tuple(
             Breach(
@@ -228,6 +236,7 @@ def report_from_audit(
         target=str(plan_rec.get("target", "")),
         actions=tuple(actions),
         held=held,
+        accepted=accepted,
         breaches=breaches,
         rejected=tuple(Rejection(**r) for r in plan_rec.get("rejected", ())),
         feeds=tuple(_feed(f) for f in plan_rec.get("feed_health", ())),
@@ -253,7 +262,11 @@ def plan_audit_extras(plan: Plan) -> dict[str, Any]:
     from connector.reconcile.serialize import plan_to_dict
 
     body = plan_to_dict(plan)
+    decided: dict[str, Any] = {
+        k: body[k] for k in ("accepted", "approved", "reopened") if k in body
+    }
     return {
+        **decided,  # operators' decisions on held actions (``misync held``), when any
         "held": body["held"],
         "deadlines": [*body["breaches"], *body.get("warnings", [])],
         "rejected": body["rejected"],

@@ -39,6 +39,7 @@ from connector.model.plan import Op, Plan
 from connector.policy.review import separated_requesters
 from connector.report import plan_audit_extras
 from connector.runs.breaches import close_breaches, open_breaches, warn_unfixed
+from connector.runs.held import record_run as record_held
 from connector.runs.planning import Evaluation, confirm_plan, make_plan
 from connector.runs.recovery import recover_interrupted
 from connector.state import FeedHealthRow, StateStore, state_lock
@@ -91,7 +92,8 @@ class ApplyResult:
     @property
     def status(self) -> str:
         """``ok`` only when every action was done, nothing was held and every feed was
-        usable (with a feed down, what it drives was not even planned); ``stopped``
+        usable (with a feed down, what it drives was not even planned); a hold an
+        operator accepted (``plan.accepted``) is not held; ``stopped``
         when the run stopped early (circuit breaker, run deadline)."""
         if self.report.stopped:
             return "stopped"
@@ -359,6 +361,8 @@ def carry_out(
             )
         )
     close_breaches(store, audit, plan, report, run_id, log, rt.clock(), alerts, scope=scope)
+    # what this run held, and the operators' decisions it settled (``misync held``)
+    record_held(store, audit, plan, report.outcomes, run_id, rt.clock(), log, full=scope is None)
     warn_unfixed(plan, report, log, alerts)
     if scope is None and not ev.feeds.unhealthy():
         store.record_feed_rows(run_id, {h.feed.value: h.rows for h in ev.feeds.health.values()})
@@ -429,7 +433,8 @@ def _quarantined(
         "object.quarantined",
         Severity.CRITICAL,
         key,
-        f"{op} {key} is quarantined (kept failing; `misync quarantine release` to retry): {detail}",
+        f"{op} {key} is quarantined (kept failing; `misync held approve quarantined:{key}` "
+        f"retries it once): {detail}",
         fields,
     )
 

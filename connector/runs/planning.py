@@ -21,6 +21,7 @@ from connector.model.plan import Op, Plan
 from connector.policy import evaluate_all
 from connector.reconcile import PlanInputs, build_plan, seal
 from connector.reconcile.diff import account_digest
+from connector.runs.held import plan_decisions
 from connector.state import StateStore
 
 
@@ -142,8 +143,9 @@ def plan_inputs(
 ) -> PlanInputs:
     """The planner's inputs for one run: the evaluation and the accounts read, with what
     the settings and the state store add (logon IDs, quarantine, misync's own disables,
-    guard thresholds). One place, so the full, incremental and targeted runs cannot
-    drift apart; ``extra`` sets the rest (a plan cache, the enabled-account total)."""
+    operators' decisions on held actions, guard thresholds). One place, so the full,
+    incremental and targeted runs cannot drift apart; ``extra`` sets the rest (a plan
+    cache, the enabled-account total)."""
     s = rt.settings
     return PlanInputs(
         as_of=as_of,
@@ -157,6 +159,7 @@ def plan_inputs(
         quarantined=frozenset(store.quarantined(s.apply.quarantine_after)),
         disabled_by_misync=store.misync_disabled(),
         reenable_external=s.apply.reenable_external_disables,
+        held_decisions=plan_decisions(store),
         orphans=s.target.orphans,
         max_unexplained=s.guard.max_unexplained_disables,
         max_share=s.guard.max_unexplained_share,

@@ -172,8 +172,12 @@ def _enabled_total(store: StateStore) -> int | None:
 
 
 def _disables_only(plan: Plan) -> Plan:
+    actions = tuple(a for a in plan.actions if a.op is Op.DISABLE)
+    keys = {a.key for a in actions}
     return dataclasses.replace(
         plan,
-        actions=tuple(a for a in plan.actions if a.op is Op.DISABLE),
+        actions=actions,
         held=tuple(h for h in plan.held if h.action.op is Op.DISABLE),
+        accepted=tuple(h for h in plan.accepted if h.action.op is Op.DISABLE),
+        approved=tuple(k for k in plan.approved if k.partition(":")[2] in keys),
     )

@@ -4,6 +4,8 @@ from connector.state.lock import StateBusyError, state_lock
 from connector.state.store import (
     AlertRow,
     FeedHealthRow,
+    HeldDecisionRow,
+    HeldRow,
     JournalClose,
     JournalRow,
     LogonIdConflictError,
@@ -14,6 +16,8 @@ from connector.state.store import (
 __all__ = [
     "AlertRow",
     "FeedHealthRow",
+    "HeldDecisionRow",
+    "HeldRow",
     "JournalClose",
     "JournalRow",
     "LogonIdConflictError",

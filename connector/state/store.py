@@ -65,6 +65,17 @@ create table if not exists alerts (
   undelivered text not null default '', closed_at text, resolution text);
 create unique index if not exists alerts_open on alerts(kind, key) where closed_at is null;
 create table if not exists schedule (job text primary key, next_at text, updated_at text not null);
+create table if not exists held (
+  key text primary key, code text not null, op text not null, object text not null,
+  person_id text, account_id text, logon_id text, message text not null, digest text not null,
+  first_seen text not null, last_seen text not null, run_id text not null,
+  accepted integer not null default 0);
+create table if not exists held_decisions (
+  id integer primary key autoincrement, key text not null, verdict text not null,
+  digest text, reason text not null, by text not null, at text not null, until text,
+  closed_at text, closed_by text, resolution text);
+create unique index if not exists held_decisions_open on held_decisions(key)
+  where closed_at is null;
 create table if not exists feed_health (
   feed text primary key, state text not null, rows integer not null, rejected integer not null,
   detail text not null, modified_at text, run_id text not null, checked_at text not null);
@@ -172,6 +183,68 @@ class FeedHealthRow:
     modified_at: datetime | None
     run_id: str
     checked_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class HeldRow:
+    """A held action as the last run that saw it recorded it (``misync held list``)."""
+
+    key: str  # code:object
+    code: str
+    op: str
+    object: str  # the action's key: the account id, or person:ID for a create
+    person_id: str | None
+    account_id: str | None
+    logon_id: str | None
+    message: str
+    digest: str
+    first_seen: datetime
+    last_seen: datetime
+    run_id: str
+    accepted: bool = False  # left as it is by an operator's accept in that run
+
+
+@dataclass(frozen=True, slots=True)
+class HeldDecisionRow:
+    """An operator's decision on a held action; open while ``closed_at`` is None."""
+
+    id: int
+    key: str
+    verdict: str  # accept | approve
+    digest: str | None
+    reason: str
+    by: str
+    at: datetime
+    until: datetime | None
+    closed_at: datetime | None = None
+    closed_by: str | None = None
+    resolution: str | None = None
+
+
+_HELD_SELECT = (
+    "select key, code, op, object, person_id, account_id, logon_id, message, digest, "
+    "first_seen, last_seen, run_id, accepted from held "
+)
+_DECISION_SELECT = (
+    "select id, key, verdict, digest, reason, by, at, until, closed_at, closed_by, resolution "
+    "from held_decisions "
+)
+
+
+def _decision_row(r: tuple[Any, ...]) -> HeldDecisionRow:
+    return HeldDecisionRow(
+        r[0],
+        r[1],
+        r[2],
+        r[3],
+        r[4],
+        r[5],
+        datetime.fromisoformat(r[6]),
+        _dt(r[7]),
+        _dt(r[8]),
+        r[9],
+        r[10],
+    )
 
 
 _ALERT_SELECT = (
@@ -617,6 +690,128 @@ class StateStore:
 
     def release(self, key: str) -> None:
         self.clear_failure(key)
+
+    # -- held actions and operators' decisions on them (``misync held``) -----------------
+
+    def record_held(
+        self, run_id: str, at: datetime, rows: Sequence[HeldRow], *, full: bool
+    ) -> None:
+        """Record what a run held. A full run replaces the list (what it no longer holds
+        is gone); a targeted run adds and refreshes only what it saw. ``first_seen``
+        stays from the first run that held it."""
+        with self._tx() as db:
+            if full:
+                keys = [r.key for r in rows]
+                db.execute("create temp table if not exists held_now (key text primary key)")
+                db.execute("delete from held_now")
+                db.executemany(
+                    "insert or ignore into held_now(key) values (?)", [(k,) for k in keys]
+                )
+                db.execute("delete from held where key not in (select key from held_now)")
+                db.execute("delete from held_now")
+            db.executemany(
+                "insert into held(key, code, op, object, person_id, account_id, logon_id, "
+                "message, digest, first_seen, last_seen, run_id, accepted) "
+                "values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) on conflict(key) do update set "
+                "op = excluded.op, person_id = excluded.person_id, "
+                "account_id = excluded.account_id, logon_id = excluded.logon_id, "
+                "message = excluded.message, digest = excluded.digest, "
+                "last_seen = excluded.last_seen, run_id = excluded.run_id, "
+                "accepted = excluded.accepted",
+                [
+                    (
+                        r.key,
+                        r.code,
+                        r.op,
+                        r.object,
+                        r.person_id,
+                        r.account_id,
+                        r.logon_id,
+                        r.message,
+                        r.digest,
+                        _ts(at),
+                        _ts(at),
+                        run_id,
+                        int(r.accepted),
+                    )
+                    for r in rows
+                ],
+            )
+
+    def held(self) -> list[HeldRow]:
+        rows = self._query(_HELD_SELECT + "order by code, object")
+        return [
+            HeldRow(
+                r[0],
+                r[1],
+                r[2],
+                r[3],
+                r[4],
+                r[5],
+                r[6],
+                r[7],
+                r[8],
+                datetime.fromisoformat(r[9]),
+                datetime.fromisoformat(r[10]),
+                r[11],
+                bool(r[12]),
+            )
+            for r in rows
+        ]
+
+    def held_decisions(self, *, closed: bool = False) -> list[HeldDecisionRow]:
+        """The open decisions (or, with ``closed``, every decision ever made), oldest first."""
+        where = "" if closed else "where closed_at is null "
+        return [_decision_row(r) for r in self._query(_DECISION_SELECT + where + "order by id")]
+
+    def decide_held(
+        self,
+        key: str,
+        verdict: str,
+        *,
+        digest: str | None,
+        reason: str,
+        by: str,
+        at: datetime,
+        until: datetime | None = None,
+    ) -> tuple[HeldDecisionRow, HeldDecisionRow | None]:
+        """Record a decision on ``key``; an open one on the same key is closed as
+        superseded. Returns (the new decision, the superseded one or None)."""
+        with self._tx() as db:
+            old = db.execute(
+                _DECISION_SELECT + "where key = ? and closed_at is null", (key,)
+            ).fetchone()
+            if old is not None:
+                db.execute(
+                    "update held_decisions set closed_at = ?, closed_by = ?, resolution = ? "
+                    "where id = ?",
+                    (_ts(at), by, "superseded", old[0]),
+                )
+            cur = db.execute(
+                "insert into held_decisions(key, verdict, digest, reason, by, at, until) "
+                "values (?, ?, ?, ?, ?, ?, ?)",
+                (key, verdict, digest, reason, by, _ts(at), _ts(until) if until else None),
+            )
+            new = db.execute(_DECISION_SELECT + "where id = ?", (cur.lastrowid,)).fetchone()
+        return _decision_row(new), _decision_row(old) if old is not None else None
+
+    def close_held_decision(
+        self, key: str, *, at: datetime, by: str, resolution: str
+    ) -> HeldDecisionRow | None:
+        """Close the open decision on ``key`` (revoked, carried out, reopened, resolved);
+        returns it as it was, or None if there was none."""
+        with self._tx() as db:
+            row = db.execute(
+                _DECISION_SELECT + "where key = ? and closed_at is null", (key,)
+            ).fetchone()
+            if row is None:
+                return None
+            db.execute(
+                "update held_decisions set closed_at = ?, closed_by = ?, resolution = ? "
+                "where id = ?",
+                (_ts(at), by, resolution, row[0]),
+            )
+        return _decision_row(row)
 
     # -- the target as last read (connector.runs.cycle) ------------------------------------
 

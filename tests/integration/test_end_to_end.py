@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -470,7 +471,14 @@ def test_quarantine_list_and_release(
     assert "person:P1001\tobjectClassViolation" in out
     assert run(demo, "quarantine", "release", "person:P1001", capsys=capsys)[0] == 0
     assert by_person(plan_json(demo, capsys))["P1001"] == "create"
+    # an alias of `held approve quarantined:person:P1001`: audited, and once is enough
     assert run(demo, "quarantine", "release", "person:P1001", capsys=capsys)[0] == 2
+    assert "already approved" in demo["last_err"]
+    db = sqlite3.connect(demo["tmp"] / "state" / "audit.sqlite3")
+    (data,) = db.execute("select data from records where kind = 'held'").fetchone()
+    db.close()
+    assert json.loads(data)["event"] == "approve"
+    assert json.loads(data)["reason"] == "quarantine release"
 
 
 def test_groups_without_a_group_base_is_a_config_error(
