@@ -146,8 +146,7 @@ def person_json(
 ) -> dict[str, Any]:
     def reasons(rs: tuple[Reason, ...]) -> list[dict[str, Any]]:
         return [
-            {**_reason(r), "rejected_rows": [row.cite() for row in bearing_on(r, rows)]}
-            for r in rs
+            {**_reason(r), "rejected_rows": [row.cite() for row in bearing_on(r, rows)]} for r in rs
         ]
 
     return {

@@ -84,8 +84,6 @@ def _person_named(rt: Runtime, ev: Evaluation, subject: str) -> str | None:
     return None
 
 
-def _person(
-    rt: Runtime, ev: Evaluation, person: str, account: Account | None
-) -> PersonExplanation:
+def _person(rt: Runtime, ev: Evaluation, person: str, account: Account | None) -> PersonExplanation:
     rows = rejected_rows_about(person, ev.feeds, rt.mapping.correlation_key)
     return PersonExplanation(person, ev.decisions.get(person), rows, account)

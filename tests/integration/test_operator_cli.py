@@ -370,3 +370,33 @@ def test_on_a_terminal_logs_are_console_lines_and_apply_shows_a_live_counter(
     assert not any(line.lstrip().startswith("{") for line in err.splitlines())
     assert "run.finished" in err and "[info" in err  # structlog's console renderer
     assert re.search(r"\r  applied 8/8 \(\d+\.\d/s, ETA 0 s\)", err), err[-500:]
+
+
+# --- issue 13.11: audit export for auditors --------------------------------------------
+
+
+def test_audit_export_filters_by_person_and_carries_objects(
+    demo: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    import csv
+    import io
+
+    assert run(demo, "apply", capsys=capsys)[0] == 0
+    code, out = run(demo, "audit", "export", capsys=capsys)
+    assert code == 0
+    rows = list(csv.DictReader(io.StringIO(out)))
+    p1004 = [r for r in rows if r["person_id"] == "P1004" and r["kind"] == "operation"]
+    assert [(r["op"], r["outcome"], r["account_id"]) for r in p1004] == [
+        ("disable", "ok", f"uid=dpatel,{demo['scope'].people_dn}")
+    ]
+    assert "separated" in p1004[0]["reason_codes"].split()
+    assert re.fullmatch(r"[0-9a-f]{12}", p1004[0]["run_id"])
+    breaches = {(r["person_id"], r["outcome"]) for r in rows if r["kind"] == "breach"}
+    assert breaches == {(p, s) for p in ("P1003", "P1004", "P1008") for s in ("open", "closed")}
+    code, out = run(demo, "audit", "export", "--format", "jsonl", capsys=capsys)
+    records = [json.loads(line) for line in out.splitlines()]
+    assert len(records) == len(rows)
+    assert all(isinstance(r["data"], dict) for r in records)
+    (op,) = [r for r in records if r["kind"] == "operation" and r["data"]["person_id"] == "P1004"]
+    assert op["data"]["outcome"] == "ok" and op["hash"] == p1004[0]["hash"]
+    assert run(demo, "audit", "verify", capsys=capsys)[0] == 0
