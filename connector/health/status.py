@@ -36,8 +36,11 @@ def collect_status(settings: Settings, store: StateStore, now: datetime) -> dict
     alerts = store.open_alerts()
     failures = store.failures()
     threshold = settings.apply.quarantine_after
+    # before the first full run nothing is recorded: "no breaches" would be a false 0
+    recorded = store.full_run_finished()
     return {
         "as_of": now.isoformat(),
+        "recorded": recorded,
         "state_dir": str(settings.state.dir),
         "last_run": _run(finished[0] if finished else None),
         "last_success": _run(ok),
@@ -55,7 +58,9 @@ def collect_status(settings: Settings, store: StateStore, now: datetime) -> dict
                 "opened_at": b.opened_at.isoformat(),
             }
             for b in sorted(store.open_breaches().values(), key=lambda b: b.deadline)
-        ],
+        ]
+        if recorded
+        else None,
         "held": [
             {"key": a.key, "summary": a.summary, "since": a.opened_at.isoformat()}
             for a in alerts
@@ -115,8 +120,14 @@ def render_status(s: dict[str, Any]) -> str:
     out.append("next runs:" if s["schedule"] else "next runs: none scheduled (daemon not running?)")
     for j in s["schedule"]:
         out.append(f"  {j['job']}: {j['next_at'] or 'paused'}")
-    out.append(f"open breaches: {len(s['breaches'])}")
-    for b in s["breaches"]:
+    if s["breaches"] is None:
+        out.append(
+            "open breaches: not recorded yet (no full run has finished); "
+            "`misync plan` shows the deadlines and breaches as of now"
+        )
+    else:
+        out.append(f"open breaches: {len(s['breaches'])}")
+    for b in s["breaches"] or ():
         out.append(
             f"  {b['account_id']} ({b['person_id']}): deadline {b['deadline']}, "
             f"{b['overdue_hours']} h overdue ({b['reasons']})"
