@@ -169,23 +169,24 @@ def _run_apply(
             if account.enabled and account.account_id.lower() in marked:
                 seen_enabled.append(account.account_id)
 
-        enabled_read: int | None = None  # enabled accounts in a fresh read (None: reviewed)
+        enabled_read: int | None = None  # enabled accounts in the fresh read
+        enabled = 0
+
+        def count(account: Account) -> None:
+            nonlocal enabled
+            enabled += account.enabled
+            watch(account)
+
         if plan is None and planner is not None:
             plan, ev, enabled_read = planner(store)
         elif plan is None:
-            enabled = 0
-
-            def count(account: Account) -> None:
-                nonlocal enabled
-                enabled += account.enabled
-                watch(account)
-
             plan, ev = make_plan(
                 rt, store, rt.clock(), override_guard=override_guard, observe=count
             )
             enabled_read = enabled
-        else:
-            ev = confirm_plan(rt, store, plan, observe=watch)
+        else:  # a reviewed plan (apply --plan, or the plan a person said yes to)
+            ev = confirm_plan(rt, store, plan, observe=count)  # one full read too
+            enabled_read = enabled
         store.forget_misync_disables(seen_enabled)
         result = carry_out(
             rt, store, audit, run_id, "apply", plan, ev, alerts, observer, should_stop
