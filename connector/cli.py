@@ -686,12 +686,13 @@ def _explain(rt: Runtime, args: argparse.Namespace, out: TextIO) -> int:
             found = explain(rt, store, args.person_id, args.as_of or rt.clock())
         except NothingToExplain as exc:
             raise UserError(str(exc)) from exc
+    tz = rt.rules.tz
     if isinstance(found, PersonExplanation):
-        parts = (found.person_id, found.decision, found.rejected, found.account)
+        parts = (found.person_id, found.decision, found.rejected, found.account, found.fate)
         if args.format == "json":
-            out.write(json.dumps(person_json(*parts), indent=2) + "\n")
+            out.write(json.dumps(person_json(*parts, tz=tz), indent=2) + "\n")
         else:
-            out.write(render_person(*parts))
+            out.write(render_person(*parts, tz=tz))
     elif args.format == "json":
         out.write(json.dumps(account_json(found), indent=2) + "\n")
     else:
