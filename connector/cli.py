@@ -768,7 +768,7 @@ def _notifier(rt: Runtime) -> Iterator[Notifier | None]:
     if not n.enabled or smtp is None:
         yield None
         return
-    with Notifier(n, smtp) as notifier:
+    with Notifier(n, smtp, tz=rt.rules.tz) as notifier:
         yield notifier
 
 

@@ -42,6 +42,7 @@ from connector.runs.breaches import close_breaches, open_breaches, warn_unfixed
 from connector.runs.planning import Evaluation, confirm_plan, make_plan
 from connector.runs.recovery import recover_interrupted
 from connector.state import FeedHealthRow, StateStore, state_lock
+from connector.timefmt import when
 
 ENABLED_ACCOUNTS = "enabled_accounts"  # state meta: enabled accounts after the last full run
 
@@ -235,7 +236,7 @@ def carry_out(
         "plan",
         {
             "checksum": plan.checksum,
-            "as_of": plan.as_of.isoformat(),
+            "as_of": when(plan.as_of, rt.rules.tz),
             "summary": plan.summary,
             "target": plan.target,
             "feeds": {f.feed.value: f.digest for f in plan.feeds},
@@ -329,7 +330,8 @@ def carry_out(
             )
     if alerts is not None:
         _alert_guard_and_feeds(rt, plan, ev, alerts)
-    open_breaches(store, audit, plan, run_id, log, rt.clock(), alerts)
+    tz = rt.rules.tz  # instants in alerts and audit records: policy.timezone (timefmt)
+    open_breaches(store, audit, plan, run_id, log, rt.clock(), alerts, tz=tz)
     try:
         report = executor.apply(plan, run_id)
     except AuditWriteError as exc:
@@ -359,8 +361,8 @@ def carry_out(
                 },
             )
         )
-    close_breaches(store, audit, plan, report, run_id, log, rt.clock(), alerts, scope=scope)
-    warn_unfixed(plan, report, log, alerts)
+    close_breaches(store, audit, plan, report, run_id, log, rt.clock(), alerts, scope=scope, tz=tz)
+    warn_unfixed(plan, report, log, alerts, tz=tz)
     if scope is None and not ev.feeds.unhealthy():
         store.record_feed_rows(run_id, {h.feed.value: h.rows for h in ev.feeds.health.values()})
     store.record_feed_health(
@@ -471,7 +473,7 @@ def _alert_guard_and_feeds(rt: Runtime, plan: Plan, ev: Evaluation, alerts: Aler
                 {
                     "person_id": r.person_id,
                     "wda": r.wda,
-                    "separated_at": r.separated_at.isoformat(),
+                    "separated_at": when(r.separated_at, rt.rules.tz),
                     "clause": r.clause,
                 },
             )

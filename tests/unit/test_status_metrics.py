@@ -65,7 +65,8 @@ def test_status_json_and_text(state: Any) -> None:
     json.dumps(s)  # serializable as is
     assert s["last_run"]["run_id"] == "r2" and s["last_run"]["status"] == "incomplete"
     assert s["last_success"]["run_id"] == "r1"
-    assert s["schedule"] == [{"job": "reconcile", "next_at": "2026-11-25T17:30:00+00:00"}]
+    # policy.timezone (the default, America/Los_Angeles), to the second (issue 13.12)
+    assert s["schedule"] == [{"job": "reconcile", "next_at": "2026-11-25T09:30:00-08:00"}]
     assert s["recorded"] is True
     assert [(b["account_id"], b["overdue_hours"]) for b in s["breaches"]] == [("uid=c", 5.0)]
     assert [q["key"] for q in s["quarantined"]] == ["uid=b"]
@@ -76,8 +77,8 @@ def test_status_json_and_text(state: Any) -> None:
     ]
     text = render_status(s)
     assert "last run: r2 (apply) incomplete" in text
-    assert "  reconcile: 2026-11-25T17:30:00+00:00" in text
-    assert "  uid=c (P3): deadline 2026-11-25T12:00:00+00:00, 5.0 h overdue (separated)" in text
+    assert "  reconcile: 2026-11-25T09:30:00-08:00" in text
+    assert "  uid=c (P3): deadline 2026-11-25T04:00:00-08:00, 5.0 h overdue (separated)" in text
     assert "  ndas: stale, 4 rows age 40.0 h (older than 36 h)" in text
     assert "quarantined: 1" in text
 
