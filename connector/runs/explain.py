@@ -68,6 +68,12 @@ def explain(
     if person is not None:
         return _person(rt, ev, person, mine[0] if mine else None, person_fate(person, plan, key))
     if not found:
+        # a logon ID the plan gives a new account ("CREATE P1001 new aortiz")
+        planned = [*plan.actions, *(h.action for h in plan.held)]
+        for a in planned:
+            if a.person_id and a.account_id is None and (a.logon_id or "").lower() == wanted:
+                pid = _person_named(rt, ev, a.person_id) or a.person_id
+                return _person(rt, ev, pid, None, person_fate(pid, plan, key))
         raise NothingToExplain(
             f"{subject!r} is no person in the feeds (accepted or rejected rows) and no "
             "account in the target's managed scope (by account id, logon ID or "

@@ -65,6 +65,11 @@ CASES = [
         id="P1001-create",
     ),
     pytest.param(
+        "aortiz",  # the logon ID the plan gives P1001's new account
+        ["person P1001: ENTITLED", "  plan: CREATE new aortiz"],
+        id="logon-id-of-a-planned-create",
+    ),
+    pytest.param(
         "P1006",
         ["  account: none in the target", "  plan: nothing to do (no account, and none to"],
         id="P1006-nothing",
