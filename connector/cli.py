@@ -16,6 +16,8 @@ Exit codes (also in the README):
   10 apply stopped: the audit trail could not be written (e.g. disk full); the message
      names the cause; outcomes already known stay in the journal and the next run
      audits them before anything else
+ 11  apply on a terminal: the answer to "carry out these N changes?" was not "yes";
+     nothing was changed
 141  the reader closed standard output (`misync ... | head`): stopped quietly
 
 apply also exits 4 when it stopped early (circuit breaker: the target stopped
@@ -52,6 +54,7 @@ if TYPE_CHECKING:
 
 EXIT_OK, EXIT_BUG, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_INCOMPLETE, EXIT_REFUSED = 0, 1, 2, 3, 4, 5
 EXIT_TAMPERED, EXIT_BUSY, EXIT_CHANGES, EXIT_ATTENTION, EXIT_AUDIT_WRITE = 6, 7, 8, 9, 10
+EXIT_DECLINED = 11  # apply on a terminal: the answer was not "yes"; nothing was changed
 EXIT_PIPE = 141  # stdout closed by the reader (`| head`): 128 + SIGPIPE, as Unix tools
 EXIT_CODES_HELP = """exit codes:
   0  success; plan --detailed-exitcode: nothing to do
@@ -66,6 +69,8 @@ EXIT_CODES_HELP = """exit codes:
   8  plan --detailed-exitcode: the plan has actions
   9  plan --detailed-exitcode: actions are held or feeds are not usable (review needed)
   10 apply stopped: the audit trail could not be written (the message names the cause)
+  11 apply on a terminal: the answer to "carry out these N changes?" was not yes;
+     nothing was changed
 """
 DEFAULT_CONFIG = Path("/etc/misync/misync.toml")
 
@@ -196,6 +201,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--full",
         action="store_true",
         help="list every planned action before applying, even when the plan is large",
+    )
+    apply.add_argument(
+        "-y",
+        "--yes",
+        action="store_true",
+        help="do not ask before carrying out the plan (apply asks only when standard input "
+        "is a terminal)",
     )
 
     report = sub.add_parser(
@@ -522,12 +534,18 @@ def _dispatch(args: argparse.Namespace, out: TextIO, run_id: str) -> int:
                     )
             elif args.checksum:
                 raise UserError("--checksum goes with --plan")
+            shown = False  # the plan was printed before the question
+            if reviewed is None and not args.yes and _isatty(sys.stdin):
+                reviewed = _ask_before_apply(rt, args, out)  # raises UserError on "no"
+                shown = True
             from connector.progress import ApplyProgress
 
             progress = ApplyProgress(
                 out if args.format == "text" else None,
                 sys.stderr,
-                render=lambda p: render_plan(p, limit=_view_limit(args, p), tz=rt.rules.tz),
+                render=lambda p: (
+                    "" if shown else render_plan(p, limit=_view_limit(args, p), tz=rt.rules.tz)
+                ),
             )
             with _alert_manager(rt) as alerts, _notifier(rt) as notifier:
                 try:
@@ -708,6 +726,45 @@ def _held(rt: Runtime, args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
+def _isatty(stream: object) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    try:
+        return bool(callable(isatty) and isatty())
+    except ValueError:  # closed
+        return False
+
+
+def _ask_before_apply(rt: Runtime, args: argparse.Namespace, out: TextIO) -> Plan:
+    """``apply`` on a terminal: plan, print the plan, and ask before changing anything.
+
+    The plan shown is the plan carried out: it is applied as a reviewed plan (the
+    checks of ``apply --plan``: refused, exit 5, if the directory or what the policy
+    gives changed while the question was open). The state lock is not held while a
+    person reads, so the daemon's runs go on meanwhile. A plan with no actions is not
+    asked about. Any answer but "yes" (end of input too) changes nothing: exit 11."""
+    from connector import runs
+    from connector.reconcile.render import render_plan
+
+    with rt.store() as store:
+        plan, _ = runs.make_plan(rt, store, rt.clock(), override_guard=args.override_guard)
+    # with --format json standard output is for the JSON: the plan goes to the terminal
+    screen = out if args.format == "text" else sys.stderr
+    screen.write(render_plan(plan, limit=_view_limit(args, plan), tz=rt.rules.tz))
+    screen.flush()
+    if not plan.actions:
+        return plan
+    held = f" ({len(plan.held)} held, not carried out)" if plan.held else ""
+    sys.stderr.write(f"\ncarry out these {len(plan.actions)} changes{held}? type yes: ")
+    sys.stderr.flush()
+    answer = sys.stdin.readline()
+    if answer.strip().lower() != "yes":
+        structlog.get_logger("misync.cli").info(
+            "apply.declined", checksum=plan.checksum, actions=len(plan.actions)
+        )
+        raise UserError("nothing was changed (the answer was not yes)", EXIT_DECLINED)
+    return plan
+
+
 def _explain(rt: Runtime, args: argparse.Namespace, out: TextIO) -> int:
     import json
 
@@ -724,12 +781,13 @@ def _explain(rt: Runtime, args: argparse.Namespace, out: TextIO) -> int:
             found = explain(rt, store, args.person_id, args.as_of or rt.clock())
         except NothingToExplain as exc:
             raise UserError(str(exc)) from exc
+    tz = rt.rules.tz
     if isinstance(found, PersonExplanation):
-        parts = (found.person_id, found.decision, found.rejected, found.account)
+        parts = (found.person_id, found.decision, found.rejected, found.account, found.fate)
         if args.format == "json":
-            out.write(json.dumps(person_json(*parts), indent=2) + "\n")
+            out.write(json.dumps(person_json(*parts, tz=tz), indent=2) + "\n")
         else:
-            out.write(render_person(*parts))
+            out.write(render_person(*parts, tz=tz))
     elif args.format == "json":
         out.write(json.dumps(account_json(found), indent=2) + "\n")
     else:
@@ -805,7 +863,7 @@ def _notifier(rt: Runtime) -> Iterator[Notifier | None]:
     if not n.enabled or smtp is None:
         yield None
         return
-    with Notifier(n, smtp) as notifier:
+    with Notifier(n, smtp, tz=rt.rules.tz) as notifier:
         yield notifier
 
 

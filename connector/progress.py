@@ -152,10 +152,15 @@ def _isatty(stream: object) -> bool:
 def outcomes(result: ApplyResult) -> list[dict[str, Any]]:
     """One entry per planned and held action: ``ok``, ``failed`` (with the error),
     ``held`` (with why), ``accepted`` (held, left as it is by an operator) or ``not
-    attempted`` (the run stopped before it)."""
+    attempted`` (the run stopped before it). ``code`` is the machine-readable why, as in
+    the action's audit record: a failure's code (``not_effective``, ``stopped``,
+    ``internal``...), a held action's code (``disabled_outside_misync``,
+    ``quarantined``...), None for ``ok``."""
     by_key = {o.action.key: o for o in result.report.outcomes}
 
-    def entry(a: Action, outcome: str, error: str = "", attempts: int = 0) -> dict[str, Any]:
+    def entry(
+        a: Action, outcome: str, error: str = "", attempts: int = 0, code: str = ""
+    ) -> dict[str, Any]:
         return {
             "op": a.op.value,
             "key": a.key,
@@ -163,6 +168,7 @@ def outcomes(result: ApplyResult) -> list[dict[str, Any]]:
             "account_id": a.account_id,
             "logon_id": a.logon_id,
             "outcome": outcome,
+            "code": code or None,
             "error": error or None,
             "attempts": attempts,
         }
@@ -177,12 +183,19 @@ def outcomes(result: ApplyResult) -> list[dict[str, Any]]:
             e["account_id"] = o.account_id or a.account_id
             rows.append(e)
         elif o.status == "failed":
-            rows.append(entry(a, "failed", o.detail, o.attempts))
+            rows.append(entry(a, "failed", o.detail, o.attempts, o.code))
         else:  # e.g. a circuit breaker's "not_attempted"
-            rows.append(entry(a, o.status.replace("_", " "), o.detail, o.attempts))
-    rows += [entry(h.action, "held", f"{h.code}: {h.message}") for h in result.plan.held]
+            rows.append(entry(a, o.status.replace("_", " "), o.detail, o.attempts, o.code))
+    rows += [
+        entry(h.action, "held", f"{h.code}: {h.message}", code=h.code) for h in result.plan.held
+    ]
     rows += [  # held, left as they are by an operator's decision (``misync held accept``)
-        entry(h.action, "accepted", f"{h.code}: accepted by {h.decision.by}: {h.decision.reason}")
+        entry(
+            h.action,
+            "accepted",
+            f"{h.code}: accepted by {h.decision.by}: {h.decision.reason}",
+            code=h.code,
+        )
         for h in result.plan.accepted
         if h.decision is not None
     ]

@@ -46,7 +46,7 @@ from __future__ import annotations
 import threading
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any, Protocol
 
 import structlog
@@ -55,6 +55,7 @@ from connector.alerts.port import Alert, AlertSink, LogAlertSink, Severity
 from connector.audit import AuditError, AuditTrail
 from connector.settings import Settings
 from connector.state import AlertRow, StateStore
+from connector.timefmt import when
 
 SWEPT = frozenset(
     {
@@ -174,8 +175,10 @@ class AlertManager:
         reminder: timedelta = timedelta(hours=4),
         digest_after: int = 10,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        tz: tzinfo | None = None,
     ) -> None:
         self.store = store
+        self.tz = tz  # instants in summaries and fields: policy.timezone (connector.timefmt)
         self.sinks = list(sinks)
         self.audit = audit
         self.reminder = reminder
@@ -378,7 +381,7 @@ class AlertManager:
                         **row.fields,
                         "alert_state": "closed",
                         "closes": row.kind,
-                        "opened_at": row.opened_at.isoformat(),
+                        "opened_at": when(row.opened_at, self.tz),
                         "resolution": resolution,
                     },
                 ),
@@ -426,7 +429,7 @@ class AlertManager:
             "severity": row.severity,
             "state": state,
             "summary": row.summary,
-            "opened_at": row.opened_at.isoformat(),
+            "opened_at": when(row.opened_at, self.tz),
         }
         if state == "reminder":
             rec["reminder"] = row.reminders + 1
@@ -434,14 +437,14 @@ class AlertManager:
             rec["resolution"] = resolution
         return rec
 
-    @staticmethod
-    def _from_row(row: AlertRow, state: str, reminder: int = 0) -> Alert:
+    def _from_row(self, row: AlertRow, state: str, reminder: int = 0) -> Alert:
         fields: dict[str, Any] = {**row.fields, "alert_state": state}
         summary = row.summary
         if reminder:
             fields["reminder"] = reminder
-            fields["opened_at"] = row.opened_at.isoformat()
-            summary = f"reminder {reminder}: {summary} (open since {row.opened_at.isoformat()})"
+            since = when(row.opened_at, self.tz)
+            fields["opened_at"] = since
+            summary = f"reminder {reminder}: {summary} (open since {since})"
         return Alert(row.kind, Severity(row.severity), row.key, summary, fields)
 
 
@@ -529,4 +532,5 @@ def build_alert_sink(
         reminder=timedelta(hours=a.reminder_hours),
         digest_after=a.digest_after,
         clock=clock,
+        tz=settings.policy.tz,
     )

@@ -25,7 +25,7 @@ import string
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, tzinfo
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from pathlib import Path
@@ -39,6 +39,7 @@ from connector.model.feeds import FeedSet
 from connector.model.plan import Op, Plan
 from connector.model.records import AccessRequest, RequestAction, RequestStatus, Worker
 from connector.settings import NotificationsSettings, SmtpSettings
+from connector.timefmt import when
 
 TEMPLATES = Path(__file__).with_name("templates")
 _STOP = object()
@@ -110,8 +111,10 @@ class Notifier:
         *,
         clock: object = None,
         flush_timeout: float = 60.0,
+        tz: tzinfo | None = None,
     ) -> None:
         self.settings = settings
+        self.tz = tz  # $as_of in policy.timezone (connector.timefmt)
         self.relay = SmtpRelay(smtp)
         self.sender = smtp.sender
         self.templates = load_templates(settings.templates)
@@ -305,5 +308,5 @@ class Notifier:
             "offices": ", ".join(decision.offices) if decision else "",
             "changes": changes or "  (none)",
             "reasons": reasons or "  (none)",
-            "as_of": self._as_of.isoformat() if self._as_of else "",
+            "as_of": when(self._as_of, self.tz) if self._as_of else "",
         }

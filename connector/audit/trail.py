@@ -486,24 +486,96 @@ class AuditTrail:
         since: datetime | None = None,
         until: datetime | None = None,
     ) -> int:
-        fields = ["seq", "at", "kind", "run_id", "data", "prev", "hash"]
+        """Write the records for auditors (``EXPORT_COLUMNS``; README, "audit export").
+
+        JSONL: one object per record, ``data`` a JSON object. Its canonical text
+        (``canonical``: keys sorted, no spaces, UTF-8) is the exact string that was
+        hashed. CSV: the columns auditors filter on, taken from ``data``, then the
+        hashes, then ``data`` exactly as hashed, as the last column."""
         writer = csv.writer(out) if fmt == "csv" else None
         if writer is not None:
-            writer.writerow(fields)
+            writer.writerow(EXPORT_COLUMNS)
         n = 0
         for rec in self._records():
             at = datetime.fromisoformat(rec.at)
             if (since and at < since) or (until and at > until):
                 continue
-            row = [rec.seq, rec.at, rec.kind, rec.run_id, rec.data, rec.prev, rec.hash]
+            data = _loads(rec.data)
             if writer is not None:
-                writer.writerow(row)
-            else:
-                out.write(
-                    json.dumps(dict(zip(fields, row, strict=True)), ensure_ascii=False) + "\n"
+                columns = _filter_columns(data)
+                writer.writerow(
+                    [rec.seq, rec.at, rec.kind, rec.run_id, *columns, rec.prev, rec.hash, rec.data]
                 )
+            else:
+                body = {
+                    "seq": rec.seq,
+                    "at": rec.at,
+                    "kind": rec.kind,
+                    "run_id": rec.run_id,
+                    "data": data if data is not None else rec.data,
+                    "prev": rec.prev,
+                    "hash": rec.hash,
+                }
+                out.write(json.dumps(body, ensure_ascii=False) + "\n")
             n += 1
         return n
+
+
+#: the CSV columns of ``audit export``: the record's own, those auditors filter on (from
+#: its data; empty where a kind has none), the hashes, and the data exactly as hashed
+EXPORT_COLUMNS = (
+    "seq",
+    "at",
+    "kind",
+    "run_id",
+    "op",
+    "person_id",
+    "account_id",
+    "outcome",
+    "code",
+    "reason_codes",
+    "prev",
+    "hash",
+    "data",
+)
+
+
+def _loads(text: str) -> dict[str, Any] | None:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _filter_columns(data: dict[str, Any] | None) -> list[str]:
+    """op, person_id, account_id, outcome, code, reason_codes of one record's data.
+
+    ``outcome`` is an operation's outcome, a run's or a decision's status, a breach's or
+    an alert's state; ``reason_codes`` the codes of its reasons, space-separated."""
+    if data is None:
+        return [""] * 6
+
+    def text(key: str) -> str:
+        value = data.get(key)
+        return "" if value is None or isinstance(value, dict | list) else str(value)
+
+    reasons = data.get("reasons")
+    if isinstance(reasons, list):
+        codes = [str(r.get("code", "")) for r in reasons if isinstance(r, dict)]
+    elif isinstance(reasons, str):  # a breach record: "separated,late_notice_disable"
+        codes = [c for c in reasons.split(",") if c]
+    else:
+        codes = []
+    outcome = text("outcome") or text("status") or text("state")
+    return [
+        text("op"),
+        text("person_id"),
+        text("account_id"),
+        outcome,
+        text("code"),
+        " ".join(c for c in codes if c),
+    ]
 
 
 def _open_read_only(path: Path) -> sqlite3.Connection:

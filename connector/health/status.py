@@ -4,27 +4,24 @@ open alerts. Read-only, from the state store."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, tzinfo
 from typing import Any
 
 from connector.settings import Settings
 from connector.state import RunRow, StateStore
+from connector.timefmt import when_or_none
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
-def _run(r: RunRow | None) -> dict[str, Any] | None:
+def _run(r: RunRow | None, tz: tzinfo) -> dict[str, Any] | None:
     if r is None:
         return None
     return {
         "run_id": r.run_id,
         "kind": r.kind,
         "status": r.status or "running",
-        "as_of": _iso(r.as_of),
-        "started_at": _iso(r.started_at),
-        "finished_at": _iso(r.finished_at),
+        "as_of": when_or_none(r.as_of, tz),
+        "started_at": when_or_none(r.started_at, tz),
+        "finished_at": when_or_none(r.finished_at, tz),
         "summary": r.summary,
     }
 
@@ -36,12 +33,20 @@ def collect_status(settings: Settings, store: StateStore, now: datetime) -> dict
     alerts = store.open_alerts()
     failures = store.failures()
     threshold = settings.apply.quarantine_after
+    tz = settings.policy.tz  # every instant in policy.timezone, to the second
+
+    def _iso(value: datetime | None) -> str | None:
+        return when_or_none(value, tz)
+
+    # before the first full run nothing is recorded: "no breaches" would be a false 0
+    recorded = store.full_run_finished()
     return {
-        "as_of": now.isoformat(),
+        "as_of": _iso(now),
+        "recorded": recorded,
         "state_dir": str(settings.state.dir),
-        "last_run": _run(finished[0] if finished else None),
-        "last_success": _run(ok),
-        "running": [_run(r) for r in runs if r.finished_at is None],
+        "last_run": _run(finished[0] if finished else None, tz),
+        "last_success": _run(ok, tz),
+        "running": [_run(r, tz) for r in runs if r.finished_at is None],
         "schedule": [
             {"job": job, "next_at": _iso(at)} for job, at in sorted(store.schedule().items())
         ],
@@ -49,15 +54,17 @@ def collect_status(settings: Settings, store: StateStore, now: datetime) -> dict
             {
                 "account_id": b.account_id,
                 "person_id": b.person_id,
-                "deadline": b.deadline.isoformat(),
+                "deadline": _iso(b.deadline),
                 "overdue_hours": round((now - b.deadline).total_seconds() / 3600, 1),
                 "reasons": b.reasons,
-                "opened_at": b.opened_at.isoformat(),
+                "opened_at": _iso(b.opened_at),
             }
             for b in sorted(store.open_breaches().values(), key=lambda b: b.deadline)
-        ],
+        ]
+        if recorded
+        else None,
         "held": [
-            {"key": a.key, "summary": a.summary, "since": a.opened_at.isoformat()}
+            {"key": a.key, "summary": a.summary, "since": _iso(a.opened_at)}
             for a in alerts
             if a.kind == "operation.held"
         ],
@@ -75,7 +82,7 @@ def collect_status(settings: Settings, store: StateStore, now: datetime) -> dict
             if d.verdict == "accept"
         ],
         "quarantined": [
-            {"key": k, "failures": n, "last_failure": at.isoformat(), "detail": detail}
+            {"key": k, "failures": n, "last_failure": _iso(at), "detail": detail}
             for k, (n, at, detail) in sorted(failures.items())
             if n >= threshold
         ],
@@ -90,7 +97,7 @@ def collect_status(settings: Settings, store: StateStore, now: datetime) -> dict
                 "age_hours": round((now - f.modified_at).total_seconds() / 3600, 1)
                 if f.modified_at
                 else None,
-                "checked_at": f.checked_at.isoformat(),
+                "checked_at": _iso(f.checked_at),
                 "run_id": f.run_id,
             }
             for f in store.feed_health()
@@ -101,7 +108,7 @@ def collect_status(settings: Settings, store: StateStore, now: datetime) -> dict
                 "key": a.key,
                 "severity": a.severity,
                 "summary": a.summary,
-                "opened_at": a.opened_at.isoformat(),
+                "opened_at": _iso(a.opened_at),
                 "reminders": a.reminders,
                 "undelivered": list(a.undelivered),
             }
@@ -128,8 +135,14 @@ def render_status(s: dict[str, Any]) -> str:
     out.append("next runs:" if s["schedule"] else "next runs: none scheduled (daemon not running?)")
     for j in s["schedule"]:
         out.append(f"  {j['job']}: {j['next_at'] or 'paused'}")
-    out.append(f"open breaches: {len(s['breaches'])}")
-    for b in s["breaches"]:
+    if s["breaches"] is None:
+        out.append(
+            "open breaches: not recorded yet (no full run has finished); "
+            "`misync plan` shows the deadlines and breaches as of now"
+        )
+    else:
+        out.append(f"open breaches: {len(s['breaches'])}")
+    for b in s["breaches"] or ():
         out.append(
             f"  {b['account_id']} ({b['person_id']}): deadline {b['deadline']}, "
             f"{b['overdue_hours']} h overdue ({b['reasons']})"

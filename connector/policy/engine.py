@@ -40,6 +40,7 @@ from connector.model.records import (
 )
 from connector.policy.clauses import CLAUSES, RELIES_ON
 from connector.policy.rules import PolicyRules
+from connector.timefmt import when as written
 
 
 def day_start(d: date, tz: ZoneInfo) -> datetime:
@@ -171,7 +172,7 @@ def requester_problem(req: AccessRequest, wda: str, idx: PolicyIndex, tz: ZoneIn
     if sep is not None and all(day_start(d.starts_on, tz) < sep[0] for d in in_force):
         # separated after every designation in force began; a designation that starts
         # after the separation shows the requester came back and was designated again
-        return f"requester {rid} had separated at {sep[0].isoformat()} ({sep[1]})"
+        return f"requester {rid} had separated at {written(sep[0], tz)} ({sep[1]})"
     return None
 
 
@@ -366,12 +367,11 @@ def _coverage_gap(
         cursor = since
         for start, end in spans:
             if start > cursor:
-                return (
-                    f"no {ctype.value} contract covered {cursor.isoformat()}..{start.isoformat()}"
-                )
+                gap = f"{written(cursor, tz)}..{written(start, tz)}"
+                return f"no {ctype.value} contract covered {gap}"
             cursor = max(cursor, end)
         if cursor < at:
-            return f"no {ctype.value} contract covered {cursor.isoformat()}..{at.isoformat()}"
+            return f"no {ctype.value} contract covered {written(cursor, tz)}..{written(at, tz)}"
     return None
 
 
@@ -627,7 +627,7 @@ def _employment(
         return [
             _reason(
                 "separated",
-                f"separated {shown[0].isoformat()} ({shown[1]})",
+                f"separated {written(shown[0], rules.tz)} ({shown[1]})",
                 clause="3.g.ix" if person.is_esd else "3.h.viii",
                 feed=shown[2],
                 source=shown[1],
@@ -718,7 +718,7 @@ def _nda(
         return [], [
             _reason(
                 "nda_within_grace",
-                f"no NDA yet; grace ends {grace_end.isoformat()}",
+                f"no NDA yet; grace ends {written(grace_end, rules.tz)}",
                 clause=clause,
                 feed=FeedName.NDAS,
             )
@@ -727,7 +727,7 @@ def _nda(
         _reason(
             "nda_missing",
             f"no NDA signed; the {rules.nda_grace.days}-day grace "
-            f"after grant {grant.request_id} ended {grace_end.isoformat()}",
+            f"after grant {grant.request_id} ended {written(grace_end, rules.tz)}",
             clause=clause,
             feed=FeedName.NDAS,
             since=grace_end,

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 from connector.model.feeds import FeedName, FeedSet
 from connector.model.records import SourceRef
 from connector.policy.engine import PolicyIndex, day_start, separation_of
+from connector.timefmt import when
 
 CLAUSE = "3.e.v, 3.g.i, 3.h.i"
 
@@ -32,7 +33,7 @@ class SeparatedRequester:
     @property
     def message(self) -> str:
         return (
-            f"requester {self.person_id} separated {self.separated_at.isoformat()} "
+            f"requester {self.person_id} separated {when(self.separated_at, None)} "
             f"({self.separation}) but is still designated for {self.wda} ({self.designation})"
         )
 
@@ -55,5 +56,6 @@ def separated_requesters(feeds: FeedSet, at: datetime, tz: ZoneInfo) -> list[Sep
         for d in designations:
             in_force = d.starts_on <= today and (d.ends_on is None or today <= d.ends_on)
             if in_force and day_start(d.starts_on, tz) <= sep[0]:
-                found.append(SeparatedRequester(pid, d.wda, sep[0], sep[1], d.source))
+                at_local = sep[0].astimezone(tz)  # shown in policy.timezone (connector.timefmt)
+                found.append(SeparatedRequester(pid, d.wda, at_local, sep[1], d.source))
     return found

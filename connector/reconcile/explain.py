@@ -13,14 +13,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import datetime, tzinfo
 from typing import Any
 
 from connector.model.accounts import Account
 from connector.model.decisions import Decision, Reason
 from connector.model.feeds import FeedName, FeedSet, Rejection
-from connector.model.plan import Action, HeldAction, Plan
-from connector.reconcile.render import _reason_line, account_label
+from connector.model.plan import Action, Breach, HeldAction, Plan
+from connector.reconcile.render import _reason_line, account_label, human_duration
 from connector.reconcile.serialize import _reason
+from connector.timefmt import when
 
 ORG_KEYED = frozenset({FeedName.ORGANIZATIONS, FeedName.CONTRACTS})
 REQUESTER_FEEDS = frozenset({FeedName.REQUESTERS, FeedName.WORKERS, FeedName.SEPARATIONS})
@@ -90,22 +92,100 @@ def bearing_on(reason: Reason, rows: Iterable[RejectedRow]) -> tuple[RejectedRow
     )
 
 
+@dataclass(frozen=True, slots=True)
+class PersonFate:
+    """What the plan does for one person: its actions, its held actions and the
+    person's deadline as the plan judged it (a breach past it, a warning near it)."""
+
+    as_of: datetime
+    actions: tuple[Action, ...] = ()
+    held: tuple[HeldAction, ...] = ()
+    breaches: tuple[Breach, ...] = ()
+
+
+def person_fate(person_id: str, plan: Plan, key: Callable[[str], str] = str) -> PersonFate:
+    """The plan's actions, held actions and deadlines for ``person_id`` (ids compared
+    as the target compares them)."""
+    me = key(person_id)
+
+    def mine(pid: str | None) -> bool:
+        return pid is not None and key(pid) == me
+
+    return PersonFate(
+        plan.as_of,
+        tuple(a for a in plan.actions if mine(a.person_id)),
+        tuple(h for h in plan.held if mine(h.action.person_id)),
+        tuple(b for b in plan.breaches if mine(b.person_id)),
+    )
+
+
+def deadline_state(
+    deadline: datetime, fate: PersonFate, account_id: str | None = None
+) -> tuple[str, str]:
+    """(state, words) of one deadline as of the plan: ``breach`` (an account is still
+    enabled past it: "overdue by 12 d 11 h"), ``warning`` (due within the warning
+    window), ``due`` (later) or ``passed`` (no enabled account is left past it)."""
+    gap = fate.as_of - deadline
+    for b in fate.breaches:
+        if b.deadline == deadline and (account_id is None or b.account_id == account_id):
+            if b.severity == "breach":
+                return "breach", f"overdue by {human_duration(gap)}"
+            return "warning", f"due in {human_duration(gap)}"
+    if deadline > fate.as_of:
+        return "due", f"due in {human_duration(gap)}"
+    return "passed", f"passed {human_duration(gap)} ago; no enabled account is left past it"
+
+
+def _deadline_line(deadline: datetime, fate: PersonFate | None, tz: tzinfo | None) -> str:
+    at = when(deadline, tz)
+    if fate is None:
+        return f"deadline {at}"
+    state, words = deadline_state(deadline, fate)
+    flag = " (BREACH: the account is still enabled)" if state == "breach" else ""
+    return f"deadline {at}: {words}{flag}"
+
+
+def _fate_lines(fate: PersonFate, account: Account | None) -> list[str]:
+    out: list[str] = []
+    for a in fate.actions:
+        out.append(f"  plan: {a.op.value.upper()} {account_label(a.account_id, a.logon_id)}")
+        out += [f"      because {_reason_line(r)}" for r in a.reasons]
+        for c in a.changes:
+            out.append(f"      {c.name}: {', '.join(c.old) or '-'} -> {', '.join(c.new) or '-'}")
+    for h in fate.held:
+        a = h.action
+        out.append(
+            f"  plan: {a.op.value.upper()} {account_label(a.account_id, a.logon_id)} is HELD "
+            f"({h.code}), not carried out: {h.message}"
+        )
+    if not fate.actions and not fate.held:
+        if account is None:
+            out.append("  plan: nothing to do (no account, and none to create)")
+        else:
+            out.append("  plan: nothing to do (the account is as the decision wants it)")
+    return out
+
+
 def render_person(
     person_id: str,
     decision: Decision | None,
     rows: tuple[RejectedRow, ...],
     account: Account | None,
+    fate: PersonFate | None = None,
+    *,
+    tz: tzinfo | None = None,
 ) -> str:
-    """The text of ``misync explain PERSON``: ``render_decision``'s, with the rejected
-    rows each reason rests on under it."""
+    """The text of ``misync explain PERSON``: the decision with the rejected rows each
+    reason rests on under it, each deadline's state, the account, and what the plan
+    does (``fate``: its action, or why it is held). Instants in ``tz``."""
     if decision is None:
         out = [f"person {person_id}: appears only in rejected rows; no decision can be made"]
     else:
         d = decision
-        out = [f"person {d.person_id}: {d.status.value.upper()} as of {d.as_of.isoformat()}"]
+        out = [f"person {d.person_id}: {d.status.value.upper()} as of {when(d.as_of, tz)}"]
         if d.grant is not None:
             out.append(
-                f"  grant {d.grant.request_id} from {d.grant.started_at.isoformat()} "
+                f"  grant {d.grant.request_id} from {when(d.grant.started_at, tz)} "
                 f"({d.grant.source})"
             )
         if d.profile or d.offices:
@@ -115,7 +195,7 @@ def render_person(
             for r in d.reasons:
                 out.append(f"    {_reason_line(r)}")
                 if r.deadline is not None:
-                    out.append(f"        deadline {r.deadline.isoformat()}")
+                    out.append(f"        {_deadline_line(r.deadline, fate, tz)}")
                 out += [f"        but {row.cite()}" for row in bearing_on(r, rows)]
         else:
             out.append("  every condition of Policy 1021 holds")
@@ -135,6 +215,8 @@ def render_person(
     else:
         state = "enabled" if account.enabled else "disabled"
         out.append(f"  account: {account_label(account.account_id, account.logon_id)}, {state}")
+    if fate is not None:
+        out += _fate_lines(fate, account)
     return "\n".join(out) + "\n"
 
 
@@ -143,15 +225,27 @@ def person_json(
     decision: Decision | None,
     rows: tuple[RejectedRow, ...],
     account: Account | None,
+    fate: PersonFate | None = None,
+    *,
+    tz: tzinfo | None = None,
 ) -> dict[str, Any]:
     def reasons(rs: tuple[Reason, ...]) -> list[dict[str, Any]]:
-        return [
-            {**_reason(r), "rejected_rows": [row.cite() for row in bearing_on(r, rows)]} for r in rs
-        ]
+        out = []
+        for r in rs:
+            item = {**_reason(r), "rejected_rows": [row.cite() for row in bearing_on(r, rows)]}
+            if r.since is not None:
+                item["since"] = when(r.since, tz)
+            if r.deadline is not None:
+                item["deadline"] = when(r.deadline, tz)
+                if fate is not None:
+                    state, words = deadline_state(r.deadline, fate)
+                    item["deadline_state"] = {"state": state, "words": words}
+            out.append(item)
+        return out
 
-    return {
+    body: dict[str, Any] = {
         "person_id": person_id,
-        "as_of": decision.as_of.isoformat() if decision else None,
+        "as_of": when(decision.as_of, tz) if decision else None,
         "status": decision.status.value if decision else None,
         "entitled": decision.entitled if decision else False,
         "reasons": reasons(decision.reasons) if decision else [],
@@ -165,6 +259,24 @@ def person_json(
         }
         if account
         else None,
+    }
+    if fate is not None:
+        body["plan"] = {
+            "actions": [_action_json(a) for a in fate.actions],
+            "held": [
+                {**_action_json(h.action), "code": h.code, "message": h.message} for h in fate.held
+            ],
+        }
+    return body
+
+
+def _action_json(a: Action) -> dict[str, Any]:
+    return {
+        "op": a.op.value,
+        "account_id": a.account_id,
+        "logon_id": a.logon_id,
+        "reasons": [{"code": r.code, "clause": r.clause} for r in a.reasons],
+        "changes": [{"name": c.name, "old": list(c.old), "new": list(c.new)} for c in a.changes],
     }
 
 

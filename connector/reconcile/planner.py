@@ -60,6 +60,7 @@ from connector.reconcile.desired import desired_account, person_fields
 from connector.reconcile.diff import account_digest, creation_changes, diff_account
 from connector.reconcile.logon import propose_logon_id
 from connector.reconcile.serialize import held_digest
+from connector.timefmt import when
 
 ALL_FEEDS = frozenset(FeedName)
 UPDATE_DRIVERS = frozenset(
@@ -194,7 +195,7 @@ class PlanInputs:
 
 def _entitled_reason(decision: Decision) -> Reason:
     grant = decision.grant
-    started = f" from {grant.started_at.isoformat()} ({grant.source})" if grant else ""
+    started = f" from {when(grant.started_at, None)} ({grant.source})" if grant else ""
     rid = grant.request_id if grant else "?"
     return Reason(
         code="entitled",

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta, tzinfo
 
 from connector.model.decisions import Decision, Reason
 from connector.model.plan import Action, Breach, Op, Plan
+from connector.timefmt import when
 
 
 def _reason_line(r: Reason) -> str:
@@ -36,7 +37,7 @@ def account_label(account_id: str | None, logon_id: str | None) -> str:
 
 
 def _when(value: datetime, tz: tzinfo | None) -> str:
-    return (value.astimezone(tz) if tz is not None else value).isoformat()
+    return when(value, tz)
 
 
 def _action_lines(a: Action, indent: str = "  ", tz: tzinfo | None = None) -> list[str]:
@@ -196,11 +197,11 @@ def render_plan(plan: Plan, *, limit: int | None = None, tz: tzinfo | None = Non
     return "\n".join(out) + "\n"
 
 
-def render_decision(d: Decision) -> str:
-    out = [f"person {d.person_id}: {d.status.value.upper()} as of {d.as_of.isoformat()}"]
+def render_decision(d: Decision, tz: tzinfo | None = None) -> str:
+    out = [f"person {d.person_id}: {d.status.value.upper()} as of {when(d.as_of, tz)}"]
     if d.grant is not None:
         out.append(
-            f"  grant {d.grant.request_id} from {d.grant.started_at.isoformat()} ({d.grant.source})"
+            f"  grant {d.grant.request_id} from {when(d.grant.started_at, tz)} ({d.grant.source})"
         )
     if d.profile or d.offices:
         out.append(f"  profile {d.profile or '-'}; offices {', '.join(d.offices) or '-'}")
@@ -209,7 +210,7 @@ def render_decision(d: Decision) -> str:
         for r in d.reasons:
             out.append(f"    {_reason_line(r)}")
             if r.deadline is not None:
-                out.append(f"        deadline {r.deadline.isoformat()}")
+                out.append(f"        deadline {when(r.deadline, tz)}")
     else:
         out.append("  every condition of Policy 1021 holds")
     if d.flags:

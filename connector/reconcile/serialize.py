@@ -21,6 +21,7 @@ from connector.model.decisions import Reason
 from connector.model.feeds import FeedHealth, FeedName, FeedState, Rejection
 from connector.model.plan import Action, Breach, HeldAction, HeldDecision, Op, Plan, Reopened
 from connector.model.records import SourceRef
+from connector.timefmt import when
 
 FORMAT_VERSION = 1
 
@@ -30,7 +31,8 @@ class PlanFormatError(ValueError):
 
 
 def _dt(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
+    """ISO 8601 with its offset, to the second (``connector.timefmt``)."""
+    return when(value, None) if value is not None else None
 
 
 def _reason(r: Reason) -> dict[str, Any]:

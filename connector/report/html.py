@@ -23,6 +23,7 @@ from connector.model.plan import Action, Breach, Op
 from connector.reconcile.render import human_duration
 from connector.report.markup import Markup, el, join
 from connector.report.model import Report
+from connector.timefmt import when
 
 OPEN_GROUP_MAX = 50  # a group with at most this many rows starts open
 
@@ -122,7 +123,7 @@ class _Page:
     def when(self, value: datetime | None) -> str:
         if value is None:
             return "-"
-        return value.astimezone(self.r.tz).isoformat(timespec="minutes")
+        return when(value, self.r.tz)
 
     # --- pieces ---------------------------------------------------------------
 

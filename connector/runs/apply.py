@@ -43,6 +43,7 @@ from connector.runs.held import record_run as record_held
 from connector.runs.planning import Evaluation, confirm_plan, make_plan
 from connector.runs.recovery import recover_interrupted
 from connector.state import FeedHealthRow, StateStore, state_lock
+from connector.timefmt import when
 
 ENABLED_ACCOUNTS = "enabled_accounts"  # state meta: enabled accounts after the last full run
 
@@ -171,23 +172,24 @@ def _run_apply(
             if account.enabled and account.account_id.lower() in marked:
                 seen_enabled.append(account.account_id)
 
-        enabled_read: int | None = None  # enabled accounts in a fresh read (None: reviewed)
+        enabled_read: int | None = None  # enabled accounts in the fresh read
+        enabled = 0
+
+        def count(account: Account) -> None:
+            nonlocal enabled
+            enabled += account.enabled
+            watch(account)
+
         if plan is None and planner is not None:
             plan, ev, enabled_read = planner(store)
         elif plan is None:
-            enabled = 0
-
-            def count(account: Account) -> None:
-                nonlocal enabled
-                enabled += account.enabled
-                watch(account)
-
             plan, ev = make_plan(
                 rt, store, rt.clock(), override_guard=override_guard, observe=count
             )
             enabled_read = enabled
-        else:
-            ev = confirm_plan(rt, store, plan, observe=watch)
+        else:  # a reviewed plan (apply --plan, or the plan a person said yes to)
+            ev = confirm_plan(rt, store, plan, observe=count)  # one full read too
+            enabled_read = enabled
         store.forget_misync_disables(seen_enabled)
         result = carry_out(
             rt, store, audit, run_id, "apply", plan, ev, alerts, observer, should_stop
@@ -236,7 +238,7 @@ def carry_out(
         "plan",
         {
             "checksum": plan.checksum,
-            "as_of": plan.as_of.isoformat(),
+            "as_of": when(plan.as_of, rt.rules.tz),
             "summary": plan.summary,
             "target": plan.target,
             "feeds": {f.feed.value: f.digest for f in plan.feeds},
@@ -330,7 +332,8 @@ def carry_out(
             )
     if alerts is not None:
         _alert_guard_and_feeds(rt, plan, ev, alerts)
-    open_breaches(store, audit, plan, run_id, log, rt.clock(), alerts)
+    tz = rt.rules.tz  # instants in alerts and audit records: policy.timezone (timefmt)
+    open_breaches(store, audit, plan, run_id, log, rt.clock(), alerts, tz=tz)
     try:
         report = executor.apply(plan, run_id)
     except AuditWriteError as exc:
@@ -360,10 +363,10 @@ def carry_out(
                 },
             )
         )
-    close_breaches(store, audit, plan, report, run_id, log, rt.clock(), alerts, scope=scope)
+    close_breaches(store, audit, plan, report, run_id, log, rt.clock(), alerts, scope=scope, tz=tz)
     # what this run held, and the operators' decisions it settled (``misync held``)
     record_held(store, audit, plan, report.outcomes, run_id, rt.clock(), log, full=scope is None)
-    warn_unfixed(plan, report, log, alerts)
+    warn_unfixed(plan, report, log, alerts, tz=tz)
     if scope is None and not ev.feeds.unhealthy():
         store.record_feed_rows(run_id, {h.feed.value: h.rows for h in ev.feeds.health.values()})
     store.record_feed_health(
@@ -475,7 +478,7 @@ def _alert_guard_and_feeds(rt: Runtime, plan: Plan, ev: Evaluation, alerts: Aler
                 {
                     "person_id": r.person_id,
                     "wda": r.wda,
-                    "separated_at": r.separated_at.isoformat(),
+                    "separated_at": when(r.separated_at, rt.rules.tz),
                     "clause": r.clause,
                 },
             )

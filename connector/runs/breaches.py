@@ -3,7 +3,7 @@ touched, closed when fixed, each in the state store and the audit trail, each al
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, tzinfo
 from typing import Any
 
 from connector.alerts import Alert, AlertSink, Severity
@@ -11,6 +11,7 @@ from connector.apply import ApplyReport
 from connector.audit import AuditTrail
 from connector.model.plan import Breach, Op, Plan
 from connector.state import StateStore
+from connector.timefmt import when
 
 
 def open_breaches(
@@ -21,9 +22,12 @@ def open_breaches(
     log: Any,
     at: datetime,
     alerts: AlertSink | None = None,
+    *,
+    tz: tzinfo | None = None,
 ) -> None:
     """Record every timely-deactivation breach *before* the directory is touched, so a
-    crash in the middle of the run cannot lose the evidence that a deadline was missed."""
+    crash in the middle of the run cannot lose the evidence that a deadline was missed.
+    ``tz`` (policy.timezone): the zone deadlines are written in (connector.timefmt)."""
     open_now = store.open_breaches()
     # a warning about an account this very run is about to disable would be noise (a
     # timed disable carried out at its instant is "near its deadline" by definition):
@@ -32,9 +36,9 @@ def open_breaches(
     for b in plan.breaches:
         if b.severity == "warning":
             if b.account_id not in disabling:
-                _warn(b, log, alerts)
+                _warn(b, log, alerts, tz=tz)
             continue
-        codes, fields = _fields(b)
+        codes, fields = _fields(b, tz)
         if b.account_id not in open_now:
             store.open_breach(b.account_id, b.person_id or "", b.deadline, b.severity, codes, at)
             audit.append("breach", {**fields, "state": "open"}, run_id=run_id)
@@ -46,7 +50,7 @@ def open_breaches(
                     Severity.CRITICAL,
                     b.account_id,
                     f"{b.account_id} is still enabled past its deadline "
-                    f"{b.deadline.isoformat()} ({codes})",
+                    f"{when(b.deadline, tz)} ({codes})",
                     fields,
                 )
             )
@@ -63,6 +67,7 @@ def close_breaches(
     alerts: AlertSink | None = None,
     *,
     scope: frozenset[str] | None = None,
+    tz: tzinfo | None = None,
 ) -> None:
     """Close the breaches this run fixed, and those no longer enabled past a deadline.
 
@@ -83,7 +88,7 @@ def close_breaches(
         fields = {
             "account_id": account_id,
             "person_id": row.person_id,
-            "deadline": row.deadline.isoformat(),
+            "deadline": when(row.deadline, tz),
             "state": "closed",
             "resolution": resolution,
         }
@@ -93,7 +98,14 @@ def close_breaches(
             alerts.send(Alert("breach.closed", Severity.INFO, account_id, resolution, fields))
 
 
-def warn_unfixed(plan: Plan, report: ApplyReport, log: Any, alerts: AlertSink | None) -> None:
+def warn_unfixed(
+    plan: Plan,
+    report: ApplyReport,
+    log: Any,
+    alerts: AlertSink | None,
+    *,
+    tz: tzinfo | None = None,
+) -> None:
     """The warnings ``open_breaches`` left to after the run: a near deadline whose
     disable did not go through (failed, or not attempted because misync was stopping)."""
     done = {o.account_id for o in report.outcomes if o.status == "ok" and o.action.op is Op.DISABLE}
@@ -101,22 +113,24 @@ def warn_unfixed(plan: Plan, report: ApplyReport, log: Any, alerts: AlertSink | 
     for b in plan.breaches:
         if b.severity != "warning" or b.account_id not in planned or b.account_id in done:
             continue
-        _warn(b, log, alerts, "; the disable did not go through")
+        _warn(b, log, alerts, "; the disable did not go through", tz=tz)
 
 
-def _fields(b: Breach) -> tuple[str, dict[str, Any]]:
+def _fields(b: Breach, tz: tzinfo | None) -> tuple[str, dict[str, Any]]:
     codes = ",".join(r.code for r in b.reasons)
     return codes, {
         "account_id": b.account_id,
         "person_id": b.person_id,
-        "deadline": b.deadline.isoformat(),
+        "deadline": when(b.deadline, tz),
         "reasons": codes,
     }
 
 
-def _warn(b: Breach, log: Any, alerts: AlertSink | None, why: str = "") -> None:
+def _warn(
+    b: Breach, log: Any, alerts: AlertSink | None, why: str = "", *, tz: tzinfo | None = None
+) -> None:
     """A deadline is near (SPEC "Deadlines"): log and alert ``deadline.warning``."""
-    codes, fields = _fields(b)
+    codes, fields = _fields(b, tz)
     log.warning("deadline.warning", **fields)
     if alerts is not None:
         alerts.send(
@@ -124,7 +138,7 @@ def _warn(b: Breach, log: Any, alerts: AlertSink | None, why: str = "") -> None:
                 "deadline.warning",
                 Severity.WARNING,
                 b.account_id,
-                f"{b.account_id} must be disabled by {b.deadline.isoformat()} ({codes}){why}",
+                f"{b.account_id} must be disabled by {when(b.deadline, tz)} ({codes}){why}",
                 fields,
             )
         )

@@ -413,6 +413,17 @@ class StateStore:
             for r in rows
         ]
 
+    def full_run_finished(self) -> bool:
+        """Whether a full run (``apply``: the CLI's, the daemon's reconcile) has finished:
+        only such a run has recorded every breach it found (targeted runs see few
+        accounts)."""
+        return bool(
+            self._query(
+                "select 1 from runs where kind = 'apply' and finished_at is not null limit 1",
+                (),
+            )
+        )
+
     def unfinished_runs(self) -> list[RunRow]:
         return self.runs(limit=1000, unfinished=True)
 

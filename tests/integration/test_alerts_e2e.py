@@ -138,7 +138,18 @@ def test_status_after_an_apply(demo: dict[str, Any], capsys: pytest.CaptureFixtu
 
     cfg = write_config(demo["tmp"], demo["scope"], demo["feeds"], "")
     assert main(["-c", str(cfg), "status"]) == 0
-    assert "last run: none yet" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "last run: none yet" in text
+    # the plan shows three breaches: before the first run, status never says 0 (13.10)
+    assert main(["-c", str(cfg), "plan", "--format", "json"]) == 0
+    planned = json.loads(capsys.readouterr().out)["summary"]["breaches"]
+    assert planned == 3
+    assert "open breaches: 0" not in text
+    assert "open breaches: not recorded yet (no full run has finished)" in text
+    assert "`misync plan` shows" in text
+    assert main(["-c", str(cfg), "status", "--format", "json"]) == 0
+    before = json.loads(capsys.readouterr().out)
+    assert (before["recorded"], before["breaches"]) == (False, None)
     assert main(["-c", str(cfg), "apply"]) == 0
     capsys.readouterr()
     assert main(["-c", str(cfg), "status", "--format", "json"]) == 0
@@ -146,6 +157,7 @@ def test_status_after_an_apply(demo: dict[str, Any], capsys: pytest.CaptureFixtu
     assert s["last_run"]["status"] == "ok"
     assert s["last_run"]["summary"]["disable"] == 4
     assert s["last_success"]["run_id"] == s["last_run"]["run_id"]
+    assert s["recorded"] is True
     assert s["breaches"] == []  # all three were disabled by the run
     assert sorted((f["feed"], f["state"]) for f in s["feeds"]) == sorted(
         (name, "ok")
@@ -163,6 +175,7 @@ def test_status_after_an_apply(demo: dict[str, Any], capsys: pytest.CaptureFixtu
     assert main(["-c", str(cfg), "status"]) == 0
     text = capsys.readouterr().out
     assert f"last run: {s['last_run']['run_id']} (apply) ok" in text
+    assert "open breaches: 0\n" in text  # recorded now: a true 0
     assert "  workers: ok, 12 rows" in text
 
 

@@ -12,6 +12,7 @@ an explanation, and raise an alert, never report it done.
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -112,3 +113,13 @@ dir = "{tmp_path / "state"}"
     # the other actions of the run were carried out and read back as they should
     assert all(o.status == "ok" for o in result.report.outcomes if o is not enable)
     assert any(o.action.op.value == "create" for o in result.report.outcomes)
+    # `apply --format json` names the failure's code as the audit record does (issue 13.13)
+    from connector.progress import apply_result_json
+
+    rows = {r["person_id"]: r for r in json.loads(apply_result_json(result))["outcomes"]}
+    assert (rows["P1007"]["outcome"], rows["P1007"]["code"]) == ("failed", "not_effective")
+    assert rows["P1001"]["code"] is None
+    with rt.audit(read_only=True) as trail:
+        records = [json.loads(r.data) for r in trail.run_records(result.run_id)]
+    audited = [r for r in records if r.get("op") == "enable" and "outcome" in r]
+    assert [r.get("code") for r in audited] == ["not_effective"]

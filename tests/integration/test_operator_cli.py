@@ -370,3 +370,171 @@ def test_on_a_terminal_logs_are_console_lines_and_apply_shows_a_live_counter(
     assert not any(line.lstrip().startswith("{") for line in err.splitlines())
     assert "run.finished" in err and "[info" in err  # structlog's console renderer
     assert re.search(r"\r  applied 8/8 \(\d+\.\d/s, ETA 0 s\)", err), err[-500:]
+
+
+# --- issue 13.11: audit export for auditors --------------------------------------------
+
+
+def test_audit_export_filters_by_person_and_carries_objects(
+    demo: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    import csv
+    import io
+
+    assert run(demo, "apply", capsys=capsys)[0] == 0
+    code, out = run(demo, "audit", "export", capsys=capsys)
+    assert code == 0
+    rows = list(csv.DictReader(io.StringIO(out)))
+    p1004 = [r for r in rows if r["person_id"] == "P1004" and r["kind"] == "operation"]
+    assert [(r["op"], r["outcome"], r["account_id"]) for r in p1004] == [
+        ("disable", "ok", f"uid=dpatel,{demo['scope'].people_dn}")
+    ]
+    assert "separated" in p1004[0]["reason_codes"].split()
+    assert re.fullmatch(r"[0-9a-f]{12}", p1004[0]["run_id"])
+    breaches = {(r["person_id"], r["outcome"]) for r in rows if r["kind"] == "breach"}
+    assert breaches == {(p, s) for p in ("P1003", "P1004", "P1008") for s in ("open", "closed")}
+    code, out = run(demo, "audit", "export", "--format", "jsonl", capsys=capsys)
+    records = [json.loads(line) for line in out.splitlines()]
+    assert len(records) == len(rows)
+    assert all(isinstance(r["data"], dict) for r in records)
+    (op,) = [r for r in records if r["kind"] == "operation" and r["data"]["person_id"] == "P1004"]
+    assert op["data"]["outcome"] == "ok" and op["hash"] == p1004[0]["hash"]
+    assert run(demo, "audit", "verify", capsys=capsys)[0] == 0
+
+
+# --- issue 13.8: apply asks on a terminal ------------------------------------------------
+
+
+def _apply_process(
+    demo: dict[str, Any], tty: bool, *extra: str
+) -> tuple[subprocess.Popen[bytes], int | None]:
+    """``misync apply`` as a real process, its standard input a pseudo-terminal (``tty``)
+    or /dev/null; returns the process and the pty's master end (None without one)."""
+    import os
+
+    master: int | None = None
+    if tty:
+        master, slave = os.openpty()
+        stdin: int = slave
+    else:
+        stdin = subprocess.DEVNULL
+    proc = subprocess.Popen(
+        [str(MISYNC), "-c", str(demo["config"]), "apply", *extra],
+        stdin=stdin,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    if tty:
+        os.close(slave)
+    return proc, master
+
+
+def _finish(
+    proc: subprocess.Popen[bytes], master: int | None, answer: str | None
+) -> tuple[int, str, str]:
+    """Wait for the question (when an answer is given), type the answer, collect output."""
+    import os
+    import threading
+    import time
+
+    err: list[bytes] = []
+    assert proc.stderr is not None and proc.stdout is not None
+    stderr = proc.stderr
+    reader = threading.Thread(target=lambda: err.extend(iter(lambda: stderr.read1(4096), b"")))
+    reader.start()
+    if answer is not None:
+        assert master is not None
+        deadline = time.monotonic() + 120
+        while b"type yes" not in b"".join(err):
+            assert proc.poll() is None, b"".join(err).decode()
+            assert time.monotonic() < deadline, "apply never asked"
+            time.sleep(0.05)
+        os.write(master, answer.encode() + b"\n")
+    out = proc.stdout.read()  # to the end: the process exits (or the test times out)
+    code = proc.wait(timeout=120)
+    reader.join(timeout=30)
+    if master is not None:
+        os.close(master)
+    return code, out.decode(), b"".join(err).decode()
+
+
+@pytest.mark.parametrize(
+    ("tty", "extra", "answer", "code", "changed"),
+    [
+        pytest.param(True, [], "no", 11, False, id="terminal-no"),
+        pytest.param(True, [], "", 11, False, id="terminal-empty-answer"),
+        pytest.param(True, [], "yes", 0, True, id="terminal-yes"),
+        pytest.param(True, ["--yes"], None, 0, True, id="terminal-flag-yes"),
+        pytest.param(False, [], None, 0, True, id="not-a-terminal"),
+    ],
+)
+def test_apply_asks_on_a_terminal(
+    demo: dict[str, Any],
+    tty: bool,
+    extra: list[str],
+    answer: str | None,
+    code: int,
+    changed: bool,
+) -> None:
+    from tests.integration.test_end_to_end import entry
+
+    scope = demo["scope"]
+    proc, master = _apply_process(demo, tty, *extra)
+    got, out, err = _finish(proc, master, answer)
+    assert got == code, out + err
+    asked = re.search(r"carry out these (\d+) changes\? type yes: ", err)
+    assert (asked is not None) == (answer is not None), err
+    if asked:  # the plan was printed before the question, the count is the plan's
+        assert out.index("misync plan sha256:") == 0
+        assert int(asked.group(1)) == len(
+            re.findall(r"^  (CREATE|UPDATE|DISABLE|ENABLE) ", out, re.M)
+        )
+    assert (entry(scope, "aortiz") is not None) is changed  # P1001's create
+    locked = "pwdAccountLockedTime" in (entry(scope, "dpatel") or {})  # P1004's disable
+    assert locked is changed
+    if not changed:
+        assert "nothing was changed" in err
+        assert "applied run" not in out
+        return
+    assert re.search(r"applied run [0-9a-f]{12}: OK", out), out + err
+    if answer == "yes":  # the plan shown is printed once, not again after the answer
+        assert out.count("misync plan sha256:") == 1
+        # now nothing is left to do: nothing to ask, on a terminal too (it would hang)
+        proc, master = _apply_process(demo, True)
+        got, out, err = _finish(proc, master, None)
+        assert got == 0, out + err
+        assert "type yes" not in err and "applied run" in out
+
+
+def test_apply_carries_out_only_the_plan_it_showed(demo: dict[str, Any]) -> None:
+    """The question is open while the directory changes: "yes" approved the plan shown,
+    which no longer holds, so nothing is carried out (exit 5, as apply --plan)."""
+    import os
+    import time
+
+    import ldap3
+
+    from tests.integration.test_end_to_end import entry
+
+    scope = demo["scope"]
+    proc, master = _apply_process(demo, True, "--format", "json")
+    assert proc.stderr is not None and master is not None
+    seen = b""
+    deadline = time.monotonic() + 120
+    while b"type yes" not in seen:
+        assert time.monotonic() < deadline and proc.poll() is None, seen.decode()
+        seen += proc.stderr.read1(4096)
+    assert b"misync plan sha256:" in seen  # with --format json the plan goes to the terminal
+    ldap = scope.settings
+    with ldap3.Connection(
+        ldap3.Server(ldap.url), ldap.bind_dn, ldap.bind_password(), auto_bind=True
+    ) as conn:
+        conn.modify(
+            f"uid=ewalsh,{scope.people_dn}", {"employeeType": [(ldap3.MODIFY_REPLACE, ["x"])]}
+        )
+    os.write(master, b"yes\n")
+    out, err = proc.communicate(timeout=120)
+    os.close(master)
+    assert proc.returncode == 5, out.decode() + err.decode()
+    assert b"drifted" in err and b"ewalsh" in err
+    assert entry(scope, "aortiz") is None  # nothing of the plan was carried out

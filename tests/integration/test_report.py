@@ -145,7 +145,7 @@ def test_report_renders_in_chromium(
     assert any("training.csv:11" in t and "2025-13-01" in t for t in text)
     # the checksum and as_of are shown
     assert re.search(r'id="checksum">sha256:[0-9a-f]{64}<', dom_text)
-    assert "2026-11-25T09:00-08:00" in dom_text  # as_of, in policy.timezone
+    assert "2026-11-25T09:00:00-08:00" in dom_text  # as_of, in policy.timezone, to the second
     assert all(not r["hidden"] for r in dom.rows)
 
     # the filter box narrows every table (a link can carry the filter)

@@ -68,7 +68,7 @@ def test_deadlines_overdue_first_in_policy_time_zone() -> None:
     assert rows == [("breach", "P1"), ("breach", "P2"), ("warning", "P3")]
     assert "overdue by 2 d 3 h" in page and "due in 2 h 0 min" in page
     # 2026-11-23T14:00Z is 06:00 PST (-08:00) in the policy zone
-    assert "2026-11-23T06:00-08:00" in page
+    assert "2026-11-23T06:00:00-08:00" in page  # to the second (issue 13.12)
     assert "No changes" not in page
 
 

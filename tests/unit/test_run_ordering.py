@@ -138,7 +138,9 @@ def test_breaches_are_open_before_the_disable_that_fixes_them(
     directory.before_write = check
     run_apply(rt)
 
-    late = {a.account_id for a in directory.accounts.values() if a.correlation in {"P1003", "P1004"}}
+    late = {
+        a.account_id for a in directory.accounts.values() if a.correlation in {"P1003", "P1004"}
+    }
     assert late <= set(open_at_disable)
     for account_id in late:
         assert account_id in open_at_disable[account_id]
@@ -211,7 +213,9 @@ def test_a_stalled_directory_trips_the_breaker_and_the_rest_is_not_attempted(
         directory.add(_enabled(pid, n))
     directory.fail("*", *(TargetNotRespondingError("no answer") for _ in range(50)))
     cfg = _toml(tmp_path, "")
-    text = cfg.read_text().replace("commit_batch = 2", "commit_batch = 2\ncircuit_breaker_after = 2")
+    text = cfg.read_text().replace(
+        "commit_batch = 2", "commit_batch = 2\ncircuit_breaker_after = 2"
+    )
     cfg.write_text(text)
     rt = Runtime(load_settings(cfg), target_factory=directory.connect)
     rt.clock = lambda: AS_OF

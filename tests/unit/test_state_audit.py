@@ -206,9 +206,72 @@ def test_export_can_be_verified_without_misync(trail: AuditTrail, fmt: str) -> N
     rows = list(csv.DictReader(out)) if fmt == "csv" else [json.loads(line) for line in out]
     prev = "0" * 64
     for row in rows:
+        if fmt == "jsonl":  # an object; its canonical JSON is the text that was hashed
+            assert isinstance(row["data"], dict)
+            data = json.dumps(row["data"], sort_keys=True, separators=(",", ":"))
+        else:  # the last column, exactly as hashed
+            data = row["data"]
         body = "\n".join(
-            [str(row["seq"]), row["at"], row["kind"], row["run_id"], row["data"], row["prev"]]
+            [str(row["seq"]), row["at"], row["kind"], row["run_id"], data, row["prev"]]
         )
         assert row["prev"] == prev
         assert hashlib.sha256(body.encode()).hexdigest() == row["hash"]
         prev = row["hash"]
+
+
+@pytest.mark.parametrize(
+    ("kind", "data", "columns"),
+    [
+        (
+            "operation",
+            {
+                "op": "enable",
+                "person_id": "P1007",
+                "account_id": "uid=gkim",
+                "outcome": "failed",
+                "code": "not_effective",
+                "reasons": [{"code": "entitled", "clause": "3.a"}, {"code": "x", "clause": ""}],
+            },
+            ["enable", "P1007", "uid=gkim", "failed", "not_effective", "entitled x"],
+        ),
+        (
+            "decision",
+            {"person_id": "P1004", "status": "ended", "reasons": [{"code": "separated"}]},
+            ["", "P1004", "", "ended", "", "separated"],
+        ),
+        (
+            "breach",
+            {
+                "account_id": "uid=hruiz",
+                "person_id": "P1008",
+                "state": "open",
+                "reasons": "disabled_by_request,late_notice_disable",
+            },
+            ["", "P1008", "uid=hruiz", "open", "", "disabled_by_request late_notice_disable"],
+        ),
+        ("run", {"status": "incomplete", "summary": {"create": 1}}, ["", "", "", "incomplete"]),
+        ("plan", {"checksum": "sha256:00", "summary": {}}, ["", "", "", ""]),
+    ],
+)
+def test_export_csv_has_the_columns_auditors_filter_on(
+    tmp_path: Path, kind: str, data: dict[str, object], columns: list[str]
+) -> None:
+    t = AuditTrail(tmp_path / "audit.sqlite3")
+    t.append(kind, data, run_id="r9", at=T0)
+    out = io.StringIO()
+    t.export(out, "csv")
+    out.seek(0)
+    (row,) = list(csv.DictReader(out))
+    expected = dict(
+        zip(
+            ("op", "person_id", "account_id", "outcome", "code", "reason_codes"),
+            columns + [""] * (6 - len(columns)),
+            strict=True,
+        )
+    )
+    assert {k: row[k] for k in expected} == expected
+    assert (row["kind"], row["run_id"], row["seq"]) == (kind, "r9", "1")
+    header = out.getvalue().splitlines()[0].split(",")
+    assert header[-1] == "data" and header[-3:-1] == ["prev", "hash"]
+    assert json.loads(row["data"]) == data
+    assert AuditTrail(t.path).verify().ok  # export only reads

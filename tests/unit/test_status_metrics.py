@@ -65,7 +65,9 @@ def test_status_json_and_text(state: Any) -> None:
     json.dumps(s)  # serializable as is
     assert s["last_run"]["run_id"] == "r2" and s["last_run"]["status"] == "incomplete"
     assert s["last_success"]["run_id"] == "r1"
-    assert s["schedule"] == [{"job": "reconcile", "next_at": "2026-11-25T17:30:00+00:00"}]
+    # policy.timezone (the default, America/Los_Angeles), to the second (issue 13.12)
+    assert s["schedule"] == [{"job": "reconcile", "next_at": "2026-11-25T09:30:00-08:00"}]
+    assert s["recorded"] is True
     assert [(b["account_id"], b["overdue_hours"]) for b in s["breaches"]] == [("uid=c", 5.0)]
     assert [q["key"] for q in s["quarantined"]] == ["uid=b"]
     assert [h["key"] for h in s["held"]] == ["feed_unhealthy:uid=d"]
@@ -75,8 +77,8 @@ def test_status_json_and_text(state: Any) -> None:
     ]
     text = render_status(s)
     assert "last run: r2 (apply) incomplete" in text
-    assert "  reconcile: 2026-11-25T17:30:00+00:00" in text
-    assert "  uid=c (P3): deadline 2026-11-25T12:00:00+00:00, 5.0 h overdue (separated)" in text
+    assert "  reconcile: 2026-11-25T09:30:00-08:00" in text
+    assert "  uid=c (P3): deadline 2026-11-25T04:00:00-08:00, 5.0 h overdue (separated)" in text
     assert "  ndas: stale, 4 rows age 40.0 h (older than 36 h)" in text
     assert "quarantined: 1" in text
 
@@ -118,3 +120,34 @@ def test_no_listen_no_server(tmp_path: Path) -> None:
         {"target": {"ldap": {"base_dn": "ou=x"}}, "state": {"dir": str(tmp_path)}}
     )
     assert start_metrics_server(settings) is None
+
+
+@pytest.mark.parametrize(
+    ("runs", "recorded"),
+    [
+        ([], False),  # nothing has run
+        ([("fastpath", True)], False),  # a targeted run sees a few accounts only
+        ([("apply", False)], False),  # the first full run is still going
+        ([("timed", True), ("apply", True)], True),
+    ],
+)
+def test_status_says_when_breaches_are_not_recorded_yet(
+    tmp_path: Path, runs: list[tuple[str, bool]], recorded: bool
+) -> None:
+    settings = Settings.model_validate(
+        {"target": {"ldap": {"base_dn": "ou=people,dc=x"}}, "state": {"dir": str(tmp_path)}}
+    )
+    with StateStore(settings.state.db) as store:
+        for n, (kind, finished) in enumerate(runs):
+            store.start_run(f"r{n}", kind, NOW, None)
+            if finished:
+                store.finish_run(f"r{n}", "ok", {})
+        s = collect_status(settings, store, NOW)
+    assert s["recorded"] is recorded
+    text = render_status(s)
+    if recorded:
+        assert s["breaches"] == [] and "open breaches: 0\n" in text
+    else:
+        assert s["breaches"] is None
+        assert "open breaches: 0" not in text
+        assert "open breaches: not recorded yet" in text and "`misync plan`" in text
