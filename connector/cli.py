@@ -812,9 +812,8 @@ def _config_check(
             finally:
                 target.close()
         except TargetError as exc:
-            problems.append(
-                f"target: cannot connect: {exc}" + (f" ({exc.detail})" if exc.detail else "")
-            )
+            # the adapter names what failed: the URL, or the URL, bind DN and password file
+            problems.append(f"target: {exc}" + (f" ({exc.detail})" if exc.detail else ""))
         else:
             out.write(f"  directory connection OK: {target.description}\n")
     for w in warnings:

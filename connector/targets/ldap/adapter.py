@@ -167,7 +167,6 @@ class LdapTarget:
             conn.open()
             if s.start_tls:
                 conn.start_tls()
-            conn.bind()
         except lx.LDAPException as exc:
             # (ssl.SSLCertVerificationError is also a ValueError: catch ldap3's first.)
             tls_reason = _tls_reason(exc) if tls is not None else None
@@ -177,7 +176,24 @@ class LdapTarget:
                     f"{how} with {s.url} failed: {tls_reason}", detail=_detail(exc)
                 ) from exc
             raise TargetUnavailableError(
-                f"cannot connect and bind to {s.url}", detail=_detail(exc)
+                f"cannot connect to {s.url}", detail=_detail(exc)
+            ) from exc
+        try:
+            conn.bind()
+        except lx.LDAPException as exc:
+            with contextlib.suppress(lx.LDAPException):
+                conn.unbind()
+            if s.bind_dn:  # name all three: the one that is wrong is among them
+                source = (
+                    f"the password in {s.password_file}"
+                    if s.password_file is not None
+                    else "the password from MISYNC_TARGET__LDAP__PASSWORD"
+                )
+                who = f"as {s.bind_dn} with {source}"
+            else:
+                who = f"with the client certificate {s.client_cert_file} (SASL EXTERNAL)"
+            raise TargetUnavailableError(
+                f"cannot bind to {s.url} {who}", detail=_detail(exc)
             ) from exc
         return conn
 
