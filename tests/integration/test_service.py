@@ -164,9 +164,7 @@ def _turn_on_email(cfg: Path) -> None:
         pytest.param(_turn_on_email, id="alert-email-turned-on"),
     ],
 )
-def test_installed_unit_starts_after_the_installers_next_steps(
-    tmp_path: Path, change: Any
-) -> None:
+def test_installed_unit_starts_after_the_installers_next_steps(tmp_path: Path, change: Any) -> None:
     """Issue 13 item 1: an administrator who fills in exactly the secret files the
     installer's "next:" lines name gets a unit whose ExecStartPre passes. The staged
     configuration is run as the unit runs it: each /run/credentials/misync.service/NAME

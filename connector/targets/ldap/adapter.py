@@ -175,9 +175,7 @@ class LdapTarget:
                 raise TargetUnavailableError(
                     f"{how} with {s.url} failed: {tls_reason}", detail=_detail(exc)
                 ) from exc
-            raise TargetUnavailableError(
-                f"cannot connect to {s.url}", detail=_detail(exc)
-            ) from exc
+            raise TargetUnavailableError(f"cannot connect to {s.url}", detail=_detail(exc)) from exc
         try:
             conn.bind()
         except lx.LDAPException as exc:
