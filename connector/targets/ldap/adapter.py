@@ -61,6 +61,23 @@ PAGED_OID = "1.2.840.113556.1.4.319"
 # LDAP result codes that may succeed later (RFC 4511 4.1.9).
 TEMPORARY_CODES = frozenset({3, 11, 51, 52})  # timeLimit, adminLimit, busy, unavailable
 NO_SUCH_ATTRIBUTE, ALREADY_EXISTS_VALUE, NO_SUCH_OBJECT = 16, 20, 32
+# A read stopped by the server's limits on the bind DN: which limit, and what lifts it
+# (deploy/ldap-acl/: 389ds-misync.ldif and openldap-misync.conf set them).
+LIMIT_HINTS = {
+    4: (
+        "The size limit of {who} is below the managed scope's size: lift it for that "
+        "account (389 DS: nsSizeLimit: -1 and nsPagedSizeLimit: -1 on its entry; "
+        "OpenLDAP: limits dn.exact=... size=unlimited size.pr=unlimited)"
+    ),
+    11: (
+        "An administrative limit of {who} was reached: on 389 DS its lookthrough limit "
+        "(nsslapd-lookthroughlimit, 5000 entries by default); set nsLookThroughLimit: -1 "
+        "and nsPagedLookThroughLimit: -1 (and nsSizeLimit: -1, nsPagedSizeLimit: -1) on "
+        "its entry, as deploy/ldap-acl/389ds-misync.ldif does; on OpenLDAP, "
+        "limits dn.exact=... size.unchecked=unlimited"
+    ),
+}
+LIMIT_CODES = frozenset(LIMIT_HINTS)
 # Above this many changed accounts, one read of every group beats a search per account.
 GROUPS_PER_ACCOUNT_MAX = 50
 
@@ -238,14 +255,17 @@ class LdapTarget:
                 ) from exc
             except lx.LDAPException as exc:
                 self.close()
+                if isinstance(exc, lx.LDAPOperationResult) and exc.result in LIMIT_CODES:
+                    raise TargetUnavailableError(
+                        self._limit_message(base, exc.result, exc.description),
+                        detail=_detail(exc),
+                    ) from exc
                 raise TargetUnavailableError(f"reading {base} failed", detail=_detail(exc)) from exc
             code = result.get("result", 0)
             if code != 0:  # ldap3 does not raise for sizeLimitExceeded / timeLimitExceeded
                 self.close()
                 raise TargetUnavailableError(
-                    f"reading {base} stopped before the end: the server answered "
-                    f"{result.get('description', code)} (result {code}); a partial read "
-                    "is never planned from",
+                    self._limit_message(base, code, str(result.get("description", code))),
                     detail=str(result.get("message") or ""),
                 )
             for item in response or ():
@@ -254,6 +274,18 @@ class LdapTarget:
             cookie = result.get("controls", {}).get(PAGED_OID, {}).get("value", {}).get("cookie")
             if not cookie:
                 return
+
+    def _limit_message(self, base: str, code: int, description: str) -> str:
+        """Why a read stopped, and for the server's limits on the bind DN, what to set."""
+        head = (
+            f"reading {base} stopped before the end: the server answered {description} "
+            f"(result {code}); a partial read is never planned from"
+        )
+        hint = LIMIT_HINTS.get(code)
+        if hint is None:
+            return head
+        who = self._s.bind_dn or "the account misync binds as"
+        return f"{head}. {hint.format(who=who)}"
 
     def _scope(self) -> Any:
         return ldap3.LEVEL if self._s.scope == "one" else ldap3.SUBTREE
