@@ -803,12 +803,15 @@ def _config_check(
 
     problems += config_problems(s)  # alert and notification secrets, templates, metrics
     if connect and not problems:
-        from connector.targets.base import TargetError
+        from connector.targets.base import IncrementalTarget, TargetError, no_mark_warning
 
         try:
             target = rt.target()
             try:
                 target.find("misync-config-check")  # binds, then one search in the scope
+                # the daemon's incremental cycles need a mark (LDAP: modifyTimestamp)
+                if isinstance(target, IncrementalTarget) and target.high_water_mark() is None:
+                    warnings.append(no_mark_warning(target.description))
             finally:
                 target.close()
         except TargetError as exc:
