@@ -23,7 +23,9 @@
   (``groupOfNames`` requires one).
 - Group membership is idempotent under concurrency: when two workers both find a group
   missing and both create it, the loser's ``entryAlreadyExists`` (68) means "it exists
-  now", and the member is added to it.
+  now", and the member is added to it. 389 DS answers a modify of a group that does not
+  exist with insufficientAccessRights (50) rather than noSuchObject (32) when the bind
+  DN has no rights on it: a base search then tells a missing group from a refusal.
 - The snapshot is a paged search (RFC 2696) streamed page by page; an error on any
   page raises ``TargetUnavailableError``, so a partial read never looks complete.
 """
@@ -481,7 +483,10 @@ class LdapTarget:
         def add(c: ldap3.Connection) -> None:
             try:
                 c.modify(gdn, {attr: [(ldap3.MODIFY_ADD, [dn])]})
-            except lx.LDAPNoSuchObjectResult:
+            except (lx.LDAPNoSuchObjectResult, lx.LDAPInsufficientAccessRightsResult) as exc:
+                # 389 DS answers 50, not 32, for a group that does not exist (_exists)
+                if isinstance(exc, lx.LDAPInsufficientAccessRightsResult) and _exists(c, gdn):
+                    raise
                 try:
                     c.add(
                         gdn,
@@ -517,10 +522,27 @@ class LdapTarget:
                 c.modify(gdn, {attr: [(ldap3.MODIFY_DELETE, [dn])]})
             except (lx.LDAPNoSuchObjectResult, lx.LDAPNoSuchAttributeResult):
                 return
+            except lx.LDAPInsufficientAccessRightsResult:
+                if _exists(c, gdn):
+                    raise
+                return  # 389 DS: no such group (see _exists)
             except lx.LDAPObjectClassViolationResult:  # the last member: keep a placeholder
                 c.modify(gdn, {attr: [(ldap3.MODIFY_REPLACE, [gdn])]})
 
         self._write(f"remove from group {group}", dn, remove)
+
+
+def _exists(conn: ldap3.Connection, dn: str) -> bool:
+    """Whether ``dn`` exists for this bind DN. 389 DS answers a modify of an entry that
+    does not exist with insufficientAccessRights (50), not noSuchObject (32), to a bind
+    DN with no rights on it, and a base search of it with no entry (success): ask."""
+    try:
+        _ok, _result, response, _req = conn.search(
+            dn, "(objectClass=*)", search_scope=ldap3.BASE, attributes=["1.1"]
+        )
+    except lx.LDAPNoSuchObjectResult:
+        return False
+    return any(r.get("type") == "searchResEntry" for r in response or ())
 
 
 def _lean_entries(conn: ldap3.Connection) -> ldap3.Connection:
