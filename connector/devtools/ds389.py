@@ -252,6 +252,11 @@ create_suffix_entry = True
         )
         return dn
 
+    def dsidm(self, *args: str) -> str:
+        """``dsidm`` on this instance (over its LDAPI socket, as root), e.g.
+        ``dsidm("role", "lock", ROLE_DN)``."""
+        return self._run("dsidm", self.name, "-b", self.suffix, *args)
+
     def log_tail(self) -> str:
         errors = self.prefix / "var" / "log" / "dirsrv" / f"slapd-{self.name}" / "errors"
         try:
