@@ -956,18 +956,20 @@ def _config_check(
 
     problems += config_problems(s)  # alert and notification secrets, templates, metrics
     if connect and not problems:
-        from connector.targets.base import TargetError
+        from connector.targets.base import IncrementalTarget, TargetError, no_mark_warning
 
         try:
             target = rt.target()
             try:
                 target.find("misync-config-check")  # binds, then one search in the scope
+                # the daemon's incremental cycles need a mark (LDAP: modifyTimestamp)
+                if isinstance(target, IncrementalTarget) and target.high_water_mark() is None:
+                    warnings.append(no_mark_warning(target.description))
             finally:
                 target.close()
         except TargetError as exc:
-            problems.append(
-                f"target: cannot connect: {exc}" + (f" ({exc.detail})" if exc.detail else "")
-            )
+            # the adapter names what failed: the URL, or the URL, bind DN and password file
+            problems.append(f"target: {exc}" + (f" ({exc.detail})" if exc.detail else ""))
         else:
             out.write(f"  directory connection OK: {target.description}\n")
     for w in warnings:

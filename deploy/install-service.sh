@@ -19,6 +19,11 @@
 # DESTDIR=/some/dir stages everything under that folder instead (used by the tests);
 # MISYNC_SKIP_VENV=1 skips the virtualenv, MISYNC_SKIP_SYSTEMD=1 skips systemd-sysusers
 # and systemctl (a container or chroot without systemd as PID 1).
+#
+# It ends with the next steps, derived from the installed configuration: every secret
+# file it names (through /run/credentials/misync.service/NAME and the unit's
+# LoadCredential=NAME:...), which of them are still empty, and the config check command.
+# Run it again after turning on a section with a secret (e.g. [alerts.email]).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 D="${DESTDIR:-}"
@@ -75,5 +80,59 @@ if [ -z "$D" ] && [ "${MISYNC_SKIP_SYSTEMD:-}" != "1" ]; then
     systemctl daemon-reload
   fi
 fi
-echo "install-service: installed into ${D:-/}; next: edit /etc/misync/misync.toml, fill in"
-echo "  /etc/misync/credentials/ldap-password, then: systemctl enable --now misync"
+# next steps: every secret file the installed configuration names (derived from the
+# configuration and the unit's LoadCredential= lines, not a fixed list: an [alerts.email]
+# or [alerts.webhook] turned on there needs its own), and which are still empty
+python3 - "$D" <<'PY'
+import re, sys, tomllib
+from pathlib import Path
+
+d = sys.argv[1]
+cfg_path = Path(d + "/etc/misync/misync.toml")
+unit = Path(d + "/etc/systemd/system/misync.service").read_text(encoding="utf-8")
+creds = dict(re.findall(r"^LoadCredential=([\w.-]+):(\S+)$", unit, re.M))
+prefix = "/run/credentials/misync.service/"
+try:
+    cfg = tomllib.loads(cfg_path.read_text(encoding="utf-8"))
+except (OSError, tomllib.TOMLDecodeError) as exc:
+    print(f"install-service: cannot read /etc/misync/misync.toml ({exc}); fix it, then run"
+          " misync config check", file=sys.stderr)
+    cfg = {}
+found: list[tuple[str, str]] = []  # (key, credential name)
+
+def walk(node: object, where: str) -> None:
+    if isinstance(node, dict):
+        if node.get("enabled") is False:  # e.g. [notifications] enabled = false
+            return
+        for k, v in node.items():
+            walk(v, f"{where}.{k}" if where else k)
+    elif isinstance(node, str) and node.startswith(prefix):
+        found.append((where, node[len(prefix):]))
+
+walk(cfg, "")
+todo, ready, env = [], [], []
+for key, name in found:
+    source = creds.get(name)
+    if source is None:
+        print(f"install-service: {key} = {prefix}{name}, but the unit has no "
+              f"LoadCredential={name}:...; add one (systemctl edit misync)", file=sys.stderr)
+        continue
+    f = Path(d + source)
+    filled = f.is_file() and f.read_text(errors="replace").strip()
+    (ready if filled else todo).append(f"       {source}  ({key})")
+    env.append(f"MISYNC_{key.upper().replace('.', '__')}={source}")
+print(f"install-service: installed into {d or '/'}; next:")
+print("  1. edit /etc/misync/misync.toml (directory URL, bind DN, scope, [daemon], alerts)")
+if todo:
+    print("  2. put each secret the configuration names in its file (one line):")
+    print("\n".join(todo))
+if ready:
+    print("     already filled in (kept):")
+    print("\n".join(ready))
+print("  3. check it as the unit will, plus a bind to the directory (as root):")
+print("       " + " ".join([*env, "/opt/misync/bin/misync -c /etc/misync/misync.toml",
+                            "config check --connect"]))
+print("  4. systemctl enable --now misync")
+print("  (a secret you turn on later, e.g. [alerts.email] with a login, needs its file too:")
+print("   run this installer again to list them)")
+PY

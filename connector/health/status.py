@@ -114,6 +114,8 @@ def collect_status(settings: Settings, store: StateStore, now: datetime) -> dict
             }
             for a in alerts
         ],
+        # what the last daemon cycle found that costs or hides something (issue 13.15)
+        "warnings": [w for w in [store.snapshot_meta().get("no_mark", "")] if w],
     }
 
 
@@ -168,4 +170,6 @@ def render_status(s: dict[str, Any]) -> str:
     out.append(f"open alerts: {len(s['alerts'])}")
     for a in s["alerts"]:
         out.append(f"  [{a['severity']}] {a['kind']} {a['key']}: {a['summary']}")
+    for w in s.get("warnings", ()):
+        out.append(f"warning: {w}")
     return "\n".join(out) + "\n"

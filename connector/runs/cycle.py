@@ -26,7 +26,10 @@ minus a clock margin) and folds it into the snapshot. A full scan runs instead w
   scope leave no trace an incremental read could see, so they wait for the next full
   scan (at most ``full_every``);
 - the target has no incremental capability (SCIM: every cycle is a full scan), or the
-  LDAP server keeps no ``modifyTimestamp`` on the base entry;
+  LDAP server keeps no ``modifyTimestamp`` on the base entry, or does not show it to the
+  bind DN (389 DS grants it only explicitly): then the cycle logs
+  ``cycle.no_incremental_mark`` (warning) once, not every cycle, and again only after a
+  mark was seen in between; the snapshot's meta keeps it for ``misync status``;
 - anything looks odd: a changed account carries the correlation of another account in
   the snapshot (a rename or a duplicate), a new account correlates to nobody (it may be
   a renamed orphan), or the target gives no mark.
@@ -62,7 +65,7 @@ from connector.reconcile import build_plan, seal
 from connector.reconcile.planner import PlanCache
 from connector.runs.planning import Evaluation, collector_paused, evaluate, plan_inputs
 from connector.state import StateStore
-from connector.targets.base import IncrementalTarget, Target
+from connector.targets.base import IncrementalTarget, Target, no_mark_warning
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,7 @@ class Reconciler:
         self._feeds_fp = ""
         self._ev_until: datetime | None = None
         self._cache = PlanCache()  # desired accounts and diffs of what did not change
+        self._no_mark = ""  # why incremental reads are off (warned once), "" when they work
 
     @property
     def enabled_accounts(self) -> int | None:
@@ -215,6 +219,8 @@ class Reconciler:
 
     def _full(self, store: StateStore, target: Target, now: datetime) -> int:
         mark = target.high_water_mark() if isinstance(target, IncrementalTarget) else None
+        if isinstance(target, IncrementalTarget):
+            self._note_mark(target, mark)
         old = self._accounts or {}
         fresh: dict[str, Account] = {}
         for a in target.snapshot():
@@ -227,6 +233,17 @@ class Reconciler:
         self._save(store, target, mark, now, upserts, deletes, replace=self._accounts is None)
         self._accounts, self._mark, self._full_at = fresh, mark, now
         return len(fresh)
+
+    def _note_mark(self, target: IncrementalTarget, mark: str | None) -> None:
+        """Warn once when the target gives no mark (every cycle is then a full read)."""
+        if mark is None and not self._no_mark:
+            self._no_mark = no_mark_warning(target.description)
+            self._log.warning(
+                "cycle.no_incremental_mark", target=target.description, message=self._no_mark
+            )
+        elif mark is not None and self._no_mark:
+            self._no_mark = ""
+            self._log.info("cycle.incremental_mark_readable", target=target.description)
 
     def _incremental(self, store: StateStore, target: IncrementalTarget) -> tuple[int, str]:
         assert self._accounts is not None
@@ -278,6 +295,8 @@ class Reconciler:
         meta = {"fingerprint": self._fingerprint(target)}
         if mark is not None and full_at is not None:
             meta |= {"mark": mark, "full_at": full_at.isoformat()}
+        elif self._no_mark:
+            meta["no_mark"] = self._no_mark  # for misync status
         store.save_snapshot(
             meta,
             {k: account_to_json(a) for k, a in upserts.items()},

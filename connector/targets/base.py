@@ -126,6 +126,17 @@ class TargetChanges:
     groups_of: Callable[[str], frozenset[str]] | None = None
 
 
+def no_mark_warning(description: str) -> str:
+    """What an ``IncrementalTarget`` that gives no mark costs, and how to fix it (config
+    check --connect, misync status and the daemon's log say the same)."""
+    return (
+        f"incremental reads are off: {description} gives no change mark (LDAP: the bind "
+        "DN cannot read modifyTimestamp on the base entry), so every daemon cycle reads the "
+        "whole directory; grant the bind DN read and search on modifyTimestamp in the "
+        "managed scope and the groups (389 DS: deploy/ldap-acl/389ds-misync.ldif)"
+    )
+
+
 @runtime_checkable
 class IncrementalTarget(Target, Protocol):
     """A target that can say what changed since a mark (LDAP; SCIM has no such read)."""

@@ -235,15 +235,34 @@ def test_server_stopping_mid_snapshot_is_never_a_complete_read(tmp_path: Path) -
 
 
 @pytest.mark.parametrize(
-    "limit",
+    ("limit", "flt", "says"),
     [
-        pytest.param("size=5", id="size-limit"),
-        pytest.param("size.soft=5 size.hard=5 size.prtotal=5", id="paged-total-limit"),
+        pytest.param("size=5", "(objectClass=inetOrgPerson)", "nsSizeLimit: -1", id="size-limit"),
+        pytest.param(
+            "size.soft=5 size.hard=5 size.prtotal=5",
+            "(objectClass=inetOrgPerson)",
+            "stopped before the end",
+            id="paged-total-limit",
+        ),
+        # slapd's counterpart of 389 DS's lookthrough limit: an unindexed search that
+        # would examine more than N entries ends in adminLimitExceeded (11)
+        pytest.param(
+            "size.unchecked=5",
+            "(cn=u)",
+            "adminLimitExceeded (result 11); a partial read is never planned from. An "
+            "administrative limit of cn=reader,dc=x was reached: on 389 DS its lookthrough "
+            "limit (nsslapd-lookthroughlimit, 5000 entries by default); set "
+            "nsLookThroughLimit: -1",
+            id="admin-limit",
+        ),
     ],
 )
-def test_a_server_limit_is_a_partial_read_never_a_complete_one(tmp_path: Path, limit: str) -> None:
+def test_a_server_limit_is_a_partial_read_never_a_complete_one(
+    tmp_path: Path, limit: str, flt: str, says: str
+) -> None:
     """ldap3 does not raise on sizeLimitExceeded: the adapter must, or a bind account with
-    a server-side limit would make 5 of 40 accounts look like the whole directory."""
+    a server-side limit would make 5 of 40 accounts look like the whole directory. The
+    error names the limit and what lifts it for the bind DN (issue 13 item 16)."""
     reader = "cn=reader,dc=x"
     with LocalSlapd(
         tmp_path / "s", suffix="dc=x", extra_config=f'limits dn.exact="{reader}" {limit}'
@@ -262,13 +281,19 @@ def test_a_server_limit_is_a_partial_read_never_a_complete_one(tmp_path: Path, l
 
         t = LdapTarget(
             LdapSettings(
-                url=s.url, bind_dn=reader, password_file=pw, base_dn="ou=p,dc=x", page_size=3
+                url=s.url,
+                bind_dn=reader,
+                password_file=pw,
+                base_dn="ou=p,dc=x",
+                page_size=3,
+                filter=flt,
             ),
             MAPPING,
         )
-        with pytest.raises(TargetUnavailableError, match="stopped before the end"):
+        with pytest.raises(TargetUnavailableError, match="stopped before the end") as caught:
             list(t.snapshot())
         t.close()
+        assert says in str(caught.value)
 
 
 @pytest.mark.parametrize(

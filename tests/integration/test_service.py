@@ -136,6 +136,77 @@ def test_install_service_puts_everything_where_the_unit_and_config_expect(tmp_pa
     assert (dest / "etc/misync/credentials/ldap-password").read_text() == "s3cret\n"
 
 
+def _stage(dest: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", str(ROOT / "deploy" / "install-service.sh")],
+        env={**os.environ, "DESTDIR": str(dest), "MISYNC_SKIP_VENV": "1"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def _turn_on_email(cfg: Path) -> None:
+    """What an administrator does to the shipped example to get alert emails."""
+    lines = cfg.read_text(encoding="utf-8").splitlines()
+    start = lines.index("# [alerts.email]")
+    for i in range(start, len(lines)):
+        if not lines[i].startswith("# "):
+            break
+        lines[i] = lines[i][2:]
+    cfg.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param(None, id="as-installed"),
+        pytest.param(_turn_on_email, id="alert-email-turned-on"),
+    ],
+)
+def test_installed_unit_starts_after_the_installers_next_steps(tmp_path: Path, change: Any) -> None:
+    """Issue 13 item 1: an administrator who fills in exactly the secret files the
+    installer's "next:" lines name gets a unit whose ExecStartPre passes. The staged
+    configuration is run as the unit runs it: each /run/credentials/misync.service/NAME
+    is the file the unit's LoadCredential=NAME:SOURCE names, every other path is under
+    the staging folder."""
+    dest = tmp_path / "root"
+    first = _stage(dest)
+    assert first.returncode == 0, first.stdout + first.stderr
+    cfg = dest / "etc/misync/misync.toml"
+    out = first.stdout
+    if change is not None:  # the administrator edits the configuration, runs it again
+        change(cfg)
+        again = _stage(dest)
+        assert again.returncode == 0, again.stdout + again.stderr
+        out = again.stdout
+    # fill in what the next steps ask for, and nothing else
+    to_fill = out.split("already filled in")[0]
+    named = sorted(set(re.findall(r"(/etc/misync/credentials/[\w.-]+)", to_fill)))
+    assert named, out
+    for source in named:
+        (dest / source.lstrip("/")).write_text("s3cret\n", encoding="utf-8")
+    # the configuration as the unit sees it
+    unit = (dest / "etc/systemd/system/misync.service").read_text(encoding="utf-8")
+    creds = dict(re.findall(r"^LoadCredential=([\w.-]+):(\S+)$", unit, re.M))
+    text = cfg.read_text(encoding="utf-8")
+    for path in sorted(set(re.findall(r'"(/[^"]+)"', text)), key=len, reverse=True):
+        if path.startswith("/etc/ssl/"):
+            continue  # the system CA bundle
+        name = path.removeprefix("/run/credentials/misync.service/")
+        where = creds[name] if name != path else path
+        text = text.replace(f'"{path}"', f'"{dest / where.lstrip("/")}"')
+    staged = tmp_path / "as-the-unit-sees-it.toml"
+    staged.write_text(text, encoding="utf-8")
+    pre = re.search(r"^ExecStartPre=/opt/misync/bin/misync (.+)$", unit, re.M)
+    assert pre, "the unit has no ExecStartPre=/opt/misync/bin/misync ..."
+    r = _check(staged, *pre.group(1).split()[2:])  # "config check --allow-missing-feeds"
+    assert pre.group(1).split()[:2] == ["config", "check"]
+    assert r.returncode == 0, out + "\n" + r.stdout + r.stderr
+    if change is not None:
+        assert "smtp-password" in to_fill  # derived from the configuration
+
+
 def _check(cfg: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MISYNC_")}
     return subprocess.run(
@@ -208,3 +279,14 @@ def test_config_check_connect_only_when_asked(tmp_path: Path, ldap_scope: Any) -
     assert _check(bad).returncode == 0  # no connection attempted without --connect
     refused = _check(bad, "--connect")
     assert refused.returncode == 2 and "target: cannot connect" in refused.stdout
+    # a wrong password: the message names the URL, the bind DN and the password file
+    wrong_pw = tmp_path / "wrong-password"
+    wrong_pw.write_text("not-the-password\n")
+    wrong_pw.chmod(0o600)
+    wrong = tmp_path / "wrong.toml"
+    wrong.write_text(good.read_text().replace(str(s.password_file), str(wrong_pw)))
+    denied = _check(wrong, "--connect")
+    assert denied.returncode == 2, denied.stdout
+    line = next(x for x in denied.stdout.splitlines() if "target:" in x)
+    for part in (s.url, s.bind_dn, str(wrong_pw), "invalidCredentials"):
+        assert part in line, (part, line)

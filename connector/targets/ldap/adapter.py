@@ -23,7 +23,9 @@
   (``groupOfNames`` requires one).
 - Group membership is idempotent under concurrency: when two workers both find a group
   missing and both create it, the loser's ``entryAlreadyExists`` (68) means "it exists
-  now", and the member is added to it.
+  now", and the member is added to it. 389 DS answers a modify of a group that does not
+  exist with insufficientAccessRights (50) rather than noSuchObject (32) when the bind
+  DN has no rights on it: a base search then tells a missing group from a refusal.
 - The snapshot is a paged search (RFC 2696) streamed page by page; an error on any
   page raises ``TargetUnavailableError``, so a partial read never looks complete.
 """
@@ -61,6 +63,23 @@ PAGED_OID = "1.2.840.113556.1.4.319"
 # LDAP result codes that may succeed later (RFC 4511 4.1.9).
 TEMPORARY_CODES = frozenset({3, 11, 51, 52})  # timeLimit, adminLimit, busy, unavailable
 NO_SUCH_ATTRIBUTE, ALREADY_EXISTS_VALUE, NO_SUCH_OBJECT = 16, 20, 32
+# A read stopped by the server's limits on the bind DN: which limit, and what lifts it
+# (deploy/ldap-acl/: 389ds-misync.ldif and openldap-misync.conf set them).
+LIMIT_HINTS = {
+    4: (
+        "The size limit of {who} is below the managed scope's size: lift it for that "
+        "account (389 DS: nsSizeLimit: -1 and nsPagedSizeLimit: -1 on its entry; "
+        "OpenLDAP: limits dn.exact=... size=unlimited size.pr=unlimited)"
+    ),
+    11: (
+        "An administrative limit of {who} was reached: on 389 DS its lookthrough limit "
+        "(nsslapd-lookthroughlimit, 5000 entries by default); set nsLookThroughLimit: -1 "
+        "and nsPagedLookThroughLimit: -1 (and nsSizeLimit: -1, nsPagedSizeLimit: -1) on "
+        "its entry, as deploy/ldap-acl/389ds-misync.ldif does; on OpenLDAP, "
+        "limits dn.exact=... size.unchecked=unlimited"
+    ),
+}
+LIMIT_CODES = frozenset(LIMIT_HINTS)
 # Above this many changed accounts, one read of every group beats a search per account.
 GROUPS_PER_ACCOUNT_MAX = 50
 
@@ -167,7 +186,6 @@ class LdapTarget:
             conn.open()
             if s.start_tls:
                 conn.start_tls()
-            conn.bind()
         except lx.LDAPException as exc:
             # (ssl.SSLCertVerificationError is also a ValueError: catch ldap3's first.)
             tls_reason = _tls_reason(exc) if tls is not None else None
@@ -176,8 +194,23 @@ class LdapTarget:
                 raise TargetUnavailableError(
                     f"{how} with {s.url} failed: {tls_reason}", detail=_detail(exc)
                 ) from exc
+            raise TargetUnavailableError(f"cannot connect to {s.url}", detail=_detail(exc)) from exc
+        try:
+            conn.bind()
+        except lx.LDAPException as exc:
+            with contextlib.suppress(lx.LDAPException):
+                conn.unbind()
+            if s.bind_dn:  # name all three: the one that is wrong is among them
+                source = (
+                    f"the password in {s.password_file}"
+                    if s.password_file is not None
+                    else "the password from MISYNC_TARGET__LDAP__PASSWORD"
+                )
+                who = f"as {s.bind_dn} with {source}"
+            else:
+                who = f"with the client certificate {s.client_cert_file} (SASL EXTERNAL)"
             raise TargetUnavailableError(
-                f"cannot connect and bind to {s.url}", detail=_detail(exc)
+                f"cannot bind to {s.url} {who}", detail=_detail(exc)
             ) from exc
         return conn
 
@@ -224,14 +257,17 @@ class LdapTarget:
                 ) from exc
             except lx.LDAPException as exc:
                 self.close()
+                if isinstance(exc, lx.LDAPOperationResult) and exc.result in LIMIT_CODES:
+                    raise TargetUnavailableError(
+                        self._limit_message(base, exc.result, exc.description),
+                        detail=_detail(exc),
+                    ) from exc
                 raise TargetUnavailableError(f"reading {base} failed", detail=_detail(exc)) from exc
             code = result.get("result", 0)
             if code != 0:  # ldap3 does not raise for sizeLimitExceeded / timeLimitExceeded
                 self.close()
                 raise TargetUnavailableError(
-                    f"reading {base} stopped before the end: the server answered "
-                    f"{result.get('description', code)} (result {code}); a partial read "
-                    "is never planned from",
+                    self._limit_message(base, code, str(result.get("description", code))),
                     detail=str(result.get("message") or ""),
                 )
             for item in response or ():
@@ -240,6 +276,18 @@ class LdapTarget:
             cookie = result.get("controls", {}).get(PAGED_OID, {}).get("value", {}).get("cookie")
             if not cookie:
                 return
+
+    def _limit_message(self, base: str, code: int, description: str) -> str:
+        """Why a read stopped, and for the server's limits on the bind DN, what to set."""
+        head = (
+            f"reading {base} stopped before the end: the server answered {description} "
+            f"(result {code}); a partial read is never planned from"
+        )
+        hint = LIMIT_HINTS.get(code)
+        if hint is None:
+            return head
+        who = self._s.bind_dn or "the account misync binds as"
+        return f"{head}. {hint.format(who=who)}"
 
     def _scope(self) -> Any:
         return ldap3.LEVEL if self._s.scope == "one" else ldap3.SUBTREE
@@ -435,7 +483,10 @@ class LdapTarget:
         def add(c: ldap3.Connection) -> None:
             try:
                 c.modify(gdn, {attr: [(ldap3.MODIFY_ADD, [dn])]})
-            except lx.LDAPNoSuchObjectResult:
+            except (lx.LDAPNoSuchObjectResult, lx.LDAPInsufficientAccessRightsResult) as exc:
+                # 389 DS answers 50, not 32, for a group that does not exist (_exists)
+                if isinstance(exc, lx.LDAPInsufficientAccessRightsResult) and _exists(c, gdn):
+                    raise
                 try:
                     c.add(
                         gdn,
@@ -471,10 +522,27 @@ class LdapTarget:
                 c.modify(gdn, {attr: [(ldap3.MODIFY_DELETE, [dn])]})
             except (lx.LDAPNoSuchObjectResult, lx.LDAPNoSuchAttributeResult):
                 return
+            except lx.LDAPInsufficientAccessRightsResult:
+                if _exists(c, gdn):
+                    raise
+                return  # 389 DS: no such group (see _exists)
             except lx.LDAPObjectClassViolationResult:  # the last member: keep a placeholder
                 c.modify(gdn, {attr: [(ldap3.MODIFY_REPLACE, [gdn])]})
 
         self._write(f"remove from group {group}", dn, remove)
+
+
+def _exists(conn: ldap3.Connection, dn: str) -> bool:
+    """Whether ``dn`` exists for this bind DN. 389 DS answers a modify of an entry that
+    does not exist with insufficientAccessRights (50), not noSuchObject (32), to a bind
+    DN with no rights on it, and a base search of it with no entry (success): ask."""
+    try:
+        _ok, _result, response, _req = conn.search(
+            dn, "(objectClass=*)", search_scope=ldap3.BASE, attributes=["1.1"]
+        )
+    except lx.LDAPNoSuchObjectResult:
+        return False
+    return any(r.get("type") == "searchResEntry" for r in response or ())
 
 
 def _lean_entries(conn: ldap3.Connection) -> ldap3.Connection:
