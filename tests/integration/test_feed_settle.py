@@ -15,6 +15,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,13 @@ from connector.runs.targeted import run_targeted
 from connector.settings import load_settings
 from connector.state import StateStore
 from tests.conftest import SETTLE_ENV
-from tests.integration.test_daemon import ldap_enabled, write_config, write_world
+from tests.integration.test_daemon import (
+    LA,
+    append_row,
+    ldap_enabled,
+    write_config,
+    write_world,
+)
 
 pytestmark = pytest.mark.slapd
 
@@ -159,6 +166,20 @@ def test_the_daemon_reuses_the_run_evaluation_and_logs_a_rejected_row_once(
     assert 1 <= evaluated_by_runs(logs) == len(reads) <= 2
     assert rejected(logs) == ["feed.row_rejected"]  # the bad row, once
     assert all(ldap_enabled(ldap_scope, p) for p in ids[1:])
+
+    # a separation: the fast path reads the feeds once; the timed job is planned from
+    # that read
+    reads.clear()
+    sep = datetime.now(LA) - timedelta(minutes=5)
+    append_row(feeds / "separations.csv", f"{ids[1]},LWDB04,{sep.isoformat()},quit")
+    backdate(feeds)  # delivered whole: no settle wait here
+    with capture_logs() as logs:
+        daemon._job_watch()  # seen once
+        daemon._job_watch()  # settled: the fast path
+    assert [e["kind"] for e in logs if e["event"] == "targeted.planned"] == ["fastpath"]
+    assert len(reads) == 1
+    assert rejected(logs) == []
+    assert ldap_enabled(ldap_scope, ids[1]) is False
 
     # the bad row is corrected: read again (it changed); the rejection is over, said once
     training.write_text(
