@@ -387,8 +387,9 @@ def test_a_separation_appended_before_the_first_poll_is_seen(
     poll happens to see: a separation that lands between the two is a change."""
     feeds, state, cfg = tmp_path / "feeds", tmp_path / "state", tmp_path / "misync.toml"
     ids = write_world(feeds, 3)
-    # the first poll comes 8 s after the start, well after the first reconcile's read
-    write_config(cfg, feeds, state, ldap_scope, watch_interval_seconds=8)
+    # the first poll comes 4 s after the start, after the first reconcile (a fraction
+    # of a second here) has read the feeds and finished
+    write_config(cfg, feeds, state, ldap_scope, watch_interval_seconds=4)
     d = start_daemon(cfg, state)
     first = d.wait_event(lambda e: e.get("event") == "run.finished")
     assert first["summary"]["create_ok"] == 3, first
