@@ -123,3 +123,8 @@ def test_a_changed_file_waits_and_an_evaluated_one_is_read_at_once(feeds: Path) 
     again = read(s, seen=seen)  # the very files evaluated: no wait
     assert time.monotonic() - started < 0.9
     assert again.health[FeedName.WORKERS].stamp == seen[FeedName.WORKERS]
+
+
+def test_the_bound_is_at_least_the_window() -> None:
+    with pytest.raises(ValueError, match="settle_max_seconds"):
+        FeedsSettings(settle_seconds=10, settle_max_seconds=5)
