@@ -53,6 +53,20 @@ class FeedsSettings(_Section):
     # Input limits per feed file (0 = none): a larger file is refused unread, as unusable.
     max_bytes: int = Field(default=256 * 1024 * 1024, ge=0)
     max_rows: int = Field(default=2_000_000, ge=0)
+    # A feed file that changed since the last run evaluated it is read only once it has
+    # been unchanged for settle_seconds (0: no wait, the re-check after the read stays);
+    # one still changing after settle_max_seconds is held as unusable for that run.
+    settle_seconds: float = Field(default=5.0, ge=0)
+    settle_max_seconds: float = Field(default=60.0, ge=0)
+
+    @model_validator(mode="after")
+    def _settle_bound(self) -> FeedsSettings:
+        if self.settle_max_seconds < self.settle_seconds:
+            raise ValueError(
+                f"feeds.settle_max_seconds ({self.settle_max_seconds:g}) must be at least "
+                f"feeds.settle_seconds ({self.settle_seconds:g})"
+            )
+        return self
 
 
 class PolicySettings(_Section):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,14 @@ from connector.devtools.slapd import LocalSlapd
 from connector.settings import LdapSettings
 
 _branch = itertools.count(1)
+
+#: Tests write their feeds a moment before they run: with the default settle window
+#: every run would first wait for them to be 5 s old. The suite (and the daemons it
+#: starts, which inherit the environment) reads them at once; the re-check after the
+#: read still applies. The tests of the settle rule itself (tests/integration/
+#: test_feed_settle.py) remove this and set the window they need.
+SETTLE_ENV = "MISYNC_FEEDS__SETTLE_SECONDS"
+os.environ.setdefault(SETTLE_ENV, "0")
 
 
 @pytest.fixture(scope="session")

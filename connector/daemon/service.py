@@ -3,10 +3,12 @@
 Jobs (each ``max_instances=1``, misfires coalesced, intervals from ``[daemon]``):
 
 - ``reconcile``: a full ``run_apply`` on an interval or a cron expression;
-- ``watch``: polls the access-ending feeds (size/mtime/hash); a settled change runs a
-  targeted disable of the people who lost access (``run_targeted``, no full scan);
+- ``watch``: polls the access-ending feeds (size/mtime/hash); a settled change since what
+  the last run evaluated (its baseline) runs a targeted disable of the people who lost
+  access (``run_targeted``, no full scan);
 - ``timed``: one date job at the next instant where access ends without a feed change
-  (``connector.policy.instants``), re-planned after every run;
+  (``connector.policy.instants``), re-planned after every run from that run's
+  evaluation (the feeds are read again only if they changed since);
 - ``monitor``: the deadline monitor (reminders through the alert sink);
 - ``audit-verify``: the whole hash chain once a day, an alert when it does not verify;
 - ``watchdog``: ``WATCHDOG=1`` to systemd from the scheduler loop (own thread, so a long
@@ -50,6 +52,7 @@ from connector.model.feeds import FeedName
 from connector.model.plan import Plan
 from connector.policy.instants import DueChange, next_instants
 from connector.runs.cycle import Reconciler
+from connector.runs.planning import Evaluation, RejectionLog
 from connector.settings import ConfigError, DaemonSettings, Settings
 
 #: feeds whose change can take access away (training and NDA rows only grant)
@@ -130,6 +133,10 @@ class Daemon:
         self._reload = threading.Event()
         self._run_lock = threading.Lock()  # runs never overlap inside this process
         self._fast_pending = False
+        # the last evaluation a run made (reused to plan the timed job) and the rejected
+        # rows already logged (each logged when it appears and once when it is gone)
+        self._last_ev: Evaluation | None = None
+        self._rejections = RejectionLog()
         self._watcher = self._make_watcher(rt)
         self._reconciler = self._make_reconciler(rt)
         self._status = Status()
@@ -151,6 +158,7 @@ class Daemon:
         signal.signal(signal.SIGINT, self._on_stop)
         signal.signal(signal.SIGHUP, self._on_hup)
         self.alerts, self.observer, self._resources = self._open_resources(self.rt)
+        self._baseline_from_store()
         self._schedule_all(first=True)
         self._scheduler.start()
         self._log.info(
@@ -238,18 +246,39 @@ class Daemon:
             old_resources = self._resources
             self.rt, self.alerts, self.observer, self._resources = new, alerts, observer, resources
             old_resources.close()
+            self._last_ev = None  # a new mapping or policy: evaluate afresh
             if new.settings.feeds != old.feeds:
                 self._watcher = self._make_watcher(new)
+                self._baseline_from_store()
             self._reconciler = self._make_reconciler(new)
         self._schedule_all(first=False)
         self._log.info("config.reloaded", config=str(self._config_path))
         self.notifier.ready(f"configuration reloaded; {self._status.line()}")
         return True
 
-    @staticmethod
-    def _make_reconciler(rt: Runtime) -> Reconciler:
+    def _make_reconciler(self, rt: Runtime) -> Reconciler:
         every = timedelta(seconds=rt.settings.daemon.full_scan_interval_seconds)
-        return Reconciler(rt, full_every=every)
+        return Reconciler(rt, full_every=every, rejections=self._rejections)
+
+    def _evaluated(self, ev: Evaluation) -> None:
+        """A run evaluated the feeds: keep the evaluation (the timed job is planned from
+        it) and make what it read the watcher's baseline."""
+        self._last_ev = ev
+        self._watcher.baseline(
+            {Path(h.stamp.path): h.stamp.digest for h in ev.feeds.health.values() if h.stamp}
+        )
+
+    def _baseline_from_store(self) -> None:
+        """At start (and when the feeds move): what the last run evaluated, as recorded
+        in the state store; with nothing recorded the watcher's first poll takes it."""
+        try:
+            with self.rt.store() as store:
+                stamps = store.feed_stamps()
+        except Exception as exc:  # the first run reports a broken store; never stop here
+            self._log.warning("watch.baseline_unavailable", error=str(exc))
+            return
+        if stamps:
+            self._watcher.baseline({Path(path): digest for path, _, _, digest in stamps.values()})
 
     @staticmethod
     def _make_watcher(rt: Runtime) -> FeedWatcher:
@@ -313,11 +342,14 @@ class Daemon:
             return
         rt = self.rt
         try:
-            from connector.runs import evaluate
+            from connector.runs import evaluate, still_current
 
-            with rt.store() as store:
-                now = rt.clock()
-                ev = evaluate(rt, store, now)
+            now = rt.clock()
+            ev = self._last_ev
+            if ev is None or not still_current(rt, ev, now):
+                with rt.store() as store:
+                    ev = evaluate(rt, store, now, rejections=self._rejections)
+                self._evaluated(ev)
             upcoming = next_instants(ev.feeds, ev.decisions, now, rt.rules, limit=1)
         except Exception as exc:
             self._log.error("timed.plan_failed", error=str(exc))
@@ -347,7 +379,6 @@ class Daemon:
 
     def _job_reconcile(self) -> None:
         from connector.runs import run_apply
-        from connector.runs.planning import Evaluation
         from connector.state import StateStore
 
         if self._stop.is_set():
@@ -361,6 +392,7 @@ class Daemon:
             def planner(store: StateStore) -> tuple[Plan, Evaluation, int | None]:
                 # full scan or only what changed since the last read (Reconciler)
                 r = rec.cycle(store)
+                self._evaluated(r.evaluation)
                 return r.plan, r.evaluation, rec.enabled_accounts
 
             self._guarded(
@@ -399,6 +431,8 @@ class Daemon:
                     alerts=self.alerts,
                     observer=self.observer,
                     should_stop=self.stopping,
+                    rejections=self._rejections,
+                    evaluated=self._evaluated,
                 ),
             )
         finally:
@@ -422,6 +456,8 @@ class Daemon:
                     alerts=self.alerts,
                     observer=self.observer,
                     should_stop=self.stopping,
+                    rejections=self._rejections,
+                    evaluated=self._evaluated,
                 ),
             )
         self._plan_timed()

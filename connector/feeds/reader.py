@@ -32,6 +32,7 @@ import hashlib
 import io
 import os
 import re
+import time
 import unicodedata
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -41,10 +42,12 @@ from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 from zoneinfo import ZoneInfo
 
+import structlog
 from email_validator import EmailNotValidError, validate_email
 
 from connector.feeds.layout import COLUMNS, FeedLayout, load_feed_layout
-from connector.model.feeds import FeedHealth, FeedName, FeedSet, FeedState, Rejection
+from connector.feeds.settle import POLL, file_digest, stat_key, unchanged_since, wait_settled
+from connector.model.feeds import FeedHealth, FeedName, FeedSet, FeedState, FileStamp, Rejection
 from connector.model.identity import IdMatch, id_key
 from connector.model.records import (
     DEFAULT_REQUEST_STATUSES,
@@ -575,6 +578,71 @@ def _read_one(
     return records, rejected, FeedState.OK, "", digest
 
 
+def _read_whole(
+    name: FeedName,
+    path: Path,
+    layout: FeedLayout,
+    settings: FeedsSettings,
+    seen: FileStamp | None,
+    deadline: float,
+) -> tuple[tuple[list[Any], list[Rejection], FeedState, str, str], FileStamp | None]:
+    """``_read_one`` of one whole version of the file (connector.feeds.settle): wait for
+    a changed file to settle, parse it, and parse it again if it moved during the read.
+    The stamp is that of the version parsed (None when nothing was)."""
+    window = settings.settle_seconds
+    log = structlog.get_logger("misync.feeds")
+    waited = time.monotonic()
+    attempts = 0
+    while True:
+        attempts += 1
+        try:
+            st = path.stat()
+        except OSError:
+            return _read_one(name, path, layout, settings), None  # missing or unreadable
+        if not unchanged_since(seen, path, st):
+            settled = wait_settled(path, st, window, deadline)
+            if settled is None:
+                return _still_written(path, settings), None
+            st = settled
+        result = _read_one(name, path, layout, settings)
+        if result[2] is FeedState.MISSING:  # removed meanwhile
+            return result, None
+        try:
+            after: os.stat_result | None = path.stat()
+        except OSError:
+            after = None
+        digest = result[4]
+        if after is not None and (
+            stat_key(after) == stat_key(st) or (digest and file_digest(path) == digest)
+        ):
+            if attempts > 1 or time.monotonic() - waited >= 1:
+                log.info(
+                    "feed.settled",
+                    file=path.name,
+                    waited_seconds=round(time.monotonic() - waited, 1),
+                    reads=attempts,
+                )
+            stamp = FileStamp(os.fspath(path), after.st_size, after.st_mtime_ns, digest)
+            return result, stamp if digest else None
+        log.warning("feed.changed_during_read", file=path.name, read=attempts)
+        seen = None  # it is changing: wait for it to settle before the next read
+        if time.monotonic() >= deadline:
+            return _still_written(path, settings), None
+        if window == 0:
+            time.sleep(POLL)
+
+
+def _still_written(
+    path: Path, settings: FeedsSettings
+) -> tuple[list[Any], list[Rejection], FeedState, str, str]:
+    detail = (
+        f"{path.name}: still being written: it kept changing for "
+        f"feeds.settle_max_seconds ({settings.settle_max_seconds:g} s) and was not read; "
+        f"it is read once it has been unchanged for {settings.settle_seconds:g} s"
+    )
+    return [], [], FeedState.UNREADABLE, detail, ""
+
+
 def _parse(
     name: FeedName, file: str, source: _Lines, layout: FeedLayout, max_rows: int = 0
 ) -> tuple[list[Any], list[Rejection], list[int]]:
@@ -711,8 +779,14 @@ def read_feeds(
     previous_rows: Mapping[FeedName, int] | None = None,
     layout: FeedLayout | None = None,
     id_match: IdMatch | None = None,
+    seen: Mapping[FeedName, FileStamp] | None = None,
 ) -> FeedSet:
     """Read every feed in ``settings.dir``. Never raises for bad data: it is in the result.
+
+    ``seen``: the stamps of the files the last run evaluated. A file that changed since
+    is read only once it has stopped changing, and every file is re-checked after its
+    read (``connector.feeds.settle``); each feed's health carries the stamp of what was
+    read, for the caller to record.
 
     ``id_match`` is how the target compares person ids (the mapping's
     ``correlation_match``): rows whose person ids differ as strings but are one id under
@@ -720,10 +794,19 @@ def read_feeds(
     others, since the directory cannot tell those people apart."""
     layout = layout or load_feed_layout(settings.mapping)
     previous = previous_rows or {}
-    read: dict[FeedName, tuple[list[Any], list[Rejection], FeedState, str, str]] = {
-        name: _read_one(name, settings.dir / layout.files[name], layout, settings)
-        for name in FeedName
-    }
+    seen_stamps = seen or {}
+    deadline = time.monotonic() + settings.settle_max_seconds
+    read: dict[FeedName, tuple[list[Any], list[Rejection], FeedState, str, str]] = {}
+    stamps: dict[FeedName, FileStamp | None] = {}
+    for name in FeedName:
+        read[name], stamps[name] = _read_whole(
+            name,
+            settings.dir / layout.files[name],
+            layout,
+            settings,
+            seen_stamps.get(name),
+            deadline,
+        )
     if id_match is not None:
         _reject_colliding_ids(read, layout, id_match)
     out: dict[FeedName, list[Any]] = {}
@@ -747,7 +830,7 @@ def read_feeds(
         out[name] = records
         rejected += rej
         health[name] = FeedHealth(
-            name, path.name, state, len(records), len(rej), detail, modified, digest
+            name, path.name, state, len(records), len(rej), detail, modified, digest, stamps[name]
         )
     return FeedSet(
         organizations=tuple(out[FeedName.ORGANIZATIONS]),

@@ -59,6 +59,19 @@ class Rejection:
 
 
 @dataclass(frozen=True, slots=True)
+class FileStamp:
+    """A feed file as it was read: where, its size and modification time (ns) when the
+    read began, and the sha256 of the bytes actually parsed. A run records the stamps of
+    what it evaluated; a file whose stamp differs from them changed since it was last
+    seen (connector.feeds.settle)."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    digest: str
+
+
+@dataclass(frozen=True, slots=True)
 class FeedHealth:
     feed: FeedName
     file: str
@@ -68,6 +81,8 @@ class FeedHealth:
     detail: str = ""
     modified_at: datetime | None = None
     digest: str = ""  # sha256 of the file bytes, for the audit trail
+    #: the file as read (None: missing, or not read because it was still being written)
+    stamp: FileStamp | None = None
 
     @property
     def healthy(self) -> bool:

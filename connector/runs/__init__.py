@@ -8,7 +8,15 @@ here schedules anything; the daemon (connector.daemon) decides *when* to call it
 """
 
 from connector.runs.apply import ApplyResult, Observers, RunObserver, decision_digest, run_apply
-from connector.runs.planning import DriftError, Evaluation, confirm_plan, evaluate, make_plan
+from connector.runs.planning import (
+    DriftError,
+    Evaluation,
+    RejectionLog,
+    confirm_plan,
+    evaluate,
+    make_plan,
+    still_current,
+)
 from connector.runs.recovery import recover_interrupted
 
 __all__ = [
@@ -16,6 +24,7 @@ __all__ = [
     "DriftError",
     "Evaluation",
     "Observers",
+    "RejectionLog",
     "RunObserver",
     "confirm_plan",
     "decision_digest",
@@ -23,4 +32,5 @@ __all__ = [
     "make_plan",
     "recover_interrupted",
     "run_apply",
+    "still_current",
 ]

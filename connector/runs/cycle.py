@@ -63,7 +63,13 @@ from connector.model.plan import Plan
 from connector.policy.horizon import valid_until
 from connector.reconcile import build_plan, seal
 from connector.reconcile.planner import PlanCache
-from connector.runs.planning import Evaluation, collector_paused, evaluate, plan_inputs
+from connector.runs.planning import (
+    Evaluation,
+    RejectionLog,
+    collector_paused,
+    evaluate,
+    plan_inputs,
+)
 from connector.state import StateStore
 from connector.targets.base import IncrementalTarget, Target, no_mark_warning
 
@@ -106,9 +112,16 @@ def account_from_json(text: str) -> Account:
 
 
 class Reconciler:
-    def __init__(self, rt: Runtime, *, full_every: timedelta = timedelta(hours=1)) -> None:
+    def __init__(
+        self,
+        rt: Runtime,
+        *,
+        full_every: timedelta = timedelta(hours=1),
+        rejections: RejectionLog | None = None,
+    ) -> None:
         self.rt = rt
         self.full_every = full_every
+        self._rejections = rejections  # how rejected rows are logged (the daemon: once)
         self._log = structlog.get_logger("misync.cycle")
         # the directory as last read: lower-cased account id -> account
         self._accounts: dict[str, Account] | None = None
@@ -182,7 +195,7 @@ class Reconciler:
             and self._ev.as_of <= now < self._ev_until
         ):
             return self._ev, False
-        ev = evaluate(self.rt, store, now)
+        ev = evaluate(self.rt, store, now, rejections=self._rejections)
         hours = self.rt.settings.feeds.max_age_hours
         self._ev, self._feeds_fp = ev, fp
         self._ev_until = valid_until(

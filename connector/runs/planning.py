@@ -4,6 +4,7 @@ reviewed plan against what the policy gives now (``apply --plan``)."""
 from __future__ import annotations
 
 import gc
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -13,12 +14,14 @@ from typing import Any
 import structlog
 
 from connector.app import Runtime
-from connector.feeds import read_feeds
+from connector.feeds import load_feed_layout, read_feeds
+from connector.feeds.settle import unchanged_since
 from connector.model.accounts import Account
 from connector.model.decisions import Decision
-from connector.model.feeds import FeedName, FeedSet
+from connector.model.feeds import FeedName, FeedSet, FeedState, FileStamp, Rejection
 from connector.model.plan import Op, Plan
 from connector.policy import evaluate_all
+from connector.policy.horizon import valid_until
 from connector.reconcile import PlanInputs, build_plan, seal
 from connector.reconcile.diff import account_digest
 from connector.runs.held import plan_decisions
@@ -40,30 +43,115 @@ class Evaluation:
     decisions: Mapping[str, Decision]
 
 
-def evaluate(rt: Runtime, store: StateStore, as_of: datetime) -> Evaluation:
-    """Read and validate every feed (health against the last good run), then decide."""
+def evaluate(
+    rt: Runtime, store: StateStore, as_of: datetime, *, rejections: RejectionLog | None = None
+) -> Evaluation:
+    """Read and validate every feed (health against the last good run), then decide.
+
+    A feed file that changed since the last evaluation is read only once it has stopped
+    changing, and re-read if it moved during the read (connector.feeds.settle); the
+    stamps of what was read are recorded for the next run. Rejected rows are logged
+    through ``rejections`` (the daemon's: each row once) or, without one, all of them."""
     previous = {FeedName(k): v for k, v in store.last_good_feed_rows().items()}
+    seen = {FeedName(k): FileStamp(*v) for k, v in store.feed_stamps().items() if k in _FEED_NAMES}
     feeds = read_feeds(
         rt.settings.feeds,
         now=rt.clock(),
         tz=rt.rules.tz,
         previous_rows=previous,
         id_match=rt.mapping.correlation_match,  # ids the target cannot tell apart are rejected
+        seen=seen,
+    )
+    store.record_feed_stamps(
+        {
+            h.feed.value: (h.stamp.path, h.stamp.size, h.stamp.mtime_ns, h.stamp.digest)
+            for h in feeds.health.values()
+            if h.stamp is not None
+        }
     )
     log = structlog.get_logger("misync.feeds")
     for h in feeds.health.values():
         if not h.healthy:
             log.warning("feed.unusable", feed=h.feed.value, state=h.state.value, detail=h.detail)
-    for r in feeds.rejected:
-        log.warning(
-            "feed.row_rejected",
-            feed=r.feed,
-            file=r.file,
-            line=r.line,
-            column=r.column,
-            reason=r.reason,
-        )
+    (rejections or RejectionLog(once=False)).log(feeds.rejected)
     return Evaluation(as_of, feeds, evaluate_all(feeds, as_of, rt.rules))
+
+
+_FEED_NAMES = frozenset(f.value for f in FeedName)
+
+
+def still_current(rt: Runtime, ev: Evaluation, now: datetime) -> bool:
+    """``ev`` is what a fresh evaluation at ``now`` would give: every feed file is the
+    version it read (same path, size and mtime; a missing one still missing) and
+    ``now`` is before the first instant at which a decision may change
+    (``connector.policy.horizon.valid_until``). A few stat calls, no read."""
+    if now < ev.as_of:
+        return False
+    s = rt.settings.feeds
+    layout = load_feed_layout(s.mapping)
+    for name in FeedName:
+        h = ev.feeds.health.get(name)
+        path = s.dir / layout.files[name]
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            st = None
+        except OSError:
+            return False
+        if h is None or h.stamp is None:  # not read: only a file still missing is the same
+            if h is None or h.state is not FeedState.MISSING or st is not None:
+                return False
+        elif st is None or not unchanged_since(h.stamp, path, st):
+            return False
+    hours = s.max_age_hours
+    horizon = valid_until(
+        ev.feeds, ev.as_of, rt.rules, max_feed_age=timedelta(hours=hours) if hours else None
+    )
+    return now < horizon
+
+
+class RejectionLog:
+    """Logs rejected rows (``feed.row_rejected``). A CLI run logs every one; the daemon
+    keeps one ``RejectionLog(once=True)`` across its runs, which logs a row when it is
+    first rejected and ``feed.row_rejection_gone`` once when it no longer is, so a bad
+    row that stays is not logged again every cycle. A row is known by its file,
+    subject, column, value and reason (not its line: rows added above it move it)."""
+
+    def __init__(self, *, once: bool = True) -> None:
+        self._once = once
+        self._seen: dict[tuple[str, str, str | None, str | None, str], Rejection] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _key(r: Rejection) -> tuple[str, str, str | None, str | None, str]:
+        return (r.file, r.key, r.column, r.value, r.reason)
+
+    def log(self, rejected: Iterable[Rejection]) -> None:
+        log = structlog.get_logger("misync.feeds")
+        now = {self._key(r): r for r in rejected}
+        with self._lock:
+            new = [r for k, r in now.items() if k not in self._seen] if self._once else now.values()
+            gone = [r for k, r in self._seen.items() if k not in now] if self._once else []
+            if self._once:
+                self._seen = now
+        for r in new:
+            log.warning(
+                "feed.row_rejected",
+                feed=r.feed,
+                file=r.file,
+                line=r.line,
+                column=r.column,
+                reason=r.reason,
+            )
+        for r in gone:
+            log.info(
+                "feed.row_rejection_gone",
+                feed=r.feed,
+                file=r.file,
+                line=r.line,
+                column=r.column,
+                reason=r.reason,
+            )
 
 
 def make_plan(

@@ -31,7 +31,7 @@ from connector.model.plan import Op, Plan
 from connector.reconcile import build_plan, seal
 from connector.runs.apply import ENABLED_ACCOUNTS, ApplyResult, RunObserver, decision_digest
 from connector.runs.apply import carry_out as _carry_out
-from connector.runs.planning import Evaluation, evaluate, plan_inputs
+from connector.runs.planning import Evaluation, RejectionLog, evaluate, plan_inputs
 from connector.state import StateStore, state_lock
 from connector.targets.base import PermanentTargetError
 
@@ -56,10 +56,16 @@ def run_targeted(
     alerts: AlertSink | None = None,
     observer: RunObserver | None = None,
     should_stop: Callable[[], bool] | None = None,
+    rejections: RejectionLog | None = None,
+    evaluated: Callable[[Evaluation], None] | None = None,
 ) -> ApplyResult | None:
     """Disable, among ``person_ids`` (None: everyone whose decision changed and who is
     not entitled now), those who lost access. None when there was nobody to look at
-    (nothing is recorded then). Raises like ``run_apply``."""
+    (nothing is recorded then). Raises like ``run_apply``.
+
+    ``rejections`` logs the rejected rows (see ``evaluate``); ``evaluated`` is told the
+    run's whole evaluation as soon as it is made (the daemon reuses it and takes its
+    feed stamps as the watcher's baseline)."""
     run_id = run_id or uuid.uuid4().hex[:12]
     log = structlog.get_logger("misync.run")
     with (
@@ -74,7 +80,18 @@ def run_targeted(
             aware.run_started(run_id)
         try:
             return _targeted(
-                rt, store, audit, run_id, kind, person_ids, alerts, observer, should_stop, log
+                rt,
+                store,
+                audit,
+                run_id,
+                kind,
+                person_ids,
+                alerts,
+                observer,
+                should_stop,
+                log,
+                rejections,
+                evaluated,
             )
         finally:
             if aware is not None:  # a partial run never closes what it did not look at
@@ -92,9 +109,13 @@ def _targeted(
     observer: RunObserver | None,
     should_stop: Callable[[], bool] | None,
     log: Any,
+    rejections: RejectionLog | None = None,
+    evaluated: Callable[[Evaluation], None] | None = None,
 ) -> ApplyResult | None:
     as_of = rt.clock()
-    ev = evaluate(rt, store, as_of)
+    ev = evaluate(rt, store, as_of, rejections=rejections)
+    if evaluated is not None:
+        evaluated(ev)
     wanted = changed_and_not_entitled(store, ev) if person_ids is None else set(person_ids)
     people = sorted(p for p in wanted if p in ev.decisions)
     if not people:

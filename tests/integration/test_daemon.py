@@ -378,3 +378,31 @@ def test_sigterm_during_apply_finishes_the_operation_in_flight(
     outcomes = [r for r in records if r.get("kind") == "operation"]
     assert len(outcomes) == N_STOP, records[:3]  # every action audited: done or not attempted
     assert sum(1 for r in outcomes if "not_attempted" in json.dumps(r)) == skipped
+
+
+def test_a_separation_appended_before_the_first_poll_is_seen(
+    tmp_path: Path, ldap_scope: Any, start_daemon: Callable[..., Daemon]
+) -> None:
+    """The watcher's baseline is what the first reconcile evaluated, not what its first
+    poll happens to see: a separation that lands between the two is a change."""
+    feeds, state, cfg = tmp_path / "feeds", tmp_path / "state", tmp_path / "misync.toml"
+    ids = write_world(feeds, 3)
+    # the first poll comes 4 s after the start, after the first reconcile (a fraction
+    # of a second here) has read the feeds and finished
+    write_config(cfg, feeds, state, ldap_scope, watch_interval_seconds=4)
+    d = start_daemon(cfg, state)
+    first = d.wait_event(lambda e: e.get("event") == "run.finished")
+    assert first["summary"]["create_ok"] == 3, first
+    mark = len(d.events())
+    sep_at = datetime.now(LA) - timedelta(minutes=5)
+    append_row(feeds / "separations.csv", f"{ids[0]},LWDB04,{sep_at.isoformat()},resignation")
+    t0 = time.monotonic()
+    disabled = until(lambda: ldap_enabled(ldap_scope, ids[0]) is False, 30)
+    assert disabled, d.log_path.read_text(encoding="utf-8")[-3000:]
+    took = time.monotonic() - t0
+    planned = d.wait_event(lambda e: e.get("event") == "targeted.planned", after=mark)
+    assert planned["kind"] == "fastpath" and planned["disables"] == 1
+    assert all(ldap_enabled(ldap_scope, p) for p in ids[1:])
+    assert took < 30
+    d.proc.send_signal(signal.SIGTERM)
+    assert d.proc.wait(TIMEOUT) == 0

@@ -62,7 +62,9 @@ def write(folder: Path, files: dict[FeedName, bytes]) -> None:
 
 
 def read(folder: Path, previous: dict[FeedName, int] | None = None) -> FeedSet:
-    s = FeedsSettings(dir=folder, mapping=ROOT / "mappings" / "feeds.toml", max_age_hours=0)
+    s = FeedsSettings(
+        dir=folder, mapping=ROOT / "mappings" / "feeds.toml", max_age_hours=0, settle_seconds=0
+    )
     return read_feeds(s, now=NOW, tz=TZ, previous_rows=previous, layout=LAYOUT)
 
 

@@ -31,7 +31,9 @@ def feeds(tmp_path: Path) -> Path:
 
 
 def read(d: Path, **kw: object):  # type: ignore[no-untyped-def]
-    s = FeedsSettings(dir=d, mapping=ROOT / "mappings" / "feeds.toml", max_age_hours=0, **kw)
+    s = FeedsSettings(
+        dir=d, mapping=ROOT / "mappings" / "feeds.toml", max_age_hours=0, settle_seconds=0, **kw
+    )
     return read_feeds(s, now=NOW, tz=TZ)
 
 

@@ -191,6 +191,21 @@ def test_feed_watcher_reports_a_settled_change_once(tmp_path: Path) -> None:
     assert w.poll() == ["separations.csv"]
 
 
+def test_feed_watcher_baseline_is_what_a_run_evaluated(tmp_path: Path) -> None:
+    import hashlib
+
+    f, gone = tmp_path / "separations.csv", tmp_path / "missing.csv"
+    f.write_text("a\n")
+    evaluated = hashlib.sha256(b"a\n").hexdigest()
+    w = FeedWatcher([f, gone])
+    w.baseline({f: evaluated})  # the run read "a"; a missing file: nothing read
+    f.write_text("a\nb\n")  # appended after the run's read, before the first poll
+    assert w.poll() == []  # seen once
+    assert w.poll() == ["separations.csv"]  # a change against what the run evaluated
+    w.baseline({f: hashlib.sha256(b"a\nb\n").hexdigest()})  # a run read it
+    assert w.poll() == [] and w.poll() == []
+
+
 def test_notifier_speaks_sd_notify(tmp_path: Path) -> None:
     path = tmp_path / "notify.sock"
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)

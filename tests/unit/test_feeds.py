@@ -40,7 +40,8 @@ def feeds(tmp_path: Path) -> Path:
 
 
 def read(d: Path, **kw: object):  # type: ignore[no-untyped-def]
-    settings = FeedsSettings(dir=d, max_age_hours=kw.pop("max_age_hours", 0), **kw)  # type: ignore[arg-type]
+    age = kw.pop("max_age_hours", 0)
+    settings = FeedsSettings(dir=d, max_age_hours=age, settle_seconds=0, **kw)  # type: ignore[arg-type]
     return read_feeds(settings, now=NOW, tz=LA, previous_rows=kw.get("previous"))  # type: ignore[arg-type]
 
 
@@ -618,7 +619,9 @@ def test_stale_feed_keeps_records_but_is_unusable(feeds: Path) -> None:
     ("previous", "state"), [(12, FeedState.OK), (40, FeedState.SHRUNK), (14, FeedState.OK)]
 )
 def test_shrunk_feed(feeds: Path, previous: int, state: FeedState) -> None:
-    settings = FeedsSettings(dir=feeds, max_age_hours=0, shrink_share=0.2, shrink_min_rows=10)
+    settings = FeedsSettings(
+        dir=feeds, max_age_hours=0, shrink_share=0.2, shrink_min_rows=10, settle_seconds=0
+    )
     fs = read_feeds(settings, now=NOW, tz=LA, previous_rows={FeedName.WORKERS: previous})
     assert fs.health[FeedName.WORKERS].state is state
 
@@ -631,7 +634,7 @@ def test_renamed_columns_and_file(feeds: Path, tmp_path: Path) -> None:
     layout.write_text(
         '[feeds.ndas]\nfile = "nda_export.csv"\ncolumns = { person_id = "EmployeeID", signed_on = "SignedDate" }\n'
     )
-    settings = FeedsSettings(dir=feeds, mapping=layout, max_age_hours=0)
+    settings = FeedsSettings(dir=feeds, mapping=layout, max_age_hours=0, settle_seconds=0)
     fs = read_feeds(settings, now=NOW, tz=LA)
     assert fs.health[FeedName.NDAS].state is FeedState.OK
     assert fs.ndas[0].signed_on == date(2025, 9, 15)
@@ -724,7 +727,7 @@ def test_check_headers(feeds: Path, damage, problems: list[str]) -> None:  # typ
     """``misync config check`` reports every feed file that is missing or whose header
     lacks a column or repeats one, one line per problem naming the file."""
     damage(feeds)
-    settings = FeedsSettings(dir=feeds, max_age_hours=0)
+    settings = FeedsSettings(dir=feeds, max_age_hours=0, settle_seconds=0)
     assert check_headers(settings) == [p.format(d=feeds) for p in problems]
 
 
@@ -837,7 +840,7 @@ def test_person_ids_one_under_the_targets_rule_are_rejected(
     spelling is rejected, naming the others; under an exact rule they are two people."""
     path = feeds / "training.csv"
     path.write_text(path.read_text() + extra + "\n")  # line 12
-    settings = FeedsSettings(dir=feeds, max_age_hours=0)
+    settings = FeedsSettings(dir=feeds, max_age_hours=0, settle_seconds=0)
     fs = read_feeds(settings, now=NOW, tz=LA, id_match=match)
     clash = [r for r in fs.rejected if "same person id" in r.reason]
     got = {r.line for r in clash if r.file in ("workers.csv", "training.csv")}
