@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from connector.settings import Settings
-from connector.state import RunRow, StateStore
+from connector.state import RunRow, Store
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -29,7 +29,7 @@ def _run(r: RunRow | None) -> dict[str, Any] | None:
     }
 
 
-def collect_status(settings: Settings, store: StateStore, now: datetime) -> dict[str, Any]:
+def collect_status(settings: Settings, store: Store, now: datetime) -> dict[str, Any]:
     runs = store.runs(limit=200)
     finished = [r for r in runs if r.finished_at is not None]
     ok = next((r for r in finished if r.status == "ok"), None)

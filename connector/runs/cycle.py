@@ -61,7 +61,7 @@ from connector.policy.horizon import valid_until
 from connector.reconcile import build_plan, seal
 from connector.reconcile.planner import PlanCache
 from connector.runs.planning import Evaluation, collector_paused, evaluate, plan_inputs
-from connector.state import StateStore
+from connector.state import Store
 from connector.targets.base import IncrementalTarget, Target
 
 
@@ -127,7 +127,7 @@ class Reconciler:
     # -- the one entry point ---------------------------------------------------------------
 
     def cycle(
-        self, store: StateStore, *, full: bool = False, override_guard: bool = False
+        self, store: Store, *, full: bool = False, override_guard: bool = False
     ) -> CycleResult:
         now = self.rt.clock()
         with collector_paused():
@@ -156,7 +156,7 @@ class Reconciler:
 
     # -- feeds and policy --------------------------------------------------------------------
 
-    def _feed_fingerprint(self, store: StateStore) -> str:
+    def _feed_fingerprint(self, store: Store) -> str:
         h = hashlib.sha256()
         s = self.rt.settings.feeds
         paths = sorted(p for p in s.dir.iterdir() if p.is_file()) if s.dir.is_dir() else []
@@ -169,7 +169,7 @@ class Reconciler:
         h.update(json.dumps(store.last_good_feed_rows(), sort_keys=True).encode())
         return h.hexdigest()
 
-    def _evaluation(self, store: StateStore, now: datetime) -> tuple[Evaluation, bool]:
+    def _evaluation(self, store: Store, now: datetime) -> tuple[Evaluation, bool]:
         fp = self._feed_fingerprint(store)
         if (
             self._ev is not None
@@ -195,7 +195,7 @@ class Reconciler:
         body = f"{target.description}\n{self.rt.settings.target!r}\n{self.rt.mapping!r}"
         return hashlib.sha256(body.encode()).hexdigest()
 
-    def _full_reason(self, store: StateStore, target: Target, now: datetime, full: bool) -> str:
+    def _full_reason(self, store: Store, target: Target, now: datetime, full: bool) -> str:
         if full:
             return "requested"
         if not isinstance(target, IncrementalTarget):
@@ -213,7 +213,7 @@ class Reconciler:
             return f"the last full scan is older than {self.full_every}"
         return ""
 
-    def _full(self, store: StateStore, target: Target, now: datetime) -> int:
+    def _full(self, store: Store, target: Target, now: datetime) -> int:
         mark = target.high_water_mark() if isinstance(target, IncrementalTarget) else None
         old = self._accounts or {}
         fresh: dict[str, Account] = {}
@@ -228,7 +228,7 @@ class Reconciler:
         self._accounts, self._mark, self._full_at = fresh, mark, now
         return len(fresh)
 
-    def _incremental(self, store: StateStore, target: IncrementalTarget) -> tuple[int, str]:
+    def _incremental(self, store: Store, target: IncrementalTarget) -> tuple[int, str]:
         assert self._accounts is not None
         assert self._mark is not None
         mark = target.high_water_mark()
@@ -266,7 +266,7 @@ class Reconciler:
 
     def _save(
         self,
-        store: StateStore,
+        store: Store,
         target: Target,
         mark: str | None,
         full_at: datetime | None,
@@ -289,7 +289,7 @@ class Reconciler:
 
     def _plan(
         self,
-        store: StateStore,
+        store: Store,
         ev: Evaluation,
         now: datetime,
         description: str,

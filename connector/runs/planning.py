@@ -21,7 +21,7 @@ from connector.model.plan import Op, Plan
 from connector.policy import evaluate_all
 from connector.reconcile import PlanInputs, build_plan, seal
 from connector.reconcile.diff import account_digest
-from connector.state import StateStore
+from connector.state import Store
 
 
 class DriftError(RuntimeError):
@@ -39,7 +39,7 @@ class Evaluation:
     decisions: Mapping[str, Decision]
 
 
-def evaluate(rt: Runtime, store: StateStore, as_of: datetime) -> Evaluation:
+def evaluate(rt: Runtime, store: Store, as_of: datetime) -> Evaluation:
     """Read and validate every feed (health against the last good run), then decide."""
     previous = {FeedName(k): v for k, v in store.last_good_feed_rows().items()}
     feeds = read_feeds(
@@ -67,7 +67,7 @@ def evaluate(rt: Runtime, store: StateStore, as_of: datetime) -> Evaluation:
 
 def make_plan(
     rt: Runtime,
-    store: StateStore,
+    store: Store,
     as_of: datetime,
     *,
     override_guard: bool = False,
@@ -104,7 +104,7 @@ def collector_paused() -> Iterator[None]:
 
 def _make_plan(
     rt: Runtime,
-    store: StateStore,
+    store: Store,
     as_of: datetime,
     override_guard: bool,
     evaluation: Evaluation | None,
@@ -131,7 +131,7 @@ def _make_plan(
 
 def plan_inputs(
     rt: Runtime,
-    store: StateStore,
+    store: Store,
     *,
     as_of: datetime,
     evaluation: Evaluation,
@@ -177,7 +177,7 @@ def _observed(
 
 def confirm_plan(
     rt: Runtime,
-    store: StateStore,
+    store: Store,
     plan: Plan,
     *,
     observe: Callable[[Account], None] | None = None,

@@ -1,6 +1,15 @@
-"""State: what misync must remember between runs (SQLite). An adapter: only I/O here."""
+"""State: what misync must remember between runs. An adapter: only I/O here.
+
+Two backends behind the Protocols in ``connector.state.ports``: SQLite in the state
+folder (the default) and PostgreSQL (``[state] url``, ``connector.state.postgres``,
+the only module that imports psycopg besides ``connector.audit.postgres``)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from connector.state.lock import StateBusyError, state_lock
+from connector.state.ports import Store
 from connector.state.store import (
     AlertRow,
     FeedHealthRow,
@@ -11,6 +20,9 @@ from connector.state.store import (
     StateStore,
 )
 
+if TYPE_CHECKING:
+    from connector.settings import StateSettings
+
 __all__ = [
     "AlertRow",
     "FeedHealthRow",
@@ -20,5 +32,17 @@ __all__ = [
     "RunRow",
     "StateBusyError",
     "StateStore",
+    "Store",
+    "open_store",
     "state_lock",
 ]
+
+
+def open_store(state: StateSettings) -> Store:
+    """The configured store: PostgreSQL if ``state.url`` is set, else SQLite in
+    ``state.dir``."""
+    if state.url:
+        from connector.state.postgres import PgStateStore
+
+        return PgStateStore.from_settings(state)
+    return StateStore(state.db)

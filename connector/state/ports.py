@@ -1,18 +1,19 @@
 """The state store's concerns, one narrow Protocol each (as APScheduler's ``abc.py``
 names its data stores): what a caller needs, not the whole store.
 
-``connector.state.StateStore`` (SQLite, the default) implements them all; a second
-backend (PostgreSQL, for two hosts) implements the same Protocols and passes the same
-contract tests. A caller that takes ``Breaches`` can be handed either, or a small fake
-in a unit test. The executor's own ``connector.apply.Journal`` is the subset of
-``JournalStore`` it writes through.
+``connector.state.StateStore`` (SQLite, the default) implements them all, and so does
+``connector.state.postgres.PgStateStore`` (PostgreSQL, ``[state] url``); both pass the
+same contract tests (tests/contract/test_state_contract.py). ``Store`` is all of them
+together: what ``Runtime.store()`` returns. A caller that takes ``BreachStore`` can be
+handed either, or a small fake in a unit test. The executor's own
+``connector.apply.Journal`` is the subset of ``JournalStore`` it writes through.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
 
 from connector.state.store import (
     AlertRow,
@@ -34,6 +35,7 @@ __all__ = [
     "RunStore",
     "ScheduleStore",
     "SnapshotStore",
+    "Store",
 ]
 
 
@@ -234,3 +236,39 @@ if TYPE_CHECKING:  # mypy (strict, in deploy/test.sh) fails here if the store dr
         _snapshot: SnapshotStore = store
         _alerts: AlertStore = store
         _schedule: ScheduleStore = store
+
+
+@runtime_checkable
+class Store(
+    MetaStore,
+    LogonIdStore,
+    RunStore,
+    JournalStore,
+    FeedStateStore,
+    BreachStore,
+    FailureStore,
+    SnapshotStore,
+    AlertStore,
+    ScheduleStore,
+    Protocol,
+):
+    """The whole state store, as ``Runtime.store()`` hands it out: every port, and a
+    context manager that closes it. SQLite (``StateStore``) and PostgreSQL
+    (``connector.state.postgres.PgStateStore``) implement it."""
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+
+if TYPE_CHECKING:
+
+    def _sqlite_is_a_store(store: StateStore) -> None:
+        _store: Store = store
+
+    from connector.state.postgres import PgStateStore
+
+    def _postgresql_is_a_store(store: PgStateStore) -> None:
+        _store: Store = store
