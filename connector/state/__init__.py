@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from connector.state.errors import StateUnavailableError
 from connector.state.lock import StateBusyError, state_lock
 from connector.state.ports import Store
 from connector.state.store import (
@@ -32,6 +33,7 @@ __all__ = [
     "RunRow",
     "StateBusyError",
     "StateStore",
+    "StateUnavailableError",
     "Store",
     "open_store",
     "state_lock",

@@ -30,6 +30,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
+from connector.state.errors import StateUnavailableError
 from connector.state.store import (
     SCHEMA_VERSION,
     AlertRow,
@@ -118,7 +119,7 @@ create table if not exists feed_health (
 """
 
 
-class PostgresStateError(Exception):
+class PostgresStateError(StateUnavailableError):
     """The PostgreSQL state database cannot be reached or used (the message says why)."""
 
 
