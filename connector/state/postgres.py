@@ -277,8 +277,24 @@ class PgStateStore:
 
     @contextmanager
     def _tx(self) -> Iterator[Cursor]:
-        with self._lock, self._conn.transaction(), self._conn.cursor() as cur:
+        with (
+            self._lock,
+            self._unavailable(),
+            self._conn.transaction(),
+            self._conn.cursor() as cur,
+        ):
             yield cur
+
+    @contextmanager
+    def _unavailable(self) -> Iterator[None]:
+        """The server gone, restarting, out of disk or refusing us is a condition an
+        operator fixes (exit 3), not a bug: say so, naming the database."""
+        try:
+            yield
+        except psycopg.OperationalError as exc:
+            raise PostgresStateError(
+                f"state database {self.where}: {str(exc).strip() or type(exc).__name__}"
+            ) from exc
 
     @contextmanager
     def _journal_tx(self) -> Iterator[Cursor]:
@@ -287,7 +303,7 @@ class PgStateStore:
             yield cur
 
     def _query(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
+        with self._lock, self._unavailable():
             return self._conn.execute(sql, args).fetchall()
 
     def close(self) -> None:

@@ -223,3 +223,17 @@ def _drift(scope: Any, uid: str) -> None:
         )
     finally:
         conn.unbind()
+
+
+@pytest.mark.parametrize("command", [["audit", "verify"], ["plan"], ["status"]])
+def test_an_unreachable_state_database_is_exit_3_not_a_bug(
+    slapd: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    from connector.devtools.slapd import free_port
+
+    url = f"postgresql://misync@127.0.0.1:{free_port()}/misync"  # nobody listens there
+    w = world(slapd, tmp_path / "w", url)
+    code, out = cli(w, *command, capsys=capsys)
+    assert code == 3, out
+    assert f"state.url {url}: cannot connect" in out
+    assert "internal error" not in out
