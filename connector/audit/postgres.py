@@ -36,7 +36,7 @@ from connector.audit.trail import (
     head_mac,
     record_hash,
 )
-from connector.state.postgres import AUDIT_LOCK, SCHEMA_LOCK, safe_url
+from connector.state.postgres import AUDIT_LOCK, SCHEMA_LOCK, safe_url, schema_present
 
 AUDIT_TABLES = ("audit_records", "audit_head")
 
@@ -58,6 +58,9 @@ def _record(r: tuple[Any, ...]) -> AuditRecord:
 
 
 def create_audit_schema(conn: psycopg.Connection[tuple[Any, ...]]) -> None:
+    """Create the audit tables if missing (nothing is created where they exist)."""
+    if schema_present(conn, AUDIT_TABLES):
+        return
     with conn.transaction():
         conn.execute("select pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
         conn.execute(AUDIT_SCHEMA)  # fixed DDL text

@@ -244,8 +244,21 @@ def _journal_row(r: tuple[Any, ...]) -> JournalRow:
 Cursor = psycopg.Cursor[tuple[Any, ...]]
 
 
+def schema_present(conn: psycopg.Connection[tuple[Any, ...]], tables: Sequence[str]) -> bool:
+    """Every one of ``tables`` exists (in the search path)."""
+    row = conn.execute(
+        "select count(*) from unnest(%s::text[]) t where to_regclass(t) is not null",
+        (list(tables),),
+    ).fetchone()
+    return row is not None and int(row[0]) == len(tables)
+
+
 def create_schema(conn: psycopg.Connection[tuple[Any, ...]]) -> None:
-    """Create the state's tables if missing (idempotent; safe from two processes)."""
+    """Create the state's tables if missing (idempotent; safe from two processes). Where
+    they exist nothing is created, so misync may run as a role without CREATE once a
+    DBA (or a first run as the owner) has made them (docs/DECISIONS.md)."""
+    if schema_present(conn, STATE_TABLES):
+        return
     with conn.transaction():
         conn.execute("select pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
         conn.execute(SCHEMA)  # fixed DDL text

@@ -623,3 +623,31 @@ def test_a_new_trail_is_empty_and_anchored_at_genesis(backend: Backend) -> None:
         result = t.verify()
         assert (result.ok, result.records) == (True, 0)
         assert any("empty" in w for w in result.warnings)
+
+
+def test_a_least_privileged_role_runs_but_cannot_rewrite_the_trail(
+    postgres: LocalPostgres,
+) -> None:
+    """The tables made once by their owner, misync may run as a role without CREATE, and
+    with UPDATE, DELETE and TRUNCATE on audit_records revoked (docs/DECISIONS.md)."""
+    url = postgres.create_database("leastpriv")
+    PgStateStore.from_url(url).close()
+    PgAuditTrail(psycopg.connect(url, autocommit=True)).close()
+    postgres.psql(
+        "create role misync_app login; grant usage on schema public to misync_app; "
+        "grant select, insert, update, delete on all tables in schema public to misync_app; "
+        "grant usage on all sequences in schema public to misync_app; "
+        "revoke update, delete, truncate on audit_records from misync_app",
+        "leastpriv",
+    )
+    app_url = postgres.url("leastpriv", user="misync_app")
+    with PgStateStore.from_url(app_url) as s:
+        s.reserve_logon_id("P1", "alee")
+        (entry,) = s.journal_begin_many("r1", [("uid=a", "disable", "P1", "uid=a", {})])
+        s.journal_close([JournalClose(entry, 1, "uid=a", None, op="disable")])
+    with PgAuditTrail(psycopg.connect(app_url, autocommit=True)) as t:
+        t.append("operation", {"journal": entry})
+        assert t.verify().ok
+        for statement in ("update audit_records set data = '{}'", "delete from audit_records"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                t._conn.execute(statement)  # type: ignore[arg-type]
