@@ -862,6 +862,16 @@ def _config_check(
             )
         else:
             out.write(f"  directory connection OK: {target.description}\n")
+    if connect and not problems and s.state.url:
+        from connector.state import StateUnavailableError
+        from connector.state.postgres import connect_settings
+
+        try:
+            connect_settings(s.state).close()  # logs in; creates nothing
+        except StateUnavailableError as exc:
+            problems.append(str(exc))
+        else:
+            out.write(f"  state database connection OK: {s.state.url}\n")
     for w in warnings:
         out.write(f"  warning: {w}\n")
     for p in problems:
@@ -877,7 +887,7 @@ def _config_check(
         return EXIT_USAGE
     out.write(
         f"configuration OK: target {s.target.kind} via mapping {rt.mapping.name}; "
-        f"feeds in {s.feeds.dir}; state in {s.state.dir}\n"
+        f"feeds in {s.feeds.dir}; state in {s.state.where}\n"
     )
     return EXIT_OK
 

@@ -237,3 +237,20 @@ def test_an_unreachable_state_database_is_exit_3_not_a_bug(
     assert code == 3, out
     assert f"state.url {url}: cannot connect" in out
     assert "internal error" not in out
+
+
+def test_config_check_connect_logs_in_to_the_state_database(
+    slapd: Any, tmp_path: Path, pg_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from connector.devtools.slapd import free_port
+
+    w = world(slapd, tmp_path / "up", pg_url)
+    code, out = cli(w, "config", "check", "--connect", capsys=capsys)
+    assert code == 0, out
+    assert f"state database connection OK: {pg_url}" in out
+    assert f"state in {pg_url}" in out
+    down = f"postgresql://misync@127.0.0.1:{free_port()}/misync"
+    w = world(slapd, tmp_path / "down", down)
+    code, out = cli(w, "config", "check", "--connect", capsys=capsys)
+    assert code == 2, out
+    assert f"state.url {down}: cannot connect" in out
