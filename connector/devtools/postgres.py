@@ -48,13 +48,25 @@ def postgres_bin() -> Path | None:
 class LocalPostgres(ChildServer):
     """``with LocalPostgres() as pg: pg.create_database("t1")`` -> a libpq URL."""
 
-    def __init__(self, *, port: int | None = None, durable: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        port: int | None = None,
+        durable: bool = True,
+        tls: tuple[Path, Path] | None = None,
+        hba: tuple[str, ...] = (),
+    ) -> None:
+        """``tls``: (certificate, key) PEM files to serve TLS with; ``hba``: pg_hba.conf
+        lines put before the default ``trust`` ones (e.g. a user that must log in with
+        a password over TLS)."""
         bindir = postgres_bin()
         if bindir is None:
             raise PostgresError(f"PostgreSQL's initdb not found: {INSTALL_HINT}")
         self.bin = bindir
         self.port = port or free_port()
         self.durable = durable
+        self.tls = tls
+        self.hba = hba
         self.superuser = "postgres"
         self._as: tuple[int, int] | None = None  # (uid, gid) to run the server as
         if os.geteuid() == 0:
@@ -101,6 +113,9 @@ class LocalPostgres(ChildServer):
             )
             if res.returncode != 0:
                 raise PostgresError(f"initdb failed: {res.stderr.decode(errors='replace')}")
+            if self.hba:
+                conf = self.data / "pg_hba.conf"
+                conf.write_text("\n".join(self.hba) + "\n" + conf.read_text())
         argv = [
             str(self.bin / "postgres"),
             "-D",
@@ -116,6 +131,15 @@ class LocalPostgres(ChildServer):
         ]
         if not self.durable:
             argv += ["-c", "fsync=off", "-c", "full_page_writes=off"]
+        if self.tls is not None:
+            cert, key = self.dir / "server.crt", self.dir / "server.key"
+            shutil.copyfile(self.tls[0], cert)
+            shutil.copyfile(self.tls[1], key)
+            key.chmod(0o600)  # postgres refuses a key others can read
+            if self._as is not None:
+                for f in (cert, key):
+                    os.chown(f, *self._as)
+            argv += ["-c", "ssl=on", "-c", f"ssl_cert_file={cert}", "-c", f"ssl_key_file={key}"]
         log = (self.dir / "postgres.log").open("ab")
         kwargs: dict[str, object] = {}
         if self._as is not None:
