@@ -36,7 +36,13 @@ from connector.audit.trail import (
     head_mac,
     record_hash,
 )
-from connector.state.postgres import AUDIT_LOCK, SCHEMA_LOCK, safe_url, schema_present
+from connector.state.postgres import (
+    AUDIT_LOCK,
+    SCHEMA_LOCK,
+    PostgresStateError,
+    safe_url,
+    schema_present,
+)
 
 AUDIT_TABLES = ("audit_records", "audit_head")
 
@@ -101,18 +107,31 @@ class PgAuditTrail(AuditTrail):
         return bool(row and row[0])
 
     @contextlib.contextmanager
+    def _unavailable(self) -> Iterator[None]:
+        """A lost or refusing server is an operating condition (exit 3), not a bug."""
+        try:
+            yield
+        except psycopg.OperationalError as exc:
+            raise PostgresStateError(
+                f"audit trail {self.name}: {str(exc).strip() or type(exc).__name__}"
+            ) from exc
+
+    @contextlib.contextmanager
     def _flock(self, exclusive: bool) -> Iterator[None]:
         """``verify`` reads the records and the head as one state: one snapshot."""
-        with self._lock, self._conn.transaction():
+        with self._lock, self._unavailable(), self._conn.transaction():
             self._conn.execute("set transaction isolation level repeatable read read only")
             if exclusive:
                 self._conn.execute("select pg_advisory_xact_lock(%s)", (AUDIT_LOCK,))
             yield
 
     def _last(self) -> tuple[int, str]:
-        row = self._conn.execute(
-            "select seq, hash from audit_records order by seq desc limit 1"
-        ).fetchone()
+        if self.read_only and not self._exists():
+            return 0, GENESIS
+        with self._unavailable():
+            row = self._conn.execute(
+                "select seq, hash from audit_records order by seq desc limit 1"
+            ).fetchone()
         return (int(row[0]), str(row[1])) if row else (0, GENESIS)
 
     def append_many(
@@ -152,7 +171,7 @@ class PgAuditTrail(AuditTrail):
         return last
 
     def check(self) -> None:
-        with self._lock, self._conn.transaction():
+        with self._lock, self._unavailable(), self._conn.transaction():
             self._conn.execute("select pg_advisory_xact_lock(%s)", (AUDIT_LOCK,))
             self._check_before_append()
             raise psycopg.Rollback  # write nothing, not even a genesis head
@@ -185,7 +204,7 @@ class PgAuditTrail(AuditTrail):
         )
 
     def audited_journal_entries(self, after_seq: int) -> dict[int, int]:
-        with self._lock:
+        with self._lock, self._unavailable():
             rows = self._conn.execute(
                 "select seq, data::jsonb -> 'journal' from audit_records "
                 "where seq > %s and kind = 'operation' order by seq",
@@ -194,14 +213,14 @@ class PgAuditTrail(AuditTrail):
         return {int(r[1]): int(r[0]) for r in rows if isinstance(r[1], int)}
 
     def _records(self) -> list[AuditRecord]:
-        with self._lock:
+        with self._lock, self._unavailable():
             if self.read_only and not self._exists():
                 return []
             rows = self._conn.execute(_SELECT + "order by seq").fetchall()
         return [_record(r) for r in rows]
 
     def run_records(self, run_id: str) -> list[AuditRecord]:
-        with self._lock:
+        with self._lock, self._unavailable():
             if self.read_only and not self._exists():
                 return []
             rows = self._conn.execute(

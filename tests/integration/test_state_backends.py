@@ -651,3 +651,28 @@ def test_a_least_privileged_role_runs_but_cannot_rewrite_the_trail(
         for statement in ("update audit_records set data = '{}'", "delete from audit_records"):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 t._conn.execute(statement)  # type: ignore[arg-type]
+
+
+def test_a_lost_connection_is_an_operating_condition(contract_db: str) -> None:
+    """The server ending misync's session (restart, failover, an admin) is reported as
+    the state being unavailable (exit 3 at the command's edge), and an append that
+    cannot be written as an audit write failure (exit 10): never as a bug."""
+    from connector.audit import AuditWriteError
+    from connector.state import StateUnavailableError
+
+    with (
+        PgStateStore.from_url(contract_db) as store,
+        PgAuditTrail(psycopg.connect(contract_db, autocommit=True)) as trail,
+        PgAuditTrail(psycopg.connect(contract_db, autocommit=True)) as other,
+        psycopg.connect(contract_db, autocommit=True) as admin,
+    ):
+        for conn in (store._conn, trail._conn, other._conn):
+            admin.execute("select pg_terminate_backend(%s)", (conn.info.backend_pid,))
+        with pytest.raises(StateUnavailableError, match="state database .*contract"):
+            store.meta("k")
+        with pytest.raises(StateUnavailableError):
+            store.set_meta("k", "v")
+        with pytest.raises(StateUnavailableError, match="audit trail .*audit_records"):
+            trail.verify()
+        with pytest.raises(AuditWriteError, match="cannot append 1 record"):
+            other.append("operation", {})
