@@ -20,6 +20,9 @@ where the head says, and raises :class:`AuditIntegrityError` if not. The one acc
 difference is a head that is *behind* the database by records that chain from it: a run
 stopped between the commit and the head write. ``misync audit export`` writes every
 field, so the recipe above can be re-computed with any sha256 tool.
+
+With ``[state] url`` the same chain lives in PostgreSQL (``connector.audit.postgres``):
+the same records and hashes, the head anchor in a table.
 """
 
 from __future__ import annotations
@@ -117,6 +120,13 @@ class VerifyResult:
 
 
 class AuditTrail:
+    """The trail in SQLite, with its head anchor file. The chain rules (the anchor check
+    before an append, ``verify``, ``export``) use storage only through ``_flock``,
+    ``_last``, ``_records``, ``_records_from``, ``_head_body`` and ``_write_head``;
+    ``connector.audit.postgres.PgAuditTrail`` replaces those (and ``append_many``,
+    ``check``, ``run_records``, ``audited_journal_entries``) to keep the same chain in
+    PostgreSQL."""
+
     def __init__(self, path: Path, key: bytes | None = None, *, read_only: bool = False) -> None:
         """Open (and create) the trail for appending, or with ``read_only`` open it for
         ``verify`` and ``export`` only, writing nothing at all: no folder, file, lock,

@@ -668,11 +668,11 @@ def test_a_lost_connection_is_an_operating_condition(contract_db: str) -> None:
     ):
         for conn in (store._conn, trail._conn, other._conn):
             admin.execute("select pg_terminate_backend(%s)", (conn.info.backend_pid,))
-        with pytest.raises(StateUnavailableError, match="state database .*contract"):
+        with pytest.raises(StateUnavailableError, match=r"state database .*contract"):
             store.meta("k")
         with pytest.raises(StateUnavailableError):
             store.set_meta("k", "v")
-        with pytest.raises(StateUnavailableError, match="audit trail .*audit_records"):
+        with pytest.raises(StateUnavailableError, match=r"audit trail .*audit_records"):
             trail.verify()
         with pytest.raises(AuditWriteError, match="cannot append 1 record"):
             other.append("operation", {})
