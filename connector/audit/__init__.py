@@ -40,6 +40,9 @@ def open_audit(state: StateSettings, key: bytes | None, *, read_only: bool = Fal
     """The configured trail: in PostgreSQL if ``state.url`` is set, else the SQLite file
     in ``state.dir``. ``read_only`` (verify, export) writes nothing."""
     if state.url:
+        from connector.state import require_postgresql
+
+        require_postgresql()
         from connector.audit.postgres import PgAuditTrail
         from connector.state.postgres import connect_settings, safe_url
 

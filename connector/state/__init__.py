@@ -36,14 +36,28 @@ __all__ = [
     "StateUnavailableError",
     "Store",
     "open_store",
+    "require_postgresql",
     "state_lock",
 ]
+
+
+def require_postgresql() -> None:
+    """Raise ``StateUnavailableError`` saying what to install if psycopg is missing (it
+    is the optional ``postgresql`` extra)."""
+    import importlib.util
+
+    if importlib.util.find_spec("psycopg") is None:
+        raise StateUnavailableError(
+            "state.url is a PostgreSQL database, but psycopg is not installed: "
+            "pip install 'misync[postgresql]'"
+        )
 
 
 def open_store(state: StateSettings) -> Store:
     """The configured store: PostgreSQL if ``state.url`` is set, else SQLite in
     ``state.dir``."""
     if state.url:
+        require_postgresql()
         from connector.state.postgres import PgStateStore
 
         return PgStateStore.from_settings(state)

@@ -70,3 +70,21 @@ def test_remote_state_without_certificate_checks_is_warned(
         }
     )
     assert any("state.url" in w for w in config_warnings(s)) == warned
+
+
+def test_without_psycopg_the_operator_is_told_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+
+    from connector.audit import open_audit
+    from connector.state import StateUnavailableError, open_store
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "psycopg" else real(name, *a)
+    )
+    s = load_settings(_config(tmp_path, 'url = "postgresql://misync@127.0.0.1/misync"'))
+    for opener in (lambda: open_store(s.state), lambda: open_audit(s.state, None)):
+        with pytest.raises(StateUnavailableError, match=r"pip install 'misync\[postgresql\]'"):
+            opener()
