@@ -172,7 +172,6 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
 
     from connector import runs
     from connector.reconcile.serialize import write_plan
-    from connector.state import StateStore
 
     rt = _runtime(Path(c["config"]))
     now = datetime.now(UTC)
@@ -184,7 +183,7 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
         out["entries"] = n
         target.close()
     elif phase in ("plan", "first_plan"):
-        with StateStore(rt.settings.state.db) as store:
+        with rt.store() as store:
             t0 = time.perf_counter()
 
             def plan_and_write() -> Any:
@@ -202,12 +201,12 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
     elif phase == "cycles":
         out |= _cycles(rt, c)
     elif phase == "modify_ldif":
-        with StateStore(rt.settings.state.db) as store:
+        with rt.store() as store:
             plan, _ = runs.make_plan(rt, store, now)
         out["summary"] = plan.summary
         out["modifies"] = _write_modify_ldif(plan, Path(c["ldif"]))
     elif phase == "apply":
-        with StateStore(rt.settings.state.db) as store:
+        with rt.store() as store:
             t0 = time.perf_counter()
             runs.make_plan(rt, store, now)
             out["plan_seconds"] = time.perf_counter() - t0
@@ -216,7 +215,7 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
         out["seconds"] = time.perf_counter() - t0
         out["counts"] = result.report.counts
         out["failed"] = len(result.report.failed)
-        with StateStore(rt.settings.state.db) as store:
+        with rt.store() as store:
             after, _ = runs.make_plan(rt, store, datetime.now(UTC))
         out["after"] = after.summary
     out["rss_mb"] = rss_mb()
@@ -228,11 +227,10 @@ def _cycles(rt: Any, c: dict[str, Any]) -> dict[str, Any]:
     import ldap3
 
     from connector.runs.cycle import Reconciler
-    from connector.state import StateStore
 
     out: dict[str, Any] = {}
     rec = Reconciler(rt)
-    with StateStore(rt.settings.state.db) as store:
+    with rt.store() as store:
         t0 = time.perf_counter()
         first = rec.cycle(store)
         out["first_full_seconds"] = time.perf_counter() - t0

@@ -10,12 +10,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from connector.audit import AuditTrail
+from connector.audit import AuditLog, open_audit
 from connector.mapping import Mapping as AccountMapping
 from connector.mapping import load_mapping
 from connector.policy import PolicyRules
 from connector.settings import ConfigError, Settings
-from connector.state import StateStore
+from connector.state import Store, open_store
 from connector.targets.base import Target
 
 
@@ -88,11 +88,11 @@ class Runtime:
 
         return ScimTarget(self.settings.target.scim, self.mapping, group_lock=self.group_lock)
 
-    def store(self) -> StateStore:
-        return StateStore(self.settings.state.db)
+    def store(self) -> Store:
+        """The state store: SQLite in ``state.dir``, or PostgreSQL if ``state.url`` is set."""
+        return open_store(self.settings.state)
 
-    def audit(self, *, read_only: bool = False) -> AuditTrail:
-        """The audit trail; ``read_only`` (verify, export) writes nothing to the folder."""
-        return AuditTrail(
-            self.settings.state.audit_db, key=self.settings.audit.key(), read_only=read_only
-        )
+    def audit(self, *, read_only: bool = False) -> AuditLog:
+        """The audit trail (beside the store); ``read_only`` (verify, export) writes
+        nothing."""
+        return open_audit(self.settings.state, self.settings.audit.key(), read_only=read_only)

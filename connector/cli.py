@@ -368,6 +368,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--until", type=_instant, help="only records at or before this instant: " + INSTANT_HELP
     )
     export.add_argument("-o", "--out", type=Path, help="write here (default: standard output)")
+    state = sub.add_parser("state", help="the state store (SQLite folder or PostgreSQL)")
+    ssub = state.add_subparsers(dest="state_command", required=True, metavar="SUBCOMMAND")
+    migrate = ssub.add_parser(
+        "migrate",
+        help="copy the SQLite state folder (state, journal, whole audit trail) into an "
+        "empty PostgreSQL database",
+    )
+    migrate.add_argument("--to", required=True, metavar="URL", help="postgresql://USER@HOST/DB")
+    migrate.add_argument("--password-file", type=Path, help="default: state.password_file")
+    migrate.add_argument(
+        "--sslmode",
+        choices=("disable", "allow", "prefer", "require", "verify-ca", "verify-full"),
+        help="default: state.sslmode",
+    )
+    migrate.add_argument("--ca-file", type=Path, help="default: state.ca_file")
     _config_option_everywhere(p)
     return p
 
@@ -427,6 +442,31 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_BUG
 
 
+def _state_migrate(rt: Runtime, args: argparse.Namespace, out: TextIO) -> int:
+    from connector.state import StateBusyError
+    from connector.state.migrate import MigrateError, migrate_command
+
+    if rt.settings.state.url:
+        raise UserError(
+            f"state.url is set ({rt.settings.state.url}): state migrate copies the SQLite "
+            "folder state.dir; run it with the configuration of the SQLite install"
+        )
+    try:
+        result, where = migrate_command(rt.settings.state, args, rt.settings.audit.key())
+    except StateBusyError as exc:
+        raise UserError(str(exc), EXIT_BUSY) from exc
+    except MigrateError as exc:
+        raise UserError(f"state migrate refused: {exc}", EXIT_REFUSED) from exc
+    for table, n in result.rows.items():
+        out.write(f"  {table}: {n} rows\n")
+    out.write(
+        f"copied {rt.settings.state.dir} to {where}: audit trail {result.audit_records} "
+        f"records, head {result.head_seq} {result.head_hash} (verified on the copy)\n"
+        f'next: set [state] url = "{where}" in the configuration\n'
+    )
+    return EXIT_OK
+
+
 def _closed_pipe() -> int:
     """The reader went away (``misync audit export | head``): stop quietly, as Unix tools
     do. Point stdout at /dev/null so the interpreter's final flush cannot fail again."""
@@ -476,7 +516,7 @@ def _dispatch(args: argparse.Namespace, out: TextIO, run_id: str) -> int:
     from connector.reconcile import PlanFormatError, plan_from_json
     from connector.reconcile.render import render_plan
     from connector.reconcile.serialize import write_plan
-    from connector.state import StateBusyError
+    from connector.state import StateBusyError, StateUnavailableError
     from connector.targets.base import TargetError
 
     rt = _load(args)
@@ -652,6 +692,11 @@ def _dispatch(args: argparse.Namespace, out: TextIO, run_id: str) -> int:
                         sink.close()
                 print(f"misync: exported {n} audit records", file=sys.stderr)
                 return EXIT_OK
+        if args.command == "state":
+            return _state_migrate(rt, args, out)
+    except StateUnavailableError as exc:  # the PostgreSQL state cannot be reached
+        log.error("state.unavailable", error=str(exc), command=args.command)
+        raise UserError(str(exc), EXIT_UNAVAILABLE) from exc
     except TargetError as exc:
         log.error("target.unavailable", error=str(exc), detail=exc.detail)
         raise UserError(
@@ -972,6 +1017,16 @@ def _config_check(
             problems.append(f"target: {exc}" + (f" ({exc.detail})" if exc.detail else ""))
         else:
             out.write(f"  directory connection OK: {target.description}\n")
+    if connect and not problems and s.state.url:
+        from connector.state import StateUnavailableError
+        from connector.state.postgres import connect_settings
+
+        try:
+            connect_settings(s.state).close()  # logs in; creates nothing
+        except StateUnavailableError as exc:
+            problems.append(str(exc))
+        else:
+            out.write(f"  state database connection OK: {s.state.url}\n")
     for w in warnings:
         out.write(f"  warning: {w}\n")
     for p in problems:
@@ -987,7 +1042,7 @@ def _config_check(
         return EXIT_USAGE
     out.write(
         f"configuration OK: target {s.target.kind} via mapping {rt.mapping.name}; "
-        f"feeds in {s.feeds.dir}; state in {s.state.dir}\n"
+        f"feeds in {s.feeds.dir}; state in {s.state.where}\n"
     )
     return EXIT_OK
 

@@ -226,7 +226,53 @@ class ApplySettings(_Section):
 
 
 class StateSettings(_Section):
+    # Always used: the run lock, reports, and (without ``url``) the SQLite state and audit.
     dir: Path = Path("/var/lib/misync")
+    # Empty: the embedded SQLite store in ``dir`` (the default, one host). Else a libpq URL
+    # without a password (``postgresql://misync@db.example:5432/misync``): the state and
+    # the audit trail live in that PostgreSQL database.
+    url: str = ""
+    password_file: Path | None = None  # the PostgreSQL password (never in the URL)
+    password: SecretStr | None = None  # env only (MISYNC_STATE__PASSWORD); prefer the file
+    # libpq's sslmode; verify-full checks the server's certificate and name against ca_file
+    sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = "prefer"
+    ca_file: Path | None = None  # PEM CA for verify-ca / verify-full (libpq sslrootcert)
+    connect_timeout_seconds: int = Field(default=10, ge=1, le=300)
+
+    @field_validator("url")
+    @classmethod
+    def _postgresql_url(cls, url: str) -> str:
+        if not url:
+            return url
+        try:
+            parts = urlsplit(url.strip())
+            parts.port  # noqa: B018 - raises ValueError on a bad port
+        except ValueError as exc:
+            raise ValueError(f"{url!r}: not a PostgreSQL URL ({exc})") from None
+        if parts.scheme.lower() not in ("postgresql", "postgres"):
+            raise ValueError(f"{url!r}: a PostgreSQL URL starts with postgresql://")
+        if parts.password is not None:
+            raise ValueError(f"{url!r}: no password in the URL; use state.password_file")
+        if not parts.hostname:
+            raise ValueError(f"{url!r}: the URL names no host")
+        if not parts.path.strip("/"):
+            raise ValueError(f"{url!r}: the URL names no database (postgresql://HOST/DB)")
+        return url.strip()
+
+    @property
+    def backend(self) -> Literal["sqlite", "postgresql"]:
+        return "postgresql" if self.url else "sqlite"
+
+    def db_password(self) -> str | None:
+        """The PostgreSQL password from ``password_file`` (or the env), None if neither."""
+        if self.password_file is None and self.password is None:
+            return None
+        return read_secret(self.password_file, self.password, "state.password")
+
+    @property
+    def where(self) -> str:
+        """Where the state lives, for messages: the folder, or the URL (no password)."""
+        return self.url or str(self.dir)
 
     @property
     def db(self) -> Path:
@@ -430,6 +476,8 @@ class Settings(BaseSettings):
 def secret_files(s: Settings) -> list[tuple[str, Path]]:
     """The secret files this configuration uses, with the setting that names each."""
     files: list[tuple[str, Path | None]] = [("audit.key_file", s.audit.key_file)]
+    if s.state.url:
+        files.append(("state.password_file", s.state.password_file))
     if s.target.kind == "ldap":
         files.append(("target.ldap.password_file", s.target.ldap.password_file))
     elif s.target.scim.oauth_token_url:
@@ -445,6 +493,8 @@ def check_secrets(s: Settings) -> None:
     """Read every secret the target and the audit trail need; ValueError names the file
     (missing, unreadable or empty). Every command that uses them calls this first."""
     s.audit.key()
+    if s.state.url:
+        s.state.db_password()
     if s.target.kind == "ldap":
         if s.target.ldap.bind_dn:
             s.target.ldap.bind_password()
@@ -485,6 +535,14 @@ def config_warnings(s: Settings) -> list[str]:
                 f"{name}: secret file {path} is accessible by {who} (mode {mode:04o}); "
                 f"run `chmod 600 {path}` (OpenSSH refuses a key like this)"
             )
+    verified = s.state.sslmode in ("verify-ca", "verify-full")
+    if s.state.url and not verified and not _loopback(s.state.url):
+        out.append(
+            f"state.url {s.state.url} is a PostgreSQL server that is not this machine, "
+            f"with state.sslmode = {s.state.sslmode!r}: the server's certificate is not "
+            "checked and the connection may be unencrypted (use sslmode = 'verify-full' "
+            "and state.ca_file)"
+        )
     if s.target.kind == "ldap":
         ldap = s.target.ldap
         tls = ldap.url.lower().startswith("ldaps://") or ldap.start_tls
@@ -574,7 +632,13 @@ def _resolve_paths(s: Settings, base: Path) -> Settings:
     target = s.target.model_copy(
         update={"mapping": rel(s.target.mapping), "ldap": ldap, "scim": scim}
     )
-    state = s.state.model_copy(update={"dir": rel(s.state.dir)})
+    state = s.state.model_copy(
+        update={
+            "dir": rel(s.state.dir),
+            "password_file": rel(s.state.password_file),
+            "ca_file": rel(s.state.ca_file),
+        }
+    )
     audit = s.audit.model_copy(update={"key_file": rel(s.audit.key_file)})
 
     def smtp(m: Any) -> Any:

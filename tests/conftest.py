@@ -1,4 +1,5 @@
-"""Shared fixtures: a real private slapd per test session, and a fresh branch per test."""
+"""Shared fixtures: a real private slapd per test session, and a fresh branch per test;
+a private PostgreSQL per session, and a fresh database per test that asks for one."""
 
 from __future__ import annotations
 
@@ -11,10 +12,36 @@ from typing import Any
 
 import pytest
 
+from connector.devtools.postgres import LocalPostgres
 from connector.devtools.slapd import LocalSlapd
 from connector.settings import LdapSettings
 
 _branch = itertools.count(1)
+_database = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[LocalPostgres]:
+    """One private PostgreSQL server per test session (Debian's binaries, as a plain
+    child process on a free loopback port), stopped and removed at the end. Skipped only
+    where the binaries are absent (`bash deploy/install.sh test` installs them); in CI
+    (``CI`` set) their absence fails instead."""
+    import os
+
+    from connector.devtools.postgres import INSTALL_HINT, postgres_bin
+
+    if postgres_bin() is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is not installed: {INSTALL_HINT}")
+        pytest.skip(f"PostgreSQL is not installed: {INSTALL_HINT}")
+    with LocalPostgres(durable=False) as server:
+        yield server
+
+
+@pytest.fixture
+def pg_url(postgres: LocalPostgres) -> str:
+    """A new, empty database on the session's PostgreSQL: its URL."""
+    return postgres.create_database(f"t{next(_database)}")
 
 #: Tests write their feeds a moment before they run: with the default settle window
 #: every run would first wait for them to be 5 s old. The suite (and the daemons it

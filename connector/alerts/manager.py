@@ -52,9 +52,9 @@ from typing import Any, Protocol
 import structlog
 
 from connector.alerts.port import Alert, AlertSink, LogAlertSink, Severity
-from connector.audit import AuditError, AuditTrail
+from connector.audit import AuditError, AuditLog
 from connector.settings import Settings
-from connector.state import AlertRow, StateStore
+from connector.state import AlertRow, Store
 from connector.timefmt import when
 
 SWEPT = frozenset(
@@ -168,10 +168,10 @@ class AlertManager:
 
     def __init__(
         self,
-        store: StateStore,
+        store: Store,
         sinks: Iterable[Deliverer],
         *,
-        audit: AuditTrail | None = None,
+        audit: AuditLog | None = None,
         reminder: timedelta = timedelta(hours=4),
         digest_after: int = 10,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -506,8 +506,8 @@ def config_problems(settings: Settings) -> list[str]:
 
 def build_alert_sink(
     settings: Settings,
-    store: StateStore,
-    audit: AuditTrail | None,
+    store: Store,
+    audit: AuditLog | None,
     *,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     extra: Iterable[Deliverer] = (),

@@ -20,6 +20,9 @@ where the head says, and raises :class:`AuditIntegrityError` if not. The one acc
 difference is a head that is *behind* the database by records that chain from it: a run
 stopped between the commit and the head write. ``misync audit export`` writes every
 field, so the recipe above can be re-computed with any sha256 tool.
+
+With ``[state] url`` the same chain lives in PostgreSQL (``connector.audit.postgres``):
+the same records and hashes, the head anchor in a table.
 """
 
 from __future__ import annotations
@@ -117,6 +120,13 @@ class VerifyResult:
 
 
 class AuditTrail:
+    """The trail in SQLite, with its head anchor file. The chain rules (the anchor check
+    before an append, ``verify``, ``export``) use storage only through ``_flock``,
+    ``_last``, ``_records``, ``_records_from``, ``_head_body`` and ``_write_head``;
+    ``connector.audit.postgres.PgAuditTrail`` replaces those (and ``append_many``,
+    ``check``, ``run_records``, ``audited_journal_entries``) to keep the same chain in
+    PostgreSQL."""
+
     def __init__(self, path: Path, key: bytes | None = None, *, read_only: bool = False) -> None:
         """Open (and create) the trail for appending, or with ``read_only`` open it for
         ``verify`` and ``export`` only, writing nothing at all: no folder, file, lock,
@@ -125,8 +135,10 @@ class AuditTrail:
         self.path = path
         self.head_path = path.with_name(path.name + ".head")
         self.lock_path = path.with_name(path.name + ".lock")
+        self.name = str(path)  # where the records are, for messages
+        self.head_name = str(self.head_path)  # where the head anchor is
         self._key = key
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self.read_only = read_only
         if read_only:
             self._db = _open_read_only(path)
@@ -249,8 +261,8 @@ class AuditTrail:
         if anchor is None:
             if last_seq:
                 raise AuditIntegrityError(
-                    f"audit trail {self.path} has {last_seq} records but no head anchor "
-                    f"{self.head_path}; {_INVESTIGATE}"
+                    f"audit trail {self.name} has {last_seq} records but no head anchor "
+                    f"{self.head_name}; {_INVESTIGATE}"
                 )
             # A brand-new trail. Anchor it at the genesis first, so that a stop between
             # the first commit and the first head write reads as "head behind".
@@ -272,15 +284,12 @@ class AuditTrail:
         else:
             detail = f"seq {a_seq}: the head anchor has another hash (rewritten)"
         raise AuditIntegrityError(
-            f"audit trail {self.path} does not match its head anchor: {detail}; {_INVESTIGATE}"
+            f"audit trail {self.name} does not match its head anchor: {detail}; {_INVESTIGATE}"
         )
 
     def _continuation_problems(self, a_seq: int, a_hash: str) -> list[str]:
         """Why the records after the head anchor are not a valid continuation of it."""
-        rows = self._db.execute(
-            "select * from records where seq >= ? order by seq", (a_seq,)
-        ).fetchall()
-        recs = [AuditRecord(int(r[0]), r[1], r[2], r[3], r[4], r[5], r[6]) for r in rows]
+        recs = self._records_from(a_seq)
         if a_seq == 0:
             if a_hash != GENESIS:
                 return ["the head anchor at seq 0 has another hash than the genesis"]
@@ -303,26 +312,38 @@ class AuditTrail:
             prev, expected = rec.hash, rec.seq + 1
         return []
 
-    def _read_head(self) -> tuple[int, str] | None:
-        """The head anchor's (seq, hash); None if there is no head file."""
+    def _records_from(self, seq: int) -> list[AuditRecord]:
+        """The records from ``seq`` on, in seq order."""
+        rows = self._db.execute("select * from records where seq >= ? order by seq", (seq,))
+        return [AuditRecord(int(r[0]), r[1], r[2], r[3], r[4], r[5], r[6]) for r in rows]
+
+    def _head_body(self) -> Any:
+        """The stored head anchor, parsed (``{"seq", "hash", "at", "mac"?}``); None if
+        there is none. Raises ``ValueError`` if it cannot be parsed."""
         try:
             text = self.head_path.read_text(encoding="utf-8")
         except FileNotFoundError:
             return None
+        return json.loads(text)
+
+    def _read_head(self) -> tuple[int, str] | None:
+        """The head anchor's (seq, hash), its mac checked; None if there is none."""
         try:
-            body = json.loads(text)
+            body = self._head_body()
+            if body is None:
+                return None
             seq, hash_ = int(body["seq"]), str(body["hash"])
             mac = body.get("mac")
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise AuditIntegrityError(f"head anchor {self.head_path} is corrupt") from exc
+            raise AuditIntegrityError(f"head anchor {self.head_name} is corrupt") from exc
         if self._key is not None:
             if not isinstance(mac, str):
                 raise AuditIntegrityError(
-                    f"head anchor {self.head_path} carries no mac, but audit.key_file is set"
+                    f"head anchor {self.head_name} carries no mac, but audit.key_file is set"
                 )
             if not hmac.compare_digest(mac, head_mac(self._key, seq, hash_)):
                 raise AuditIntegrityError(
-                    f"head anchor {self.head_path}: its mac does not match audit.key_file "
+                    f"head anchor {self.head_name}: its mac does not match audit.key_file "
                     "(forged, or another key)"
                 )
         return seq, hash_
@@ -431,7 +452,7 @@ class AuditTrail:
             problems.append(head_error)
         elif head is None:
             if records:
-                problems.append(f"head anchor {self.head_path} is missing")
+                problems.append(f"head anchor {self.head_name} is missing")
         else:
             a_seq, a_hash = head
             if a_seq > last_seq:

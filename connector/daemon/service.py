@@ -379,7 +379,7 @@ class Daemon:
 
     def _job_reconcile(self) -> None:
         from connector.runs import run_apply
-        from connector.state import StateStore
+        from connector.state import Store
 
         if self._stop.is_set():
             return
@@ -389,7 +389,7 @@ class Daemon:
             self._fast_pending = False
             rec = self._reconciler
 
-            def planner(store: StateStore) -> tuple[Plan, Evaluation, int | None]:
+            def planner(store: Store) -> tuple[Plan, Evaluation, int | None]:
                 # full scan or only what changed since the last read (Reconciler)
                 r = rec.cycle(store)
                 self._evaluated(r.evaluation)

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from connector.settings import Settings
-from connector.state import StateStore
+from connector.state import open_store
 
 
 class StateCollector:
@@ -32,7 +32,7 @@ class StateCollector:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
         now = self.clock()
-        with StateStore(self.settings.state.db) as store:
+        with open_store(self.settings.state) as store:
             runs = CounterMetricFamily("misync_runs", "Finished runs by status", labels=["status"])
             for status, n in sorted(store.run_counts().items()):
                 runs.add_metric([status], n)

@@ -8,7 +8,7 @@ from datetime import datetime, tzinfo
 from typing import Any
 
 from connector.settings import Settings
-from connector.state import RunRow, StateStore
+from connector.state import RunRow, Store
 from connector.timefmt import when_or_none
 
 
@@ -26,7 +26,7 @@ def _run(r: RunRow | None, tz: tzinfo) -> dict[str, Any] | None:
     }
 
 
-def collect_status(settings: Settings, store: StateStore, now: datetime) -> dict[str, Any]:
+def collect_status(settings: Settings, store: Store, now: datetime) -> dict[str, Any]:
     runs = store.runs(limit=200)
     finished = [r for r in runs if r.finished_at is not None]
     ok = next((r for r in finished if r.status == "ok"), None)

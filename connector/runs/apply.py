@@ -31,7 +31,7 @@ import structlog
 from connector.alerts import Alert, AlertSink, RunAwareSink, Severity
 from connector.app import Runtime
 from connector.apply import ApplyReport, Executor, Outcome
-from connector.audit import UNKEYED_WARNING, AuditTrail, AuditWriteError
+from connector.audit import UNKEYED_WARNING, AuditLog, AuditWriteError
 from connector.model.accounts import Account
 from connector.model.decisions import Decision
 from connector.model.feeds import FeedSet
@@ -42,13 +42,13 @@ from connector.runs.breaches import close_breaches, open_breaches, warn_unfixed
 from connector.runs.held import record_run as record_held
 from connector.runs.planning import Evaluation, confirm_plan, make_plan
 from connector.runs.recovery import recover_interrupted
-from connector.state import FeedHealthRow, StateStore, state_lock
+from connector.state import FeedHealthRow, Store, state_lock
 from connector.timefmt import when
 
 ENABLED_ACCOUNTS = "enabled_accounts"  # state meta: enabled accounts after the last full run
 
 #: makes a fresh plan under the state lock: (plan, evaluation, enabled accounts or None)
-Planner = Callable[[StateStore], tuple[Plan, Evaluation, int | None]]
+Planner = Callable[[Store], tuple[Plan, Evaluation, int | None]]
 
 
 class RunObserver(Protocol):
@@ -215,8 +215,8 @@ def _run_apply(
 
 def carry_out(
     rt: Runtime,
-    store: StateStore,
-    audit: AuditTrail,
+    store: Store,
+    audit: AuditLog,
     run_id: str,
     kind: str,
     plan: Plan,
@@ -508,7 +508,7 @@ def _decision_record(d: Decision) -> dict[str, Any]:
 
 
 def _record_decisions(
-    store: StateStore, audit: AuditTrail, ev: Evaluation, run_id: str, log: Any
+    store: Store, audit: AuditLog, ev: Evaluation, run_id: str, log: Any
 ) -> None:
     """Audit and log one event per decision *change* (not per person per run)."""
     old = store.decision_digests()

@@ -8,15 +8,15 @@ from typing import Any
 
 from connector.alerts import Alert, AlertSink, Severity
 from connector.apply import ApplyReport
-from connector.audit import AuditTrail
+from connector.audit import AuditLog
 from connector.model.plan import Breach, Op, Plan
-from connector.state import StateStore
+from connector.state import Store
 from connector.timefmt import when
 
 
 def open_breaches(
-    store: StateStore,
-    audit: AuditTrail,
+    store: Store,
+    audit: AuditLog,
     plan: Plan,
     run_id: str,
     log: Any,
@@ -57,8 +57,8 @@ def open_breaches(
 
 
 def close_breaches(
-    store: StateStore,
-    audit: AuditTrail,
+    store: Store,
+    audit: AuditLog,
     plan: Plan,
     report: ApplyReport,
     run_id: str,

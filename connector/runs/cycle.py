@@ -70,7 +70,7 @@ from connector.runs.planning import (
     evaluate,
     plan_inputs,
 )
-from connector.state import StateStore
+from connector.state import Store
 from connector.targets.base import IncrementalTarget, Target, no_mark_warning
 
 
@@ -144,7 +144,7 @@ class Reconciler:
     # -- the one entry point ---------------------------------------------------------------
 
     def cycle(
-        self, store: StateStore, *, full: bool = False, override_guard: bool = False
+        self, store: Store, *, full: bool = False, override_guard: bool = False
     ) -> CycleResult:
         now = self.rt.clock()
         with collector_paused():
@@ -173,7 +173,7 @@ class Reconciler:
 
     # -- feeds and policy --------------------------------------------------------------------
 
-    def _feed_fingerprint(self, store: StateStore) -> str:
+    def _feed_fingerprint(self, store: Store) -> str:
         h = hashlib.sha256()
         s = self.rt.settings.feeds
         paths = sorted(p for p in s.dir.iterdir() if p.is_file()) if s.dir.is_dir() else []
@@ -186,7 +186,7 @@ class Reconciler:
         h.update(json.dumps(store.last_good_feed_rows(), sort_keys=True).encode())
         return h.hexdigest()
 
-    def _evaluation(self, store: StateStore, now: datetime) -> tuple[Evaluation, bool]:
+    def _evaluation(self, store: Store, now: datetime) -> tuple[Evaluation, bool]:
         fp = self._feed_fingerprint(store)
         if (
             self._ev is not None
@@ -212,7 +212,7 @@ class Reconciler:
         body = f"{target.description}\n{self.rt.settings.target!r}\n{self.rt.mapping!r}"
         return hashlib.sha256(body.encode()).hexdigest()
 
-    def _full_reason(self, store: StateStore, target: Target, now: datetime, full: bool) -> str:
+    def _full_reason(self, store: Store, target: Target, now: datetime, full: bool) -> str:
         if full:
             return "requested"
         if not isinstance(target, IncrementalTarget):
@@ -230,7 +230,7 @@ class Reconciler:
             return f"the last full scan is older than {self.full_every}"
         return ""
 
-    def _full(self, store: StateStore, target: Target, now: datetime) -> int:
+    def _full(self, store: Store, target: Target, now: datetime) -> int:
         mark = target.high_water_mark() if isinstance(target, IncrementalTarget) else None
         if isinstance(target, IncrementalTarget):
             self._note_mark(target, mark)
@@ -258,7 +258,7 @@ class Reconciler:
             self._no_mark = ""
             self._log.info("cycle.incremental_mark_readable", target=target.description)
 
-    def _incremental(self, store: StateStore, target: IncrementalTarget) -> tuple[int, str]:
+    def _incremental(self, store: Store, target: IncrementalTarget) -> tuple[int, str]:
         assert self._accounts is not None
         assert self._mark is not None
         mark = target.high_water_mark()
@@ -296,7 +296,7 @@ class Reconciler:
 
     def _save(
         self,
-        store: StateStore,
+        store: Store,
         target: Target,
         mark: str | None,
         full_at: datetime | None,
@@ -321,7 +321,7 @@ class Reconciler:
 
     def _plan(
         self,
-        store: StateStore,
+        store: Store,
         ev: Evaluation,
         now: datetime,
         description: str,

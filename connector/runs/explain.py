@@ -25,7 +25,7 @@ from connector.reconcile.explain import (
     rejected_rows_about,
 )
 from connector.runs.planning import Evaluation, evaluate, make_plan
-from connector.state import StateStore
+from connector.state import Store
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class NothingToExplain(LookupError):
 
 
 def explain(
-    rt: Runtime, store: StateStore, subject: str, as_of: datetime
+    rt: Runtime, store: Store, subject: str, as_of: datetime
 ) -> PersonExplanation | AccountFate:
     ev = evaluate(rt, store, as_of)
     key = rt.mapping.correlation_key

@@ -28,10 +28,10 @@ from datetime import datetime, tzinfo
 from typing import Any
 
 from connector.apply import Outcome
-from connector.audit import AuditTrail
+from connector.audit import AuditLog
 from connector.model.plan import ACCEPTABLE, APPROVABLE, PAST, HeldAction, HeldDecision, Plan
 from connector.reconcile.serialize import held_digest
-from connector.state import HeldDecisionRow, HeldRow, StateStore
+from connector.state import HeldDecisionRow, HeldRow, Store
 
 VERDICTS = {"accept": ACCEPTABLE, "approve": APPROVABLE}
 RUN = "misync"  # who closes a decision when a run does
@@ -53,7 +53,7 @@ def operator() -> str:
         return f"uid {os.getuid()}"
 
 
-def plan_decisions(store: StateStore) -> dict[str, HeldDecision]:
+def plan_decisions(store: Store) -> dict[str, HeldDecision]:
     """The open decisions, for the planner."""
     return {
         d.key: HeldDecision(d.verdict, d.digest, d.by, d.reason, d.at, d.until)
@@ -124,7 +124,7 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def list_held(store: StateStore, quarantine_after: int) -> list[HeldEntry]:
+def list_held(store: Store, quarantine_after: int) -> list[HeldEntry]:
     """Every held action the last runs recorded, every quarantined object (also before a
     run saw it), and every open decision on something no run has recorded (yet)."""
     decisions = {d.key: d for d in store.held_decisions()}
@@ -206,8 +206,8 @@ def resolve(entries: Sequence[HeldEntry], text: str) -> HeldEntry:
 
 
 def decide(
-    store: StateStore,
-    audit: AuditTrail,
+    store: Store,
+    audit: AuditLog,
     entry: HeldEntry,
     verdict: str,
     *,
@@ -261,8 +261,8 @@ def decide(
 
 
 def revoke(
-    store: StateStore,
-    audit: AuditTrail,
+    store: Store,
+    audit: AuditLog,
     entry: HeldEntry,
     *,
     reason: str,
@@ -312,8 +312,8 @@ def _record(
 
 
 def record_run(
-    store: StateStore,
-    audit: AuditTrail,
+    store: Store,
+    audit: AuditLog,
     plan: Plan,
     outcomes: Collection[Outcome],
     run_id: str,

@@ -25,7 +25,7 @@ from connector.policy.horizon import valid_until
 from connector.reconcile import PlanInputs, build_plan, seal
 from connector.reconcile.diff import account_digest
 from connector.runs.held import plan_decisions
-from connector.state import StateStore
+from connector.state import Store
 
 
 class DriftError(RuntimeError):
@@ -44,7 +44,7 @@ class Evaluation:
 
 
 def evaluate(
-    rt: Runtime, store: StateStore, as_of: datetime, *, rejections: RejectionLog | None = None
+    rt: Runtime, store: Store, as_of: datetime, *, rejections: RejectionLog | None = None
 ) -> Evaluation:
     """Read and validate every feed (health against the last good run), then decide.
 
@@ -156,7 +156,7 @@ class RejectionLog:
 
 def make_plan(
     rt: Runtime,
-    store: StateStore,
+    store: Store,
     as_of: datetime,
     *,
     override_guard: bool = False,
@@ -193,7 +193,7 @@ def collector_paused() -> Iterator[None]:
 
 def _make_plan(
     rt: Runtime,
-    store: StateStore,
+    store: Store,
     as_of: datetime,
     override_guard: bool,
     evaluation: Evaluation | None,
@@ -220,7 +220,7 @@ def _make_plan(
 
 def plan_inputs(
     rt: Runtime,
-    store: StateStore,
+    store: Store,
     *,
     as_of: datetime,
     evaluation: Evaluation,
@@ -268,7 +268,7 @@ def _observed(
 
 def confirm_plan(
     rt: Runtime,
-    store: StateStore,
+    store: Store,
     plan: Plan,
     *,
     observe: Callable[[Account], None] | None = None,

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from connector.audit import AuditTrail
-from connector.state import JournalClose, JournalRow, StateStore
+from connector.audit import AuditLog
+from connector.state import JournalClose, JournalRow, Store
 
 
-def recover_interrupted(store: StateStore, audit: AuditTrail, run_id: str, log: Any) -> None:
+def recover_interrupted(store: Store, audit: AuditLog, run_id: str, log: Any) -> None:
     """Close what a stopped run left open (call with the state lock held).
 
     An open journal entry is one of three things, told apart here:

@@ -25,18 +25,18 @@ import structlog
 
 from connector.alerts import Alert, AlertSink, RunAwareSink, Severity
 from connector.app import Runtime
-from connector.audit import AuditTrail
+from connector.audit import AuditLog
 from connector.model.accounts import Account
 from connector.model.plan import Op, Plan
 from connector.reconcile import build_plan, seal
 from connector.runs.apply import ENABLED_ACCOUNTS, ApplyResult, RunObserver, decision_digest
 from connector.runs.apply import carry_out as _carry_out
 from connector.runs.planning import Evaluation, RejectionLog, evaluate, plan_inputs
-from connector.state import StateStore, state_lock
+from connector.state import Store, state_lock
 from connector.targets.base import PermanentTargetError
 
 
-def changed_and_not_entitled(store: StateStore, ev: Evaluation) -> set[str]:
+def changed_and_not_entitled(store: Store, ev: Evaluation) -> set[str]:
     """People whose decision changed since it was last recorded and who are not
     entitled now: the ones a changed feed may have just taken access from."""
     old = store.decision_digests()
@@ -100,8 +100,8 @@ def run_targeted(
 
 def _targeted(
     rt: Runtime,
-    store: StateStore,
-    audit: AuditTrail,
+    store: Store,
+    audit: AuditLog,
     run_id: str,
     kind: str,
     person_ids: Collection[str] | None,
@@ -187,7 +187,7 @@ def _targeted(
     return result
 
 
-def _enabled_total(store: StateStore) -> int | None:
+def _enabled_total(store: Store) -> int | None:
     value = store.meta(ENABLED_ACCOUNTS)
     return int(value) if value is not None and value.isdigit() else None
 

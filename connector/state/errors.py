@@ -82,3 +82,8 @@ def _inside(path: Path, folder: Path) -> bool:
     except ValueError:
         return False
     return True
+
+
+class StateUnavailableError(Exception):
+    """The state database cannot be reached or opened (PostgreSQL down, refused, wrong
+    password, TLS failure): an operating condition, exit 3, not a bug."""

@@ -1,23 +1,26 @@
 """The state store's concerns, one narrow Protocol each (as APScheduler's ``abc.py``
 names its data stores): what a caller needs, not the whole store.
 
-``connector.state.StateStore`` (SQLite, the default) implements them all; a second
-backend (PostgreSQL, for two hosts) implements the same Protocols and passes the same
-contract tests. A caller that takes ``Breaches`` can be handed either, or a small fake
-in a unit test. The executor's own ``connector.apply.Journal`` is the subset of
-``JournalStore`` it writes through.
+``connector.state.StateStore`` (SQLite, the default) implements them all, and so does
+``connector.state.postgres.PgStateStore`` (PostgreSQL, ``[state] url``); both pass the
+same contract tests (tests/contract/test_state_contract.py). ``Store`` is all of them
+together: what ``Runtime.store()`` returns. A caller that takes ``BreachStore`` can be
+handed either, or a small fake in a unit test. The executor's own
+``connector.apply.Journal`` is the subset of ``JournalStore`` it writes through.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
 
 from connector.state.store import (
     AlertRow,
     BreachRow,
     FeedHealthRow,
+    HeldDecisionRow,
+    HeldRow,
     JournalClose,
     JournalRow,
     RunRow,
@@ -28,12 +31,14 @@ __all__ = [
     "BreachStore",
     "FailureStore",
     "FeedStateStore",
+    "HeldStore",
     "JournalStore",
     "LogonIdStore",
     "MetaStore",
     "RunStore",
     "ScheduleStore",
     "SnapshotStore",
+    "Store",
 ]
 
 
@@ -77,6 +82,10 @@ class RunStore(Protocol):
     def last_run(self, status: str | None = None) -> RunRow | None: ...
 
     def run_counts(self) -> dict[str, int]: ...
+
+    def full_run_finished(self) -> bool:
+        """Whether a full run (``apply``) has finished (only those record every breach)."""
+        ...
 
 
 @runtime_checkable
@@ -123,6 +132,12 @@ class FeedStateStore(Protocol):
     def record_feed_health(self, run_id: str, at: datetime, rows: list[FeedHealthRow]) -> None: ...
 
     def feed_health(self) -> list[FeedHealthRow]: ...
+
+    def feed_stamps(self) -> dict[str, tuple[str, int, int, str]]:
+        """Per feed, the file the last evaluation read: (path, size, mtime_ns, sha256)."""
+        ...
+
+    def record_feed_stamps(self, stamps: Mapping[str, tuple[str, int, int, str]]) -> None: ...
 
 
 @runtime_checkable
@@ -212,6 +227,36 @@ class AlertStore(Protocol):
 
 
 @runtime_checkable
+class HeldStore(Protocol):
+    """Held actions as the last runs recorded them, and operators' decisions on them
+    (``misync held``): at most one open decision per held key."""
+
+    def record_held(
+        self, run_id: str, at: datetime, rows: Sequence[HeldRow], *, full: bool
+    ) -> None: ...
+
+    def held(self) -> list[HeldRow]: ...
+
+    def held_decisions(self, *, closed: bool = False) -> list[HeldDecisionRow]: ...
+
+    def decide_held(
+        self,
+        key: str,
+        verdict: str,
+        *,
+        digest: str | None,
+        reason: str,
+        by: str,
+        at: datetime,
+        until: datetime | None = None,
+    ) -> tuple[HeldDecisionRow, HeldDecisionRow | None]: ...
+
+    def close_held_decision(
+        self, key: str, *, at: datetime, by: str, resolution: str
+    ) -> HeldDecisionRow | None: ...
+
+
+@runtime_checkable
 class ScheduleStore(Protocol):
     """When each daemon job runs next (written by the daemon, read by ``misync status``)."""
 
@@ -234,3 +279,41 @@ if TYPE_CHECKING:  # mypy (strict, in deploy/test.sh) fails here if the store dr
         _snapshot: SnapshotStore = store
         _alerts: AlertStore = store
         _schedule: ScheduleStore = store
+        _held: HeldStore = store
+
+
+@runtime_checkable
+class Store(
+    MetaStore,
+    LogonIdStore,
+    RunStore,
+    JournalStore,
+    FeedStateStore,
+    BreachStore,
+    FailureStore,
+    SnapshotStore,
+    AlertStore,
+    ScheduleStore,
+    HeldStore,
+    Protocol,
+):
+    """The whole state store, as ``Runtime.store()`` hands it out: every port, and a
+    context manager that closes it. SQLite (``StateStore``) and PostgreSQL
+    (``connector.state.postgres.PgStateStore``) implement it."""
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+
+if TYPE_CHECKING:
+
+    def _sqlite_is_a_store(store: StateStore) -> None:
+        _store: Store = store
+
+    from connector.state.postgres import PgStateStore
+
+    def _postgresql_is_a_store(store: PgStateStore) -> None:
+        _store: Store = store

@@ -283,7 +283,34 @@ def _dt(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
-class StateStore:
+class FeedStamps:
+    """The stamps of the feed files the last evaluation read (``connector.feeds.settle``),
+    kept as one meta value: the same for every backend that has ``meta``/``set_meta``."""
+
+    def meta(self, key: str) -> str | None:
+        raise NotImplementedError
+
+    def set_meta(self, key: str, value: str) -> None:
+        raise NotImplementedError
+
+    def feed_stamps(self) -> dict[str, tuple[str, int, int, str]]:
+        """Per feed, the file the last evaluation read: (path, size, mtime_ns, sha256)."""
+        raw = self.meta(FEED_STAMPS)
+        if not raw:
+            return {}
+        try:
+            data = json.loads(raw)
+            return {feed: (str(v[0]), int(v[1]), int(v[2]), str(v[3])) for feed, v in data.items()}
+        except (ValueError, TypeError, IndexError, AttributeError):
+            return {}  # unreadable: every file counts as changed (it settles, nothing lost)
+
+    def record_feed_stamps(self, stamps: Mapping[str, tuple[str, int, int, str]]) -> None:
+        """Replace the stamps of what was evaluated (a feed not in ``stamps`` was not read)."""
+        self.set_meta(FEED_STAMPS, json.dumps({k: list(v) for k, v in stamps.items()}))
+
+
+
+class StateStore(FeedStamps):
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         if not path.exists():
@@ -615,21 +642,6 @@ class StateStore:
                 "on conflict(feed) do update set rows = excluded.rows, run_id = excluded.run_id",
                 [(k, v, run_id) for k, v in rows.items()],
             )
-
-    def feed_stamps(self) -> dict[str, tuple[str, int, int, str]]:
-        """Per feed, the file the last evaluation read: (path, size, mtime_ns, sha256)."""
-        raw = self.meta(FEED_STAMPS)
-        if not raw:
-            return {}
-        try:
-            data = json.loads(raw)
-            return {feed: (str(v[0]), int(v[1]), int(v[2]), str(v[3])) for feed, v in data.items()}
-        except (ValueError, TypeError, IndexError, AttributeError):
-            return {}  # unreadable: every file counts as changed (it settles, nothing lost)
-
-    def record_feed_stamps(self, stamps: Mapping[str, tuple[str, int, int, str]]) -> None:
-        """Replace the stamps of what was evaluated (a feed not in ``stamps`` was not read)."""
-        self.set_meta(FEED_STAMPS, json.dumps({k: list(v) for k, v in stamps.items()}))
 
     def decision_digests(self) -> dict[str, str]:
         return dict(self._query("select person_id, digest from decisions"))
