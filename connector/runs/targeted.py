@@ -56,9 +56,11 @@ def run_targeted(
     alerts: AlertSink | None = None,
     observer: RunObserver | None = None,
     should_stop: Callable[[], bool] | None = None,
+    also: Collection[str] = (),
 ) -> ApplyResult | None:
     """Disable, among ``person_ids`` (None: everyone whose decision changed and who is
-    not entitled now), those who lost access. None when there was nobody to look at
+    not entitled now) and ``also`` (people an earlier run left undone: their decision
+    is recorded already), those who lost access. None when there was nobody to look at
     (nothing is recorded then). Raises like ``run_apply``."""
     run_id = run_id or uuid.uuid4().hex[:12]
     log = structlog.get_logger("misync.run")
@@ -74,7 +76,7 @@ def run_targeted(
             aware.run_started(run_id)
         try:
             return _targeted(
-                rt, store, audit, run_id, kind, person_ids, alerts, observer, should_stop, log
+                rt, store, audit, run_id, kind, person_ids, also, alerts, observer, should_stop, log
             )
         finally:
             if aware is not None:  # a partial run never closes what it did not look at
@@ -88,6 +90,7 @@ def _targeted(
     run_id: str,
     kind: str,
     person_ids: Collection[str] | None,
+    also: Collection[str],
     alerts: AlertSink | None,
     observer: RunObserver | None,
     should_stop: Callable[[], bool] | None,
@@ -96,6 +99,7 @@ def _targeted(
     as_of = rt.clock()
     ev = evaluate(rt, store, as_of)
     wanted = changed_and_not_entitled(store, ev) if person_ids is None else set(person_ids)
+    wanted |= {p for p in also if not (p in ev.decisions and ev.decisions[p].entitled)}
     people = sorted(p for p in wanted if p in ev.decisions)
     if not people:
         log.debug("targeted.nobody", kind=kind)

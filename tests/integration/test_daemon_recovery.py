@@ -1,0 +1,123 @@
+"""`misync run` as a real subprocess through a directory outage (issue 13, items 3 and 5).
+
+The daemon's own slapd is stopped and started again on the same port and data folder
+(as ``systemctl restart slapd`` would), or SIGSTOPped (a hung server):
+
+- a separation appended while the directory is away is disabled within 60 s of the
+  directory answering again (the failed fast path is retried with backoff, not left
+  for the next full reconcile, here an hour away);
+- the fast path's ``run.failed`` closes once a run succeeds again, and the close goes
+  to the critical recipients who got the open, named in its subject (a real SMTP relay);
+- APScheduler's own warnings reach the log as JSON events, not plain text lines.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from connector.devtools.slapd import LocalSlapd
+from tests.conftest import SmtpCapture, ldap_scope_on
+from tests.integration.test_daemon import (
+    LA,
+    Daemon,
+    append_row,
+    ldap_enabled,
+    start_daemon,
+    until,
+    write_config,
+    write_world,
+)
+
+pytestmark = pytest.mark.slapd
+__all__ = ["start_daemon"]  # the fixture, used by name
+
+
+@pytest.fixture
+def own_slapd(tmp_path: Path) -> Iterator[LocalSlapd]:
+    with LocalSlapd(tmp_path / "slapd") as s:
+        yield s
+
+
+def _email(path: Path, smtp: SmtpCapture) -> None:
+    text = path.read_text(encoding="utf-8")
+    path.write_text(
+        text
+        + f"""
+[alerts.email]
+host = "{smtp.host}"
+port = {smtp.port}
+starttls = false
+sender = "misync@example.org"
+to = ["itsd@example.org"]
+to_critical = ["security@example.org"]
+""",
+        encoding="utf-8",
+    )
+
+
+def _closes(smtp: SmtpCapture, words: str) -> list[tuple[str, list[str], Any]]:
+    return [m for m in smtp.messages if words in str(m[2]["Subject"])]
+
+
+def test_a_separation_during_an_outage_is_disabled_soon_after_the_directory_answers(
+    tmp_path: Path,
+    own_slapd: LocalSlapd,
+    start_daemon: Callable[..., Daemon],
+    smtp_server: SmtpCapture,
+) -> None:
+    scope = ldap_scope_on(own_slapd, tmp_path)
+    feeds, state, cfg = tmp_path / "feeds", tmp_path / "state", tmp_path / "misync.toml"
+    ids = write_world(feeds, 3)
+    write_config(cfg, feeds, state, scope, reconcile_interval_seconds=3600)
+    _email(cfg, smtp_server)
+    d = start_daemon(cfg, state)
+    first = d.wait_event(lambda e: e.get("event") == "run.finished")
+    assert first["summary"]["create_ok"] == 3, first
+
+    # (a few polls first: a row appended before the watcher's first poll is item 2's)
+    time.sleep(3)
+    # the directory goes away; a separation lands; the fast path fails
+    mark = len(d.events())
+    own_slapd.stop()
+    sep_at = datetime.now(LA) - timedelta(minutes=5)
+    append_row(feeds / "separations.csv", f"{ids[0]},LWDB04,{sep_at.isoformat()},resignation")
+    d.wait_event(
+        lambda e: e.get("event") == "run.failed" and e.get("job") == "fastpath",
+        after=mark,
+    )
+    smtp_server.wait_for(1)
+    opened = [m for m in smtp_server.messages if "run.failed run:fastpath" in str(m[2]["Subject"])]
+    assert opened and opened[0][1] == ["security@example.org"], smtp_server.messages
+    time.sleep(20)  # an outage of a while: several tries fail, the backoff grows
+    retries = [
+        e
+        for e in d.events()[mark:]
+        if e.get("event") == "retry.scheduled" and e.get("job") == "fastpath"
+    ]
+    assert len(retries) >= 2, retries
+    assert all(e["seconds"] <= 30 for e in retries)
+
+    # the directory answers again (same port, same data): disabled within 60 s
+    own_slapd.start()
+    back = time.monotonic()
+    assert until(lambda: ldap_enabled(scope, ids[0]) is False, 60.0), "not disabled in 60 s"
+    took = time.monotonic() - back
+    assert took < 60.0
+    assert ldap_enabled(scope, ids[1]) is True and ldap_enabled(scope, ids[2]) is True
+
+    # the fast path's run.failed closes, to the security address that got the open
+    assert until(lambda: bool(_closes(smtp_server, "closed: run.failed run:fastpath")), 30.0), [
+        str(m[2]["Subject"]) for m in smtp_server.messages
+    ]
+    close = _closes(smtp_server, "closed: run.failed run:fastpath")[0]
+    assert "security@example.org" in close[1]
+
+    d.proc.send_signal(signal.SIGTERM)
+    assert d.proc.wait(60) == 0
