@@ -81,7 +81,7 @@ to_critical = ["itsd-mis@esd.example.gov", "security-admin@esd.example.gov"]
     capsys.readouterr()
     by_subject = {m["Subject"]: (rcpt, m) for _, rcpt, m in smtp_server.messages}
     opened = sorted(s for s in by_subject if "CRITICAL: breach.open" in s)
-    closed = sorted(s for s in by_subject if "breach.closed" in s)
+    closed = sorted(s for s in by_subject if "closed: breach.open" in s)
     # P1003 (contract ended), P1004 (separated), P1008 (disable request) were past deadline
     assert [s.split()[-1].split(",")[0] for s in opened] == [
         "uid=cnguyen",
@@ -93,7 +93,9 @@ to_critical = ["itsd-mis@esd.example.gov", "security-admin@esd.example.gov"]
     body = msg.get_content()
     assert "person_id: P1004" in body and "reasons: separated" in body
     assert len(closed) == 3  # each was disabled by this run: one closing message each
-    assert any("INFO closed: breach.closed uid=dpatel" in s for s in closed)
+    assert any("INFO closed: breach.open uid=dpatel" in s for s in closed)
+    for s in closed:  # each close goes to whoever got its CRITICAL open
+        assert by_subject[s][0] == rcpt
     req = [s for s in by_subject if "requester.separated R900" in s]
     assert req == ["[misync] WARNING: requester.separated R900"]
     assert "still designated for WDA-04" in by_subject[req[0]][1].get_content()
@@ -254,8 +256,9 @@ to = ["itsd@x"]
     ndas.write_text(kept, encoding="utf-8")  # the feed arrives; the orphan is reviewed
     assert main(["-c", str(cfg), "apply", "--override-guard"]) == 0
     capsys.readouterr()
-    closed = [s for s in subjects() if "INFO closed: alert.closed" in s]
-    assert any(s.endswith(" ndas") for s in closed)
+    closed = [s for s in subjects() if "INFO closed: " in s]
+    assert "[misync] INFO closed: feed.unhealthy ndas" in closed
+    assert "[misync] INFO closed: guard.tripped mass_disable_guard" in closed
     assert any(s.endswith(" mass_disable_guard") for s in closed)
     assert any("mass_disable_guard:uid=oldtemp" in s for s in closed)
     with StateStore(demo["tmp"] / "state" / "state.sqlite3") as store:
