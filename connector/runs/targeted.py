@@ -105,6 +105,7 @@ def _targeted(
         log.debug("targeted.nobody", kind=kind)
         return None
     accounts: list[Account] = []
+    ambiguous: dict[str, str] = {}
     target = rt.target()
     try:
         for pid in people:
@@ -112,22 +113,31 @@ def _targeted(
                 found = target.find(pid)
             except PermanentTargetError as exc:  # two accounts for one person
                 log.warning("targeted.ambiguous", person_id=pid, error=str(exc))
-                if alerts is not None:
-                    alerts.send(
-                        Alert(
-                            "operation.held",
-                            Severity.WARNING,
-                            f"ambiguous_correlation:person:{pid}",
-                            f"person {pid}: {exc}; the full reconcile holds it for review",
-                            {"code": "ambiguous_correlation", "person_id": pid},
-                        )
-                    )
+                ambiguous[pid] = str(exc)
                 continue
             if found is not None:
                 accounts.append(found)
         description = target.description
     finally:
         target.close()
+    if alerts is not None and ambiguous:  # one alert for the cause, as the full run's
+        first = min(ambiguous)
+        alerts.send(
+            Alert(
+                "operation.held",
+                Severity.WARNING,
+                "ambiguous_correlation",
+                f"{len(ambiguous)} people with more than one account "
+                f"(ambiguous_correlation); e.g. {first}: {ambiguous[first]}; the full "
+                "reconcile holds them for review",
+                {
+                    "code": "ambiguous_correlation",
+                    "count": len(ambiguous),
+                    "person_ids": sorted(ambiguous)[:10],
+                    "run_id": run_id,
+                },
+            )
+        )
     plan = _disables_only(
         build_plan(
             plan_inputs(
