@@ -274,6 +274,7 @@ class Daemon:
                 self._watcher = self._make_watcher(new)
             self._reconciler = self._make_reconciler(new)
         self._schedule_all(first=False)
+        self._publish_schedule()
         self._log.info("config.reloaded", config=str(self._config_path))
         self.notifier.ready(f"configuration reloaded; {self._status.line()}")
         return True
@@ -296,9 +297,13 @@ class Daemon:
         tz = s.policy.tz
         add = self._scheduler.add_job
         start = datetime.now(tz) if first and d.run_on_start else None
+        trigger = _reconcile_trigger(s)
+        old = None if first else self._scheduler.get_job("reconcile")
+        if old is not None and str(old.trigger) == str(trigger) and old.next_run_time:
+            start = old.next_run_time  # a reload keeps the schedule: it never postpones it
         add(
             self._job_reconcile,
-            _reconcile_trigger(s),
+            trigger,
             id="reconcile",
             replace_existing=True,
             **({"next_run_time": start} if start else {}),

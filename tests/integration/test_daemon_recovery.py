@@ -121,3 +121,41 @@ def test_a_separation_during_an_outage_is_disabled_soon_after_the_directory_answ
 
     d.proc.send_signal(signal.SIGTERM)
     assert d.proc.wait(60) == 0
+
+
+def test_a_reload_keeps_the_reconcile_schedule_and_publishes_it(
+    tmp_path: Path, ldap_scope: Any
+) -> None:
+    """SIGHUP with the same schedule keeps the next reconcile where it was (a reload
+    every 20 minutes must not postpone a 30-minute reconcile for ever) and `misync
+    status` sees the schedule as it is after the reload."""
+    from connector import app
+    from connector.daemon.service import Daemon as Service
+    from connector.settings import load_settings
+    from connector.state import StateStore
+
+    feeds, state, cfg = tmp_path / "feeds", tmp_path / "state", tmp_path / "misync.toml"
+    write_world(feeds, 1)
+    write_config(cfg, feeds, state, ldap_scope, reconcile_interval_seconds=600, run_on_start=False)
+
+    def load(path: Path | None) -> app.Runtime:
+        assert path is not None
+        return app.Runtime(load_settings(path))
+
+    d = Service(load(cfg), config_path=cfg, load=load)
+    d._schedule_all(first=True)
+    d._scheduler.start(paused=True)
+    try:
+        before = d._scheduler.get_job("reconcile").next_run_time
+        time.sleep(1.5)
+        assert d.reload()
+        assert d._scheduler.get_job("reconcile").next_run_time == before
+        with StateStore(state / "state.sqlite3") as store:
+            assert store.schedule()["reconcile"] == before
+        # a changed schedule is taken from the reload on
+        cfg.write_text(cfg.read_text().replace("= 600", "= 900"), encoding="utf-8")
+        assert d.reload()
+        assert d._scheduler.get_job("reconcile").next_run_time > before
+    finally:
+        d._scheduler.shutdown(wait=False)
+        d._resources.close()
