@@ -427,8 +427,13 @@ class Daemon:
         (unless the reconcile itself left disables undone) and their run alerts close
         (a reconcile that ran proves the directory answers and the feeds read)."""
         undone = _undone_disables(result)
-        self._timed_people.clear()
         self._fast_people = set(undone)
+        if undone:
+            self._fast_pending = True
+            self._retry_later("fastpath", self._job_fastpath_retry)
+        if result is not None and result.report.stopped:
+            return  # stopped early (circuit breaker, deadline): it covered nothing else
+        self._timed_people.clear()
         run_id = getattr(result, "run_id", "")
         for job in ("fastpath", "timed"):
             self._backoff[job].reset()
@@ -443,10 +448,7 @@ class Daemon:
                 )
             )
         self._drop_job("retry-timed")
-        if undone:
-            self._fast_pending = True
-            self._retry_later("fastpath", self._job_fastpath_retry)
-        elif not self._fast_pending:
+        if not (undone or self._fast_pending):
             self._drop_job("retry-fastpath")
 
     def _drop_job(self, job_id: str) -> None:
