@@ -562,8 +562,6 @@ def _answer_within(conn: ldap3.Connection, seconds: float, then: float) -> Itera
         yield
         return
     sock.settimeout(seconds)
-    try:
-        yield
-    finally:
-        if conn.socket is not None:
-            conn.socket.settimeout(then)
+    yield  # on an error the connection is dropped: nothing to restore
+    if conn.socket is not None:
+        conn.socket.settimeout(then)
