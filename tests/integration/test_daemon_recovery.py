@@ -159,3 +159,43 @@ def test_a_reload_keeps_the_reconcile_schedule_and_publishes_it(
     finally:
         d._scheduler.shutdown(wait=False)
         d._resources.close()
+
+
+@pytest.mark.parametrize(
+    ("stopped", "closes"), [("", ["run:fastpath", "run:timed"]), ("circuit breaker: ...", [])]
+)
+def test_only_a_reconcile_that_ran_to_its_end_closes_the_fast_paths_failure(
+    tmp_path: Path, ldap_scope: Any, stopped: str, closes: list[str]
+) -> None:
+    """A reconcile that finished read the directory and planned every disable: it closes
+    the fast path's and timed job's `run.failed`. One stopped early by the circuit
+    breaker proves nothing: it closes nothing, and what it left undone goes to the fast
+    path's retry."""
+    from types import SimpleNamespace
+
+    from connector import app
+    from connector.daemon.service import Daemon as Service
+    from connector.settings import load_settings
+
+    feeds, state, cfg = tmp_path / "feeds", tmp_path / "state", tmp_path / "misync.toml"
+    write_world(feeds, 1)
+    write_config(cfg, feeds, state, ldap_scope, run_on_start=False)
+    sent: list[Any] = []
+    d = Service(
+        app.Runtime(load_settings(cfg)),
+        config_path=cfg,
+        load=lambda p: app.Runtime(load_settings(cfg)),
+        alerts=SimpleNamespace(send=sent.append),  # type: ignore[arg-type]
+    )
+    undone = SimpleNamespace(
+        status="not_attempted",
+        temporary=True,
+        action=SimpleNamespace(op=SimpleNamespace(value="disable"), person_id="P5000"),
+    )
+    result = SimpleNamespace(
+        run_id="r1", report=SimpleNamespace(stopped=stopped, outcomes=[undone])
+    )
+    d._covered_by_reconcile(result)
+    assert [a.key for a in sent if a.kind == "run.succeeded"] == closes
+    assert d._fast_people == {"P5000"} and d._fast_pending
+    assert d._scheduler.get_job("retry-fastpath") is not None
