@@ -3,6 +3,12 @@ readable console lines when stderr is a terminal (``[log] format = "auto"``).
 
 Only the CLI calls ``configure``; library code just asks ``structlog.get_logger()``.
 Events carry ids (person_id, account_id, run_id), never secrets and no names or emails.
+
+Libraries that log through the standard ``logging`` module (APScheduler: "maximum number
+of running instances reached", "Run time of job ... was missed") go through the same
+renderer, so the JSON log has no plain-text lines: their event is the message, with
+``logger`` naming the library. They log at WARNING and above only (APScheduler's INFO
+lines are one per job execution: noise every poll).
 """
 
 from __future__ import annotations
@@ -42,6 +48,16 @@ def resolve_format(fmt: str, stream: object = None) -> str:
         return "json"
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A stream handler on whatever ``sys.stderr`` is at the time of writing."""
+
+    def __init__(self) -> None:
+        super().__init__(_Stderr())
+
+
+_HANDLER_NAME = "misync-structlog"
+
+
 def configure(level: str = "info", fmt: str = "auto") -> None:
     fmt = resolve_format(fmt)
     renderer: structlog.typing.Processor = (
@@ -49,11 +65,15 @@ def configure(level: str = "info", fmt: str = "auto") -> None:
         if fmt == "json"
         else structlog.dev.ConsoleRenderer(colors=False)
     )
+    shared: list[structlog.typing.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    _route_stdlib(shared, renderer, max(_LEVELS[level], logging.WARNING))
     structlog.configure(
         processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            *shared,
             structlog.processors.format_exc_info,
             renderer,
         ],
@@ -61,3 +81,26 @@ def configure(level: str = "info", fmt: str = "auto") -> None:
         logger_factory=structlog.PrintLoggerFactory(file=_Stderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )
+
+
+def _route_stdlib(
+    shared: list[structlog.typing.Processor], renderer: structlog.typing.Processor, level: int
+) -> None:
+    """stdlib ``logging`` records (APScheduler and other libraries) rendered as structlog
+    events on stderr; one handler on the root logger, replaced when configured again."""
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+    )
+    handler = _StderrHandler()
+    handler.set_name(_HANDLER_NAME)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if h.get_name() == _HANDLER_NAME]:
+        root.removeHandler(old)
+    handler.setLevel(level)
+    root.addHandler(handler)

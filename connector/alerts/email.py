@@ -15,7 +15,7 @@ from typing import Any
 
 import structlog
 
-from connector.alerts.port import Alert, Severity
+from connector.alerts.port import Alert, Severity, routing_severity
 from connector.settings import EmailAlertSettings, SmtpSettings
 
 _RANK = {Severity.INFO: 0, Severity.WARNING: 1, Severity.CRITICAL: 2}
@@ -66,13 +66,22 @@ class SmtpRelay:
 
 def alert_message(alert: Alert, sender: str, to: list[str], prefix: str) -> EmailMessage:
     """The email for one alert: subject names severity, state and kind; the body lists
-    every field (ids and dates only, never names or secrets)."""
+    every field (ids and dates only, never names or secrets). A closing message names
+    what it closes: ``INFO closed: feed.unhealthy workers``."""
     state = str(alert.fields.get("alert_state", "event"))
     label = {"open": "", "event": ""}.get(state, f" {state}")
+    what = alert.kind
+    if state == "closed" and alert.fields.get("closes"):
+        what = str(alert.fields["closes"])
+    elif state == "digest" and alert.fields.get("digest_of"):
+        what = f"{alert.fields.get('count', '')} more {alert.fields['digest_of']}"
     msg = EmailMessage()
     msg["From"] = sender
     msg["To"] = ", ".join(to)
-    msg["Subject"] = f"{prefix} {alert.severity.value.upper()}{label}: {alert.kind} {alert.key}"
+    subject = f"{prefix} {alert.severity.value.upper()}{label}: {what}"
+    if state != "digest":
+        subject += f" {alert.key}"
+    msg["Subject"] = subject
     msg["Date"] = formatdate(localtime=False)
     msg["Message-ID"] = make_msgid(domain="misync")
     msg["X-Misync-Kind"] = alert.kind
@@ -110,11 +119,11 @@ class EmailAlertSink:
         self._log = structlog.get_logger("misync.alert")
 
     def wants(self, alert: Alert) -> bool:
-        return _RANK[alert.severity] >= _RANK[Severity(self.settings.min_severity)]
+        return _RANK[routing_severity(alert)] >= _RANK[Severity(self.settings.min_severity)]
 
     def deliver(self, alert: Alert) -> None:
         s = self.settings
-        to = s.recipients(alert.severity.value)
+        to = s.recipients(routing_severity(alert).value)  # a close: whoever got the open
         self.relay.send(alert_message(alert, s.sender, to, s.subject_prefix))
 
     def send(self, alert: Alert) -> None:

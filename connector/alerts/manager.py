@@ -77,6 +77,8 @@ CLOSERS: dict[str, tuple[str, ...]] = {
 SUPERSEDES: dict[str, tuple[str, ...]] = {"breach.open": ("deadline.warning",)}
 AUDITED_ELSEWHERE = frozenset({"breach.open", "breach.closed"})  # `breach` audit records
 _RANK = {Severity.INFO: 0, Severity.WARNING: 1, Severity.CRITICAL: 2}
+# the severity of what a closer closes when no open alert row was found (breach.closed)
+_CLOSES_SEVERITY = {"breach.open": Severity.CRITICAL.value}
 
 
 class Deliverer(Protocol):
@@ -309,13 +311,15 @@ class AlertManager:
         self._emit(_with_state(alert, "open"), row)
 
     def _emit(self, alert: Alert, row: AlertRow | None) -> None:
-        """Deliver now, or hold back for the digest once this kind has had its share."""
-        if self._sent[alert.kind] >= self.digest_after:
-            self._held_back[alert.kind].append(alert)
+        """Deliver now, or hold back for the digest once this kind has had its share
+        (closes count per kind they close)."""
+        bucket = _bucket(alert)
+        if self._sent[bucket] >= self.digest_after:
+            self._held_back[bucket].append(alert)
             if row is not None:
                 self.store.alert_sent(row.id, self.clock(), (), reminder=False)
             return
-        self._sent[alert.kind] += 1
+        self._sent[bucket] += 1
         missed = self._deliver(alert)
         if row is not None:
             self.store.alert_sent(row.id, self.clock(), missed, reminder=False)
@@ -326,6 +330,14 @@ class AlertManager:
                 continue
             worst = max((a.severity for a in held), key=_RANK.__getitem__)
             states = Counter(str(a.fields.get("alert_state", "event")) for a in held)
+            closes = [
+                str(a.fields["closes_severity"]) for a in held if "closes_severity" in a.fields
+            ]
+            route = (
+                {"closes_severity": max((Severity(c) for c in closes), key=_RANK.__getitem__).value}
+                if closes
+                else {}
+            )
             digest = Alert(
                 "alert.digest",
                 worst,
@@ -341,6 +353,7 @@ class AlertManager:
                     "count": len(held),
                     "states": dict(states),
                     "keys": [a.key for a in held[:50]],
+                    **route,
                     **({"run_id": self._run_id} if self._run_id else {}),
                 },
             )
@@ -360,8 +373,16 @@ class AlertManager:
             if r.kind not in AUDITED_ELSEWHERE
         ]
         self._audit(audit)
-        if closed or closer.kind == "breach.closed":
-            self._emit(_with_state(closer, "closed"), None)
+        if not closed and closer.kind != "breach.closed":
+            return
+        # the close names what it closes and goes to whoever got the open
+        worst = max(closed, key=lambda r: _RANK[Severity(r.severity)], default=None)
+        closes = worst.kind if worst is not None else CLOSERS[closer.kind][0]
+        severity = worst.severity if worst is not None else _CLOSES_SEVERITY.get(closes, "info")
+        extra: dict[str, Any] = {"closes": closes, "closes_severity": severity}
+        if worst is not None:
+            extra["opened_at"] = worst.opened_at.isoformat()
+        self._emit(_with_state(closer, "closed", extra), None)
 
     def _sweep(self, run_id: str) -> None:
         now = self.clock()
@@ -381,6 +402,7 @@ class AlertManager:
                         **row.fields,
                         "alert_state": "closed",
                         "closes": row.kind,
+                        "closes_severity": row.severity,
                         "opened_at": when(row.opened_at, self.tz),
                         "resolution": resolution,
                     },
@@ -448,10 +470,24 @@ class AlertManager:
         return Alert(row.kind, Severity(row.severity), row.key, summary, fields)
 
 
-def _with_state(alert: Alert, state: str) -> Alert:
+def _with_state(alert: Alert, state: str, extra: dict[str, Any] | None = None) -> Alert:
     return Alert(
-        alert.kind, alert.severity, alert.key, alert.summary, {**alert.fields, "alert_state": state}
+        alert.kind,
+        alert.severity,
+        alert.key,
+        alert.summary,
+        {**alert.fields, **(extra or {}), "alert_state": state},
     )
+
+
+def _bucket(alert: Alert) -> str:
+    """Where an alert counts against the per-run digest limit: its kind, or for a
+    close, the kind it closes. So the close of ``guard.tripped`` or of a fast path's
+    ``run.failed`` is always sent on its own, never behind a thousand closes of
+    per-account warnings, and a digest of closes names what they closed."""
+    if alert.fields.get("alert_state") != "closed":
+        return alert.kind
+    return f"closes of {alert.fields.get('closes') or alert.kind}"
 
 
 def _event_record(alert: Alert, state: str) -> dict[str, Any]:

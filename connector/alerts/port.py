@@ -33,6 +33,22 @@ class Alert:
     fields: Mapping[str, Any] = field(default_factory=dict)
 
 
+_RANK = {Severity.INFO: 0, Severity.WARNING: 1, Severity.CRITICAL: 2}
+
+
+def routing_severity(alert: Alert) -> Severity:
+    """The severity that picks an alert's recipients and passes a sink's ``min_severity``:
+    its own, or, for a closing message (``closes_severity``), that of the alert it
+    closes, so that a close reaches whoever got the open (a CRITICAL open went to
+    ``to_critical``: so does its INFO close)."""
+    closes = alert.fields.get("closes_severity")
+    try:
+        other = Severity(str(closes)) if closes else alert.severity
+    except ValueError:
+        other = alert.severity
+    return max(alert.severity, other, key=_RANK.__getitem__)
+
+
 class AlertSink(Protocol):
     """Delivers alerts. Implementations must not raise for a delivery problem they can
     report themselves (log it); the run that raised the alert goes on either way."""

@@ -21,7 +21,7 @@ import requests
 import structlog
 
 from connector.alerts.email import _RANK, DeliveryError
-from connector.alerts.port import Alert, Severity
+from connector.alerts.port import Alert, Severity, routing_severity
 from connector.settings import WebhookAlertSettings
 
 SCHEMA = "misync.alert/1"
@@ -59,7 +59,7 @@ class WebhookAlertSink:
         self._log = structlog.get_logger("misync.alert")
 
     def wants(self, alert: Alert) -> bool:
-        return _RANK[alert.severity] >= _RANK[Severity(self.settings.min_severity)]
+        return _RANK[routing_severity(alert)] >= _RANK[Severity(self.settings.min_severity)]
 
     def deliver(self, alert: Alert) -> None:
         s = self.settings

@@ -14,6 +14,14 @@ Jobs (each ``max_instances=1``, misfires coalesced, intervals from ``[daemon]``)
 - ``watchdog``: ``WATCHDOG=1`` to systemd from the scheduler loop (own thread, so a long
   run cannot starve it).
 
+A fast-path or timed run that fails (the directory does not answer, the state is busy),
+or that leaves a disable undone (not attempted, a temporary failure), is tried again
+with backoff (``RETRY_DELAYS``: 2, 4, 8, 16, then every 30 s) until it succeeds; a
+failed reconcile sets the fast path going the same way, so a separation that landed
+while the directory was away is disabled within seconds of it answering again. A
+successful reconcile covers both (it plans every disable they would) and closes their
+``run.failed`` alerts.
+
 Runs never overlap (one process lock around each; the state folder's flock also keeps
 out a manual ``misync apply``). The main thread only handles signals: SIGTERM/SIGINT set
 the stop flag (the run in flight finishes the action it is doing, journals it, records
@@ -23,6 +31,8 @@ again and swaps it in only if it is valid (otherwise an alert and the old one st
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import signal
 import threading
 import time
@@ -64,6 +74,25 @@ WATCHED = (
     FeedName.ORGANIZATIONS,
     FeedName.REQUESTERS,
 )
+
+
+#: seconds between tries of a failed fast-path or timed run; the last one repeats
+RETRY_DELAYS = (2.0, 4.0, 8.0, 16.0, 30.0)
+
+
+@dataclass
+class Backoff:
+    """How long to wait before the next try of a job that failed (``RETRY_DELAYS``)."""
+
+    failures: int = 0
+
+    def next_delay(self) -> float:
+        delay = RETRY_DELAYS[min(self.failures, len(RETRY_DELAYS) - 1)]
+        self.failures += 1
+        return delay
+
+    def reset(self) -> None:
+        self.failures = 0
 
 
 class Reminder(Protocol):
@@ -137,6 +166,9 @@ class Daemon:
         # rows already logged (each logged when it appears and once when it is gone)
         self._last_ev: Evaluation | None = None
         self._rejections = RejectionLog()
+        self._fast_people: set[str] = set()  # disables a fast path left undone: try again
+        self._timed_people: set[str] = set()  # people of a failed timed run: try again
+        self._backoff = {"fastpath": Backoff(), "timed": Backoff()}
         self._watcher = self._make_watcher(rt)
         self._reconciler = self._make_reconciler(rt)
         self._status = Status()
@@ -252,6 +284,7 @@ class Daemon:
                 self._baseline_from_store()
             self._reconciler = self._make_reconciler(new)
         self._schedule_all(first=False)
+        self._publish_schedule()
         self._log.info("config.reloaded", config=str(self._config_path))
         self.notifier.ready(f"configuration reloaded; {self._status.line()}")
         return True
@@ -293,9 +326,13 @@ class Daemon:
         tz = s.policy.tz
         add = self._scheduler.add_job
         start = datetime.now(tz) if first and d.run_on_start else None
+        trigger = _reconcile_trigger(s)
+        old = None if first else self._scheduler.get_job("reconcile")
+        if old is not None and str(old.trigger) == str(trigger) and old.next_run_time:
+            start = old.next_run_time  # a reload keeps the schedule: it never postpones it
         add(
             self._job_reconcile,
-            _reconcile_trigger(s),
+            trigger,
             id="reconcile",
             replace_existing=True,
             **({"next_run_time": start} if start else {}),
@@ -395,7 +432,7 @@ class Daemon:
                 self._evaluated(r.evaluation)
                 return r.plan, r.evaluation, rec.enabled_accounts
 
-            self._guarded(
+            ok, result = self._guarded(
                 "reconcile",
                 lambda rt, run_id: run_apply(
                     rt,
@@ -406,38 +443,112 @@ class Daemon:
                     planner=planner,
                 ),
             )
+            if ok:
+                # it planned every disable the fast path and the timed job would have:
+                # what they failed to do is done or planned again, their alerts close
+                self._covered_by_reconcile(result)
+            elif not self._stop.is_set():
+                # the change it would have covered is not covered: the fast path (cheap,
+                # targeted) takes it, with backoff, until the directory answers
+                self._fast_pending = True
+                self._retry_later("fastpath", self._job_fastpath_retry)
         self._plan_timed()
 
-    def _job_watch(self) -> None:
-        from connector.runs.targeted import run_targeted
+    def _covered_by_reconcile(self, result: Any) -> None:
+        """A successful reconcile: the fast path and timed retries are no longer needed
+        (unless the reconcile itself left disables undone) and their run alerts close
+        (a reconcile that ran proves the directory answers and the feeds read)."""
+        undone = _undone_disables(result)
+        self._fast_people = set(undone)
+        if undone:
+            self._fast_pending = True
+            self._retry_later("fastpath", self._job_fastpath_retry)
+        if result is not None and result.report.stopped:
+            return  # stopped early (circuit breaker, deadline): it covered nothing else
+        self._timed_people.clear()
+        run_id = getattr(result, "run_id", "")
+        for job in ("fastpath", "timed"):
+            self._backoff[job].reset()
+            self.alerts.send(  # closes their run.failed / run.refused (nothing else)
+                Alert(
+                    "run.succeeded",
+                    Severity.INFO,
+                    f"run:{job}",
+                    f"reconcile run {run_id} succeeded: the directory answers and the "
+                    f"feeds read, and it planned every disable the {job} run would have",
+                    {"job": job, "run_id": run_id, "covered_by": "reconcile"},
+                )
+            )
+        self._drop_job("retry-timed")
+        if not (undone or self._fast_pending):
+            self._drop_job("retry-fastpath")
 
+    def _drop_job(self, job_id: str) -> None:
+        from apscheduler.jobstores.base import JobLookupError
+
+        with contextlib.suppress(JobLookupError):
+            self._scheduler.remove_job(job_id)
+
+    def _job_watch(self) -> None:
         if self._stop.is_set():
             return
         changed = self._watcher.poll()
         if changed:
             self._log.info("feeds.changed", files=changed)
             self._fast_pending = True
-        if not self._fast_pending or not self._run_lock.acquire(blocking=False):
-            return  # nothing to do, or a run is busy: the next poll tries again
+        if not self._fast_pending or self._scheduler.get_job("retry-fastpath") is not None:
+            return  # nothing to do, or a failed fast path waits for its backoff
+        if not self._run_lock.acquire(blocking=False):
+            return  # a run is busy: the next poll tries again
         try:
-            self._fast_pending = False
-            self._guarded(
-                "fastpath",
-                lambda rt, run_id: run_targeted(
-                    rt,
-                    None,
-                    kind="fastpath",
-                    run_id=run_id,
-                    alerts=self.alerts,
-                    observer=self.observer,
-                    should_stop=self.stopping,
-                    rejections=self._rejections,
-                    evaluated=self._evaluated,
-                ),
-            )
+            self._fastpath()
         finally:
             self._run_lock.release()
         self._plan_timed()
+
+    def _job_fastpath_retry(self) -> None:
+        """The fast path again, after the backoff of a failure (run lock: waits for a
+        run in progress, which may well cover it)."""
+        if self._stop.is_set():
+            return
+        with self._run_lock:
+            if not (self._fast_pending or self._fast_people):
+                return
+            self._fastpath()
+        self._plan_timed()
+
+    def _fastpath(self) -> None:
+        """One fast-path run (run lock held); on failure, or with disables left undone,
+        it is tried again with backoff (``_job_fastpath_retry``)."""
+        from connector.runs.targeted import run_targeted
+
+        self._fast_pending = False
+        again = frozenset(self._fast_people)
+        ok, result = self._guarded(
+            "fastpath",
+            lambda rt, run_id: run_targeted(
+                rt,
+                None,
+                also=again,
+                kind="fastpath",
+                run_id=run_id,
+                alerts=self.alerts,
+                observer=self.observer,
+                should_stop=self.stopping,
+                rejections=self._rejections,
+                evaluated=self._evaluated,
+            ),
+        )
+        if ok:
+            undone = _undone_disables(result)
+            self._fast_people = set(undone)
+            if not undone:
+                self._backoff["fastpath"].reset()
+                return
+        if self._stop.is_set():
+            return
+        self._fast_pending = True
+        self._retry_later("fastpath", self._job_fastpath_retry)
 
     def _job_timed(self, due: DueChange) -> None:
         from connector.runs.targeted import run_targeted
@@ -446,11 +557,12 @@ class Daemon:
             return
         self._log.info("timed.due", at=due.at.isoformat(), why=list(due.why)[:20])
         with self._run_lock:
-            self._guarded(
+            people = frozenset(due.people | self._timed_people)
+            ok, result = self._guarded(
                 "timed",
                 lambda rt, run_id: run_targeted(
                     rt,
-                    due.people,
+                    people,
                     kind="timed",
                     run_id=run_id,
                     alerts=self.alerts,
@@ -460,7 +572,34 @@ class Daemon:
                     evaluated=self._evaluated,
                 ),
             )
+            undone = _undone_disables(result) if ok else set(people)
+            self._timed_people = set(undone)
+            if not undone:
+                self._backoff["timed"].reset()
+            elif not self._stop.is_set():
+                self._retry_later(
+                    "timed", self._job_timed, args=[dataclasses.replace(due, people=people)]
+                )
         self._plan_timed()
+
+    def _retry_later(
+        self, job: str, func: Callable[..., None], args: list[Any] | None = None
+    ) -> None:
+        """Try ``job`` again after its backoff (a date job ``retry-<job>``)."""
+        delay = self._backoff[job].next_delay()
+        at = datetime.now(self.rt.settings.policy.tz) + timedelta(seconds=delay)
+        try:
+            self._scheduler.add_job(
+                func,
+                DateTrigger(run_date=at),
+                args=args or [],
+                id=f"retry-{job}",
+                replace_existing=True,
+            )
+        except Exception as exc:  # the scheduler is shutting down
+            self._log.warning("retry.not_scheduled", job=job, error=str(exc))
+            return
+        self._log.info("retry.scheduled", job=job, seconds=delay, at=at.isoformat())
 
     def _job_monitor(self) -> None:
         remind = getattr(self.alerts, "remind", None)
@@ -508,11 +647,12 @@ class Daemon:
             )
         )
 
-    def _guarded(self, job: str, body: Callable[[Runtime, str], Any]) -> None:
+    def _guarded(self, job: str, body: Callable[[Runtime, str], Any]) -> tuple[bool, Any]:
         """Run one job body with the current runtime and a fresh run id; every failure is
         logged and alerted (``run.failed``/``run.refused``, key ``run:<job>``; a success
         sends ``run.succeeded``, which closes them), never raised into the scheduler.
-        The runs themselves tell an alert manager where they start and end."""
+        The runs themselves tell an alert manager where they start and end. Returns
+        whether the body ran to its end, and what it returned."""
         from connector.audit import AuditIntegrityError
         from connector.runs import DriftError
         from connector.state import StateBusyError
@@ -521,6 +661,7 @@ class Daemon:
         rt = self.rt
         run_id = uuid.uuid4().hex[:12]
         started = time.monotonic()
+        ok, result = False, None
         try:
             result = body(rt, run_id)
         except StateBusyError as exc:
@@ -563,6 +704,7 @@ class Daemon:
             )
             self._status.last[job] = "crashed"
         else:
+            ok = True
             self.alerts.send(
                 Alert(
                     "run.succeeded",
@@ -586,6 +728,7 @@ class Daemon:
         when = f"; next reconcile {nxt.next_run_time:%H:%M:%S}" if nxt and nxt.next_run_time else ""
         self.notifier.status(self._status.line() + when)
         self._publish_schedule()
+        return ok, result
 
     def _write_report(self, rt: Runtime, run_id: str) -> None:
         """Keep the run's HTML report in ``state.dir/reports`` (``[report] keep_runs``),
@@ -607,7 +750,31 @@ class Daemon:
         try:
             jobs = {} if stopped else {j.id: j.next_run_time for j in self._scheduler.get_jobs()}
             with self.rt.store() as store:
-                for job in ("reconcile", "watch", "timed", "monitor", "audit-verify"):
+                for job in (
+                    "reconcile",
+                    "watch",
+                    "timed",
+                    "monitor",
+                    "audit-verify",
+                    "retry-fastpath",
+                    "retry-timed",
+                ):
                     store.set_schedule(job, jobs.get(job))
         except Exception as exc:  # status is informative; never stop a run for it
             self._log.warning("schedule.publish_failed", error=str(exc))
+
+
+def _undone_disables(result: Any) -> set[str]:
+    """The people whose disable a run left undone for a reason that may pass (not
+    attempted, stopped, retries ran out): their decision is recorded already, so only
+    an explicit retry brings them back."""
+    if result is None:
+        return set()
+    return {
+        o.action.person_id
+        for o in result.report.outcomes
+        if o.status != "ok"
+        and o.temporary
+        and o.action.op.value == "disable"
+        and o.action.person_id is not None
+    }

@@ -21,9 +21,11 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Protocol
 
 import structlog
@@ -35,7 +37,7 @@ from connector.audit import UNKEYED_WARNING, AuditLog, AuditWriteError
 from connector.model.accounts import Account
 from connector.model.decisions import Decision
 from connector.model.feeds import FeedSet
-from connector.model.plan import Op, Plan
+from connector.model.plan import HeldAction, Op, Plan
 from connector.policy.review import separated_requesters
 from connector.report import plan_audit_extras
 from connector.runs.breaches import close_breaches, open_breaches, warn_unfixed
@@ -82,6 +84,9 @@ class Observers:
     def outcome(self, outcome: Outcome) -> None:
         for o in self._observers:
             o.outcome(outcome)
+
+
+HELD_KEYS = 10  # keys named in a grouped held alert (the report lists them all)
 
 
 @dataclass(frozen=True)
@@ -213,6 +218,44 @@ def _run_apply(
         return result
 
 
+def held_alerts(held: Sequence[HeldAction], run_id: str, reports: Path) -> list[Alert]:
+    """One ``operation.held`` alert per cause (held code), not one per account: the
+    count, the first few keys and people, and the run's report page that lists them
+    all (the daemon keeps it at ``reports/run-<id>.html``; ``misync report --run ID``
+    renders it for any run). Key: the code, so the alert stays open while that cause
+    holds anything and a full run that no longer holds any closes it."""
+    by_code: dict[str, list[HeldAction]] = {}
+    for h in held:
+        by_code.setdefault(h.code, []).append(h)
+    out: list[Alert] = []
+    for code, items in sorted(by_code.items()):
+        ops = Counter(h.action.op.value for h in items)
+        first = items[0]
+        what = ", ".join(f"{op} x{n}" for op, n in sorted(ops.items()))
+        out.append(
+            Alert(
+                "operation.held",
+                Severity.WARNING,
+                code,
+                f"{len(items)} action{'s' if len(items) != 1 else ''} held ({code}: {what}); "
+                f"e.g. {first.action.op.value} {first.action.key}: {first.message}",
+                {
+                    "code": code,
+                    "count": len(items),
+                    "ops": dict(ops),
+                    "keys": [h.action.key for h in items[:HELD_KEYS]],
+                    "person_ids": sorted({h.action.person_id for h in items if h.action.person_id})[
+                        :HELD_KEYS
+                    ],
+                    "run_id": run_id,
+                    "report": str(reports / f"run-{run_id}.html"),
+                    "see": f"misync report --run {run_id}",
+                },
+            )
+        )
+    return out
+
+
 def carry_out(
     rt: Runtime,
     store: Store,
@@ -320,16 +363,11 @@ def carry_out(
             alerts.send(
                 _quarantined(h.action.key, h.action.op.value, h.action.person_id, h.message)
             )
-        elif alerts is not None:
-            alerts.send(
-                Alert(
-                    "operation.held",
-                    Severity.WARNING,
-                    f"{h.code}:{h.action.key}",
-                    f"{h.action.op.value} {h.action.key} held ({h.code}): {h.message}",
-                    {"code": h.code, "op": h.action.op.value, "person_id": h.action.person_id},
-                )
-            )
+    if alerts is not None:
+        for alert in held_alerts(
+            [h for h in plan.held if h.code != "quarantined"], run_id, s.state.reports
+        ):
+            alerts.send(alert)
     if alerts is not None:
         _alert_guard_and_feeds(rt, plan, ev, alerts)
     tz = rt.rules.tz  # instants in alerts and audit records: policy.timezone (timefmt)

@@ -58,9 +58,11 @@ def run_targeted(
     should_stop: Callable[[], bool] | None = None,
     rejections: RejectionLog | None = None,
     evaluated: Callable[[Evaluation], None] | None = None,
+    also: Collection[str] = (),
 ) -> ApplyResult | None:
     """Disable, among ``person_ids`` (None: everyone whose decision changed and who is
-    not entitled now), those who lost access. None when there was nobody to look at
+    not entitled now) and ``also`` (people an earlier run left undone: their decision
+    is recorded already), those who lost access. None when there was nobody to look at
     (nothing is recorded then). Raises like ``run_apply``.
 
     ``rejections`` logs the rejected rows (see ``evaluate``); ``evaluated`` is told the
@@ -86,6 +88,7 @@ def run_targeted(
                 run_id,
                 kind,
                 person_ids,
+                also,
                 alerts,
                 observer,
                 should_stop,
@@ -105,6 +108,7 @@ def _targeted(
     run_id: str,
     kind: str,
     person_ids: Collection[str] | None,
+    also: Collection[str],
     alerts: AlertSink | None,
     observer: RunObserver | None,
     should_stop: Callable[[], bool] | None,
@@ -117,11 +121,13 @@ def _targeted(
     if evaluated is not None:
         evaluated(ev)
     wanted = changed_and_not_entitled(store, ev) if person_ids is None else set(person_ids)
+    wanted |= {p for p in also if not (p in ev.decisions and ev.decisions[p].entitled)}
     people = sorted(p for p in wanted if p in ev.decisions)
     if not people:
         log.debug("targeted.nobody", kind=kind)
         return None
     accounts: list[Account] = []
+    ambiguous: dict[str, str] = {}
     target = rt.target()
     try:
         for pid in people:
@@ -129,22 +135,31 @@ def _targeted(
                 found = target.find(pid)
             except PermanentTargetError as exc:  # two accounts for one person
                 log.warning("targeted.ambiguous", person_id=pid, error=str(exc))
-                if alerts is not None:
-                    alerts.send(
-                        Alert(
-                            "operation.held",
-                            Severity.WARNING,
-                            f"ambiguous_correlation:person:{pid}",
-                            f"person {pid}: {exc}; the full reconcile holds it for review",
-                            {"code": "ambiguous_correlation", "person_id": pid},
-                        )
-                    )
+                ambiguous[pid] = str(exc)
                 continue
             if found is not None:
                 accounts.append(found)
         description = target.description
     finally:
         target.close()
+    if alerts is not None and ambiguous:  # one alert for the cause, as the full run's
+        first = min(ambiguous)
+        alerts.send(
+            Alert(
+                "operation.held",
+                Severity.WARNING,
+                "ambiguous_correlation",
+                f"{len(ambiguous)} people with more than one account "
+                f"(ambiguous_correlation); e.g. {first}: {ambiguous[first]}; the full "
+                "reconcile holds them for review",
+                {
+                    "code": "ambiguous_correlation",
+                    "count": len(ambiguous),
+                    "person_ids": sorted(ambiguous)[:10],
+                    "run_id": run_id,
+                },
+            )
+        )
     plan = _disables_only(
         build_plan(
             plan_inputs(

@@ -81,7 +81,7 @@ to_critical = ["itsd-mis@esd.example.gov", "security-admin@esd.example.gov"]
     capsys.readouterr()
     by_subject = {m["Subject"]: (rcpt, m) for _, rcpt, m in smtp_server.messages}
     opened = sorted(s for s in by_subject if "CRITICAL: breach.open" in s)
-    closed = sorted(s for s in by_subject if "breach.closed" in s)
+    closed = sorted(s for s in by_subject if "closed: breach.open" in s)
     # P1003 (contract ended), P1004 (separated), P1008 (disable request) were past deadline
     assert [s.split()[-1].split(",")[0] for s in opened] == [
         "uid=cnguyen",
@@ -93,7 +93,9 @@ to_critical = ["itsd-mis@esd.example.gov", "security-admin@esd.example.gov"]
     body = msg.get_content()
     assert "person_id: P1004" in body and "reasons: separated" in body
     assert len(closed) == 3  # each was disabled by this run: one closing message each
-    assert any("INFO closed: breach.closed uid=dpatel" in s for s in closed)
+    assert any("INFO closed: breach.open uid=dpatel" in s for s in closed)
+    for s in closed:  # each close goes to whoever got its CRITICAL open
+        assert by_subject[s][0] == rcpt
     req = [s for s in by_subject if "requester.separated R900" in s]
     assert req == ["[misync] WARNING: requester.separated R900"]
     assert "still designated for WDA-04" in by_subject[req[0]][1].get_content()
@@ -260,16 +262,84 @@ to = ["itsd@x"]
     first = subjects()
     assert "[misync] CRITICAL: feed.unhealthy ndas" in first
     assert "[misync] CRITICAL: guard.tripped mass_disable_guard" in first
-    held = [s for s in first if "operation.held mass_disable_guard:uid=oldtemp" in s]
-    assert len(held) == 1
+    held = [s for s in first if "operation.held" in s]  # one per cause, not per account
+    assert held == [
+        "[misync] WARNING: operation.held feed_unhealthy",
+        "[misync] WARNING: operation.held mass_disable_guard",
+    ]
     assert len([s for s in first if "feed.unhealthy" in s]) == 1
 
     ndas.write_text(kept, encoding="utf-8")  # the feed arrives; the orphan is reviewed
     assert main(["-c", str(cfg), "apply", "--override-guard"]) == 0
     capsys.readouterr()
-    closed = [s for s in subjects() if "INFO closed: alert.closed" in s]
-    assert any(s.endswith(" ndas") for s in closed)
+    closed = [s for s in subjects() if "INFO closed: " in s]
+    assert "[misync] INFO closed: feed.unhealthy ndas" in closed
+    assert "[misync] INFO closed: guard.tripped mass_disable_guard" in closed
     assert any(s.endswith(" mass_disable_guard") for s in closed)
-    assert any("mass_disable_guard:uid=oldtemp" in s for s in closed)
+    assert "[misync] INFO closed: operation.held mass_disable_guard" in closed
+    assert "[misync] INFO closed: operation.held feed_unhealthy" in closed
     with StateStore(demo["tmp"] / "state" / "state.sqlite3") as store:
         assert store.open_alerts() == []
+
+
+def test_a_roster_incident_is_a_few_emails_and_each_close_reaches_its_open(
+    demo: dict[str, Any],
+    smtp_server: Any,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Half the roster goes missing (a truncated workers.csv), then comes back. The
+    accounts held for that one cause are one ``operation.held`` alert with a count, the
+    keys and the report page, not one email per account; every close goes to the
+    recipients of its open (the critical list for the critical ones), named."""
+    cfg = write_config(
+        demo["tmp"],
+        demo["scope"],
+        demo["feeds"],
+        f"""
+[alerts.email]
+host = "{smtp_server.host}"
+port = {smtp_server.port}
+starttls = false
+sender = "misync@esd.example.gov"
+to = ["itsd-mis@esd.example.gov"]
+to_critical = ["security-admin@esd.example.gov"]
+""",
+    )
+    monkeypatch.setenv("MISYNC_GUARD__MAX_UNEXPLAINED_DISABLES", "2")
+    assert main(["-c", str(cfg), "apply"]) == 0
+    before = len(smtp_server.messages)
+    workers = demo["feeds"] / "workers.csv"
+    full = workers.read_text(encoding="utf-8")
+    lines = full.splitlines()
+    gone = [
+        ln.split(",")[0]
+        for ln in lines[1:]
+        if ln.split(",")[0] in {"P1001", "P1002", "P1003", "P1005", "P1006", "P1009", "P1010"}
+    ]
+    workers.write_text(
+        "\n".join(ln for ln in lines if ln.split(",")[0] not in gone) + "\n", encoding="utf-8"
+    )
+    main(["-c", str(cfg), "apply"])
+    main(["-c", str(cfg), "apply"])  # the incident goes on: nothing new
+    incident = smtp_server.messages[before:]
+    subjects = {str(m["Subject"]): rcpt for _, rcpt, m in incident}
+    held = [s for s in subjects if "operation.held" in s]
+    assert held == ["[misync] WARNING: operation.held mass_disable_guard"], sorted(subjects)
+    body = next(m for _, _, m in incident if "operation.held" in str(m["Subject"])).get_content()
+    fields = dict(ln.split(": ", 1) for ln in body.splitlines() if ": " in ln)
+    keys = fields["keys"].split(", ")
+    assert int(fields["count"]) == len(keys) == 3, body  # the enabled accounts of `gone`
+    assert "report: " in body and "run-" in body and "misync report --run" in body
+    assert len(incident) <= 4, sorted(subjects)
+
+    workers.write_text(full, encoding="utf-8")  # the roster is whole again
+    mark = len(smtp_server.messages)
+    assert main(["-c", str(cfg), "apply"]) == 0
+    capsys.readouterr()
+    closes = {str(m["Subject"]): rcpt for _, rcpt, m in smtp_server.messages[mark:]}
+    for opened, rcpt in subjects.items():
+        kind_key = opened.split(": ", 1)[1]
+        closed = f"[misync] INFO closed: {kind_key}"
+        assert closes.get(closed) == rcpt, (opened, sorted(closes))
+    assert len(closes) == len(subjects)

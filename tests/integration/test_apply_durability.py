@@ -213,3 +213,55 @@ def test_a_stalled_directory_trips_the_circuit_breaker_and_the_next_run_resumes(
         plan, _ = runs.make_plan(rt, store, NOW)
     assert plan.actions == ()
     assert_journal_and_audit_agree(world.state)
+
+
+class StopWhenPlanned(StopAfter):
+    """SIGSTOPs the directory after the run read it, before the executor connects."""
+
+    def planned(self, plan: Plan) -> None:
+        os.kill(self.proc.pid, signal.SIGSTOP)
+
+
+def test_a_bind_with_no_answer_costs_the_connect_timeout_and_trips_the_breaker(
+    tmp_path: Path, own_slapd: LocalSlapd, pinned: None
+) -> None:
+    """A hung server accepts TCP connections (its listen backlog) and never answers the
+    bind. The bind waits connect_timeout (1 s here), not receive_timeout (20 s: meant
+    for a slow answer); each bind with no answer counts towards the circuit breaker, so
+    the run stops early with the rest recorded as not attempted; the fast path's own
+    look-ups give up as fast."""
+    import time
+
+    from connector.runs.targeted import run_targeted
+    from connector.targets.base import TargetUnavailableError
+    from tests.conftest import LdapScope, ldap_scope_on
+
+    scope: LdapScope = ldap_scope_on(own_slapd, tmp_path)
+    world = make_world(
+        tmp_path,
+        scope,
+        own_slapd,
+        "workers = 1\nmax_attempts = 2\ncircuit_breaker_after = 2\ncommit_batch = 1",
+        ldap="connect_timeout = 1\nreceive_timeout = 20",
+    )
+    rt = app.Runtime(load_settings(world.config))
+    started = time.monotonic()
+    result = runs.run_apply(rt, observer=StopWhenPlanned(own_slapd._proc, after=0))
+    took = time.monotonic() - started
+    report = result.report
+    assert "circuit breaker" in report.stopped, report.stopped
+    statuses = [o.status for o in report.outcomes]
+    assert statuses.count("ok") == 0
+    assert statuses.count("not_attempted") == len(statuses) - 1  # only the first was tried
+    assert took < 12, took  # 2 binds x 1 s, not 2 x 20 s
+    assert_journal_and_audit_agree(world.state)
+
+    started = time.monotonic()  # the fast path, still hung: its look-up gives up as fast
+    with pytest.raises(TargetUnavailableError):
+        run_targeted(rt, ["P1001"])
+    assert time.monotonic() - started < 8
+
+    assert own_slapd._proc is not None
+    os.kill(own_slapd._proc.pid, signal.SIGCONT)  # the directory answers again
+    again = runs.run_apply(rt)
+    assert again.report.stopped == "" and again.report.failed == ()

@@ -260,3 +260,43 @@ def test_starttls_and_login_with_the_password_file(tmp_path: Path) -> None:
     assert len(seen) == 1
     assert seen[0][0] == ["itsd@esd.example.gov"]
     assert b"breach.open" in seen[0][1]
+
+
+def test_each_close_goes_to_whoever_got_its_open_named_and_never_buried(
+    smtp_server: Any, tmp_path: Path
+) -> None:
+    """A roster incident: the workers feed is unusable (CRITICAL, to the security
+    address) and 30 accounts get a deadline warning; the fast path fails too. When it
+    is over, the critical closes reach the security address on their own, named in the
+    subject, even with ``min_severity = "warning"``; the per-account closes go as one
+    digest that names what they close."""
+    from datetime import timedelta
+
+    from connector.alerts.manager import AlertManager, run_failed, run_succeeded
+
+    sink = EmailAlertSink(email_settings(smtp_server, min_severity="warning"))
+    with StateStore(tmp_path / "state.sqlite3") as store:
+        mgr = AlertManager(store, [sink], reminder=timedelta(hours=4), digest_after=3)
+        mgr.run_started("r1")
+        for i in range(30):
+            mgr.send(Alert("deadline.warning", Severity.WARNING, f"uid=u{i}", "soon", {}))
+        mgr.send(Alert("feed.unhealthy", Severity.CRITICAL, "workers", "half a roster", {}))
+        mgr.run_finished("r1")
+        mgr.send(run_failed("fastpath", "r2", "ldap down"))
+        smtp_server.wait_for(3 + 1 + 1 + 1)
+        opened = len(smtp_server.messages)
+        mgr.run_started("r3")  # a full run that no longer raises any of them
+        mgr.send(run_succeeded("fastpath", "r3"))
+        mgr.run_finished("r3")
+        smtp_server.wait_for(opened + 2 + 3 + 1)
+    got = {str(m["Subject"]): rcpt for _, rcpt, m in smtp_server.messages[opened:]}
+    critical = ["itsd-mis@esd.example.gov", "security-admin@esd.example.gov"]
+    assert got["[misync] INFO closed: feed.unhealthy workers"] == critical
+    assert got["[misync] INFO closed: run.failed run:fastpath"] == critical
+    closes = [s for s in got if s.startswith("[misync] INFO closed: deadline.warning uid=u")]
+    assert len(closes) == 3
+    assert all(got[s] == ["itsd-mis@esd.example.gov"] for s in closes)
+    assert got["[misync] INFO digest: 27 more closes of deadline.warning"] == [
+        "itsd-mis@esd.example.gov"
+    ]
+    assert len(got) == 6, sorted(got)

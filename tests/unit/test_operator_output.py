@@ -138,3 +138,31 @@ def test_pyproject_license_is_an_spdx_expression() -> None:
     body = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
     assert isinstance(body["project"]["license"], str)
     assert not any("License ::" in c for c in body["project"].get("classifiers", []))
+
+
+def test_library_warnings_reach_the_json_log_as_json_events(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """APScheduler logs through stdlib ``logging``: its warnings are JSON events like
+    misync's own (not plain text lines in journald), its per-execution INFO lines stay
+    out."""
+    import json
+    import logging
+
+    from connector.logs import configure
+
+    configure("info", "json")
+    capsys.readouterr()
+    aps = logging.getLogger("apscheduler.scheduler")
+    aps.info("Running job %s", "watch")
+    aps.warning(
+        'Execution of job "%s" skipped: maximum number of running instances reached (%d)',
+        "Daemon._job_watch",
+        1,
+    )
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert len(lines) == 1, lines
+    event = json.loads(lines[0])
+    assert event["level"] == "warning" and event["logger"] == "apscheduler.scheduler"
+    assert "maximum number of running instances reached (1)" in event["event"]
+    assert "timestamp" in event

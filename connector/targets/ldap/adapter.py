@@ -184,8 +184,15 @@ class LdapTarget:
                 f"{s.receive_timeout:g} s per answer)",
             )
             conn.open()
+            # connecting is the TCP connect, TLS and the bind: each answer within
+            # connect_timeout. A stalled server (SIGSTOPped, hung) accepts the TCP
+            # connection from its listen backlog and never answers: that costs
+            # connect_timeout, not receive_timeout (meant for a slow answer to a big
+            # search), and the executor counts it towards the circuit breaker like a write
+            # with no answer.
             if s.start_tls:
-                conn.start_tls()
+                with _answer_within(conn, s.connect_timeout, s.receive_timeout):
+                    conn.start_tls()
         except lx.LDAPException as exc:
             # (ssl.SSLCertVerificationError is also a ValueError: catch ldap3's first.)
             tls_reason = _tls_reason(exc) if tls is not None else None
@@ -196,7 +203,8 @@ class LdapTarget:
                 ) from exc
             raise TargetUnavailableError(f"cannot connect to {s.url}", detail=_detail(exc)) from exc
         try:
-            conn.bind()
+            with _answer_within(conn, s.connect_timeout, s.receive_timeout):
+                conn.bind()
         except lx.LDAPException as exc:
             with contextlib.suppress(lx.LDAPException):
                 conn.unbind()
@@ -613,3 +621,17 @@ def _detail(exc: lx.LDAPException) -> str:
         msg = f"{exc.description} (result {exc.result})"
         return f"{msg}: {exc.message}" if exc.message else msg
     return f"{type(exc).__name__}: {exc}"
+
+
+@contextlib.contextmanager
+def _answer_within(conn: ldap3.Connection, seconds: float, then: float) -> Iterator[None]:
+    """The socket's receive timeout is ``seconds`` inside the block, ``then`` after it
+    (ldap3 sets it once, at open, from ``receive_timeout``)."""
+    sock = conn.socket
+    if sock is None:  # pragma: no cover - open() failed, ldap3 raised already
+        yield
+        return
+    sock.settimeout(seconds)
+    yield  # on an error the connection is dropped: nothing to restore
+    if conn.socket is not None:
+        conn.socket.settimeout(then)
