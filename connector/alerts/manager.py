@@ -381,7 +381,7 @@ class AlertManager:
         severity = worst.severity if worst is not None else _CLOSES_SEVERITY.get(closes, "info")
         extra: dict[str, Any] = {"closes": closes, "closes_severity": severity}
         if worst is not None:
-            extra["opened_at"] = worst.opened_at.isoformat()
+            extra["opened_at"] = when(worst.opened_at, self.tz)
         self._emit(_with_state(closer, "closed", extra), None)
 
     def _sweep(self, run_id: str) -> None:
