@@ -1,28 +1,10 @@
-"""The ``misync`` command.
+"""The ``misync`` command: the parser, one function per command, and the edge where
+errors become exit codes.
 
-Exit codes (also in the README):
-
-  0  success (plan: computed; apply: every action carried out; verify: intact)
-  1  unexpected internal error (a bug: the traceback is logged)
-  2  usage, configuration or input error (bad config, mapping, plan file, person unknown)
-  3  the target could not be read (nothing was changed), or the state folder could not
-     be read or written (read-only, full, damaged: the command stopped there)
-  4  apply finished but some actions failed or were held (see the log and the plan)
-  5  apply --plan refused: the plan was altered or the target drifted since it was made
-  6  audit verify: the trail was altered
-  7  apply: another misync run holds the state folder (nothing was done)
-  8  plan --detailed-exitcode: the plan has actions (0 means nothing to do)
-  9  plan --detailed-exitcode: actions are held or feeds are not usable (review needed)
-  10 apply stopped: the audit trail could not be written (e.g. disk full); the message
-     names the cause; outcomes already known stay in the journal and the next run
-     audits them before anything else
- 11  apply on a terminal: the answer to "carry out these N changes?" was not "yes";
-     nothing was changed
-141  the reader closed standard output (`misync ... | head`): stopped quietly
-
-apply also exits 4 when it stopped early (circuit breaker: the target stopped
-answering; or apply.run_deadline_seconds passed): the rest is recorded as not
-attempted, and the next run resumes.
+Exit codes are one table, ``connector.errors.ExitCode`` (``misync --help`` prints it;
+the README repeats it). A :class:`~connector.errors.MisyncError` that reaches
+:func:`main` exits with its ``exit_code`` and one line on standard error; anything else
+is a bug (exit 1, traceback in the log).
 """
 
 from __future__ import annotations
@@ -42,6 +24,7 @@ from typing import TYPE_CHECKING, TextIO
 import structlog
 
 from connector import __version__
+from connector.errors import ExitCode, MisyncError, exit_codes_help
 from connector.logs import configure
 from connector.reconcile.render import SUMMARY_VIEW_FIRST, SUMMARY_VIEW_OVER
 from connector.state.errors import state_condition
@@ -52,35 +35,16 @@ if TYPE_CHECKING:
     from connector.app import Runtime
     from connector.model.plan import Plan
 
-EXIT_OK, EXIT_BUG, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_INCOMPLETE, EXIT_REFUSED = 0, 1, 2, 3, 4, 5
-EXIT_TAMPERED, EXIT_BUSY, EXIT_CHANGES, EXIT_ATTENTION, EXIT_AUDIT_WRITE = 6, 7, 8, 9, 10
-EXIT_DECLINED = 11  # apply on a terminal: the answer was not "yes"; nothing was changed
-EXIT_PIPE = 141  # stdout closed by the reader (`| head`): 128 + SIGPIPE, as Unix tools
-EXIT_CODES_HELP = """exit codes:
-  0  success; plan --detailed-exitcode: nothing to do
-  1  internal error (a bug; the log has the traceback)
-  2  usage, configuration or input error (secret files included)
-  3  the target could not be read (nothing was changed), or the state folder could not
-     be read or written (read-only, full, damaged: the command stopped there)
-  4  apply finished, but some actions failed or were held, or feeds were not usable
-  5  apply --plan refused: the plan was altered or the target drifted
-  6  audit verify: the trail was altered; apply: the trail does not match its anchor
-  7  apply: another misync run holds the state folder; nothing was done
-  8  plan --detailed-exitcode: the plan has actions
-  9  plan --detailed-exitcode: actions are held or feeds are not usable (review needed)
-  10 apply stopped: the audit trail could not be written (the message names the cause)
-  11 apply on a terminal: the answer to "carry out these N changes?" was not yes;
-     nothing was changed
-"""
 DEFAULT_CONFIG = Path("/etc/misync/misync.toml")
 
 
-class UserError(Exception):
-    """A mistake the user can fix; printed as one line, no traceback."""
+class UserError(MisyncError):
+    """A refusal worded for the person at the terminal (one line, no traceback), with the
+    exit code the command's situation calls for."""
 
-    def __init__(self, message: str, code: int = EXIT_USAGE) -> None:
+    def __init__(self, message: str, code: ExitCode = ExitCode.USAGE) -> None:
         super().__init__(message)
-        self.code = code
+        self.exit_code = code
 
 
 def _instant(text: str) -> date | datetime:
@@ -127,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="misync",
         description="Keep the MIS directory in line with WorkSource Policy 1021.",
-        epilog=EXIT_CODES_HELP,
+        epilog=exit_codes_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--version", action="version", version=f"misync {__version__}")
@@ -410,40 +374,42 @@ def main(argv: list[str] | None = None) -> int:
     # every event of this command carries its run_id (apply reuses it for its run)
     with structlog.contextvars.bound_contextvars(run_id=run_id, command=args.command):
         try:
-            return _dispatch(args, sys.stdout, run_id)
-        except UserError as exc:
+            return int(_dispatch(args, sys.stdout, run_id))
+        except MisyncError as exc:
+            message = one_line(exc)
             if structlog.is_configured():  # the config loaded: journald gets a JSON event
-                log.error("command.refused", exit_code=exc.code, message=str(exc))
-            print(f"misync: {exc}", file=sys.stderr)
-            return exc.code
+                log.error(
+                    "command.refused",
+                    exit_code=int(exc.exit_code),
+                    error=type(exc).__name__,
+                    message=message,
+                )
+            print(f"misync: {message}", file=sys.stderr)
+            return int(exc.exit_code)
         except BrokenPipeError:
             return _closed_pipe()
         except KeyboardInterrupt:
             return 130
-        except sqlite3.OperationalError as exc:
-            if "full" not in str(exc):
-                raise
-            # Not a bug: the disk under state.dir is full. What the run did is journaled
-            # and audited up to here; the next run closes the rest (recover_interrupted).
-            if structlog.is_configured():
-                log.error("state.full", error=str(exc))
-            print(
-                f"misync: the state folder is full ({exc}); the run stopped. Free space "
-                f"under state.dir and run again: the next run recovers; run {run_id}",
-                file=sys.stderr,
-            )
-            return EXIT_BUG
         except Exception as exc:  # a bug: one line for the operator, the traceback logged
             if structlog.is_configured():
                 log.exception("command.crashed")
             else:
                 traceback.print_exc()
             print(f"misync: internal error (a bug): {exc!r}; run {run_id}", file=sys.stderr)
-            return EXIT_BUG
+            return int(ExitCode.BUG)
+
+
+def one_line(exc: MisyncError) -> str:
+    """What the person at the terminal reads: the error's own words, with the target's
+    answer for a target error."""
+    from connector.targets.base import TargetError
+
+    if isinstance(exc, TargetError):
+        return f"target: {exc}" + (f" ({exc.detail})" if exc.detail else "")
+    return str(exc)
 
 
 def _state_migrate(rt: Runtime, args: argparse.Namespace, out: TextIO) -> int:
-    from connector.state import StateBusyError
     from connector.state.migrate import MigrateError, migrate_command
 
     if rt.settings.state.url:
@@ -453,10 +419,8 @@ def _state_migrate(rt: Runtime, args: argparse.Namespace, out: TextIO) -> int:
         )
     try:
         result, where = migrate_command(rt.settings.state, args, rt.settings.audit.key())
-    except StateBusyError as exc:
-        raise UserError(str(exc), EXIT_BUSY) from exc
     except MigrateError as exc:
-        raise UserError(f"state migrate refused: {exc}", EXIT_REFUSED) from exc
+        raise UserError(f"state migrate refused: {exc}", ExitCode.REFUSED) from exc
     for table, n in result.rows.items():
         out.write(f"  {table}: {n} rows\n")
     out.write(
@@ -464,7 +428,7 @@ def _state_migrate(rt: Runtime, args: argparse.Namespace, out: TextIO) -> int:
         f"records, head {result.head_seq} {result.head_hash} (verified on the copy)\n"
         f'next: set [state] url = "{where}" in the configuration\n'
     )
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _closed_pipe() -> int:
@@ -476,7 +440,7 @@ def _closed_pipe() -> int:
         os.close(devnull)
     except (OSError, ValueError, AttributeError):  # not a real file (tests): nothing to do
         pass
-    return EXIT_PIPE
+    return ExitCode.PIPE
 
 
 def _config_path(args: argparse.Namespace) -> Path:
@@ -488,14 +452,10 @@ def _config_path(args: argparse.Namespace) -> Path:
 
 def _load(args: argparse.Namespace) -> Runtime:
     from connector.app import Runtime
-    from connector.mapping import MappingError
     from connector.settings import ConfigError, load_settings
 
     path = _config_path(args)
-    try:
-        settings = load_settings(path)  # its errors start with the file's path
-    except ConfigError as exc:
-        raise UserError(str(exc)) from exc
+    settings = load_settings(path)  # ConfigError (exit 2) names the file's path
     configure(settings.log.level, settings.log.format)
     from connector.settings import config_warnings
 
@@ -504,9 +464,7 @@ def _load(args: argparse.Namespace) -> Runtime:
     try:
         return Runtime(settings)
     except ConfigError as exc:  # a cross-field rule: name the configuration file too
-        raise UserError(f"{path}: {exc}") from exc
-    except MappingError as exc:  # names the mapping file, line and field
-        raise UserError(str(exc)) from exc
+        raise ConfigError(f"{path}: {exc}") from exc
 
 
 def _dispatch(args: argparse.Namespace, out: TextIO, run_id: str) -> int:
@@ -516,7 +474,7 @@ def _dispatch(args: argparse.Namespace, out: TextIO, run_id: str) -> int:
     from connector.reconcile import PlanFormatError, plan_from_json
     from connector.reconcile.render import render_plan
     from connector.reconcile.serialize import write_plan
-    from connector.state import StateBusyError, StateUnavailableError
+    from connector.state import StateUnavailableError
     from connector.targets.base import TargetError
 
     rt = _load(args)
@@ -527,10 +485,7 @@ def _dispatch(args: argparse.Namespace, out: TextIO, run_id: str) -> int:
     if args.command in _USES_SECRETS:
         from connector.settings import check_secrets
 
-        try:  # a missing, unreadable or empty secret file is exit 2, as in config check
-            check_secrets(rt.settings)
-        except ValueError as exc:
-            raise UserError(str(exc)) from exc
+        check_secrets(rt.settings)  # a missing, unreadable or empty secret: exit 2
     if args.command == "run":
         return _run_daemon(rt, args)
     try:
@@ -550,10 +505,10 @@ def _dispatch(args: argparse.Namespace, out: TextIO, run_id: str) -> int:
             log.info("plan.made", checksum=plan.checksum, summary=plan.summary)
             if args.detailed_exitcode:
                 if plan.held or any(not f.healthy for f in plan.feeds):
-                    return EXIT_ATTENTION
+                    return ExitCode.ATTENTION
                 if plan.actions:
-                    return EXIT_CHANGES
-            return EXIT_OK
+                    return ExitCode.CHANGES
+            return ExitCode.OK
 
         if args.command == "apply":
             reviewed = None
@@ -565,12 +520,12 @@ def _dispatch(args: argparse.Namespace, out: TextIO, run_id: str) -> int:
                 except OSError as exc:
                     raise UserError(f"{args.plan_file}: cannot read plan: {exc.strerror}") from exc
                 except PlanFormatError as exc:
-                    raise UserError(str(exc), EXIT_REFUSED) from exc
+                    raise UserError(str(exc), ExitCode.REFUSED) from exc
                 if args.checksum and args.checksum != reviewed.checksum:
                     raise UserError(
                         f"refused: {args.plan_file} is {reviewed.checksum}, "
                         f"not the approved {args.checksum}",
-                        EXIT_REFUSED,
+                        ExitCode.REFUSED,
                     )
             elif args.checksum:
                 raise UserError("--checksum goes with --plan")
@@ -599,18 +554,16 @@ def _dispatch(args: argparse.Namespace, out: TextIO, run_id: str) -> int:
                     )
                 except runs.DriftError as exc:
                     lines = "\n".join(f"  {d}" for d in exc.drifted)
-                    raise UserError(f"refused: {exc}\n{lines}".rstrip(), EXIT_REFUSED) from exc
-                except StateBusyError as exc:
-                    raise UserError(str(exc), EXIT_BUSY) from exc
+                    raise UserError(f"refused: {exc}\n{lines}".rstrip(), ExitCode.REFUSED) from exc
                 except AuditIntegrityError as exc:  # found before any change to the directory
                     alerts.send(audit_altered([str(exc)]))
-                    raise UserError(f"refused: {exc}", EXIT_TAMPERED) from exc
+                    raise UserError(f"refused: {exc}", ExitCode.TAMPERED) from exc
                 except AuditWriteError as exc:
                     raise UserError(
                         f"apply stopped: {exc}; outcomes already known are kept in the "
                         "journal and the next run audits them; free space (or fix the state "
                         "folder) and run again",
-                        EXIT_AUDIT_WRITE,
+                        ExitCode.AUDIT_WRITE,
                     ) from exc
                 finally:
                     progress.close()
@@ -627,7 +580,7 @@ def _dispatch(args: argparse.Namespace, out: TextIO, run_id: str) -> int:
                     "not attempted (journaled and audited); the next run resumes",
                     file=sys.stderr,
                 )
-            return EXIT_OK if result.status == "ok" else EXIT_INCOMPLETE
+            return ExitCode.OK if result.status == "ok" else ExitCode.INCOMPLETE
 
         if args.command == "report":
             return _report(rt, args, out)
@@ -653,7 +606,7 @@ def _dispatch(args: argparse.Namespace, out: TextIO, run_id: str) -> int:
                     for key, detail in sorted(held.items()):
                         out.write(f"{key}\t{detail}\n")
                     out.write(f"{len(held)} quarantined\n")
-                    return EXIT_OK
+                    return ExitCode.OK
                 if args.key not in held:
                     raise UserError(f"{args.key!r} is not quarantined")
             args.held_command, args.key = "approve", f"quarantined:{args.key}"
@@ -665,7 +618,7 @@ def _dispatch(args: argparse.Namespace, out: TextIO, run_id: str) -> int:
             try:  # verify and export write nothing: an auditor's read-only copy will do
                 trail = rt.audit(read_only=True)
             except AuditError as exc:
-                raise UserError(str(exc), EXIT_UNAVAILABLE) from exc
+                raise UserError(str(exc), ExitCode.UNAVAILABLE) from exc
             with trail:
                 if args.audit_command == "verify":
                     checked = trail.verify(anchor=args.anchor)
@@ -683,7 +636,7 @@ def _dispatch(args: argparse.Namespace, out: TextIO, run_id: str) -> int:
                         f"audit trail {verdict}: {checked.records} records, head "
                         f"{checked.head_seq} {checked.head_hash}\n"
                     )
-                    return EXIT_OK if checked.ok else EXIT_TAMPERED
+                    return ExitCode.OK if checked.ok else ExitCode.TAMPERED
                 sink = args.out.open("w", encoding="utf-8", newline="") if args.out else out
                 try:
                     n = trail.export(sink, args.format, since=args.since, until=args.until)
@@ -691,19 +644,17 @@ def _dispatch(args: argparse.Namespace, out: TextIO, run_id: str) -> int:
                     if args.out:
                         sink.close()
                 print(f"misync: exported {n} audit records", file=sys.stderr)
-                return EXIT_OK
+                return ExitCode.OK
         if args.command == "state":
             return _state_migrate(rt, args, out)
-    except StateUnavailableError as exc:  # the PostgreSQL state cannot be reached
-        log.error("state.unavailable", error=str(exc), command=args.command)
-        raise UserError(str(exc), EXIT_UNAVAILABLE) from exc
-    except TargetError as exc:
-        log.error("target.unavailable", error=str(exc), detail=exc.detail)
-        raise UserError(
-            f"target: {exc}" + (f" ({exc.detail})" if exc.detail else ""), EXIT_UNAVAILABLE
-        ) from exc
-    except ValueError as exc:  # secret files and similar input problems
-        raise UserError(str(exc)) from exc
+    except (StateUnavailableError, TargetError) as exc:  # exit 3: nothing was changed
+        log.error(
+            "target.unavailable" if isinstance(exc, TargetError) else "state.unavailable",
+            error=str(exc),
+            detail=getattr(exc, "detail", ""),
+            command=args.command,
+        )
+        raise
     except (sqlite3.Error, OSError) as exc:  # a read-only, full or damaged state folder
         condition = state_condition(exc, rt.settings.state.dir)
         if condition is None:
@@ -712,7 +663,7 @@ def _dispatch(args: argparse.Namespace, out: TextIO, run_id: str) -> int:
         raise UserError(
             f"{condition}; the command stopped there (make the folder writable or free "
             "space, then run it again; audit verify and export work on a read-only copy)",
-            EXIT_UNAVAILABLE,
+            ExitCode.UNAVAILABLE,
         ) from exc
     raise UserError(f"unknown command {args.command}")
 
@@ -732,7 +683,7 @@ def _held(rt: Runtime, args: argparse.Namespace, out: TextIO) -> int:
                 out.write(json.dumps([e.as_json() for e in entries], indent=2) + "\n")
             else:
                 out.write(decisions.render_list(entries, rt.rules.tz))
-            return EXIT_OK
+            return ExitCode.OK
         by, at = decisions.operator(), rt.clock()
         try:
             entry = decisions.resolve(entries, args.key)
@@ -741,7 +692,7 @@ def _held(rt: Runtime, args: argparse.Namespace, out: TextIO) -> int:
                     d = decisions.revoke(store, audit, entry, reason=args.reason, by=by, at=at)
                     log.warning("held.revoked", key=entry.key, verdict=d.verdict, by=by)
                     out.write(f"revoked the {d.verdict} of {entry.key}\n")
-                    return EXIT_OK
+                    return ExitCode.OK
                 until = getattr(args, "until", None)
                 d = decisions.decide(
                     store,
@@ -753,12 +704,10 @@ def _held(rt: Runtime, args: argparse.Namespace, out: TextIO) -> int:
                     at=at,
                     until=until,
                 )
-        except decisions.HeldError as exc:
-            raise UserError(str(exc)) from exc
         except AuditIntegrityError as exc:  # nothing was decided
-            raise UserError(f"refused: {exc}", EXIT_TAMPERED) from exc
+            raise UserError(f"refused: {exc}", ExitCode.TAMPERED) from exc
         except AuditWriteError as exc:  # nothing was decided
-            raise UserError(f"refused: {exc}", EXIT_AUDIT_WRITE) from exc
+            raise UserError(f"refused: {exc}", ExitCode.AUDIT_WRITE) from exc
     log.warning(f"held.{d.verdict}", key=entry.key, by=by, reason=d.reason, until=str(until))
     if d.verdict == "accept":
         lapse = f" until {d.until.astimezone(rt.rules.tz).isoformat()}" if d.until else ""
@@ -768,7 +717,7 @@ def _held(rt: Runtime, args: argparse.Namespace, out: TextIO) -> int:
         )
     else:
         out.write(f"approved {entry.key}: the next run carries it out once, if it still plans it\n")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _isatty(stream: object) -> bool:
@@ -806,7 +755,7 @@ def _ask_before_apply(rt: Runtime, args: argparse.Namespace, out: TextIO) -> Pla
         structlog.get_logger("misync.cli").info(
             "apply.declined", checksum=plan.checksum, actions=len(plan.actions)
         )
-        raise UserError("nothing was changed (the answer was not yes)", EXIT_DECLINED)
+        raise UserError("nothing was changed (the answer was not yes)", ExitCode.DECLINED)
     return plan
 
 
@@ -819,13 +768,10 @@ def _explain(rt: Runtime, args: argparse.Namespace, out: TextIO) -> int:
         render_account,
         render_person,
     )
-    from connector.runs.explain import NothingToExplain, PersonExplanation, explain
+    from connector.runs.explain import PersonExplanation, explain
 
     with rt.store() as store:
-        try:
-            found = explain(rt, store, args.person_id, args.as_of or rt.clock())
-        except NothingToExplain as exc:
-            raise UserError(str(exc)) from exc
+        found = explain(rt, store, args.person_id, args.as_of or rt.clock())
     tz = rt.rules.tz
     if isinstance(found, PersonExplanation):
         parts = (found.person_id, found.decision, found.rejected, found.account, found.fate)
@@ -837,7 +783,7 @@ def _explain(rt: Runtime, args: argparse.Namespace, out: TextIO) -> int:
         out.write(json.dumps(account_json(found), indent=2) + "\n")
     else:
         out.write(render_account(found))
-    return EXIT_OK
+    return ExitCode.OK
 
 
 _USES_SECRETS = frozenset({"plan", "apply", "explain", "report", "run"})
@@ -854,14 +800,11 @@ def _view_limit(args: argparse.Namespace, plan: Plan) -> int | None:
 
 def _report(rt: Runtime, args: argparse.Namespace, out: TextIO) -> int:
     from connector.reconcile import PlanFormatError, plan_from_json
-    from connector.report import RunNotFoundError, render_html
+    from connector.report import render_html
     from connector.report.service import plan_report, run_report, write_html
 
     if args.run:
-        try:
-            report = run_report(rt, args.run, wda=args.wda)
-        except RunNotFoundError as exc:
-            raise UserError(str(exc)) from exc
+        report = run_report(rt, args.run, wda=args.wda)  # RunNotFoundError: exit 2
     else:
         reviewed = None
         if args.plan_file:
@@ -885,7 +828,7 @@ def _report(rt: Runtime, args: argparse.Namespace, out: TextIO) -> int:
         print(f"misync: report written to {args.out}", file=sys.stderr)
     else:
         out.write(render_html(report))
-    return EXIT_OK
+    return ExitCode.OK
 
 
 @contextmanager
@@ -920,7 +863,7 @@ def _status(rt: Runtime, args: argparse.Namespace, out: TextIO) -> int:
     with rt.store() as store:
         s = collect_status(rt.settings, store, rt.clock())
     out.write(json.dumps(s, indent=2) + "\n" if args.format == "json" else render_status(s))
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _run_daemon(rt: Runtime, args: argparse.Namespace) -> int:
@@ -934,26 +877,23 @@ def _run_daemon(rt: Runtime, args: argparse.Namespace) -> int:
         try:
             new = _load(argparse.Namespace(config=path))
             check_secrets(new.settings)  # a missing or empty secret file refuses it too
-        except (UserError, ValueError) as exc:
+        except MisyncError as exc:
             raise ConfigError(str(exc)) from exc
         return new
 
-    try:
-        daemon = Daemon(
-            rt,
-            config_path=_config_path(args),
-            load=load,
-            alerts_for=_alert_manager,  # dedup, reminders, email, webhook ([alerts])
-            observer_for=_notifier,  # 3.k notifications ([notifications])
-        )
-    except (ConfigError, ValueError) as exc:
-        raise UserError(str(exc)) from exc
+    daemon = Daemon(  # a bad schedule or feed layout: exit 2
+        rt,
+        config_path=_config_path(args),
+        load=load,
+        alerts_for=_alert_manager,  # dedup, reminders, email, webhook ([alerts])
+        observer_for=_notifier,  # 3.k notifications ([notifications])
+    )
     from connector.health.metrics import start_metrics_server
 
     try:
         metrics = start_metrics_server(rt.settings, rt.clock)  # [metrics] listen, if set
-    except (RuntimeError, OSError) as exc:
-        raise UserError(f"metrics: {exc}") from exc
+    except OSError as exc:  # the address is taken or not ours
+        raise UserError(f"metrics: {rt.settings.metrics.listen}: {exc.strerror}") from exc
     try:
         return daemon.run()
     finally:
@@ -968,6 +908,7 @@ def _config_check(
     ``connect``: then bind and search once)."""
     from connector.daemon import check_schedule
     from connector.feeds import FeedLayout, check_headers, load_feed_layout
+    from connector.feeds.layout import FeedLayoutError
     from connector.settings import ConfigError
 
     s = rt.settings
@@ -976,7 +917,7 @@ def _config_check(
     layout: FeedLayout | None = None
     try:
         layout = load_feed_layout(s.feeds.mapping)
-    except ValueError as exc:
+    except FeedLayoutError as exc:
         problems.append(str(exc))
     if not s.feeds.dir.is_dir():
         missing = f"feeds.dir: {s.feeds.dir} is not a directory"
@@ -995,7 +936,7 @@ def _config_check(
 
     try:
         check_secrets(s)  # missing, unreadable or empty
-    except ValueError as exc:
+    except ConfigError as exc:
         problems.append(str(exc))
     from connector.alerts.manager import config_problems
 
@@ -1039,12 +980,12 @@ def _config_check(
         out.write(f"  warning: {UNKEYED_WARNING}\n")
     if problems:
         out.write(f"configuration has {len(problems)} problem(s)\n")
-        return EXIT_USAGE
+        return ExitCode.USAGE
     out.write(
         f"configuration OK: target {s.target.kind} via mapping {rt.mapping.name}; "
         f"feeds in {s.feeds.dir}; state in {s.state.where}\n"
     )
-    return EXIT_OK
+    return ExitCode.OK
 
 
 if __name__ == "__main__":

@@ -22,26 +22,29 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from connector.errors import MisyncError
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def read_secret(path: Path | None, inline: SecretStr | None, what: str) -> str:
-    """A secret from its file (preferred) or an inline value (env only). Raises ValueError."""
+    """A secret from its file (preferred) or an inline value (env only). Raises
+    ``SecretError`` (exit 2) naming the setting and the file."""
     if path is not None:
         try:
             value = path.read_text(encoding="utf-8").rstrip("\r\n")
         except OSError as exc:
-            raise ValueError(f"{what}: cannot read secret file {path}: {exc.strerror}") from exc
+            raise SecretError(f"{what}: cannot read secret file {path}: {exc.strerror}") from exc
         except UnicodeDecodeError as exc:
-            raise ValueError(f"{what}: secret file {path} is not UTF-8 text") from exc
+            raise SecretError(f"{what}: secret file {path} is not UTF-8 text") from exc
         if not value.strip():
-            raise ValueError(f"{what}: secret file {path} is empty")
+            raise SecretError(f"{what}: secret file {path} is empty")
         return value
     if inline is not None:
         return inline.get_secret_value()
-    raise ValueError(f"{what}: no secret configured (set a *_file path)")
+    raise SecretError(f"{what}: no secret configured (set a *_file path)")
 
 
 class FeedsSettings(_Section):
@@ -574,8 +577,12 @@ def config_warnings(s: Settings) -> list[str]:
     return out
 
 
-class ConfigError(ValueError):
+class ConfigError(MisyncError):
     """The configuration is invalid; the message names the file and each bad field."""
+
+
+class SecretError(ConfigError):
+    """A secret file is missing, unreadable or empty (exit 2, naming the file)."""
 
 
 def load_settings(path: Path | None, **overrides: Any) -> Settings:

@@ -16,13 +16,17 @@ from typing import Any
 import structlog
 
 from connector.alerts.port import Alert, Severity, routing_severity
-from connector.settings import EmailAlertSettings, SmtpSettings
+from connector.errors import ExitCode, MisyncError
+from connector.settings import ConfigError, EmailAlertSettings, SmtpSettings
 
 _RANK = {Severity.INFO: 0, Severity.WARNING: 1, Severity.CRITICAL: 2}
 
 
-class DeliveryError(Exception):
+class DeliveryError(MisyncError):
     """A sink could not deliver; the alert manager logs it and retries later."""
+
+    exit_code = ExitCode.UNAVAILABLE
+    temporary = True
 
 
 class SmtpRelay:
@@ -43,7 +47,7 @@ class SmtpRelay:
         s = self.settings
         try:
             password = s.password()  # read at send time: a rotated credential just works
-        except ValueError as exc:
+        except ConfigError as exc:
             raise DeliveryError(str(exc)) from exc
         try:
             smtp: smtplib.SMTP

@@ -53,7 +53,7 @@ import structlog
 
 from connector.alerts.port import Alert, AlertSink, LogAlertSink, Severity
 from connector.audit import AuditError, AuditLog
-from connector.settings import Settings
+from connector.settings import ConfigError, Settings
 from connector.state import AlertRow, Store
 from connector.timefmt import when
 
@@ -514,21 +514,25 @@ def config_problems(settings: Settings) -> list[str]:
             continue
         try:
             relay.password()
-        except ValueError as exc:
+        except ConfigError as exc:
             problems.append(f"{where}: {exc}")
     if a.webhook is not None:
         try:
             a.webhook.token()
-        except ValueError as exc:
+        except ConfigError as exc:
             problems.append(str(exc))
     if n.enabled:
-        from connector.alerts.notify import load_templates, load_user_templates
+        from connector.alerts.notify import (
+            NotificationTemplateError,
+            load_templates,
+            load_user_templates,
+        )
 
         try:
             load_templates(n.templates)
             if n.notify_user:
                 load_user_templates(n.templates)
-        except ValueError as exc:
+        except NotificationTemplateError as exc:
             problems.append(f"notifications.templates: {exc}")
     if settings.metrics.listen:
         import importlib.util

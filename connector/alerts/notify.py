@@ -34,6 +34,7 @@ import structlog
 
 from connector.alerts.email import DeliveryError, SmtpRelay
 from connector.apply import Outcome
+from connector.errors import MisyncError
 from connector.model.decisions import Decision
 from connector.model.feeds import FeedSet
 from connector.model.plan import Op, Plan
@@ -51,7 +52,7 @@ _WORDS = {
 }
 
 
-class TemplateError(ValueError):
+class NotificationTemplateError(MisyncError):
     """A notification template is missing or malformed (names the file)."""
 
 
@@ -66,17 +67,21 @@ class Template:
         try:
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
-            raise TemplateError(f"{path}: cannot read template: {exc.strerror}") from exc
+            raise NotificationTemplateError(
+                f"{path}: cannot read template: {exc.strerror}"
+            ) from exc
         first, _, body = text.partition("\n")
         if not first.startswith("Subject:"):
-            raise TemplateError(f"{path} line 1: must start with 'Subject:'")
+            raise NotificationTemplateError(f"{path} line 1: must start with 'Subject:'")
         return cls(string.Template(first[8:].strip()), string.Template(body.lstrip("\n")), path)
 
     def render(self, values: Mapping[str, str]) -> tuple[str, str]:
         try:
             return self.subject.substitute(values), self.body.substitute(values)
         except (KeyError, ValueError) as exc:
-            raise TemplateError(f"{self.path}: unknown or bad placeholder {exc}") from exc
+            raise NotificationTemplateError(
+                f"{self.path}: unknown or bad placeholder {exc}"
+            ) from exc
 
 
 def load_templates(folder: Path | None) -> dict[Op, Template]:

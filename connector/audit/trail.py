@@ -44,6 +44,8 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import quote
 
+from connector.errors import ExitCode, MisyncError
+
 GENESIS = "0" * 64
 
 #: What ``config check``, ``audit verify`` and every apply run say when no key is set.
@@ -57,8 +59,10 @@ UNKEYED_WARNING = (
 BUSY_TIMEOUT_MS = 30_000
 
 
-class AuditError(Exception):
-    """The audit trail cannot be used as asked."""
+class AuditError(MisyncError):
+    """The audit trail cannot be used as asked (exit 3)."""
+
+    exit_code = ExitCode.UNAVAILABLE
 
 
 class AuditIntegrityError(AuditError):
@@ -66,12 +70,16 @@ class AuditIntegrityError(AuditError):
 
     The run must stop; an operator runs ``misync audit verify`` and investigates."""
 
+    exit_code = ExitCode.TAMPERED
+
 
 class AuditWriteError(AuditError):
     """A record could not be written (disk full, read-only folder, I/O error).
 
     The cause is SQLite's or the OS's own words (``database or disk is full``). A run
     that meets it stops: a change that cannot be audited must not count as done."""
+
+    exit_code = ExitCode.AUDIT_WRITE
 
 
 def _rollback(db: sqlite3.Connection) -> None:

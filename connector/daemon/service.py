@@ -57,6 +57,7 @@ from connector.alerts import Alert, AlertSink, LogAlertSink, Severity
 from connector.app import Runtime
 from connector.daemon.notify import Notifier
 from connector.daemon.watch import FeedWatcher
+from connector.errors import MisyncError
 from connector.feeds import load_feed_layout
 from connector.model.feeds import FeedName
 from connector.model.plan import Plan
@@ -260,8 +261,11 @@ class Daemon:
             check_schedule(new.settings.daemon, new.settings.policy.tz)
             load_feed_layout(new.settings.feeds.mapping)
             alerts, observer, resources = self._open_resources(new)
-        except Exception as exc:  # ConfigError, MappingError, FeedLayoutError, ...
-            self._log.error("config.reload_refused", error=str(exc))
+        except Exception as exc:  # a reload never stops the daemon, whatever went wrong
+            if isinstance(exc, MisyncError):  # ConfigError, MappingError, FeedLayoutError...
+                self._log.error("config.reload_refused", error=str(exc))
+            else:  # a bug: the traceback too
+                self._log.exception("config.reload_refused", error=repr(exc))
             self.alerts.send(
                 Alert(
                     "config.reload_refused",
@@ -654,9 +658,7 @@ class Daemon:
         The runs themselves tell an alert manager where they start and end. Returns
         whether the body ran to its end, and what it returned."""
         from connector.audit import AuditIntegrityError
-        from connector.runs import DriftError
         from connector.state import StateBusyError
-        from connector.targets.base import TargetError
 
         rt = self.rt
         run_id = uuid.uuid4().hex[:12]
@@ -679,8 +681,10 @@ class Daemon:
                 )
             )
             self._status.last[job] = "refused (audit trail)"
-        except (DriftError, TargetError, ValueError) as exc:
-            self._log.error("run.failed", job=job, error=str(exc))
+        except MisyncError as exc:  # an operating condition (directory, state, feeds...)
+            self._log.error(
+                "run.failed", job=job, error=str(exc), temporary=exc.temporary
+            )
             self.alerts.send(
                 Alert(
                     "run.failed",

@@ -36,13 +36,16 @@ from types import TracebackType
 from typing import Self
 
 from connector.devtools.slapd import free_port
+from connector.errors import ExitCode, MisyncError
 
 SYSTEM = Path("/usr/share/dirsrv")
 INSTALL_HINT = "apt-get install -y 389-ds-base (root; the ds389 profile needs it)"
 
 
-class Ds389Error(RuntimeError):
-    pass
+class Ds389Error(MisyncError):
+    """The throwaway 389 DS could not be created or used."""
+
+    exit_code = ExitCode.UNAVAILABLE
 
 
 def available() -> str | None:

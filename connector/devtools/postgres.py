@@ -26,13 +26,16 @@ from pathlib import Path
 
 from connector.devtools.process import ChildServer
 from connector.devtools.slapd import free_port
+from connector.errors import ExitCode, MisyncError
 
 INSTALL_HINT = "install Debian's postgresql (bash deploy/install.sh test does)"
 SERVER_USER = "postgres"
 
 
-class PostgresError(RuntimeError):
-    pass
+class PostgresError(MisyncError):
+    """The throwaway PostgreSQL could not be started or used."""
+
+    exit_code = ExitCode.UNAVAILABLE
 
 
 def postgres_bin() -> Path | None:

@@ -26,12 +26,15 @@ import httpx2
 
 from connector.devtools.process import ChildServer
 from connector.devtools.slapd import free_port
+from connector.errors import ExitCode, MisyncError
 
 SPC_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"
 
 
-class ScimServerError(RuntimeError):
-    pass
+class ScimServerError(MisyncError):
+    """The throwaway scim2-server could not be started or used."""
+
+    exit_code = ExitCode.UNAVAILABLE
 
 
 @dataclass(frozen=True)

@@ -24,14 +24,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from connector.devtools.process import ChildServer
+from connector.errors import ExitCode, MisyncError
 
 SLAPD = "/usr/sbin/slapd"
 SCHEMAS = ("core", "cosine", "inetorgperson", "nis")
 INSTALL_HINT = "install Debian's slapd and ldap-utils (bash deploy/test.sh does)"
 
 
-class SlapdError(RuntimeError):
-    pass
+class SlapdError(MisyncError):
+    """The throwaway slapd could not be started or used."""
+
+    exit_code = ExitCode.UNAVAILABLE
 
 
 def free_port() -> int:

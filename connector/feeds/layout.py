@@ -10,6 +10,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from connector.errors import MisyncError
 from connector.model.feeds import FeedName
 from connector.model.records import DEFAULT_REQUEST_STATUSES, RequestStatus
 
@@ -63,7 +64,7 @@ COLUMNS: dict[FeedName, tuple[str, ...]] = {
 }
 
 
-class FeedLayoutError(ValueError):
+class FeedLayoutError(MisyncError):
     """The feed layout file is invalid; the message names the file and the field."""
 
 

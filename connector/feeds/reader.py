@@ -45,6 +45,7 @@ from zoneinfo import ZoneInfo
 import structlog
 from email_validator import EmailNotValidError, validate_email
 
+from connector.errors import MisyncError
 from connector.feeds.layout import COLUMNS, FeedLayout, load_feed_layout
 from connector.feeds.settle import POLL, file_digest, stat_key, unchanged_since, wait_settled
 from connector.model.feeds import FeedHealth, FeedName, FeedSet, FeedState, FileStamp, Rejection
@@ -119,12 +120,13 @@ _NAIVE = re.compile(_LOCAL)
 E = TypeVar("E", bound=StrEnum)
 
 
-class _Bad(ValueError):
-    """One field failed; the message is the reason."""
+class _Bad(MisyncError):
+    """One field failed; the message is the reason (caught per field: a rejected row)."""
 
 
-class _Unreadable(Exception):
-    """The whole file cannot be trusted; the message names the file and the line."""
+class _Unreadable(MisyncError):
+    """The whole file cannot be trusted; the message names the file and the line (caught
+    inside the reader: the feed is held as unreadable, never read in part)."""
 
 
 def _invisible(value: str) -> list[str]:

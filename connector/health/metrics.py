@@ -111,14 +111,16 @@ def start_metrics_server(
     settings: Settings, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 ) -> MetricsServer | None:
     """Serve /metrics on ``[metrics] listen`` in a daemon thread (None when not set).
-    Raises ``RuntimeError`` when prometheus-client is not installed."""
+    Raises ``ConfigError`` (exit 2) when prometheus-client is not installed."""
     listen = settings.metrics.listen
     if not listen:
         return None
     try:
         from prometheus_client import CollectorRegistry, start_http_server
     except ImportError as exc:  # the optional extra
-        raise RuntimeError(
+        from connector.settings import ConfigError
+
+        raise ConfigError(
             "[metrics] listen is set but prometheus-client is not installed "
             "(pip install 'misync[metrics]')"
         ) from exc

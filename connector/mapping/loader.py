@@ -8,7 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from connector.mapping.templates import TemplateError, fields_of
+from connector.errors import MisyncError
+from connector.mapping.templates import MappingTemplateError, fields_of
 from connector.mapping.types import (
     AttributePolicy,
     AttributeRule,
@@ -20,7 +21,7 @@ from connector.mapping.types import (
 from connector.model.identity import IdMatch
 
 
-class MappingError(ValueError):
+class MappingError(MisyncError):
     """A mapping file is missing or invalid; the message names the file and the field."""
 
 
@@ -31,7 +32,7 @@ class _Strict(BaseModel):
 def _check_template(value: str) -> str:
     try:
         fields_of(value)
-    except TemplateError as exc:
+    except MappingTemplateError as exc:
         raise ValueError(str(exc)) from exc
     return value
 

@@ -12,6 +12,8 @@ import sys
 from collections.abc import Mapping
 from functools import lru_cache
 
+from connector.errors import MisyncError
+
 # Fields a template may use; ``offices`` is the only multi-valued one.
 PERSON_FIELDS = frozenset(
     {
@@ -35,27 +37,30 @@ MULTI_FIELD = "offices"
 _formatter = string.Formatter()
 
 
-class TemplateError(ValueError):
-    pass
+class MappingTemplateError(MisyncError):
+    """A mapping's attribute or logon template is not plain ``{field}`` (exit 2)."""
 
 
 def fields_of(template: str) -> tuple[str, ...]:
-    """Field names used by ``template``; raises ``TemplateError`` for anything but plain names."""
+    """Field names used by ``template``; raises ``MappingTemplateError`` for anything but
+    plain names."""
     names: list[str] = []
     try:
         parsed = list(_formatter.parse(template))
     except ValueError as exc:
-        raise TemplateError(f"malformed template {template!r}: {exc}") from exc
+        raise MappingTemplateError(f"malformed template {template!r}: {exc}") from exc
     for _literal, name, spec, conversion in parsed:
         if name is None:
             continue
         if conversion:
-            raise TemplateError(f"template {template!r}: conversions (!r, !s) are not allowed")
+            raise MappingTemplateError(
+                f"template {template!r}: conversions (!r, !s) are not allowed"
+            )
         if spec and "{" in spec:
-            raise TemplateError(f"template {template!r}: nested fields are not allowed")
+            raise MappingTemplateError(f"template {template!r}: nested fields are not allowed")
         if name not in PERSON_FIELDS:
             allowed = ", ".join(sorted(PERSON_FIELDS))
-            raise TemplateError(
+            raise MappingTemplateError(
                 f"template {template!r}: unknown field {name!r} (allowed: {allowed})"
             )
         names.append(name)

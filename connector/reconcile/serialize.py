@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, TextIO
 
+from connector.errors import MisyncError
 from connector.model.accounts import Change, ChangeKind, DesiredAccount
 from connector.model.decisions import Reason
 from connector.model.feeds import FeedHealth, FeedName, FeedState, Rejection
@@ -26,7 +27,7 @@ from connector.timefmt import when
 FORMAT_VERSION = 1
 
 
-class PlanFormatError(ValueError):
+class PlanFormatError(MisyncError):
     """A plan file that is not a plan, or whose checksum does not match its content."""
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from typing import Any
 
+from connector.errors import MisyncError
 from connector.model.accounts import Change, ChangeKind
 from connector.model.decisions import Decision, Reason
 from connector.model.feeds import FeedHealth, FeedName, FeedSet, FeedState, Rejection
@@ -151,8 +152,8 @@ def _feed(d: Mapping[str, Any]) -> FeedHealth:
     )
 
 
-class RunNotFoundError(LookupError):
-    """No audit record carries this run id."""
+class RunNotFoundError(MisyncError):
+    """No audit record carries this run id (exit 2)."""
 
 
 def report_from_audit(

@@ -14,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from connector.errors import MisyncError
 from connector.model.feeds import FeedSet
 from connector.model.plan import Plan
 from connector.report.html import render_html
@@ -68,11 +69,15 @@ def run_report(rt: Runtime, run_id: str, *, wda: str | None = None) -> Report:
     )
 
 
+class UnknownAreaError(MisyncError):
+    """``--wda`` names no area of the organizations feed (exit 2, listing the known ones)."""
+
+
 def _areas(feeds: FeedSet, wda: str) -> Areas:
     areas = areas_of(feeds)
     known = sorted(set(areas.orgs.values()))
     if wda not in known:
-        raise ValueError(
+        raise UnknownAreaError(
             f"--wda {wda}: no organization in the organizations feed is in that WDA "
             f"(known: {', '.join(known) or 'none'})"
         )

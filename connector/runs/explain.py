@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from connector.app import Runtime
+from connector.errors import MisyncError
 from connector.model.accounts import Account
 from connector.model.decisions import Decision
 from connector.model.feeds import FeedName
@@ -37,7 +38,7 @@ class PersonExplanation:
     fate: PersonFate | None = None  # what the plan does for this person
 
 
-class NothingToExplain(LookupError):
+class NothingToExplain(MisyncError):
     """The subject names no person in the feeds and no account in the managed scope."""
 
 

@@ -29,6 +29,7 @@ from typing import Any
 
 from connector.apply import Outcome
 from connector.audit import AuditLog
+from connector.errors import MisyncError
 from connector.model.plan import ACCEPTABLE, APPROVABLE, PAST, HeldAction, HeldDecision, Plan
 from connector.reconcile.serialize import held_digest
 from connector.state import HeldDecisionRow, HeldRow, Store
@@ -37,7 +38,7 @@ VERDICTS = {"accept": ACCEPTABLE, "approve": APPROVABLE}
 RUN = "misync"  # who closes a decision when a run does
 
 
-class HeldError(ValueError):
+class HeldError(MisyncError):
     """A ``misync held`` command that cannot be done (unknown key, a code that may not be
     decided, no reason...): exit 2, with the message."""
 

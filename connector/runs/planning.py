@@ -14,6 +14,7 @@ from typing import Any
 import structlog
 
 from connector.app import Runtime
+from connector.errors import ExitCode, MisyncError
 from connector.feeds import load_feed_layout, read_feeds
 from connector.feeds.settle import unchanged_since
 from connector.model.accounts import Account
@@ -28,8 +29,11 @@ from connector.runs.held import plan_decisions
 from connector.state import Store
 
 
-class DriftError(RuntimeError):
-    """``apply --plan``: the target changed since the plan was made; nothing was applied."""
+class DriftError(MisyncError):
+    """``apply --plan``: the target changed since the plan was made; nothing was applied
+    (exit 5)."""
+
+    exit_code = ExitCode.REFUSED
 
     def __init__(self, message: str, drifted: list[str]) -> None:
         super().__init__(message)

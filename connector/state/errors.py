@@ -14,6 +14,8 @@ import os
 import sqlite3
 from pathlib import Path
 
+from connector.errors import ExitCode, MisyncError
+
 #: SQLite primary result codes that are conditions of the storage, not of the code.
 _SQLITE: dict[int, str] = {
     3: "permission denied",  # SQLITE_PERM
@@ -84,6 +86,9 @@ def _inside(path: Path, folder: Path) -> bool:
     return True
 
 
-class StateUnavailableError(Exception):
+class StateUnavailableError(MisyncError):
     """The state database cannot be reached or opened (PostgreSQL down, refused, wrong
     password, TLS failure): an operating condition, exit 3, not a bug."""
+
+    exit_code = ExitCode.UNAVAILABLE
+    temporary = True

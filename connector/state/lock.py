@@ -14,9 +14,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from connector.errors import ExitCode, MisyncError
 
-class StateBusyError(RuntimeError):
-    """Another misync process holds the state folder."""
+
+class StateBusyError(MisyncError):
+    """Another misync process holds the state folder (exit 7; try again later)."""
+
+    exit_code = ExitCode.BUSY
+    temporary = True
 
 
 @contextmanager

@@ -27,6 +27,7 @@ from psycopg import sql
 
 from connector.audit.postgres import AUDIT_TABLES, PgAuditTrail
 from connector.audit.trail import AuditError, AuditTrail
+from connector.errors import ExitCode, MisyncError
 from connector.state.postgres import STATE_TABLES, connect, create_schema, safe_url
 from connector.state.store import StateStore
 
@@ -34,8 +35,10 @@ from connector.state.store import StateStore
 _IDENTITY = ("journal", "breaches", "alerts", "held_decisions")
 
 
-class MigrateError(Exception):
-    """The migration was refused or failed; nothing was left half-copied."""
+class MigrateError(MisyncError):
+    """The migration was refused or failed; nothing was left half-copied (exit 5)."""
+
+    exit_code = ExitCode.REFUSED
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
+from connector.settings import ConfigError
 from connector.state.errors import StateUnavailableError
 from connector.state.store import (
     SCHEMA_VERSION,
@@ -187,7 +188,7 @@ def connect(
 def connect_settings(state: StateSettings) -> psycopg.Connection[tuple[Any, ...]]:
     try:
         password = state.db_password()
-    except ValueError as exc:
+    except ConfigError as exc:
         raise PostgresStateError(str(exc)) from exc
     return connect(
         state.url,

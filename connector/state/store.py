@@ -30,6 +30,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from connector.errors import MisyncError
+
 SCHEMA_VERSION = 2
 _SCHEMA = """
 create table if not exists meta (key text primary key, value text not null);
@@ -99,7 +101,7 @@ _JOURNAL_SELECT = (
 )
 
 
-class LogonIdConflictError(ValueError):
+class LogonIdConflictError(MisyncError):
     """The logon ID belongs to someone else, or the person already has another one."""
 
 

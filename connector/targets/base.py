@@ -20,11 +20,14 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from connector.errors import ExitCode, MisyncError
 from connector.model.accounts import Account, Change, DesiredAccount
 
 
-class TargetError(Exception):
-    """Root of every error a target adapter raises."""
+class TargetError(MisyncError):
+    """Root of every error a target adapter raises (exit 3: nothing was changed)."""
+
+    exit_code = ExitCode.UNAVAILABLE
 
     def __init__(self, message: str, *, account_id: str | None = None, detail: str = "") -> None:
         super().__init__(message)
@@ -38,6 +41,8 @@ class TargetUnavailableError(TargetError):
 
 class TemporaryTargetError(TargetError):
     """Retry this object later, after ``retry_after`` seconds when known."""
+
+    temporary = True
 
     def __init__(
         self,

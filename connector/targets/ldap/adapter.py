@@ -49,7 +49,7 @@ from ldap3.utils.dn import escape_rdn
 
 from connector.mapping.types import DisableMatch, DisableRule, Mapping
 from connector.model.accounts import Account, Change, ChangeKind, DesiredAccount, Values
-from connector.settings import LdapSettings
+from connector.settings import ConfigError, LdapSettings
 from connector.targets.base import (
     PermanentTargetError,
     TargetChanges,
@@ -139,7 +139,7 @@ class LdapTarget:
             )
         try:
             password = s.bind_password() if s.bind_dn else None
-        except ValueError as exc:  # the password file
+        except ConfigError as exc:  # the password file
             raise TargetUnavailableError(str(exc)) from exc
         try:
             server = ldap3.Server(

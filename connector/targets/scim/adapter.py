@@ -40,7 +40,7 @@ from scim2_models import Context, PatchOp, SCIMException, ScimFilter, SearchRequ
 
 from connector.mapping.types import Mapping
 from connector.model.accounts import Account, Change, ChangeKind, DesiredAccount
-from connector.settings import ScimSettings, read_secret
+from connector.settings import ConfigError, ScimSettings, read_secret
 from connector.targets.base import (
     PermanentTargetError,
     TargetError,
@@ -226,7 +226,7 @@ class ScimTarget:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", DeprecationWarning)
                 client.discover()
-        except ValueError as exc:
+        except (ConfigError, ValueError) as exc:  # a secret file; a server's bad answer
             raise TargetUnavailableError(str(exc)) from exc
         except Exception as exc:
             reason = tls_reason(exc)
