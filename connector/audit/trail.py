@@ -434,25 +434,8 @@ class AuditTrail:
                 head_error = ""
             except AuditIntegrityError as exc:
                 head, head_error = None, str(exc)
-        problems: list[str] = []
+        problems, broken = _chain_problems(records)
         warnings: list[str] = []
-        broken: list[int] = []  # seqs where the chain breaks
-        prev = GENESIS
-        expected_seq = 1
-        for rec in records:
-            n = len(problems)
-            if rec.seq != expected_seq:
-                problems.append(
-                    f"seq {rec.seq}: expected seq {expected_seq} (record missing or reordered)"
-                )
-            if rec.prev != prev:
-                problems.append(f"seq {rec.seq}: does not chain to the previous record")
-            if record_hash(rec.seq, rec.at, rec.kind, rec.run_id, rec.data, rec.prev) != rec.hash:
-                problems.append(f"seq {rec.seq}: content does not match its hash (edited)")
-            if len(problems) > n:
-                broken.append(rec.seq)
-            prev = rec.hash
-            expected_seq = rec.seq + 1
         last_seq, last_hash = (records[-1].seq, records[-1].hash) if records else (0, GENESIS)
         by_seq = {rec.seq: rec.hash for rec in records}
         behind = 0
@@ -462,36 +445,18 @@ class AuditTrail:
             if records:
                 problems.append(f"head anchor {self.head_name} is missing")
         else:
-            a_seq, a_hash = head
-            if a_seq > last_seq:
-                problems.append(
-                    f"seq {last_seq}: the head anchor says seq {a_seq} hash {a_hash[:16]}…, the "
-                    f"trail ends at seq {last_seq} hash {last_hash[:16]}… (truncated, emptied "
-                    "or an older copy restored)"
-                )
-            elif by_seq.get(a_seq, GENESIS if a_seq == 0 else None) != a_hash:
-                problems.append(
-                    f"seq {a_seq}: the head anchor says hash {a_hash[:16]}…, the trail has "
-                    f"{by_seq.get(a_seq, 'no such record')[:16]}… (rewritten)"
-                )
-            elif a_seq < last_seq and not any(seq > a_seq for seq in broken):
-                behind = last_seq - a_seq
+            problem, behind = _head_problem(head, by_seq, last_seq, last_hash, broken)
+            if problem:
+                problems.append(problem)
+            elif behind:
                 warnings.append(
                     f"the head anchor is {behind} record(s) behind (a run stopped between "
                     "commit and anchor); the next run brings it up to date"
                 )
         if anchor is not None:
-            x_seq, x_hash = anchor
-            if x_seq not in by_seq:
-                problems.append(
-                    f"the external anchor names seq {x_seq} hash {x_hash[:16]}…, the trail "
-                    f"ends at seq {last_seq} (truncated, emptied or an older copy restored)"
-                )
-            elif by_seq[x_seq] != x_hash:
-                problems.append(
-                    f"seq {x_seq}: the external anchor says hash {x_hash[:16]}…, the trail has "
-                    f"{by_seq[x_seq][:16]}… (rewritten)"
-                )
+            problem = _anchor_problem(anchor, by_seq, last_seq)
+            if problem:
+                problems.append(problem)
         elif not records:
             warnings.append(
                 "the trail is empty: an empty trail (or one deleted with its head file) can "
@@ -641,3 +606,70 @@ def _cause(exc: BaseException) -> str:
         where = f" ({exc.filename})" if exc.filename else ""
         return f"{exc.strerror}{where}"
     return str(exc) or type(exc).__name__
+
+
+def _chain_problems(records: list[AuditRecord]) -> tuple[list[str], list[int]]:
+    """What breaks the chain (gaps, links, edited content), and the seqs where it breaks."""
+    problems: list[str] = []
+    broken: list[int] = []
+    prev = GENESIS
+    expected_seq = 1
+    for rec in records:
+        n = len(problems)
+        if rec.seq != expected_seq:
+            problems.append(
+                f"seq {rec.seq}: expected seq {expected_seq} (record missing or reordered)"
+            )
+        if rec.prev != prev:
+            problems.append(f"seq {rec.seq}: does not chain to the previous record")
+        if record_hash(rec.seq, rec.at, rec.kind, rec.run_id, rec.data, rec.prev) != rec.hash:
+            problems.append(f"seq {rec.seq}: content does not match its hash (edited)")
+        if len(problems) > n:
+            broken.append(rec.seq)
+        prev = rec.hash
+        expected_seq = rec.seq + 1
+    return problems, broken
+
+
+def _head_problem(
+    head: tuple[int, str],
+    by_seq: Mapping[int, str],
+    last_seq: int,
+    last_hash: str,
+    broken: list[int],
+) -> tuple[str, int]:
+    """(what is wrong with the head anchor or "", how many records it is behind). A head
+    behind by records that chain from it is a run stopped between commit and anchor."""
+    a_seq, a_hash = head
+    if a_seq > last_seq:
+        return (
+            f"seq {last_seq}: the head anchor says seq {a_seq} hash {a_hash[:16]}…, the "
+            f"trail ends at seq {last_seq} hash {last_hash[:16]}… (truncated, emptied "
+            "or an older copy restored)",
+            0,
+        )
+    if by_seq.get(a_seq, GENESIS if a_seq == 0 else None) != a_hash:
+        return (
+            f"seq {a_seq}: the head anchor says hash {a_hash[:16]}…, the trail has "
+            f"{by_seq.get(a_seq, 'no such record')[:16]}… (rewritten)",
+            0,
+        )
+    if a_seq < last_seq and not any(seq > a_seq for seq in broken):
+        return "", last_seq - a_seq
+    return "", 0
+
+
+def _anchor_problem(anchor: tuple[int, str], by_seq: Mapping[int, str], last_seq: int) -> str:
+    """What is wrong with the trail against an anchor kept elsewhere, or ""."""
+    x_seq, x_hash = anchor
+    if x_seq not in by_seq:
+        return (
+            f"the external anchor names seq {x_seq} hash {x_hash[:16]}…, the trail "
+            f"ends at seq {last_seq} (truncated, emptied or an older copy restored)"
+        )
+    if by_seq[x_seq] != x_hash:
+        return (
+            f"seq {x_seq}: the external anchor says hash {x_hash[:16]}…, the trail has "
+            f"{by_seq[x_seq][:16]}… (rewritten)"
+        )
+    return ""

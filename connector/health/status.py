@@ -120,6 +120,22 @@ def collect_status(settings: Settings, store: Store, now: datetime) -> dict[str,
 
 
 def render_status(s: dict[str, Any]) -> str:
+    """The text of ``misync status``: runs, then what needs a person, then the feeds and
+    the alerts."""
+    out = _runs_text(s)
+    out += _attention_text(s)
+    out.append("feeds (as of the last run):" if s["feeds"] else "feeds: not read yet")
+    for f in s["feeds"]:
+        age = f" age {f['age_hours']} h" if f["age_hours"] is not None else ""
+        detail = f" ({f['detail']})" if f["detail"] else ""
+        out.append(f"  {f['feed']}: {f['state']}, {f['rows']} rows{age}{detail}")
+    out.append(f"open alerts: {len(s['alerts'])}")
+    out += [f"  [{a['severity']}] {a['kind']} {a['key']}: {a['summary']}" for a in s["alerts"]]
+    out += [f"warning: {w}" for w in s.get("warnings", ())]
+    return "\n".join(out) + "\n"
+
+
+def _runs_text(s: dict[str, Any]) -> list[str]:
     out: list[str] = []
     last = s["last_run"]
     if last is None:
@@ -132,11 +148,15 @@ def render_status(s: dict[str, Any]) -> str:
         )
     good = s["last_success"]
     out.append(f"last success: {good['finished_at'] if good else 'never'}")
-    for r in s["running"]:
-        out.append(f"running: {r['run_id']} ({r['kind']}) since {r['started_at']}")
+    out += [f"running: {r['run_id']} ({r['kind']}) since {r['started_at']}" for r in s["running"]]
     out.append("next runs:" if s["schedule"] else "next runs: none scheduled (daemon not running?)")
-    for j in s["schedule"]:
-        out.append(f"  {j['job']}: {j['next_at'] or 'paused'}")
+    out += [f"  {j['job']}: {j['next_at'] or 'paused'}" for j in s["schedule"]]
+    return out
+
+
+def _attention_text(s: dict[str, Any]) -> list[str]:
+    """Breaches, held, accepted and quarantined objects."""
+    out: list[str] = []
     if s["breaches"] is None:
         out.append(
             "open breaches: not recorded yet (no full run has finished); "
@@ -144,32 +164,21 @@ def render_status(s: dict[str, Any]) -> str:
         )
     else:
         out.append(f"open breaches: {len(s['breaches'])}")
-    for b in s["breaches"] or ():
-        out.append(
-            f"  {b['account_id']} ({b['person_id']}): deadline {b['deadline']}, "
-            f"{b['overdue_hours']} h overdue ({b['reasons']})"
-        )
+    out += [
+        f"  {b['account_id']} ({b['person_id']}): deadline {b['deadline']}, "
+        f"{b['overdue_hours']} h overdue ({b['reasons']})"
+        for b in s["breaches"] or ()
+    ]
     out.append(f"held: {len(s['held'])}")
-    for h in s["held"]:
-        out.append(f"  {h['summary']}")
+    out += [f"  {h['summary']}" for h in s["held"]]
     accepted = s.get("accepted", [])
     out.append(f"accepted: {len(accepted)}" + (" (left as they are)" if accepted else ""))
     for a in accepted:
         until = f" until {a['until']}" if a["until"] else ""
         out.append(f"  {a['key']}: accepted by {a['by']} at {a['at']}{until}: {a['reason']}")
     out.append(f"quarantined: {len(s['quarantined'])}")
-    for q in s["quarantined"]:
-        out.append(
-            f"  {q['key']}: {q['failures']} failures, last {q['last_failure']}: {q['detail']}"
-        )
-    out.append("feeds (as of the last run):" if s["feeds"] else "feeds: not read yet")
-    for f in s["feeds"]:
-        age = f" age {f['age_hours']} h" if f["age_hours"] is not None else ""
-        detail = f" ({f['detail']})" if f["detail"] else ""
-        out.append(f"  {f['feed']}: {f['state']}, {f['rows']} rows{age}{detail}")
-    out.append(f"open alerts: {len(s['alerts'])}")
-    for a in s["alerts"]:
-        out.append(f"  [{a['severity']}] {a['kind']} {a['key']}: {a['summary']}")
-    for w in s.get("warnings", ()):
-        out.append(f"warning: {w}")
-    return "\n".join(out) + "\n"
+    out += [
+        f"  {q['key']}: {q['failures']} failures, last {q['last_failure']}: {q['detail']}"
+        for q in s["quarantined"]
+    ]
+    return out
