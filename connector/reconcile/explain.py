@@ -101,6 +101,7 @@ class PersonFate:
     actions: tuple[Action, ...] = ()
     held: tuple[HeldAction, ...] = ()
     breaches: tuple[Breach, ...] = ()
+    accepted: tuple[HeldAction, ...] = ()  # held, left as they are by an operator
 
 
 def person_fate(person_id: str, plan: Plan, key: Callable[[str], str] = str) -> PersonFate:
@@ -116,6 +117,7 @@ def person_fate(person_id: str, plan: Plan, key: Callable[[str], str] = str) -> 
         tuple(a for a in plan.actions if mine(a.person_id)),
         tuple(h for h in plan.held if mine(h.action.person_id)),
         tuple(b for b in plan.breaches if mine(b.person_id)),
+        tuple(h for h in plan.accepted if mine(h.action.person_id)),
     )
 
 
@@ -158,7 +160,14 @@ def _fate_lines(fate: PersonFate, account: Account | None) -> list[str]:
             f"  plan: {a.op.value.upper()} {account_label(a.account_id, a.logon_id)} is HELD "
             f"({h.code}), not carried out: {h.message}"
         )
-    if not fate.actions and not fate.held:
+    for h in fate.accepted:
+        a, d = h.action, h.decision
+        by = f" by {d.by}: {d.reason}" if d is not None else ""
+        out.append(
+            f"  plan: {a.op.value.upper()} {account_label(a.account_id, a.logon_id)} is held "
+            f"({h.code}) and ACCEPTED{by}: left as it is (`misync held list`)"
+        )
+    if not fate.actions and not fate.held and not fate.accepted:
         if account is None:
             out.append("  plan: nothing to do (no account, and none to create)")
         else:
@@ -265,6 +274,15 @@ def person_json(
             "actions": [_action_json(a) for a in fate.actions],
             "held": [
                 {**_action_json(h.action), "code": h.code, "message": h.message} for h in fate.held
+            ],
+            "accepted": [
+                {
+                    **_action_json(h.action),
+                    "code": h.code,
+                    "by": h.decision.by if h.decision else None,
+                    "reason": h.decision.reason if h.decision else None,
+                }
+                for h in fate.accepted
             ],
         }
     return body

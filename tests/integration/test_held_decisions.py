@@ -130,6 +130,16 @@ def test_accept_ends_the_held_forever_and_reopens_when_the_action_changes(
     assert code == 0  # nothing to do, nothing to review
     assert "ACCEPTED (1)" in text and "accepted by " in text and "locked for INC-42" in text
     assert "HELD" not in text and "No changes to carry out" in text
+    # explain says what will happen to her: held, and left as it is by that decision
+    code, text = run(world, "explain", "P1007", capsys=capsys)
+    assert code == 0
+    assert "ACCEPTED by " in text and "locked for INC-42" in text and "left as it is" in text
+    assert "nothing to do" not in text
+    code, out = run(world, "explain", "P1007", "--format", "json", capsys=capsys)
+    accepted = json.loads(out)["plan"]["accepted"]
+    assert [(a["code"], a["reason"]) for a in accepted] == [
+        ("disabled_outside_misync", "locked for INC-42")
+    ]
 
     # the next run: ok, nothing alerted, the account left locked, status says so
     code, result = _apply(world, capsys)
