@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from connector import cli
+from connector.cli import common as cli_common
 from connector.cli import build_parser, main
 from tests.integration.test_contract import World
 from tests.integration.test_contract import world as world
@@ -222,8 +222,8 @@ def test_loopback_plain_ldap_is_not_warned(
 def test_a_large_plan_defaults_to_the_summary_view(
     demo: dict[str, Any], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(cli, "SUMMARY_VIEW_OVER", 5)  # the demo's 8 actions are "large"
-    monkeypatch.setattr(cli, "SUMMARY_VIEW_FIRST", 1)
+    monkeypatch.setattr(cli_common, "SUMMARY_VIEW_OVER", 5)  # the demo's 8 actions are "large"
+    monkeypatch.setattr(cli_common, "SUMMARY_VIEW_FIRST", 1)
     _, out = run(demo, "plan", capsys=capsys)
     assert "summary view" in out
     assert "DISABLE 4; by reason:" in out and "separated 1" in out

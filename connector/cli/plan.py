@@ -1,0 +1,156 @@
+"""``misync plan`` and ``misync apply`` (with the question on a terminal)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TYPE_CHECKING, TextIO
+
+import structlog
+
+from connector.cli.common import UserError, alert_manager, isatty, view_limit
+from connector.cli.common import notifier as requester_notifier
+from connector.errors import ExitCode
+
+if TYPE_CHECKING:
+    from connector.app import Runtime
+    from connector.model.plan import Plan
+
+
+def plan_command(rt: Runtime, args: argparse.Namespace, out: TextIO, run_id: str) -> int:
+    """The dry run: the plan as text or JSON (``-o`` writes the reviewable file)."""
+    from connector import runs
+    from connector.reconcile.render import render_plan
+    from connector.reconcile.serialize import write_plan
+
+    log = structlog.get_logger("misync.cli")
+    as_of = args.as_of or rt.clock()
+    with rt.store() as store:
+        plan, _ = runs.make_plan(rt, store, as_of, override_guard=args.override_guard)
+    if args.out:  # streamed: a large plan is never held as one string
+        with args.out.open("w", encoding="utf-8") as f:
+            write_plan(plan, f)
+            f.write("\n")
+    if args.format == "json":
+        write_plan(plan, out)
+        out.write("\n")
+    else:
+        out.write(render_plan(plan, limit=view_limit(args, plan), tz=rt.rules.tz))
+    log.info("plan.made", checksum=plan.checksum, summary=plan.summary)
+    if args.detailed_exitcode:
+        if plan.held or any(not f.healthy for f in plan.feeds):
+            return ExitCode.ATTENTION
+        if plan.actions:
+            return ExitCode.CHANGES
+    return ExitCode.OK
+
+
+def apply_command(rt: Runtime, args: argparse.Namespace, out: TextIO, run_id: str) -> int:
+    """Plan now (or take a reviewed plan) and carry it out, journaled and audited."""
+    from connector import runs
+    from connector.alerts.manager import audit_altered
+    from connector.audit import AuditIntegrityError, AuditWriteError
+    from connector.reconcile import PlanFormatError, plan_from_json
+    from connector.reconcile.render import render_plan
+
+    reviewed = None
+    if args.plan_file:
+        try:
+            reviewed = plan_from_json(
+                args.plan_file.read_text(encoding="utf-8"), source=str(args.plan_file)
+            )
+        except OSError as exc:
+            raise UserError(f"{args.plan_file}: cannot read plan: {exc.strerror}") from exc
+        except PlanFormatError as exc:
+            raise UserError(str(exc), ExitCode.REFUSED) from exc
+        if args.checksum and args.checksum != reviewed.checksum:
+            raise UserError(
+                f"refused: {args.plan_file} is {reviewed.checksum}, "
+                f"not the approved {args.checksum}",
+                ExitCode.REFUSED,
+            )
+    elif args.checksum:
+        raise UserError("--checksum goes with --plan")
+    shown = False  # the plan was printed before the question
+    if reviewed is None and not args.yes and isatty(sys.stdin):
+        reviewed = _ask_before_apply(rt, args, out)  # raises UserError on "no"
+        shown = True
+    from connector.progress import ApplyProgress
+
+    progress = ApplyProgress(
+        out if args.format == "text" else None,
+        sys.stderr,
+        render=lambda p: (
+            "" if shown else render_plan(p, limit=view_limit(args, p), tz=rt.rules.tz)
+        ),
+    )
+    with alert_manager(rt) as alerts, requester_notifier(rt) as notifier:
+        try:
+            result = runs.run_apply(
+                rt,
+                plan=reviewed,
+                override_guard=args.override_guard,
+                run_id=run_id,
+                alerts=alerts,
+                observer=runs.Observers(progress, notifier),
+            )
+        except runs.DriftError as exc:
+            lines = "\n".join(f"  {d}" for d in exc.drifted)
+            raise UserError(f"refused: {exc}\n{lines}".rstrip(), ExitCode.REFUSED) from exc
+        except AuditIntegrityError as exc:  # found before any change to the directory
+            alerts.send(audit_altered([str(exc)]))
+            raise UserError(f"refused: {exc}", ExitCode.TAMPERED) from exc
+        except AuditWriteError as exc:
+            raise UserError(
+                f"apply stopped: {exc}; outcomes already known are kept in the "
+                "journal and the next run audits them; free space (or fix the state "
+                "folder) and run again",
+                ExitCode.AUDIT_WRITE,
+            ) from exc
+        finally:
+            progress.close()
+    from connector.progress import apply_result_json, render_apply_outcome
+
+    if args.format == "json":
+        out.write(apply_result_json(result) + "\n")
+    else:
+        out.write(render_apply_outcome(result))
+    if result.report.stopped:
+        left = sum(o.status == "not_attempted" for o in result.report.outcomes)
+        print(
+            f"misync: apply stopped early: {result.report.stopped}; {left} action(s) "
+            "not attempted (journaled and audited); the next run resumes",
+            file=sys.stderr,
+        )
+    return ExitCode.OK if result.status == "ok" else ExitCode.INCOMPLETE
+
+
+def _ask_before_apply(rt: Runtime, args: argparse.Namespace, out: TextIO) -> Plan:
+    """``apply`` on a terminal: plan, print the plan, and ask before changing anything.
+
+    The plan shown is the plan carried out: it is applied as a reviewed plan (the
+    checks of ``apply --plan``: refused, exit 5, if the directory or what the policy
+    gives changed while the question was open). The state lock is not held while a
+    person reads, so the daemon's runs go on meanwhile. A plan with no actions is not
+    asked about. Any answer but "yes" (end of input too) changes nothing: exit 11."""
+    from connector import runs
+    from connector.reconcile.render import render_plan
+
+    with rt.store() as store:
+        plan, _ = runs.make_plan(rt, store, rt.clock(), override_guard=args.override_guard)
+    # with --format json standard output is for the JSON: the plan goes to the terminal
+    screen = out if args.format == "text" else sys.stderr
+    screen.write(render_plan(plan, limit=view_limit(args, plan), tz=rt.rules.tz))
+    screen.flush()
+    if not plan.actions:
+        return plan
+    held = f" ({len(plan.held)} held, not carried out)" if plan.held else ""
+    sys.stderr.write(f"\ncarry out these {len(plan.actions)} changes{held}? type yes: ")
+    sys.stderr.flush()
+    answer = sys.stdin.readline()
+    if answer.strip().lower() != "yes":
+        structlog.get_logger("misync.cli").info(
+            "apply.declined", checksum=plan.checksum, actions=len(plan.actions)
+        )
+        raise UserError("nothing was changed (the answer was not yes)", ExitCode.DECLINED)
+    return plan
