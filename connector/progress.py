@@ -16,7 +16,7 @@ from typing import IO, Any
 
 import structlog
 
-from connector.apply import Outcome
+from connector.executor import Outcome
 from connector.model.plan import Action, Plan
 from connector.reconcile.render import account_label
 from connector.reconcile.serialize import plan_to_dict

@@ -33,8 +33,8 @@ from pathlib import Path
 import structlog
 
 from connector.alerts.email import DeliveryError, SmtpRelay
-from connector.apply import Outcome
 from connector.errors import MisyncError
+from connector.executor import Outcome
 from connector.model.decisions import Decision
 from connector.model.feeds import FeedSet
 from connector.model.plan import Op, Plan

@@ -6,7 +6,7 @@ names its data stores): what a caller needs, not the whole store.
 same contract tests (tests/contract/test_state_contract.py). ``Store`` is all of them
 together: what ``Runtime.store()`` returns. A caller that takes ``BreachStore`` can be
 handed either, or a small fake in a unit test. The executor's own
-``connector.apply.Journal`` is the subset of ``JournalStore`` it writes through.
+``connector.executor.engine.Journal`` is the subset of ``JournalStore`` it writes through.
 """
 
 from __future__ import annotations

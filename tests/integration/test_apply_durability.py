@@ -25,10 +25,10 @@ from typing import Any
 import pytest
 
 from connector import app, runs
-from connector.apply import Outcome
 from connector.audit import AuditTrail
 from connector.cli import main
 from connector.devtools.slapd import LocalSlapd
+from connector.executor import Outcome
 from connector.model.plan import Plan
 from connector.settings import load_settings
 from connector.state import StateStore

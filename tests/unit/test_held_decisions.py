@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 import structlog
 
-from connector.apply import Outcome
 from connector.audit import AuditError, AuditTrail
+from connector.executor import Outcome
 from connector.model import FeedSet, FeedState
 from connector.model.plan import HeldDecision, Plan, Reopened
 from connector.reconcile import build_plan, plan_from_json, plan_to_json

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from connector.apply import Outcome
+from connector.executor import Outcome
 from connector.logs import resolve_format
 from connector.model.accounts import Change, ChangeKind
 from connector.model.decisions import Reason
