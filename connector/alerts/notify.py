@@ -34,7 +34,7 @@ import structlog
 
 from connector.alerts.email import DeliveryError, SmtpRelay
 from connector.errors import MisyncError
-from connector.executor import Outcome
+from connector.executor import ActionOutcome
 from connector.model.decisions import Decision
 from connector.model.feeds import FeedSet
 from connector.model.plan import Op, Plan
@@ -144,7 +144,7 @@ class Notifier:
     def planned(self, plan: Plan) -> None:
         return None
 
-    def outcome(self, outcome: Outcome) -> None:
+    def outcome(self, outcome: ActionOutcome) -> None:
         if outcome.status != "ok" or outcome.action.person_id is None or self._feeds is None:
             return
         try:
@@ -204,7 +204,7 @@ class Notifier:
 
     # -- who and what -------------------------------------------------------------------
 
-    def _notices(self, outcome: Outcome) -> list[Notice]:
+    def _notices(self, outcome: ActionOutcome) -> list[Notice]:
         a = outcome.action
         pid = a.person_id
         assert pid is not None
@@ -289,7 +289,7 @@ class Notifier:
         return grant or newest(RequestAction.ADD)
 
     def _values(
-        self, outcome: Outcome, person: Worker | None, request: AccessRequest | None
+        self, outcome: ActionOutcome, person: Worker | None, request: AccessRequest | None
     ) -> dict[str, str]:
         a = outcome.action
         decision = self._decisions.get(a.person_id or "")

@@ -29,7 +29,7 @@ from typing import Any
 
 from connector.audit import AuditLog
 from connector.errors import MisyncError
-from connector.executor import Outcome
+from connector.executor import ActionOutcome
 from connector.model.plan import ACCEPTABLE, APPROVABLE, PAST, HeldAction, HeldDecision, Plan
 from connector.reconcile.serialize import held_digest
 from connector.state import HeldDecisionRow, HeldRow, Store
@@ -316,7 +316,7 @@ def record_run(
     store: Store,
     audit: AuditLog,
     plan: Plan,
-    outcomes: Collection[Outcome],
+    outcomes: Collection[ActionOutcome],
     run_id: str,
     at: datetime,
     log: Any,
