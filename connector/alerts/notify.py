@@ -1,8 +1,8 @@
 """Notifications (Policy 1021, 3.k): when an add, change or disable has been carried out,
 the Access Requester (and, if configured, the user) is told by email.
 
-``Notifier`` is a run observer: the run hands it every outcome after the outcome is
-journaled and audited; it queues one email per recipient and a background thread sends
+``RequesterNotifier`` is a run observer: the run hands it every outcome after the outcome
+is journaled and audited; it queues one email per recipient and a background thread sends
 them, so a slow or dead relay never holds up a change. Failures are logged
 (``notification.failed``) and never fail the run. Templates are plain text files in
 ``connector/alerts/templates/`` (or ``[notifications] templates``): the first line is
@@ -105,7 +105,7 @@ class Notice:
     message: EmailMessage
 
 
-class Notifier:
+class RequesterNotifier:
     """A ``RunObserver`` that emails 3.k notifications; use as a context manager (the exit
     waits up to ``flush_timeout`` seconds for the queue to drain)."""
 
@@ -160,7 +160,7 @@ class Notifier:
 
     # -- lifecycle ----------------------------------------------------------------------
 
-    def __enter__(self) -> Notifier:
+    def __enter__(self) -> RequesterNotifier:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -55,7 +55,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from connector.alerts import Alert, AlertSink, LogAlertSink, Severity
 from connector.app import Runtime
-from connector.daemon.notify import Notifier
+from connector.daemon.notify import SystemdNotifier as Notifier
 from connector.daemon.watch import FeedWatcher
 from connector.errors import MisyncError
 from connector.feeds import load_feed_layout
