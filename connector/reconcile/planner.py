@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from connector.mapping.types import Mapping as AccountMapping
+from connector.mapping.types import AccountMapping
 from connector.model.accounts import Account, Change, DesiredAccount
 from connector.model.decisions import Decision, Reason, Status
 from connector.model.feeds import FeedName, FeedSet

@@ -38,7 +38,7 @@ from scim2_client import SCIMClientException
 from scim2_client.engines.httpx2 import SyncSCIMClient
 from scim2_models import Context, PatchOp, SCIMException, ScimFilter, SearchRequest
 
-from connector.mapping.types import Mapping
+from connector.mapping.types import AccountMapping
 from connector.model.accounts import Account, Change, ChangeKind, DesiredAccount
 from connector.settings import ConfigError, ScimSettings, read_secret
 from connector.targets.base import (
@@ -161,7 +161,7 @@ class ScimTarget:
     def __init__(
         self,
         settings: ScimSettings,
-        mapping: Mapping,
+        mapping: AccountMapping,
         *,
         client: httpx2.Client | None = None,
         group_lock: threading.Lock | None = None,
