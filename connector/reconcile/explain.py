@@ -18,13 +18,12 @@ from typing import Any
 
 from connector.model.accounts import Account
 from connector.model.decisions import Decision, Reason
-from connector.model.feeds import FeedName, FeedSet, Rejection
+from connector.model.feeds import ORG_KEYED_FEEDS, FeedName, FeedSet, Rejection
 from connector.model.plan import Action, Breach, HeldAction, Plan
 from connector.reconcile.render import _reason_line, account_label, human_duration
 from connector.reconcile.serialize import _reason
 from connector.timefmt import when
 
-ORG_KEYED = frozenset({FeedName.ORGANIZATIONS, FeedName.CONTRACTS})
 REQUESTER_FEEDS = frozenset({FeedName.REQUESTERS, FeedName.WORKERS, FeedName.SEPARATIONS})
 
 
@@ -71,7 +70,7 @@ def rejected_rows_about(
         if not r.key:
             continue
         feed = FeedName(r.feed)
-        if feed in ORG_KEYED:
+        if feed in ORG_KEYED_FEEDS:
             if worker is not None and r.key == worker.org_id:
                 out.append(RejectedRow(r, f"organization {r.key}"))
         elif key(r.key) == me:

@@ -15,9 +15,8 @@ from connector.app import Runtime
 from connector.errors import MisyncError
 from connector.model.accounts import Account
 from connector.model.decisions import Decision
-from connector.model.feeds import FeedName
+from connector.model.feeds import ORG_KEYED_FEEDS, FeedName
 from connector.reconcile.explain import (
-    ORG_KEYED,
     AccountFate,
     PersonFate,
     RejectedRow,
@@ -101,7 +100,7 @@ def _person_named(rt: Runtime, ev: Evaluation, subject: str) -> str | None:
         if key(pid) == wanted:
             return pid
     for r in ev.feeds.rejected:
-        if r.key and FeedName(r.feed) not in ORG_KEYED and key(r.key) == wanted:
+        if r.key and FeedName(r.feed) not in ORG_KEYED_FEEDS and key(r.key) == wanted:
             return r.key
     return None
 
