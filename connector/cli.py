@@ -762,7 +762,7 @@ def _ask_before_apply(rt: Runtime, args: argparse.Namespace, out: TextIO) -> Pla
 def _explain(rt: Runtime, args: argparse.Namespace, out: TextIO) -> int:
     import json
 
-    from connector.reconcile.explain import (
+    from connector.reconcile.explanation import (
         account_json,
         person_json,
         render_account,

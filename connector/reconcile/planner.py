@@ -42,7 +42,7 @@ from typing import Any, cast
 from connector.mapping.types import AccountMapping
 from connector.model.accounts import Account, Change, DesiredAccount
 from connector.model.decisions import Decision, Reason, Status
-from connector.model.feeds import ORG_KEYED_FEEDS, FeedName, FeedSet
+from connector.model.feeds import ORG_KEYED_FEEDS, REQUESTER_FEEDS, FeedName, FeedSet
 from connector.model.plan import (
     ACCEPTABLE,
     APPROVABLE,
@@ -68,7 +68,6 @@ UPDATE_DRIVERS = frozenset(
 )
 # An orphan is an account whose person is in no feed that names people: all must be whole.
 ORPHAN_DRIVERS = frozenset({FeedName.WORKERS, FeedName.REQUESTS, FeedName.SEPARATIONS})
-REQUESTER_FEEDS = frozenset({FeedName.REQUESTERS, FeedName.WORKERS, FeedName.SEPARATIONS})
 OP_ORDER = {Op.DISABLE: 0, Op.UPDATE: 1, Op.ENABLE: 2, Op.CREATE: 3}
 # Feeds whose rows can end access (a separation, a disable request, a roster status, a
 # contract end); a training or NDA row only ever grants.

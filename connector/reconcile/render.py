@@ -10,7 +10,7 @@ from connector.model.plan import Action, Breach, Op, Plan
 from connector.timefmt import when
 
 
-def _reason_line(r: Reason) -> str:
+def reason_line(r: Reason) -> str:
     return f"{r.clause}: {r.message}  [{r.code}]"
 
 
@@ -43,7 +43,7 @@ def _when(value: datetime, tz: tzinfo | None) -> str:
 def _action_lines(a: Action, indent: str = "  ", tz: tzinfo | None = None) -> list[str]:
     who = a.person_id or "(no person)"
     lines = [f"{indent}{a.op.value.upper():8} {who:12} {account_label(a.account_id, a.logon_id)}"]
-    lines += [f"{indent}    because {_reason_line(r)}" for r in a.reasons]
+    lines += [f"{indent}    because {reason_line(r)}" for r in a.reasons]
     for c in a.changes:
         old = ", ".join(c.old) or "-"
         new = ", ".join(c.new) or "-"
@@ -208,12 +208,12 @@ def render_decision(d: Decision, tz: tzinfo | None = None) -> str:
     if d.reasons:
         out.append("  failing conditions:")
         for r in d.reasons:
-            out.append(f"    {_reason_line(r)}")
+            out.append(f"    {reason_line(r)}")
             if r.deadline is not None:
                 out.append(f"        deadline {when(r.deadline, tz)}")
     else:
         out.append("  every condition of Policy 1021 holds")
     if d.flags:
         out.append("  for review:")
-        out += [f"    {_reason_line(r)}" for r in d.flags]
+        out += [f"    {reason_line(r)}" for r in d.flags]
     return "\n".join(out) + "\n"
