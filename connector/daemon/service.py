@@ -62,7 +62,7 @@ from connector.feeds import load_feed_layout
 from connector.model.feeds import FeedName
 from connector.model.plan import Plan
 from connector.policy.instants import DueChange, next_instants
-from connector.runs.cycle import Reconciler
+from connector.runs.cycle import CyclePlanner as Reconciler
 from connector.runs.planning import Evaluation, RejectionLog
 from connector.settings import ConfigError, DaemonSettings, Settings
 
