@@ -94,47 +94,9 @@ def render_plan(plan: Plan, *, limit: int | None = None, tz: tzinfo | None = Non
         out += [f"  {f.feed.value}: {f.state.value}: {f.detail}" for f in bad_feeds]
     out.append("")
     if plan.actions:
-        if limit is None:
-            out.append(f"ACTIONS ({len(plan.actions)}):")
-            for a in plan.actions:
-                out += _action_lines(a, tz=tz)
-        else:
-            out.append(
-                f"ACTIONS ({len(plan.actions)}), summary view: counts by op and reason, "
-                f"the first {limit} of each (--full lists them all):"
-            )
-            for op in Op:
-                of_op = [a for a in plan.actions if a.op is op]
-                if not of_op:
-                    continue
-                codes = Counter(r.code for a in of_op for r in a.reasons)
-                out.append(
-                    f"  {op.value.upper()} {len(of_op)}; by reason: "
-                    + ", ".join(f"{c} {n}" for c, n in codes.most_common())
-                )
-                for a in of_op[:limit]:
-                    out += _action_lines(a, indent="    ", tz=tz)
-                if len(of_op) > limit:
-                    out.append("  " + _more(len(of_op) - limit, f"{op.value} actions"))
-    elif plan.held or bad_feeds:
-        # never "no changes": something is not being done, or cannot be judged
-        why = []
-        if plan.held:
-            why.append(f"{len(plan.held)} held for review")
-        if bad_feeds:
-            why.append(f"{len(bad_feeds)} feed(s) not usable")
-        out.append(
-            "NO ACTION CAN BE CARRIED OUT, AND THE DIRECTORY MAY NOT MATCH POLICY 1021: "
-            + "; ".join(why)
-            + "."
-        )
-    elif plan.accepted:
-        out.append(
-            f"No changes to carry out; {len(plan.accepted)} held action(s) left as they are "
-            "by an operator's decision (ACCEPTED below)."
-        )
+        out += _actions_section(plan, limit, tz)
     else:
-        out.append("No changes: the directory matches Policy 1021.")
+        out.append(_no_actions_line(plan, len(bad_feeds)))
     if plan.approved:
         out.append("")
         out.append(
@@ -145,29 +107,103 @@ def render_plan(plan: Plan, *, limit: int | None = None, tz: tzinfo | None = Non
         out.append("")
         out.append(f"REOPENED ({len(plan.reopened)}): decisions that no longer hold")
         out += [f"  {r.key}: {r.why}" for r in plan.reopened]
-    if plan.held:
+    out += _held_section(plan, limit, tz)
+    out += _accepted_section(plan, limit, tz)
+    out += _breaches_section(plan, limit, tz)
+    if plan.rejected:
         out.append("")
-        out.append(f"HELD ({len(plan.held)}): not carried out")
-        held = plan.held if limit is None else plan.held[:limit]
-        for h in held:
-            out.append(f"  [{h.code}] {h.message}")
-            out += _action_lines(h.action, indent="    ", tz=tz)
-        if len(held) < len(plan.held):
-            out.append(_more(len(plan.held) - len(held), "held actions"))
-    if plan.accepted:
-        out.append("")
+        out.append(f"REJECTED ROWS ({len(plan.rejected)}):")
+        rows = plan.rejected if limit is None else plan.rejected[:limit]
+        out += [f"  {r}" for r in rows]
+        if len(rows) < len(plan.rejected):
+            out.append(_more(len(plan.rejected) - len(rows), "rejected rows"))
+    return "\n".join(out) + "\n"
+
+
+def _actions_section(plan: Plan, limit: int | None, tz: tzinfo | None) -> list[str]:
+    """Every action, or (``limit``) counts by op and reason and the first of each op."""
+    out: list[str] = []
+    if limit is None:
+        out.append(f"ACTIONS ({len(plan.actions)}):")
+        for a in plan.actions:
+            out += _action_lines(a, tz=tz)
+        return out
+    out.append(
+        f"ACTIONS ({len(plan.actions)}), summary view: counts by op and reason, "
+        f"the first {limit} of each (--full lists them all):"
+    )
+    for op in Op:
+        of_op = [a for a in plan.actions if a.op is op]
+        if not of_op:
+            continue
+        codes = Counter(r.code for a in of_op for r in a.reasons)
         out.append(
-            f"ACCEPTED ({len(plan.accepted)}): held, left as they are by an operator's decision "
-            "(`misync held list`)"
+            f"  {op.value.upper()} {len(of_op)}; by reason: "
+            + ", ".join(f"{c} {n}" for c, n in codes.most_common())
         )
-        left = plan.accepted if limit is None else plan.accepted[:limit]
-        for h in left:
-            d = h.decision
-            by = f" by {d.by}: {d.reason}" if d is not None else ""
-            until = f" (until {_when(d.until, tz)})" if d is not None and d.until else ""
-            out.append(f"  [{h.code}] {h.key}: accepted{by}{until}")
-        if len(left) < len(plan.accepted):
-            out.append(_more(len(plan.accepted) - len(left), "accepted holds"))
+        for a in of_op[:limit]:
+            out += _action_lines(a, indent="    ", tz=tz)
+        if len(of_op) > limit:
+            out.append("  " + _more(len(of_op) - limit, f"{op.value} actions"))
+    return out
+
+
+def _no_actions_line(plan: Plan, bad_feeds: int) -> str:
+    """Why a plan with no action has none: never "no changes" when something is not
+    being done, or cannot be judged."""
+    if plan.held or bad_feeds:
+        why = []
+        if plan.held:
+            why.append(f"{len(plan.held)} held for review")
+        if bad_feeds:
+            why.append(f"{bad_feeds} feed(s) not usable")
+        return (
+            "NO ACTION CAN BE CARRIED OUT, AND THE DIRECTORY MAY NOT MATCH POLICY 1021: "
+            + "; ".join(why)
+            + "."
+        )
+    if plan.accepted:
+        return (
+            f"No changes to carry out; {len(plan.accepted)} held action(s) left as they are "
+            "by an operator's decision (ACCEPTED below)."
+        )
+    return "No changes: the directory matches Policy 1021."
+
+
+def _held_section(plan: Plan, limit: int | None, tz: tzinfo | None) -> list[str]:
+    if not plan.held:
+        return []
+    out = ["", f"HELD ({len(plan.held)}): not carried out"]
+    held = plan.held if limit is None else plan.held[:limit]
+    for h in held:
+        out.append(f"  [{h.code}] {h.message}")
+        out += _action_lines(h.action, indent="    ", tz=tz)
+    if len(held) < len(plan.held):
+        out.append(_more(len(plan.held) - len(held), "held actions"))
+    return out
+
+
+def _accepted_section(plan: Plan, limit: int | None, tz: tzinfo | None) -> list[str]:
+    if not plan.accepted:
+        return []
+    out = [
+        "",
+        f"ACCEPTED ({len(plan.accepted)}): held, left as they are by an operator's decision "
+        "(`misync held list`)",
+    ]
+    left = plan.accepted if limit is None else plan.accepted[:limit]
+    for h in left:
+        d = h.decision
+        by = f" by {d.by}: {d.reason}" if d is not None else ""
+        until = f" (until {_when(d.until, tz)})" if d is not None and d.until else ""
+        out.append(f"  [{h.code}] {h.key}: accepted{by}{until}")
+    if len(left) < len(plan.accepted):
+        out.append(_more(len(plan.accepted) - len(left), "accepted holds"))
+    return out
+
+
+def _breaches_section(plan: Plan, limit: int | None, tz: tzinfo | None) -> list[str]:
+    out: list[str] = []
     for severity, title in (
         ("breach", "BREACHES (past the deadline, most overdue first)"),
         ("warning", "WARNINGS (deadline within policy.warning_hours)"),
@@ -187,14 +223,7 @@ def render_plan(plan: Plan, *, limit: int | None = None, tz: tzinfo | None = Non
                     len(items) - len(shown), f"{severity}es" if severity == "breach" else "warnings"
                 )
             )
-    if plan.rejected:
-        out.append("")
-        out.append(f"REJECTED ROWS ({len(plan.rejected)}):")
-        rows = plan.rejected if limit is None else plan.rejected[:limit]
-        out += [f"  {r}" for r in rows]
-        if len(rows) < len(plan.rejected):
-            out.append(_more(len(plan.rejected) - len(rows), "rejected rows"))
-    return "\n".join(out) + "\n"
+    return out
 
 
 def render_decision(d: Decision, tz: tzinfo | None = None) -> str:
