@@ -46,7 +46,7 @@ from typing import Any, Protocol
 import structlog
 
 from connector.model.plan import Action, Op, Plan
-from connector.state.store import JournalClose
+from connector.state.rows import JournalClose
 from connector.targets.base import (
     PermanentTargetError,
     Target,
