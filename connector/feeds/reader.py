@@ -27,7 +27,7 @@ import io
 import os
 import time
 from collections import defaultdict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -309,17 +309,8 @@ def _parse(
     """
     reader = csv.reader(source, strict=True)
     header, wanted, index = _header(name, file, reader, layout)
-    unique = UNIQUE_COLUMN.get(name)
-    key_at = index[KEY_COLUMN[name]]
-    build = builder(name, layout.request_statuses)
-    records: list[Any] = []
-    rows = 0
-    memo: dict[str, str] = {}
-    # Rows with errors: line, key, primary key, errors (logical -> reason), values.
-    bad: list[tuple[int, str, str, dict[str, str], Mapping[str, str]]] = []
-    shapeless: list[Rejection] = []  # rows with the wrong number of fields
-    first: dict[str, int] = {}  # primary key -> first line
-    dups: dict[str, list[int]] = {}  # primary key -> every line, when more than one
+    rows = _Rows(name, file, header, index, builder(name, layout.request_statuses))
+    count = 0
     while True:
         start = reader.line_num + 1
         try:
@@ -333,47 +324,89 @@ def _parse(
             _no_line_breaks(file, start, fields, header)
         if not fields:
             continue  # an empty line is not a row; a line of blanks or commas is one
-        rows += 1
-        if max_rows and rows > max_rows:
+        count += 1
+        if max_rows and count > max_rows:
             raise _Unreadable(
                 f"{file} line {start}: more than feeds.max_rows ({max_rows}) rows; the feed "
                 "is refused (raise the limit if the file is genuine)"
             )
-        key = clean(fields[key_at]) if key_at < len(fields) else ""
-        if len(fields) != len(header):
-            reason = f"{len(fields)} fields where the header has {len(header)}"
-            raw_row = source.last.rstrip("\r\n")
-            shapeless.append(Rejection(name.value, file, start, None, raw_row, reason, key=key))
-            continue
-        values = {logical: fields[i] for logical, i in index.items()}
-        row = Row(values, memo)
+        rows.add(start, fields, source.last, suspicious=suspicious)
+    rows.reject_duplicates(wanted)
+    return rows.result(wanted)
+
+
+class _Rows:
+    """The rows of one feed as they are read: the records accepted, the rows with errors
+    (line, key, primary key, errors by logical column, values), the rows with the wrong
+    number of fields, and the lines of each primary key seen more than once."""
+
+    def __init__(
+        self,
+        name: FeedName,
+        file: str,
+        header: list[str],
+        index: dict[str, int],
+        build: Callable[[Row, SourceRef], Any],
+    ) -> None:
+        self.name, self.file, self.header, self.index = name, file, header, index
+        self.build = build
+        self.unique = UNIQUE_COLUMN.get(name)
+        self.key_at = index[KEY_COLUMN[name]]
+        self.records: list[Any] = []
+        self.memo: dict[str, str] = {}
+        self.bad: list[tuple[int, str, str, dict[str, str], Mapping[str, str]]] = []
+        self.shapeless: list[Rejection] = []  # rows with the wrong number of fields
+        self.first: dict[str, int] = {}  # primary key -> first line
+        self.dups: dict[str, list[int]] = {}  # primary key -> every line, when more than one
+
+    def add(self, start: int, fields: list[str], raw: str, *, suspicious: bool) -> None:
+        """One record (a non-empty row) that starts on line ``start``; ``suspicious``:
+        it has a non-printable character (checked for line breaks already)."""
+        key = clean(fields[self.key_at]) if self.key_at < len(fields) else ""
+        if len(fields) != len(self.header):
+            reason = f"{len(fields)} fields where the header has {len(self.header)}"
+            raw_row = raw.rstrip("\r\n")
+            self.shapeless.append(
+                Rejection(self.name.value, self.file, start, None, raw_row, reason, key=key)
+            )
+            return
+        values = {logical: fields[i] for logical, i in self.index.items()}
+        row = Row(values, self.memo)
         for logical, value in values.items() if suspicious else ():
             bad_chars = invisible(value)
             if bad_chars:
                 row.fail(logical, f"contains invisible character(s) {describe(bad_chars)}")
-        rec = build(row, SourceRef(name.value, file, start))
-        u = clean(values[unique]) if unique else ""
+        rec = self.build(row, SourceRef(self.name.value, self.file, start))
+        u = clean(values[self.unique]) if self.unique else ""
         if u:
-            if u in dups:
-                dups[u].append(start)
-            elif u in first:
-                dups[u] = [first[u], start]
+            if u in self.dups:
+                self.dups[u].append(start)
+            elif u in self.first:
+                self.dups[u] = [self.first[u], start]
             else:
-                first[u] = start
+                self.first[u] = start
         if row.errors or rec is None:
-            bad.append((start, key, u, row.errors, values))
+            self.bad.append((start, key, u, row.errors, values))
         else:
-            records.append(rec)
-    if unique is not None and dups:
+            self.records.append(rec)
+
+    def reject_duplicates(self, wanted: Mapping[str, str]) -> None:
+        """Every row whose primary key is on more than one row is rejected, naming the
+        others' lines."""
+        unique, dups = self.unique, self.dups
+        if unique is None or not dups:
+            return
         accepted = []
-        for rec in records:  # an accepted record's fields are its row's values, cleaned
+        for rec in self.records:  # an accepted record's fields are its row's values, cleaned
             u = getattr(rec, unique)
             if u in dups:
-                bad.append((rec.source.line, getattr(rec, KEY_COLUMN[name]), u, {}, {unique: u}))
+                self.bad.append(
+                    (rec.source.line, getattr(rec, KEY_COLUMN[self.name]), u, {}, {unique: u})
+                )
             else:
                 accepted.append(rec)
-        records = accepted
-        for line, _, u, errors, _ in bad:
+        self.records = accepted
+        for line, _, u, errors, _ in self.bad:
             if u in dups:
                 others = _lines_listed([n for n in dups[u] if n != line])
                 reason = (
@@ -381,19 +414,23 @@ def _parse(
                     "every row with it is rejected"
                 )
                 errors[unique] = f"{errors[unique]}; {reason}" if unique in errors else reason
-    rejected = list(shapeless)
-    unattributable = [r.line for r in shapeless if not r.key]
-    for line, key, _, errors, row_values in bad:
-        if not key:
-            unattributable.append(line)
-        for logical, reason in errors.items():
-            value = row_values.get(logical, "")
-            rejected.append(
-                Rejection(name.value, file, line, wanted[logical], value, reason, key=key)
-            )
-    rejected.sort(key=lambda r: r.line)  # stable: a row's own rejections keep their order
-    unattributable.sort()
-    return records, rejected, unattributable
+
+    def result(self, wanted: Mapping[str, str]) -> tuple[list[Any], list[Rejection], list[int]]:
+        rejected = list(self.shapeless)
+        unattributable = [r.line for r in self.shapeless if not r.key]
+        for line, key, _, errors, row_values in self.bad:
+            if not key:
+                unattributable.append(line)
+            for logical, reason in errors.items():
+                value = row_values.get(logical, "")
+                rejected.append(
+                    Rejection(
+                        self.name.value, self.file, line, wanted[logical], value, reason, key=key
+                    )
+                )
+        rejected.sort(key=lambda r: r.line)  # stable: a row's own rejections keep their order
+        unattributable.sort()
+        return self.records, rejected, unattributable
 
 
 def check_headers(settings: FeedsSettings, layout: FeedLayout | None = None) -> list[str]:
