@@ -310,29 +310,16 @@ def _parse(
     reader = csv.reader(source, strict=True)
     header, wanted, index = _header(name, file, reader, layout)
     rows = _Rows(name, file, header, index, builder(name, layout.request_statuses))
-    count = 0
-    while True:
-        start = reader.line_num + 1
-        try:
-            fields = _next_record(file, reader, start)
-        except StopIteration:
-            break
-        # One test per row in the common case: line breaks and invisible characters are
-        # all non-printable.
-        suspicious = not "".join(fields).isprintable()
-        if suspicious:
-            _no_line_breaks(file, start, fields, header)
-        if not fields:
-            continue  # an empty line is not a row; a line of blanks or commas is one
-        count += 1
-        if max_rows and count > max_rows:
-            raise _Unreadable(
-                f"{file} line {start}: more than feeds.max_rows ({max_rows}) rows; the feed "
-                "is refused (raise the limit if the file is genuine)"
-            )
-        rows.add(start, fields, source.last, suspicious=suspicious)
+    rows.read(reader, source, max_rows)
     rows.reject_duplicates(wanted)
     return rows.result(wanted)
+
+
+def _reject_invisible(row: Row, values: Mapping[str, str]) -> None:
+    for logical, value in values.items():
+        bad_chars = invisible(value)
+        if bad_chars:
+            row.fail(logical, f"contains invisible character(s) {describe(bad_chars)}")
 
 
 class _Rows:
@@ -359,36 +346,67 @@ class _Rows:
         self.first: dict[str, int] = {}  # primary key -> first line
         self.dups: dict[str, list[int]] = {}  # primary key -> every line, when more than one
 
-    def add(self, start: int, fields: list[str], raw: str, *, suspicious: bool) -> None:
-        """One record (a non-empty row) that starts on line ``start``; ``suspicious``:
-        it has a non-printable character (checked for line breaks already)."""
-        key = clean(fields[self.key_at]) if self.key_at < len(fields) else ""
-        if len(fields) != len(self.header):
-            reason = f"{len(fields)} fields where the header has {len(self.header)}"
-            raw_row = raw.rstrip("\r\n")
-            self.shapeless.append(
-                Rejection(self.name.value, self.file, start, None, raw_row, reason, key=key)
-            )
-            return
-        values = {logical: fields[i] for logical, i in self.index.items()}
-        row = Row(values, self.memo)
-        for logical, value in values.items() if suspicious else ():
-            bad_chars = invisible(value)
-            if bad_chars:
-                row.fail(logical, f"contains invisible character(s) {describe(bad_chars)}")
-        rec = self.build(row, SourceRef(self.name.value, self.file, start))
-        u = clean(values[self.unique]) if self.unique else ""
-        if u:
-            if u in self.dups:
-                self.dups[u].append(start)
-            elif u in self.first:
-                self.dups[u] = [self.first[u], start]
+    def read(self, reader: Any, source: _Lines, max_rows: int) -> None:
+        """Every record of ``reader`` (a ``csv.reader`` over ``source``) after the header.
+        The loop binds what it uses to locals: it runs once per row of feeds of 100k+."""
+        file, header, name, index = self.file, self.header, self.name, self.index
+        build, memo = self.build, self.memo
+        unique, key_at, width = self.unique, self.key_at, len(self.header)
+        keep, reject = self.records.append, self.bad.append
+        count = 0
+        while True:
+            start = reader.line_num + 1
+            try:
+                fields = _next_record(file, reader, start)
+            except StopIteration:
+                break
+            # One test per row in the common case: line breaks and invisible characters
+            # are all non-printable.
+            suspicious = not "".join(fields).isprintable()
+            if suspicious:
+                _no_line_breaks(file, start, fields, header)
+            if not fields:
+                continue  # an empty line is not a row; a line of blanks or commas is one
+            count += 1
+            if max_rows and count > max_rows:
+                raise _Unreadable(
+                    f"{file} line {start}: more than feeds.max_rows ({max_rows}) rows; the "
+                    "feed is refused (raise the limit if the file is genuine)"
+                )
+            if len(fields) != width:
+                self._shapeless(start, fields, source.last)
+                continue
+            values = {logical: fields[i] for logical, i in index.items()}
+            row = Row(values, memo)
+            if suspicious:
+                _reject_invisible(row, values)
+            rec = build(row, SourceRef(name.value, file, start))
+            u = clean(values[unique]) if unique else ""
+            if u:
+                self._seen(u, start)
+            if row.errors or rec is None:
+                reject((start, clean(fields[key_at]), u, row.errors, values))
             else:
-                self.first[u] = start
-        if row.errors or rec is None:
-            self.bad.append((start, key, u, row.errors, values))
+                keep(rec)
+
+    def _shapeless(self, start: int, fields: list[str], raw: str) -> None:
+        """A row with the wrong number of fields: rejected whole, with its key if it has
+        one."""
+        key = clean(fields[self.key_at]) if self.key_at < len(fields) else ""
+        reason = f"{len(fields)} fields where the header has {len(self.header)}"
+        raw_row = raw.rstrip("\r\n")
+        self.shapeless.append(
+            Rejection(self.name.value, self.file, start, None, raw_row, reason, key=key)
+        )
+
+    def _seen(self, u: str, start: int) -> None:
+        """Primary key ``u`` is on line ``start``: the lines of a key on several rows."""
+        if u in self.dups:
+            self.dups[u].append(start)
+        elif u in self.first:
+            self.dups[u] = [self.first[u], start]
         else:
-            self.records.append(rec)
+            self.first[u] = start
 
     def reject_duplicates(self, wanted: Mapping[str, str]) -> None:
         """Every row whose primary key is on more than one row is rejected, naming the
