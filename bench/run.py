@@ -11,7 +11,7 @@ one thing measured; times are taken inside the child, after imports):
   paged scan (``paged_search(generator=True)`` on a SYNC connection, ldap3's defaults)
   of the same attributes, misync's directory read alone, the idle full cycle
   (``make_plan``: feeds + policy + read + diff, as ``misync plan``), and the daemon's
-  cycles (``Reconciler``: first full cycle, a full cycle with unchanged feeds, an
+  cycles (``CyclePlanner``: first full cycle, a full cycle with unchanged feeds, an
   incremental cycle after K accounts were changed behind its back, which must find them);
 - world B, N people, 94% of the accounts stale: the first plan, written to a file as
   ``misync plan -o`` does;
@@ -226,10 +226,10 @@ def _cycles(rt: Any, c: dict[str, Any]) -> dict[str, Any]:
     """The daemon's cycles; K accounts changed behind its back must be found."""
     import ldap3
 
-    from connector.runs.cycle import Reconciler
+    from connector.runs.cycle import CyclePlanner
 
     out: dict[str, Any] = {}
-    rec = Reconciler(rt)
+    rec = CyclePlanner(rt)
     with rt.store() as store:
         t0 = time.perf_counter()
         first = rec.cycle(store)

@@ -11,8 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from connector.audit import AuditLog, open_audit
-from connector.mapping import Mapping as AccountMapping
-from connector.mapping import load_mapping
+from connector.mapping import AccountMapping, load_mapping
 from connector.policy import PolicyRules
 from connector.settings import ConfigError, Settings
 from connector.state import Store, open_store

@@ -16,7 +16,7 @@ from typing import IO, Any
 
 import structlog
 
-from connector.apply import Outcome
+from connector.executor import ActionOutcome
 from connector.model.plan import Action, Plan
 from connector.reconcile.render import account_label
 from connector.reconcile.serialize import plan_to_dict
@@ -84,7 +84,7 @@ class ApplyProgress:
         self._started = self._last_shown = self._clock()
         self._log.info("apply.started", total=self.total, held=len(plan.held))
 
-    def outcome(self, outcome: Outcome) -> None:
+    def outcome(self, outcome: ActionOutcome) -> None:
         with self._lock:
             self.done += 1
             if outcome.status != "ok":

@@ -1,8 +1,8 @@
 """Notifications (Policy 1021, 3.k): when an add, change or disable has been carried out,
 the Access Requester (and, if configured, the user) is told by email.
 
-``Notifier`` is a run observer: the run hands it every outcome after the outcome is
-journaled and audited; it queues one email per recipient and a background thread sends
+``RequesterNotifier`` is a run observer: the run hands it every outcome after the outcome
+is journaled and audited; it queues one email per recipient and a background thread sends
 them, so a slow or dead relay never holds up a change. Failures are logged
 (``notification.failed``) and never fail the run. Templates are plain text files in
 ``connector/alerts/templates/`` (or ``[notifications] templates``): the first line is
@@ -33,8 +33,8 @@ from pathlib import Path
 import structlog
 
 from connector.alerts.email import DeliveryError, SmtpRelay
-from connector.apply import Outcome
 from connector.errors import MisyncError
+from connector.executor import ActionOutcome
 from connector.model.decisions import Decision
 from connector.model.feeds import FeedSet
 from connector.model.plan import Op, Plan
@@ -105,7 +105,7 @@ class Notice:
     message: EmailMessage
 
 
-class Notifier:
+class RequesterNotifier:
     """A ``RunObserver`` that emails 3.k notifications; use as a context manager (the exit
     waits up to ``flush_timeout`` seconds for the queue to drain)."""
 
@@ -144,7 +144,7 @@ class Notifier:
     def planned(self, plan: Plan) -> None:
         return None
 
-    def outcome(self, outcome: Outcome) -> None:
+    def outcome(self, outcome: ActionOutcome) -> None:
         if outcome.status != "ok" or outcome.action.person_id is None or self._feeds is None:
             return
         try:
@@ -160,7 +160,7 @@ class Notifier:
 
     # -- lifecycle ----------------------------------------------------------------------
 
-    def __enter__(self) -> Notifier:
+    def __enter__(self) -> RequesterNotifier:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -204,7 +204,7 @@ class Notifier:
 
     # -- who and what -------------------------------------------------------------------
 
-    def _notices(self, outcome: Outcome) -> list[Notice]:
+    def _notices(self, outcome: ActionOutcome) -> list[Notice]:
         a = outcome.action
         pid = a.person_id
         assert pid is not None
@@ -289,7 +289,7 @@ class Notifier:
         return grant or newest(RequestAction.ADD)
 
     def _values(
-        self, outcome: Outcome, person: Worker | None, request: AccessRequest | None
+        self, outcome: ActionOutcome, person: Worker | None, request: AccessRequest | None
     ) -> dict[str, str]:
         a = outcome.action
         decision = self._decisions.get(a.person_id or "")

@@ -19,7 +19,7 @@ from connector.reconcile.render import SUMMARY_VIEW_FIRST, SUMMARY_VIEW_OVER
 
 if TYPE_CHECKING:
     from connector.alerts.manager import AlertManager
-    from connector.alerts.notify import Notifier
+    from connector.alerts.notify import RequesterNotifier
     from connector.app import Runtime
     from connector.model.plan import Plan
 
@@ -90,14 +90,14 @@ def alert_manager(rt: Runtime) -> Iterator[AlertManager]:
 
 
 @contextmanager
-def notifier(rt: Runtime) -> Iterator[Notifier | None]:
+def notifier(rt: Runtime) -> Iterator[RequesterNotifier | None]:
     """The 3.k notifier when ``[notifications] enabled``; it finishes sending on exit."""
-    from connector.alerts.notify import Notifier
+    from connector.alerts.notify import RequesterNotifier
 
     n = rt.settings.notifications
     smtp = n.smtp or rt.settings.alerts.email
     if not n.enabled or smtp is None:
         yield None
         return
-    with Notifier(n, smtp, tz=rt.rules.tz) as notifier:
+    with RequesterNotifier(n, smtp, tz=rt.rules.tz) as notifier:
         yield notifier

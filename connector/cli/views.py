@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 def explain_command(rt: Runtime, args: argparse.Namespace, out: TextIO, run_id: str) -> int:
     import json
 
-    from connector.reconcile.explain import (
+    from connector.reconcile.explanation import (
         account_json,
         person_json,
         render_account,

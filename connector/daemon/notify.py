@@ -16,7 +16,10 @@ from collections.abc import Mapping
 import structlog
 
 
-class Notifier:
+class SystemdNotifier:
+    """Tells systemd the service's state (``sd_notify``); not the email notifications of
+    ``connector.alerts.notify.RequesterNotifier``."""
+
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         env = os.environ if environ is None else environ
         address = env.get("NOTIFY_SOCKET", "")

@@ -55,14 +55,14 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from connector.alerts import Alert, AlertSink, LogAlertSink, Severity
 from connector.app import Runtime
-from connector.daemon.notify import Notifier
+from connector.daemon.notify import SystemdNotifier as Notifier
 from connector.daemon.watch import FeedWatcher
 from connector.errors import MisyncError
 from connector.feeds import load_feed_layout
 from connector.model.feeds import FeedName
 from connector.model.plan import Plan
 from connector.policy.instants import DueChange, next_instants
-from connector.runs.cycle import Reconciler
+from connector.runs.cycle import CyclePlanner as Reconciler
 from connector.runs.planning import Evaluation, RejectionLog
 from connector.settings import ConfigError, DaemonSettings, Settings
 

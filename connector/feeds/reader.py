@@ -1,75 +1,51 @@
-"""Read and validate the feeds.
+"""Read the feed files: the CSV reader, one file at a time, and ``read_feeds``.
 
 Every bad row becomes a ``Rejection`` naming the file, the line (physical, header =
 line 1), the file's column name, the value and the reason; all the errors of a row are
-reported, not only the first. Nothing is dropped silently and nothing is guessed.
+reported, not only the first. Nothing is dropped silently and nothing is guessed. The
+values are parsed by ``connector.feeds.values``, each feed's rows built by
+``connector.feeds.rows``, and a feed read whole is judged by ``connector.feeds.judge``.
 
 Feed health (``FeedHealth``): MISSING (no file) > UNREADABLE (cannot be opened or
 decoded; malformed CSV; a line break inside a field, which no feed has and which means
 rows may have been swallowed; a header lacking a required column or repeating one; or a
 rejected row whose subject (person_id, or org_id for the org feeds) cannot be read, so
-that it cannot be attributed to anybody) > EMPTY (no accepted row;
-only ``separations`` may be empty) > SHRUNK (rows fell by more than ``shrink_share``
-and by at least ``shrink_min_rows`` since the last good run) > STALE (older than
-``max_age_hours``). Missing and unreadable feeds contribute no records; stale and
-shrunk feeds keep theirs (disables may cite them) but drive nothing themselves.
+that it cannot be attributed to anybody) > what the judge finds (EMPTY, SHRUNK, STALE).
+Missing and unreadable feeds contribute no records.
 
 Every rejection carries ``key``, the row's subject, read even from a row with the wrong
 number of fields, so that the planner holds that person's (or organization's) actions:
-a rejected row is never read as "no row". Values are strict: dates ``YYYY-MM-DD``,
-instants ``YYYY-MM-DDTHH:MM[:SS[.fff]]`` (1 to 6 digits) then ``Z`` or ``±HH:MM``, booleans
-``true``/``false``, enumerations exactly as SPEC.md spells them; a value with an
-invisible character (Unicode Cc, Cf, Zl, Zp: a control character, a stray BOM, a
-zero-width space) is rejected. Rows sharing a primary key (``UNIQUE_COLUMN``) are all
-rejected, each naming the others' lines.
+a rejected row is never read as "no row". Rows sharing a primary key
+(``UNIQUE_COLUMN``) are all rejected, each naming the others' lines.
 """
 
 from __future__ import annotations
 
 import csv
-import functools
 import hashlib
 import io
 import os
-import re
 import time
-import unicodedata
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import UTC, date, datetime, timedelta
-from enum import StrEnum
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO, TypeVar
+from typing import Any, BinaryIO
 from zoneinfo import ZoneInfo
 
 import structlog
-from email_validator import EmailNotValidError, validate_email
 
 from connector.errors import MisyncError
+from connector.feeds.judge import judge
 from connector.feeds.layout import COLUMNS, FeedLayout, load_feed_layout
+from connector.feeds.rows import builder
 from connector.feeds.settle import POLL, file_digest, stat_key, unchanged_since, wait_settled
+from connector.feeds.values import Row, clean, describe, invisible
 from connector.model.feeds import FeedHealth, FeedName, FeedSet, FeedState, FileStamp, Rejection
 from connector.model.identity import IdMatch, id_key
-from connector.model.records import (
-    DEFAULT_REQUEST_STATUSES,
-    AccessRequest,
-    Contract,
-    ContractType,
-    Nda,
-    Organization,
-    OrgKind,
-    RequestAction,
-    RequesterDesignation,
-    RequestStatus,
-    Separation,
-    SourceRef,
-    Training,
-    Worker,
-    WorkerStatus,
-)
+from connector.model.records import SourceRef
 from connector.settings import FeedsSettings
 
-MAY_BE_EMPTY = frozenset({FeedName.SEPARATIONS})
 KEY_COLUMN: dict[FeedName, str] = {
     FeedName.ORGANIZATIONS: "org_id",
     FeedName.CONTRACTS: "org_id",
@@ -86,42 +62,9 @@ UNIQUE_COLUMN: dict[FeedName, str] = {
     FeedName.WORKERS: "person_id",
     FeedName.REQUESTS: "request_id",
 }
-OPTIONAL_TEXT = frozenset(
-    {
-        "business_case",
-        "email",
-        "office",
-        "supervisor_id",
-        "reason",
-        "profile",
-        "offices",
-        "designated_by",
-        "name",
-    }
-)
 
-#: Columns whose values repeat across many rows (a course, an organization): the rows of
-#: one read share one string object per value, to keep memory near the data kept.
-SHARED_TEXT = frozenset(
-    {"course", "org_id", "wda", "counterparty", "designated_by", "requester_id", "profile"}
-)
-#: Unicode categories of characters that cannot be seen in a value: control (Cc, which
-#: includes tab, CR and LF), format (Cf: BOM, zero-width space, bidi marks), and the
-#: line and paragraph separators (Zl, Zp).
-INVISIBLE = frozenset({"Cc", "Cf", "Zl", "Zp"})
 #: How many other line numbers a duplicate-key rejection lists before "and N more".
 MAX_LINES_LISTED = 5
-
-_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
-_LOCAL = r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]{1,6})?)?"
-_INSTANT = re.compile(_LOCAL + r"(?:Z|[+-][0-9]{2}:[0-9]{2})")
-_NAIVE = re.compile(_LOCAL)
-
-E = TypeVar("E", bound=StrEnum)
-
-
-class _Bad(MisyncError):
-    """One field failed; the message is the reason (caught per field: a rejected row)."""
 
 
 class _Unreadable(MisyncError):
@@ -129,301 +72,10 @@ class _Unreadable(MisyncError):
     inside the reader: the feed is held as unreadable, never read in part)."""
 
 
-def _invisible(value: str) -> list[str]:
-    """The invisible characters in ``value``, each once, in order of appearance."""
-    if value.isprintable():  # the fast path: Cc, Cf, Zl and Zp are all non-printable
-        return []
-    return list(dict.fromkeys(ch for ch in value if unicodedata.category(ch) in INVISIBLE))
-
-
-def _describe(chars: Sequence[str]) -> str:
-    return ", ".join(
-        f"U+{ord(ch):04X} ({unicodedata.name(ch, 'control character')})" for ch in chars
-    )
-
-
-def _clean(value: str) -> str:
-    """``value`` without invisible characters or surrounding blanks (to attribute a row)."""
-    if value.isprintable():
-        return value.strip()
-    return "".join(ch for ch in value if unicodedata.category(ch) not in INVISIBLE).strip()
-
-
 def _lines_listed(lines: Sequence[int]) -> str:
     shown = ", ".join(str(n) for n in lines[:MAX_LINES_LISTED])
     more = len(lines) - MAX_LINES_LISTED
     return shown + (f" and {more} more" if more > 0 else "")
-
-
-class _Row:
-    """Typed access to one CSV row by logical column; collects every field error."""
-
-    def __init__(self, values: Mapping[str, str], memo: dict[str, str] | None = None) -> None:
-        self.values = values
-        self.errors: dict[str, str] = {}
-        self._memo = memo if memo is not None else {}
-
-    def _get(self, col: str, conv: Callable[[str], Any], *, required: bool) -> Any:
-        if col in self.errors:  # already rejected (an invisible character): no second guess
-            return None
-        raw = self.values.get(col, "").strip()
-        if raw == "":
-            if required:
-                self.errors[col] = "required value is empty"
-            return None
-        try:
-            return conv(raw)
-        except _Bad as exc:
-            self.errors[col] = str(exc)
-            return None
-
-    def text(self, col: str, *, required: bool = True) -> str:
-        value = self._get(col, str, required=required)
-        if not isinstance(value, str):
-            return ""
-        if col in SHARED_TEXT:  # one string object for a value many rows repeat
-            return self._memo.setdefault(value, value)
-        return value
-
-    def date(self, col: str, *, required: bool = True) -> date | None:
-        return self._get(col, _date, required=required)  # type: ignore[no-any-return]
-
-    def instant(self, col: str) -> datetime | None:
-        return self._get(col, _instant, required=True)  # type: ignore[no-any-return]
-
-    def enum(self, col: str, kind: type[E]) -> E | None:
-        return self._get(col, lambda raw: _enum(raw, kind), required=True)  # type: ignore[no-any-return]
-
-    def email(self, col: str, *, required: bool) -> str:
-        value = self._get(col, _email, required=required)
-        return value if isinstance(value, str) else ""
-
-    def boolean(self, col: str, *, required: bool) -> bool:
-        value = self._get(col, _bool, required=required)
-        return bool(value)
-
-    def items(self, col: str) -> tuple[str, ...]:
-        raw = self.values.get(col, "")
-        return tuple(p.strip() for p in raw.split(";") if p.strip())
-
-    def fail(self, col: str, reason: str) -> None:
-        self.errors.setdefault(col, reason)
-
-
-@functools.lru_cache(maxsize=4096)  # feeds repeat dates: one object each (errors not cached)
-def _date(raw: str) -> date:
-    if _DATE.fullmatch(raw):
-        try:
-            return date.fromisoformat(raw)
-        except ValueError:
-            pass
-    raise _Bad(f"not a date (YYYY-MM-DD): {raw!r}")
-
-
-_INSTANT_FORM = "YYYY-MM-DDTHH:MM[:SS[.fff]] then Z or ±HH:MM, e.g. 2026-11-25T17:00:00-08:00"
-
-
-def _instant(raw: str) -> datetime:
-    if _NAIVE.fullmatch(raw):
-        raise _Bad(f"instant {raw!r} needs a UTC offset (e.g. 2026-11-25T17:00:00-08:00)")
-    if _INSTANT.fullmatch(raw):
-        try:
-            return datetime.fromisoformat(raw)
-        except ValueError:
-            pass
-    raise _Bad(f"not an ISO 8601 instant ({_INSTANT_FORM}): {raw!r}")
-
-
-def _email(raw: str) -> str:
-    """An email address as written, if it is one (RFC 5322 addr-spec, checked by
-    email-validator without any DNS query); never rewritten, so the value kept is the
-    value read."""
-    try:
-        validate_email(raw, check_deliverability=False)
-    except EmailNotValidError as exc:
-        raise _Bad(f"not a valid email address: {raw!r} ({exc})") from None
-    return raw
-
-
-def _bool(raw: str) -> bool:
-    if raw in ("true", "false"):
-        return raw == "true"
-    raise _Bad(f"not a boolean (true/false): {raw!r}")
-
-
-def _enum(raw: str, kind: type[E]) -> E:
-    try:
-        return kind(raw)
-    except ValueError:
-        allowed = ", ".join(m.value for m in kind)
-        raise _Bad(f"{raw!r} is not one of: {allowed}") from None
-
-
-# -- one builder per feed: (row, source) -> record or None (errors are in row.errors) ------
-
-
-def _organization(r: _Row, src: SourceRef) -> Organization | None:
-    rec = Organization(
-        r.text("org_id"),
-        r.text("name", required=False),
-        r.enum("kind", OrgKind) or OrgKind.OTHER,
-        r.text("wda"),
-        src,
-    )
-    return None if r.errors else rec
-
-
-_COUNTERPARTIES = {
-    ContractType.WIOA_SERVICES: ("lwdb", "esd", "dol"),
-    ContractType.DATA_SHARING: ("esd", "lwdb"),
-}
-_ANY_COUNTERPARTY = tuple(dict.fromkeys(c for cs in _COUNTERPARTIES.values() for c in cs))
-
-
-def _contract(r: _Row, src: SourceRef) -> Contract | None:
-    ctype = r.enum("type", ContractType)
-    counterparty = r.text("counterparty")
-    if ctype is not None and counterparty and counterparty not in _COUNTERPARTIES[ctype]:
-        r.fail(
-            "counterparty",
-            f"{counterparty!r} is not a valid counterparty for a {ctype} "
-            f"contract ({', '.join(_COUNTERPARTIES[ctype])})",
-        )
-    elif ctype is None and counterparty and counterparty not in _ANY_COUNTERPARTY:
-        r.fail("counterparty", f"{counterparty!r} is not one of: {', '.join(_ANY_COUNTERPARTY)}")
-    starts, ends = r.date("starts_on"), r.date("ends_on", required=False)
-    signed, terminated = (
-        r.date("signed_on", required=False),
-        r.date("terminated_on", required=False),
-    )
-    if starts and ends and ends < starts:
-        r.fail("ends_on", f"ends_on {ends} is before starts_on {starts}")
-    if signed and terminated and terminated < signed:
-        r.fail("terminated_on", f"terminated_on {terminated} is before signed_on {signed}")
-    rec = Contract(
-        r.text("contract_id"),
-        r.text("org_id"),
-        ctype or ContractType.WIOA_SERVICES,
-        counterparty,
-        r.text("business_case", required=False),
-        signed,
-        starts or date.min,
-        ends,
-        terminated,
-        r.date("security_admin_approved_on", required=False),
-        r.date("contracts_office_approved_on", required=False),
-        r.date("data_owner_approved_on", required=False),
-        src,
-    )
-    return None if r.errors else rec
-
-
-def _worker(r: _Row, src: SourceRef) -> Worker | None:
-    status = r.enum("status", WorkerStatus)
-    separated_on = r.date("separated_on", required=False)
-    if status is WorkerStatus.SEPARATED and separated_on is None and "separated_on" not in r.errors:
-        r.fail("separated_on", "required when status is separated (the last day worked)")
-    elif status not in (None, WorkerStatus.SEPARATED) and r.values.get("separated_on", "").strip():
-        r.fail(
-            "separated_on",
-            f"status {status} contradicts separated_on (only a separated worker has a last "
-            "day worked)",
-        )
-    rec = Worker(
-        r.text("person_id"),
-        r.text("org_id"),
-        r.text("given_name"),
-        r.text("family_name"),
-        r.email("email", required=False),
-        r.text("office", required=False),
-        r.text("supervisor_id", required=False),
-        status or WorkerStatus.ACTIVE,
-        separated_on,
-        src,
-    )
-    return None if r.errors else rec
-
-
-def _separation(r: _Row, src: SourceRef) -> Separation | None:
-    at = r.instant("separated_at")
-    rec = Separation(
-        r.text("person_id"),
-        r.text("org_id", required=False),
-        at or datetime.min.replace(tzinfo=UTC),
-        r.text("reason", required=False),
-        src,
-    )
-    return None if r.errors else rec
-
-
-def _training(r: _Row, src: SourceRef) -> Training | None:
-    rec = Training(r.text("person_id"), r.text("course"), r.date("completed_on") or date.min, src)
-    return None if r.errors else rec
-
-
-def _nda(r: _Row, src: SourceRef) -> Nda | None:
-    rec = Nda(r.text("person_id"), r.date("signed_on") or date.min, src)
-    return None if r.errors else rec
-
-
-def _requester(r: _Row, src: SourceRef) -> RequesterDesignation | None:
-    starts, ends = r.date("starts_on"), r.date("ends_on", required=False)
-    if starts and ends and ends < starts:
-        r.fail("ends_on", f"ends_on {ends} is before starts_on {starts}")
-    rec = RequesterDesignation(
-        r.text("person_id"), r.text("wda"), r.text("designated_by"), starts or date.min, ends, src
-    )
-    return None if r.errors else rec
-
-
-def _status(raw: str, words: Mapping[str, RequestStatus]) -> RequestStatus:
-    meaning = words.get(raw)
-    if meaning is None:
-        approved = ", ".join(w for w, m in words.items() if m is RequestStatus.APPROVED)
-        other = ", ".join(w for w, m in words.items() if m is not RequestStatus.APPROVED)
-        raise _Bad(
-            f"{raw!r} is not a request status (acting: {approved}; read and ignored: "
-            f"{other or 'none'}; see [feeds.requests.statuses] in the feed layout)"
-        )
-    return meaning
-
-
-def _request(
-    r: _Row, src: SourceRef, statuses: Mapping[str, RequestStatus] = DEFAULT_REQUEST_STATUSES
-) -> AccessRequest | None:
-    action = r.enum("action", RequestAction)
-    is_add = action is RequestAction.ADD
-    profile = r.text("profile", required=is_add)
-    rec = AccessRequest(
-        r.text("request_id"),
-        action or RequestAction.ADD,
-        r.text("person_id"),
-        r.text("requester_id"),
-        r.instant("submitted_at") or datetime.min.replace(tzinfo=UTC),
-        r.date("effective_on") or date.min,
-        r._get("status", lambda raw: _status(raw, statuses), required=True)
-        or RequestStatus.NOT_APPROVED,
-        profile,
-        r.items("offices"),
-        r.boolean("cert_training", required=is_add),
-        r.boolean("cert_profile_approved", required=is_add),
-        r.boolean("cert_nda", required=is_add),
-        r.text("supervisor_id", required=False),
-        src,
-    )
-    return None if r.errors else rec
-
-
-BUILDERS: dict[FeedName, Callable[[_Row, SourceRef], Any]] = {
-    FeedName.ORGANIZATIONS: _organization,
-    FeedName.CONTRACTS: _contract,
-    FeedName.WORKERS: _worker,
-    FeedName.SEPARATIONS: _separation,
-    FeedName.TRAINING: _training,
-    FeedName.NDAS: _nda,
-    FeedName.REQUESTERS: _requester,
-    FeedName.REQUESTS: _request,
-}
 
 
 def _decode(file: str, raw: bytes) -> str:
@@ -466,11 +118,11 @@ def _header(
     _no_line_breaks(file, 1, fields, [f"{i + 1}" for i in range(len(fields))])
     header = [h.strip() for h in fields]
     for i, h in enumerate(header):
-        bad = _invisible(h)
+        bad = invisible(h)
         if bad:
             raise _Unreadable(
-                f"{file} line 1: header column {i + 1} ({_clean(h)!r}) contains invisible "
-                f"character(s) {_describe(bad)}"
+                f"{file} line 1: header column {i + 1} ({clean(h)!r}) contains invisible "
+                f"character(s) {describe(bad)}"
             )
     counts: dict[str, int] = defaultdict(int)
     for h in header:
@@ -657,73 +309,122 @@ def _parse(
     """
     reader = csv.reader(source, strict=True)
     header, wanted, index = _header(name, file, reader, layout)
-    unique = UNIQUE_COLUMN.get(name)
-    key_at = index[KEY_COLUMN[name]]
-    build = BUILDERS[name]
-    if name is FeedName.REQUESTS:
-        build = functools.partial(_request, statuses=layout.request_statuses)
-    records: list[Any] = []
-    rows = 0
-    memo: dict[str, str] = {}
-    # Rows with errors: line, key, primary key, errors (logical -> reason), values.
-    bad: list[tuple[int, str, str, dict[str, str], Mapping[str, str]]] = []
-    shapeless: list[Rejection] = []  # rows with the wrong number of fields
-    first: dict[str, int] = {}  # primary key -> first line
-    dups: dict[str, list[int]] = {}  # primary key -> every line, when more than one
-    while True:
-        start = reader.line_num + 1
-        try:
-            fields = _next_record(file, reader, start)
-        except StopIteration:
-            break
-        # One test per row in the common case: line breaks and invisible characters are
-        # all non-printable.
-        suspicious = not "".join(fields).isprintable()
-        if suspicious:
-            _no_line_breaks(file, start, fields, header)
-        if not fields:
-            continue  # an empty line is not a row; a line of blanks or commas is one
-        rows += 1
-        if max_rows and rows > max_rows:
-            raise _Unreadable(
-                f"{file} line {start}: more than feeds.max_rows ({max_rows}) rows; the feed "
-                "is refused (raise the limit if the file is genuine)"
-            )
-        key = _clean(fields[key_at]) if key_at < len(fields) else ""
-        if len(fields) != len(header):
-            reason = f"{len(fields)} fields where the header has {len(header)}"
-            raw_row = source.last.rstrip("\r\n")
-            shapeless.append(Rejection(name.value, file, start, None, raw_row, reason, key=key))
-            continue
-        values = {logical: fields[i] for logical, i in index.items()}
-        row = _Row(values, memo)
-        for logical, value in values.items() if suspicious else ():
-            bad_chars = _invisible(value)
-            if bad_chars:
-                row.fail(logical, f"contains invisible character(s) {_describe(bad_chars)}")
-        rec = build(row, SourceRef(name.value, file, start))
-        u = _clean(values[unique]) if unique else ""
-        if u:
-            if u in dups:
-                dups[u].append(start)
-            elif u in first:
-                dups[u] = [first[u], start]
+    rows = _Rows(name, file, header, index, builder(name, layout.request_statuses))
+    rows.read(reader, source, max_rows)
+    rows.reject_duplicates(wanted)
+    return rows.result(wanted)
+
+
+def _reject_invisible(row: Row, values: Mapping[str, str]) -> None:
+    for logical, value in values.items():
+        bad_chars = invisible(value)
+        if bad_chars:
+            row.fail(logical, f"contains invisible character(s) {describe(bad_chars)}")
+
+
+class _Rows:
+    """The rows of one feed as they are read: the records accepted, the rows with errors
+    (line, key, primary key, errors by logical column, values), the rows with the wrong
+    number of fields, and the lines of each primary key seen more than once."""
+
+    def __init__(
+        self,
+        name: FeedName,
+        file: str,
+        header: list[str],
+        index: dict[str, int],
+        build: Callable[[Row, SourceRef], Any],
+    ) -> None:
+        self.name, self.file, self.header, self.index = name, file, header, index
+        self.build = build
+        self.unique = UNIQUE_COLUMN.get(name)
+        self.key_at = index[KEY_COLUMN[name]]
+        self.records: list[Any] = []
+        self.memo: dict[str, str] = {}
+        self.bad: list[tuple[int, str, str, dict[str, str], Mapping[str, str]]] = []
+        self.shapeless: list[Rejection] = []  # rows with the wrong number of fields
+        self.first: dict[str, int] = {}  # primary key -> first line
+        self.dups: dict[str, list[int]] = {}  # primary key -> every line, when more than one
+
+    def read(self, reader: Any, source: _Lines, max_rows: int) -> None:
+        """Every record of ``reader`` (a ``csv.reader`` over ``source``) after the header.
+        The loop binds what it uses to locals: it runs once per row of feeds of 100k+."""
+        file, header, name, index = self.file, self.header, self.name, self.index
+        build, memo = self.build, self.memo
+        unique, key_at, width = self.unique, self.key_at, len(self.header)
+        keep, reject = self.records.append, self.bad.append
+        count = 0
+        while True:
+            start = reader.line_num + 1
+            try:
+                fields = _next_record(file, reader, start)
+            except StopIteration:
+                break
+            # One test per row in the common case: line breaks and invisible characters
+            # are all non-printable.
+            suspicious = not "".join(fields).isprintable()
+            if suspicious:
+                _no_line_breaks(file, start, fields, header)
+            if not fields:
+                continue  # an empty line is not a row; a line of blanks or commas is one
+            count += 1
+            if max_rows and count > max_rows:
+                raise _Unreadable(
+                    f"{file} line {start}: more than feeds.max_rows ({max_rows}) rows; the "
+                    "feed is refused (raise the limit if the file is genuine)"
+                )
+            if len(fields) != width:
+                self._shapeless(start, fields, source.last)
+                continue
+            values = {logical: fields[i] for logical, i in index.items()}
+            row = Row(values, memo)
+            if suspicious:
+                _reject_invisible(row, values)
+            rec = build(row, SourceRef(name.value, file, start))
+            u = clean(values[unique]) if unique else ""
+            if u:
+                self._seen(u, start)
+            if row.errors or rec is None:
+                reject((start, clean(fields[key_at]), u, row.errors, values))
             else:
-                first[u] = start
-        if row.errors or rec is None:
-            bad.append((start, key, u, row.errors, values))
+                keep(rec)
+
+    def _shapeless(self, start: int, fields: list[str], raw: str) -> None:
+        """A row with the wrong number of fields: rejected whole, with its key if it has
+        one."""
+        key = clean(fields[self.key_at]) if self.key_at < len(fields) else ""
+        reason = f"{len(fields)} fields where the header has {len(self.header)}"
+        raw_row = raw.rstrip("\r\n")
+        self.shapeless.append(
+            Rejection(self.name.value, self.file, start, None, raw_row, reason, key=key)
+        )
+
+    def _seen(self, u: str, start: int) -> None:
+        """Primary key ``u`` is on line ``start``: the lines of a key on several rows."""
+        if u in self.dups:
+            self.dups[u].append(start)
+        elif u in self.first:
+            self.dups[u] = [self.first[u], start]
         else:
-            records.append(rec)
-    if unique is not None and dups:
+            self.first[u] = start
+
+    def reject_duplicates(self, wanted: Mapping[str, str]) -> None:
+        """Every row whose primary key is on more than one row is rejected, naming the
+        others' lines."""
+        unique, dups = self.unique, self.dups
+        if unique is None or not dups:
+            return
         accepted = []
-        for rec in records:  # an accepted record's fields are its row's values, cleaned
+        for rec in self.records:  # an accepted record's fields are its row's values, cleaned
             u = getattr(rec, unique)
             if u in dups:
-                bad.append((rec.source.line, getattr(rec, KEY_COLUMN[name]), u, {}, {unique: u}))
+                self.bad.append(
+                    (rec.source.line, getattr(rec, KEY_COLUMN[self.name]), u, {}, {unique: u})
+                )
             else:
                 accepted.append(rec)
-        records = accepted
-        for line, _, u, errors, _ in bad:
+        self.records = accepted
+        for line, _, u, errors, _ in self.bad:
             if u in dups:
                 others = _lines_listed([n for n in dups[u] if n != line])
                 reason = (
@@ -731,19 +432,23 @@ def _parse(
                     "every row with it is rejected"
                 )
                 errors[unique] = f"{errors[unique]}; {reason}" if unique in errors else reason
-    rejected = list(shapeless)
-    unattributable = [r.line for r in shapeless if not r.key]
-    for line, key, _, errors, row_values in bad:
-        if not key:
-            unattributable.append(line)
-        for logical, reason in errors.items():
-            value = row_values.get(logical, "")
-            rejected.append(
-                Rejection(name.value, file, line, wanted[logical], value, reason, key=key)
-            )
-    rejected.sort(key=lambda r: r.line)  # stable: a row's own rejections keep their order
-    unattributable.sort()
-    return records, rejected, unattributable
+
+    def result(self, wanted: Mapping[str, str]) -> tuple[list[Any], list[Rejection], list[int]]:
+        rejected = list(self.shapeless)
+        unattributable = [r.line for r in self.shapeless if not r.key]
+        for line, key, _, errors, row_values in self.bad:
+            if not key:
+                unattributable.append(line)
+            for logical, reason in errors.items():
+                value = row_values.get(logical, "")
+                rejected.append(
+                    Rejection(
+                        self.name.value, self.file, line, wanted[logical], value, reason, key=key
+                    )
+                )
+        rejected.sort(key=lambda r: r.line)  # stable: a row's own rejections keep their order
+        unattributable.sort()
+        return self.records, rejected, unattributable
 
 
 def check_headers(settings: FeedsSettings, layout: FeedLayout | None = None) -> list[str]:
@@ -824,7 +529,7 @@ def read_feeds(
             except OSError:
                 modified = None
         if state is FeedState.OK:
-            state, detail = _judge(
+            state, detail = judge(
                 name, path.name, len(records), previous.get(name), modified, now, settings
             )
         if state in (FeedState.MISSING, FeedState.UNREADABLE):
@@ -912,33 +617,3 @@ def _reject_colliding_ids(
         if added:
             merged = sorted([*rejections, *added], key=lambda r: r.line)
             read[name] = (kept, merged, state, detail, digest)
-
-
-def _judge(
-    name: FeedName,
-    file: str,
-    rows: int,
-    previous: int | None,
-    modified: datetime | None,
-    now: datetime,
-    s: FeedsSettings,
-) -> tuple[FeedState, str]:
-    if rows == 0 and name not in MAY_BE_EMPTY:
-        return FeedState.EMPTY, f"{file}: no usable rows; an empty feed is never read as 'nobody'"
-    if (
-        previous is not None
-        and rows < previous * (1 - s.shrink_share)
-        and previous - rows >= s.shrink_min_rows
-    ):
-        return FeedState.SHRUNK, (
-            f"{file}: {rows} rows, down from {previous} at the last good run "
-            f"(more than {s.shrink_share:.0%} fewer)"
-        )
-    if (
-        s.max_age_hours > 0
-        and modified is not None
-        and now - modified > timedelta(hours=s.max_age_hours)
-    ):
-        age = (now - modified).total_seconds() / 3600
-        return FeedState.STALE, f"{file}: last modified {age:.0f} h ago (max {s.max_age_hours:g} h)"
-    return FeedState.OK, ""

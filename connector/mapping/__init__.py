@@ -5,6 +5,13 @@
 """
 
 from connector.mapping.loader import MappingError, load_mapping
-from connector.mapping.types import AttributeRule, DisableRule, GroupRule, Mapping
+from connector.mapping.types import AccountMapping, AttributeRule, DisableRule, GroupRule
 
-__all__ = ["AttributeRule", "DisableRule", "GroupRule", "Mapping", "MappingError", "load_mapping"]
+__all__ = [
+    "AccountMapping",
+    "AttributeRule",
+    "DisableRule",
+    "GroupRule",
+    "MappingError",
+    "load_mapping",
+]

@@ -1,4 +1,4 @@
-"""Read a mapping TOML file into a ``Mapping`` (pydantic at the edge, frozen inside)."""
+"""Read a mapping TOML file into a ``AccountMapping`` (pydantic at the edge, frozen inside)."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from connector.errors import MisyncError
 from connector.mapping.templates import MappingTemplateError, fields_of
 from connector.mapping.types import (
+    AccountMapping,
     AttributePolicy,
     AttributeRule,
     DisableMatch,
     DisableRule,
     GroupRule,
-    Mapping,
 )
 from connector.model.identity import IdMatch
 
@@ -87,7 +87,7 @@ class _MappingFile(_Strict):
     groups: _Groups = _Groups()
 
 
-def load_mapping(path: Path) -> Mapping:
+def load_mapping(path: Path) -> AccountMapping:
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
@@ -105,7 +105,7 @@ def load_mapping(path: Path) -> Mapping:
         raise MappingError(f"{path}: {problems}") from exc
     if m.kind == "ldap" and not m.rdn_attribute:
         raise MappingError(f"{path}: rdn_attribute: required for an ldap mapping")
-    return Mapping(
+    return AccountMapping(
         kind=m.kind,
         name=m.name,
         object_classes=tuple(m.object_classes),

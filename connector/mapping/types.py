@@ -63,7 +63,9 @@ class GroupRule:
 
 
 @dataclass(frozen=True, slots=True)
-class Mapping:
+class AccountMapping:
+    """How accounts look in one target (a mapping TOML file, read by ``load_mapping``)."""
+
     kind: str  # "ldap" | "scim"
     name: str  # the mapping's own name, e.g. "openldap-ppolicy"
     object_classes: tuple[str, ...]  # LDAP: objectClass values on create; SCIM: schemas

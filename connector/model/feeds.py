@@ -30,6 +30,13 @@ class FeedName(StrEnum):
     REQUESTS = "requests"
 
 
+#: The feeds whose rows are keyed by organization (``org_id``): a rejection's ``key`` is
+#: an org_id there, a person_id in every other feed.
+ORG_KEYED_FEEDS = frozenset({FeedName.ORGANIZATIONS, FeedName.CONTRACTS})
+#: The feeds a requester check reads (is the requester designated, employed, separated).
+REQUESTER_FEEDS = frozenset({FeedName.REQUESTERS, FeedName.WORKERS, FeedName.SEPARATIONS})
+
+
 class FeedState(StrEnum):
     OK = "ok"
     MISSING = "missing"

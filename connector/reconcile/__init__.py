@@ -1,6 +1,6 @@
 """Reconcile: decisions + target snapshot -> desired accounts -> diff -> guards -> plan.
 
-Pure: no I/O. The plan is a value; ``apply`` (connector.apply) carries it out.
+Pure: no I/O. The plan is a value; ``apply`` (connector.executor) carries it out.
 """
 
 from connector.reconcile.planner import PlanInputs, build_plan

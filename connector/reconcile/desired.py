@@ -4,7 +4,7 @@ account the directory should hold."""
 from __future__ import annotations
 
 from connector.mapping.templates import render
-from connector.mapping.types import AttributePolicy, Mapping
+from connector.mapping.types import AccountMapping, AttributePolicy
 from connector.model.accounts import DesiredAccount, Values
 from connector.model.decisions import Decision
 from connector.model.records import Organization, Worker
@@ -35,7 +35,7 @@ def desired_account(
     worker: Worker,
     org: Organization | None,
     logon_id: str,
-    mapping: Mapping,
+    mapping: AccountMapping,
 ) -> DesiredAccount:
     fields = person_fields(decision, worker, org, logon_id)
     attributes: dict[str, Values] = {

@@ -39,10 +39,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from connector.mapping.types import Mapping as AccountMapping
+from connector.mapping.types import AccountMapping
 from connector.model.accounts import Account, Change, DesiredAccount
 from connector.model.decisions import Decision, Reason, Status
-from connector.model.feeds import FeedName, FeedSet
+from connector.model.feeds import ORG_KEYED_FEEDS, REQUESTER_FEEDS, FeedName, FeedSet
 from connector.model.plan import (
     ACCEPTABLE,
     APPROVABLE,
@@ -68,8 +68,6 @@ UPDATE_DRIVERS = frozenset(
 )
 # An orphan is an account whose person is in no feed that names people: all must be whole.
 ORPHAN_DRIVERS = frozenset({FeedName.WORKERS, FeedName.REQUESTS, FeedName.SEPARATIONS})
-REQUESTER_FEEDS = frozenset({FeedName.REQUESTERS, FeedName.WORKERS, FeedName.SEPARATIONS})
-ORG_KEYED_FEEDS = frozenset({FeedName.ORGANIZATIONS, FeedName.CONTRACTS})
 OP_ORDER = {Op.DISABLE: 0, Op.UPDATE: 1, Op.ENABLE: 2, Op.CREATE: 3}
 # Feeds whose rows can end access (a separation, a disable request, a roster status, a
 # contract end); a training or NDA row only ever grants.
@@ -249,143 +247,169 @@ def _orphan_reason(account: Account, correlation_attribute: str) -> Reason:
 
 
 def build_plan(inp: PlanInputs) -> Plan:
-    feeds = inp.feeds
-    unhealthy = feeds.unhealthy()
-    mapping = inp.mapping
-    manage_groups = bool(mapping.groups)
-    cache = inp.cache or _NoCache()
+    """The plan, one phase after another (each phase is a function below): the feed
+    guard's view of the rejected rows, the directory correlated to people, each person's
+    decision turned into an action (or a hold), the orphans, the mass-disable guard and
+    the operators' approvals it overrides, then the order."""
+    guard = _FeedGuard(inp)
+    state = _Planning(inp, guard)
+    by_person, uncorrelated, enabled_count = _correlate(state)
+    for person_id in sorted(inp.decisions):
+        accounts = by_person.pop(person_id, [])  # freed as the plan goes (a 100k read)
+        _plan_person(state, person_id, accounts)
+    _plan_orphans(state, uncorrelated)
+    actions, held = _mass_disable_guard(state.actions, state.held, enabled_count, inp)
+    approved = state.approved
+    if approved:  # an approved action the guard then held is not carried out
+        planned = {a.key for a in actions}
+        approved = [k for k in approved if k.partition(":")[2] in planned]
+    state.cache.rotate()
+    return _ordered_plan(inp, actions, held, approved, state)
 
-    workers: dict[str, Worker] = {w.person_id: w for w in feeds.workers}
-    orgs: dict[str, Organization] = {o.org_id: o for o in feeds.organizations}
-    # Person ids compare the way the target's correlation attribute does (P1001 = p1001
-    # under caseIgnoreMatch): every lookup by person below goes through this key.
-    key = mapping.correlation_key
 
-    # Feeds with a rejected row per person (and per org, applied to the org's people).
-    rejected_by_person: dict[str, set[FeedName]] = defaultdict(set)
-    rejected_by_org: dict[str, set[FeedName]] = defaultdict(set)
-    # rows that could end access, unread: person_id or org_id -> ["file line N", ...]
-    unread_by_person: dict[str, list[str]] = defaultdict(list)
-    unread_by_org: dict[str, list[str]] = defaultdict(list)
-    for r in feeds.rejected:
-        if not r.key:
-            continue
-        name = FeedName(r.feed)
-        org_keyed = name in ORG_KEYED_FEEDS
-        subject = r.key if org_keyed else key(r.key)
-        (rejected_by_org if org_keyed else rejected_by_person)[subject].add(name)
-        if name in ACCESS_ENDING_FEEDS:
-            (unread_by_org if org_keyed else unread_by_person)[subject].append(
-                f"{r.file} line {r.line}"
-            )
+class _FeedGuard:
+    """Which feeds an action may not rely on: the unhealthy ones, and for one person the
+    feeds with a rejected row about them, their organization or a requester of theirs (a
+    rejected row is never read as "no row"). Also the rows that could end access but
+    could not be read, per person and per organization."""
 
-    requesters_of: dict[str, set[str]] = defaultdict(set)
-    for q in feeds.requests:
-        requesters_of[q.person_id].add(key(q.requester_id))
+    def __init__(self, inp: PlanInputs) -> None:
+        feeds = inp.feeds
+        self.unhealthy = feeds.unhealthy()
+        self.workers: dict[str, Worker] = {w.person_id: w for w in feeds.workers}
+        # Person ids compare the way the target's correlation attribute does (P1001 =
+        # p1001 under caseIgnoreMatch): every lookup by person goes through this key.
+        key = self.key = inp.mapping.correlation_key
+        # Feeds with a rejected row per person (and per org, applied to the org's people).
+        self.rejected_by_person: dict[str, set[FeedName]] = defaultdict(set)
+        self.rejected_by_org: dict[str, set[FeedName]] = defaultdict(set)
+        # rows that could end access, unread: person_id or org_id -> ["file line N", ...]
+        self.unread_by_person: dict[str, list[str]] = defaultdict(list)
+        self.unread_by_org: dict[str, list[str]] = defaultdict(list)
+        for r in feeds.rejected:
+            if not r.key:
+                continue
+            name = FeedName(r.feed)
+            org_keyed = name in ORG_KEYED_FEEDS
+            subject = r.key if org_keyed else key(r.key)
+            (self.rejected_by_org if org_keyed else self.rejected_by_person)[subject].add(name)
+            if name in ACCESS_ENDING_FEEDS:
+                (self.unread_by_org if org_keyed else self.unread_by_person)[subject].append(
+                    f"{r.file} line {r.line}"
+                )
+        self.requesters_of: dict[str, set[str]] = defaultdict(set)
+        for q in feeds.requests:
+            self.requesters_of[q.person_id].add(key(q.requester_id))
 
-    def blocked_feeds(person_id: str | None) -> frozenset[FeedName]:
+    def blocked(self, person_id: str | None) -> frozenset[FeedName]:
         if person_id is None:
-            return unhealthy
-        extra = set(rejected_by_person.get(key(person_id), ()))
-        worker = workers.get(person_id)
+            return self.unhealthy
+        extra = set(self.rejected_by_person.get(self.key(person_id), ()))
+        worker = self.workers.get(person_id)
         if worker is not None:
-            extra |= rejected_by_org.get(worker.org_id, set())
-        for rid in requesters_of.get(person_id, ()):
-            if rejected_by_person.get(rid, set()) & REQUESTER_FEEDS:
+            extra |= self.rejected_by_org.get(worker.org_id, set())
+        for rid in self.requesters_of.get(person_id, ()):
+            if self.rejected_by_person.get(rid, set()) & REQUESTER_FEEDS:
                 extra.add(FeedName.REQUESTERS)  # the requester check cannot be trusted
-        return unhealthy | extra
+        return self.unhealthy | extra
 
-    # Correlate the snapshot, by the target's matching rule.
-    person_of: dict[str, list[str]] = defaultdict(list)  # key -> person ids in the feeds
-    for pid in inp.decisions:
-        person_of[key(pid)].append(pid)
-    by_person: dict[str, list[Account]] = defaultdict(list)
-    uncorrelated: list[Account] = []
-    enabled_count = 0
-    target_logons: set[str] = set()
-    # Accounts found in line while they stream past are kept as stubs (id, logon, digest):
-    # a 100k read then never holds every account's attributes at once.
-    settled: dict[int, str] = {}  # id(stub) -> digest of the account as read
+    def unread(self, person_id: str, worker: Worker) -> list[str]:
+        return self.unread_by_person.get(self.key(person_id), []) + self.unread_by_org.get(
+            worker.org_id, []
+        )
 
-    def settle(snap: Account, pid: str) -> Account:
+
+class _Planning:
+    """The working state of one plan: what is planned, held, accepted, approved and
+    reopened so far, and the accounts found in line (kept as stubs)."""
+
+    def __init__(self, inp: PlanInputs, guard: _FeedGuard) -> None:
+        self.inp = inp
+        self.guard = guard
+        self.mapping = inp.mapping
+        self.manage_groups = bool(inp.mapping.groups)
+        self.cache = inp.cache or _NoCache()
+        self.key = guard.key
+        self.workers = guard.workers
+        self.orgs: dict[str, Organization] = {o.org_id: o for o in inp.feeds.organizations}
+        self.person_of: dict[str, list[str]] = defaultdict(list)  # key -> person ids in feeds
+        for pid in inp.decisions:
+            self.person_of[self.key(pid)].append(pid)
+        # Accounts found in line while they stream past are kept as stubs (id, logon,
+        # digest): a 100k read then never holds every account's attributes at once.
+        self.settled: dict[int, str] = {}  # id(stub) -> digest of the account as read
+        self.taken: set[str] = set()
+        self.actions: list[Action] = []
+        self.held: list[HeldAction] = []
+        self.breaches: list[Breach] = []
+        self.accepted: list[HeldAction] = []
+        self.approved: list[str] = []
+        self.reopened: list[Reopened] = []
+
+    def on(self, acc: Account, op: Op, person_id: str | None, **fields: Any) -> Action:
+        if id(acc) in self.settled:
+            fields.setdefault("before", self.settled[id(acc)])
+        return _on(acc, op, person_id, **fields)
+
+    def settle(self, snap: Account, pid: str) -> Account:
         """A stub for an enabled account of an entitled person that is already what the
         policy wants (the plan has nothing to do with it but count it); else ``snap``.
         Only when the logon ID is known without a proposal (no side effect on ``taken``)."""
+        inp = self.inp
         decision = inp.decisions[pid]
-        worker = workers.get(pid)
+        worker = self.workers.get(pid)
         if not (decision.entitled and snap.enabled and worker is not None):
             return snap
         if not (inp.known_logon_ids.get(pid) or snap.logon_id):
             return snap
-        logon = _logon_for(inp, pid, snap, worker, orgs, decision, set())
-        desired, _ = cache.desired(decision, worker, orgs.get(worker.org_id), logon, mapping)
-        if cache.diff(snap, desired, manage_groups):
+        logon = _logon_for(inp, pid, snap, worker, self.orgs, decision, set())
+        desired, _ = self.cache.desired(
+            decision, worker, self.orgs.get(worker.org_id), logon, self.mapping
+        )
+        if self.cache.diff(snap, desired, self.manage_groups):
             return snap
         stub = Account(snap.account_id, snap.correlation, snap.logon_id, True)
-        settled[id(stub)] = cache.digest(snap)
+        self.settled[id(stub)] = self.cache.digest(snap)
         return stub
 
-    def on(acc: Account, op: Op, person_id: str | None, **fields: Any) -> Action:
-        if id(acc) in settled:
-            fields.setdefault("before", settled[id(acc)])
-        return _on(acc, op, person_id, **fields)
-
-    for snap in inp.accounts:
-        enabled_count += snap.enabled
-        if snap.logon_id:
-            target_logons.add(snap.logon_id.lower())
-        pids = person_of.get(key(snap.correlation), []) if snap.correlation else []
-        if len(pids) == 1:
-            by_person[pids[0]].append(settle(snap, pids[0]))
-        elif pids:  # the reader rejects colliding feed ids; never guess between them
-            for pid in pids:
-                by_person[pid].append(snap)
-        else:
-            uncorrelated.append(snap)
-
-    taken = set(inp.taken_logon_ids) | target_logons
-    actions: list[Action] = []
-    held: list[HeldAction] = []
-    breaches: list[Breach] = []
-
-    accepted: list[HeldAction] = []
-    approved: list[str] = []
-    reopened: list[Reopened] = []
-
-    def hold(action: Action, code: str, message: str) -> None:
+    def hold(self, action: Action, code: str, message: str) -> None:
+        """Hold ``action``, unless an operator's decision on it still stands (``misync
+        held``): accepted goes to ``accepted``, approved passes every other guard."""
         h = HeldAction(action=action, code=code, message=message)
-        d = inp.held_decisions.get(h.key)
+        d = self.inp.held_decisions.get(h.key)
         allowed = ACCEPTABLE if d is not None and d.verdict == "accept" else APPROVABLE
         if d is None or code not in allowed:
-            held.append(h)
+            self.held.append(h)
             return
         if d.digest is not None and d.digest != held_digest(h):
-            reopened.append(
+            self.reopened.append(
                 Reopened(
                     h.key,
                     d.verdict,
                     f"what misync would do changed since it was {PAST[d.verdict]} by {d.by}",
                 )
             )
-            held.append(h)
-        elif d.verdict == "accept" and d.until is not None and d.until <= inp.as_of:
-            reopened.append(Reopened(h.key, d.verdict, f"accepted until {d.until.isoformat()}"))
-            held.append(h)
+            self.held.append(h)
+        elif d.verdict == "accept" and d.until is not None and d.until <= self.inp.as_of:
+            self.reopened.append(
+                Reopened(h.key, d.verdict, f"accepted until {d.until.isoformat()}")
+            )
+            self.held.append(h)
         elif d.verdict == "accept":
-            accepted.append(HeldAction(action, code, message, d))
-        elif consider(action, waive=code):  # approved: every other guard still applies
-            approved.append(h.key)
+            self.accepted.append(HeldAction(action, code, message, d))
+        elif self.consider(action, waive=code):  # approved: every other guard still applies
+            self.approved.append(h.key)
 
-    def consider(action: Action, waive: str = "") -> bool:
+    def consider(self, action: Action, waive: str = "") -> bool:
         """Apply the feed guard and quarantine; keep (True) or hold."""
-        blocked = blocked_feeds(action.person_id)
-        if action.key in inp.quarantined and waive != "quarantined":
-            hold(action, "quarantined", f"{action.key} failed repeatedly and is quarantined")
+        blocked = self.guard.blocked(action.person_id)
+        if action.key in self.inp.quarantined and waive != "quarantined":
+            self.hold(action, "quarantined", f"{action.key} failed repeatedly and is quarantined")
             return False
         if action.op is Op.DISABLE:
             if not action.drivers:  # no reason that every feed it relies on supports
                 names = ", ".join(sorted(frozenset().union(*(r.feeds for r in action.reasons))))
-                hold(
+                self.hold(
                     action,
                     "feed_unhealthy",
                     f"every reason for this disable rests on an unusable feed ({names})",
@@ -395,129 +419,191 @@ def build_plan(inp: PlanInputs) -> Plan:
             bad = action.drivers & blocked
             if bad:
                 names = ", ".join(sorted(bad))
-                hold(action, "feed_unhealthy", f"{action.op.value} held: unusable feed(s) {names}")
+                self.hold(
+                    action, "feed_unhealthy", f"{action.op.value} held: unusable feed(s) {names}"
+                )
                 return False
-        actions.append(action)
+        self.actions.append(action)
         return True
 
-    def hold_unread(acc: Account, person_id: str, worker: Worker) -> None:
+    def hold_unread(self, acc: Account, person_id: str, worker: Worker) -> None:
         """A row that could not be read may be a separation or a disable: hold."""
-        unread = unread_by_person.get(key(person_id), []) + unread_by_org.get(worker.org_id, [])
+        unread = self.guard.unread(person_id, worker)
         if unread:
             rows = ", ".join(unread)
-            hold(
-                on(acc, Op.DISABLE, person_id, reasons=(_unread_reason(person_id, rows),)),
+            self.hold(
+                self.on(acc, Op.DISABLE, person_id, reasons=(_unread_reason(person_id, rows),)),
                 "rejected_row",
                 f"rejected row(s) {rows} may end {person_id}'s access; misync cannot "
                 "tell, so it neither confirms nor removes it: correct the row(s)",
             )
 
-    for person_id in sorted(inp.decisions):
-        decision = inp.decisions[person_id]
-        accounts = by_person.pop(person_id, [])  # freed as the plan goes (a 100k read)
-        same = person_of[key(person_id)]
-        if len(accounts) > 1 or len(same) > 1:
-            for dup_acc in accounts:
-                if len(same) > 1:
-                    why = (
-                        f"person ids {', '.join(same)} are one {mapping.correlation_attribute} "
-                        f"under {mapping.correlation_match}"
-                    )
-                else:
-                    why = (
-                        f"{len(accounts)} accounts carry {mapping.correlation_attribute}="
-                        f"{person_id} (under {mapping.correlation_match})"
-                    )
-                hold(on(dup_acc, Op.UPDATE, person_id), "ambiguous_correlation", why)
-            continue
-        acc = accounts[0] if accounts else None
 
-        if decision.entitled:
-            worker = workers.get(person_id)
-            if worker is None:  # cannot happen for an entitled person; be safe
-                continue
-            if acc is not None and id(acc) in settled:  # in line: only the unread-row hold
-                hold_unread(acc, person_id, worker)
-                continue
-            logon = _logon_for(inp, person_id, acc, worker, orgs, decision, taken)
-            desired, entitled_reason = cache.desired(
-                decision, worker, orgs.get(worker.org_id), logon, mapping
+def _correlate(state: _Planning) -> tuple[dict[str, list[Account]], list[Account], int]:
+    """The directory by person (the target's matching rule), the accounts no person
+    matches, and the enabled count; fills ``state.taken`` with the logon IDs in use."""
+    key = state.key
+    by_person: dict[str, list[Account]] = defaultdict(list)
+    uncorrelated: list[Account] = []
+    enabled_count = 0
+    target_logons: set[str] = set()
+    for snap in state.inp.accounts:
+        enabled_count += snap.enabled
+        if snap.logon_id:
+            target_logons.add(snap.logon_id.lower())
+        pids = state.person_of.get(key(snap.correlation), []) if snap.correlation else []
+        if len(pids) == 1:
+            by_person[pids[0]].append(state.settle(snap, pids[0]))
+        elif pids:  # the reader rejects colliding feed ids; never guess between them
+            for pid in pids:
+                by_person[pid].append(snap)
+        else:
+            uncorrelated.append(snap)
+    state.taken = set(state.inp.taken_logon_ids) | target_logons
+    return by_person, uncorrelated, enabled_count
+
+
+def _plan_person(state: _Planning, person_id: str, accounts: list[Account]) -> None:
+    """One person's decision against their account: a duplicate is held, an entitled
+    person's account is created, enabled or updated, anybody else's is disabled."""
+    same = state.person_of[state.key(person_id)]
+    if len(accounts) > 1 or len(same) > 1:
+        _hold_ambiguous(state, person_id, accounts, same)
+        return
+    acc = accounts[0] if accounts else None
+    decision = state.inp.decisions[person_id]
+    if decision.entitled:
+        _plan_entitled(state, person_id, decision, acc)
+    elif acc is not None and acc.enabled:
+        _plan_disable(state, person_id, decision, acc)
+
+
+def _hold_ambiguous(
+    state: _Planning, person_id: str, accounts: list[Account], same: list[str]
+) -> None:
+    mapping = state.mapping
+    for dup_acc in accounts:
+        if len(same) > 1:
+            why = (
+                f"person ids {', '.join(same)} are one {mapping.correlation_attribute} "
+                f"under {mapping.correlation_match}"
             )
-            reasons = (entitled_reason, *decision.flags)
-            if acc is None:
-                consider(
-                    Action(
-                        op=Op.CREATE,
-                        person_id=person_id,
-                        account_id=None,
-                        logon_id=logon,
-                        changes=creation_changes(desired, manage_groups=manage_groups),
-                        reasons=reasons,
-                        before=None,
-                        desired=desired,
-                        drivers=ALL_FEEDS,
-                    )
-                )
-            elif not acc.enabled:
-                enable = _on(
+        else:
+            why = (
+                f"{len(accounts)} accounts carry {mapping.correlation_attribute}="
+                f"{person_id} (under {mapping.correlation_match})"
+            )
+        state.hold(state.on(dup_acc, Op.UPDATE, person_id), "ambiguous_correlation", why)
+
+
+def _plan_entitled(
+    state: _Planning, person_id: str, decision: Decision, acc: Account | None
+) -> None:
+    """Create, enable or update the account of a person the policy entitles."""
+    worker = state.workers.get(person_id)
+    if worker is None:  # cannot happen for an entitled person; be safe
+        return
+    if acc is not None and id(acc) in state.settled:  # in line: only the unread-row hold
+        state.hold_unread(acc, person_id, worker)
+        return
+    inp = state.inp
+    logon = _logon_for(inp, person_id, acc, worker, state.orgs, decision, state.taken)
+    desired, entitled_reason = state.cache.desired(
+        decision, worker, state.orgs.get(worker.org_id), logon, state.mapping
+    )
+    reasons = (entitled_reason, *decision.flags)
+    if acc is None:
+        state.consider(
+            Action(
+                op=Op.CREATE,
+                person_id=person_id,
+                account_id=None,
+                logon_id=logon,
+                changes=creation_changes(desired, manage_groups=state.manage_groups),
+                reasons=reasons,
+                before=None,
+                desired=desired,
+                drivers=ALL_FEEDS,
+            )
+        )
+    elif not acc.enabled:
+        _plan_enable(state, person_id, acc, logon, desired, reasons)
+    else:
+        state.hold_unread(acc, person_id, worker)
+        changes = state.cache.diff(acc, desired, state.manage_groups)
+        if changes:
+            state.consider(
+                _on(
                     acc,
-                    Op.ENABLE,
+                    Op.UPDATE,
                     person_id,
                     logon_id=logon,
-                    changes=cache.diff(acc, desired, manage_groups),
-                    reasons=reasons,
+                    changes=changes,
+                    reasons=(_update_reason(),),
                     desired=desired,
-                    drivers=ALL_FEEDS,
+                    drivers=UPDATE_DRIVERS,
                 )
-                if inp.reenable_external or acc.account_id.lower() in inp.disabled_by_misync:
-                    consider(enable)
-                else:  # someone else locked it (an incident?): never unlock it behind them
-                    hold(
-                        enable,
-                        "disabled_outside_misync",
-                        f"{acc.account_id} is disabled and misync did not disable it (no "
-                        "successful disable of it in the journal): someone else locked it, "
-                        "perhaps for an incident. misync re-enables only accounts it "
-                        "disabled; review it: `misync held approve` enables it once, "
-                        "`misync held accept` leaves it locked (or set "
-                        "apply.reenable_external_disables = true)",
-                    )
-            else:
-                hold_unread(acc, person_id, worker)
-                changes = cache.diff(acc, desired, manage_groups)
-                if changes:
-                    consider(
-                        _on(
-                            acc,
-                            Op.UPDATE,
-                            person_id,
-                            logon_id=logon,
-                            changes=changes,
-                            reasons=(_update_reason(),),
-                            desired=desired,
-                            drivers=UPDATE_DRIVERS,
-                        )
-                    )
-            continue
+            )
 
-        if acc is None or not acc.enabled:
-            continue
-        blocked = blocked_feeds(person_id)
-        sound = tuple(r for r in decision.reasons if not r.feeds & blocked)
-        deadline = min((r.deadline for r in sound if r.deadline is not None), default=None)
-        action = _on(
-            acc,
-            Op.DISABLE,
-            person_id,
-            reasons=decision.reasons + decision.flags,
-            drivers=frozenset().union(*(r.feeds for r in sound)),
-            evidenced=any(r.evidenced for r in sound),
-            deadline=deadline,
+
+def _plan_enable(
+    state: _Planning,
+    person_id: str,
+    acc: Account,
+    logon: str,
+    desired: DesiredAccount,
+    reasons: tuple[Reason, ...],
+) -> None:
+    """Enable a disabled account of an entitled person, if misync disabled it."""
+    inp = state.inp
+    enable = _on(
+        acc,
+        Op.ENABLE,
+        person_id,
+        logon_id=logon,
+        changes=state.cache.diff(acc, desired, state.manage_groups),
+        reasons=reasons,
+        desired=desired,
+        drivers=ALL_FEEDS,
+    )
+    if inp.reenable_external or acc.account_id.lower() in inp.disabled_by_misync:
+        state.consider(enable)
+    else:  # someone else locked it (an incident?): never unlock it behind them
+        state.hold(
+            enable,
+            "disabled_outside_misync",
+            f"{acc.account_id} is disabled and misync did not disable it (no "
+            "successful disable of it in the journal): someone else locked it, "
+            "perhaps for an incident. misync re-enables only accounts it "
+            "disabled; review it: `misync held approve` enables it once, "
+            "`misync held accept` leaves it locked (or set "
+            "apply.reenable_external_disables = true)",
         )
-        consider(action)
-        if deadline is not None:  # only reasons that can be trusted raise a breach
-            _breach(breaches, person_id, acc, deadline, sound, inp)
 
+
+def _plan_disable(state: _Planning, person_id: str, decision: Decision, acc: Account) -> None:
+    """Disable the enabled account of a person the policy does not entitle; only the
+    reasons every feed they rely on supports (sound) set the deadline and a breach."""
+    blocked = state.guard.blocked(person_id)
+    sound = tuple(r for r in decision.reasons if not r.feeds & blocked)
+    deadline = min((r.deadline for r in sound if r.deadline is not None), default=None)
+    action = _on(
+        acc,
+        Op.DISABLE,
+        person_id,
+        reasons=decision.reasons + decision.flags,
+        drivers=frozenset().union(*(r.feeds for r in sound)),
+        evidenced=any(r.evidenced for r in sound),
+        deadline=deadline,
+    )
+    state.consider(action)
+    if deadline is not None:  # only reasons that can be trusted raise a breach
+        _breach(state.breaches, person_id, acc, deadline, sound, state.inp)
+
+
+def _plan_orphans(state: _Planning, uncorrelated: list[Account]) -> None:
+    """Disable (or, report-only, hold) every enabled account no person matches."""
+    inp, guard = state.inp, state.guard
     for stray in uncorrelated:
         if not stray.enabled:
             continue
@@ -525,42 +611,47 @@ def build_plan(inp: PlanInputs) -> Plan:
             stray,
             Op.DISABLE,
             None,
-            reasons=(_orphan_reason(stray, mapping.correlation_attribute),),
-            drivers=frozenset() if ORPHAN_DRIVERS & unhealthy else ORPHAN_DRIVERS,
+            reasons=(_orphan_reason(stray, state.mapping.correlation_attribute),),
+            drivers=frozenset() if ORPHAN_DRIVERS & guard.unhealthy else ORPHAN_DRIVERS,
         )
-        if stray.correlation and key(stray.correlation) in rejected_by_person:
-            hold(
+        if stray.correlation and state.key(stray.correlation) in guard.rejected_by_person:
+            state.hold(
                 orphan,
                 "feed_unhealthy",
                 f"rows naming {stray.correlation} were rejected: an unreadable row is never "
                 "read as 'no such person'",
             )
         elif inp.orphans == "report":
-            hold(orphan, "orphan_report_only", "orphans are configured report-only")
+            state.hold(orphan, "orphan_report_only", "orphans are configured report-only")
         else:
-            consider(orphan)
+            state.consider(orphan)
 
-    actions, held = _mass_disable_guard(actions, held, enabled_count, inp)
-    if approved:  # an approved action the guard then held is not carried out
-        planned = {a.key for a in actions}
-        approved = [k for k in approved if k.partition(":")[2] in planned]
+
+def _ordered_plan(
+    inp: PlanInputs,
+    actions: list[Action],
+    held: list[HeldAction],
+    approved: list[str],
+    state: _Planning,
+) -> Plan:
+    """The sealed plan, in its deterministic order: disables first (revoking before
+    granting), then updates, enables, creates; within an op by person then account."""
     actions.sort(key=lambda a: (OP_ORDER[a.op], a.person_id or "", a.account_id or ""))
     held.sort(key=lambda h: (h.code, h.action.person_id or "", h.action.account_id or ""))
-    breaches.sort(key=lambda b: (b.deadline, b.account_id))
-
+    state.breaches.sort(key=lambda b: (b.deadline, b.account_id))
     counts = {s.value: 0 for s in Status}
     for d in inp.decisions.values():
         counts[d.status.value] += 1
-    cache.rotate()
+    feeds = inp.feeds
     return Plan(
         as_of=inp.as_of,
         target=inp.target,
         actions=tuple(actions),
         held=tuple(held),
-        accepted=tuple(sorted(accepted, key=lambda h: h.key)),
+        accepted=tuple(sorted(state.accepted, key=lambda h: h.key)),
         approved=tuple(sorted(approved)),
-        reopened=tuple(sorted(reopened, key=lambda r: r.key)),
-        breaches=tuple(breaches),
+        reopened=tuple(sorted(state.reopened, key=lambda r: r.key)),
+        breaches=tuple(state.breaches),
         rejected=feeds.rejected,
         feeds=tuple(feeds.health[name] for name in FeedName if name in feeds.health),
         decisions=counts,

@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, tzinfo
-from typing import TypeVar
 
 from connector.model.decisions import Decision, Reason
-from connector.model.plan import Action, Breach, HeldAction, Op, Plan
+from connector.model.plan import Action, Breach, Op, Plan
 from connector.timefmt import when
 
-T = TypeVar("T")
 
-
-def _reason_line(r: Reason) -> str:
+def reason_line(r: Reason) -> str:
     return f"{r.clause}: {r.message}  [{r.code}]"
 
 
@@ -47,7 +43,7 @@ def _when(value: datetime, tz: tzinfo | None) -> str:
 def _action_lines(a: Action, indent: str = "  ", tz: tzinfo | None = None) -> list[str]:
     who = a.person_id or "(no person)"
     lines = [f"{indent}{a.op.value.upper():8} {who:12} {account_label(a.account_id, a.logon_id)}"]
-    lines += [f"{indent}    because {_reason_line(r)}" for r in a.reasons]
+    lines += [f"{indent}    because {reason_line(r)}" for r in a.reasons]
     for c in a.changes:
         old = ", ".join(c.old) or "-"
         new = ", ".join(c.new) or "-"
@@ -97,58 +93,45 @@ def render_plan(plan: Plan, *, limit: int | None = None, tz: tzinfo | None = Non
         out.append("FEEDS NOT USABLE (actions they drive are held):")
         out += [f"  {f.feed.value}: {f.state.value}: {f.detail}" for f in bad_feeds]
     out.append("")
-    out += _actions_text(plan, len(bad_feeds), limit, tz)
-    out += _decisions_text(plan, limit, tz)
-    out += _deadlines_text(plan, limit, tz)
+    if plan.actions:
+        out += _actions_section(plan, limit, tz)
+    else:
+        out.append(_no_actions_line(plan, len(bad_feeds)))
+    if plan.approved:
+        out.append("")
+        out.append(
+            f"APPROVED ({len(plan.approved)}): held, carried out once by an operator's decision"
+        )
+        out += [f"  {k}" for k in plan.approved]
+    if plan.reopened:
+        out.append("")
+        out.append(f"REOPENED ({len(plan.reopened)}): decisions that no longer hold")
+        out += [f"  {r.key}: {r.why}" for r in plan.reopened]
+    out += _held_section(plan, limit, tz)
+    out += _accepted_section(plan, limit, tz)
+    out += _breaches_section(plan, limit, tz)
     if plan.rejected:
         out.append("")
         out.append(f"REJECTED ROWS ({len(plan.rejected)}):")
-        out += _first(plan.rejected, limit, "rejected rows", lambda r: [f"  {r}"])
+        rows = plan.rejected if limit is None else plan.rejected[:limit]
+        out += [f"  {r}" for r in rows]
+        if len(rows) < len(plan.rejected):
+            out.append(_more(len(plan.rejected) - len(rows), "rejected rows"))
     return "\n".join(out) + "\n"
 
 
-def _first(
-    items: Sequence[T], limit: int | None, what: str, lines: Callable[[T], list[str]]
-) -> list[str]:
-    """The lines of every item (of the first ``limit`` in the summary view, then how many
-    more there are)."""
-    shown = items if limit is None else items[:limit]
-    out = [line for item in shown for line in lines(item)]
-    if len(shown) < len(items):
-        out.append(_more(len(items) - len(shown), what))
-    return out
-
-
-def _actions_text(plan: Plan, bad_feeds: int, limit: int | None, tz: tzinfo | None) -> list[str]:
-    """The actions (all, or the summary view by op), or why there are none: never "no
-    changes" when something is not being done or cannot be judged."""
-    if not plan.actions:
-        if plan.held or bad_feeds:
-            why = []
-            if plan.held:
-                why.append(f"{len(plan.held)} held for review")
-            if bad_feeds:
-                why.append(f"{bad_feeds} feed(s) not usable")
-            return [
-                "NO ACTION CAN BE CARRIED OUT, AND THE DIRECTORY MAY NOT MATCH POLICY 1021: "
-                + "; ".join(why)
-                + "."
-            ]
-        if plan.accepted:
-            return [
-                f"No changes to carry out; {len(plan.accepted)} held action(s) left as they "
-                "are by an operator's decision (ACCEPTED below)."
-            ]
-        return ["No changes: the directory matches Policy 1021."]
+def _actions_section(plan: Plan, limit: int | None, tz: tzinfo | None) -> list[str]:
+    """Every action, or (``limit``) counts by op and reason and the first of each op."""
+    out: list[str] = []
     if limit is None:
-        out = [f"ACTIONS ({len(plan.actions)}):"]
+        out.append(f"ACTIONS ({len(plan.actions)}):")
         for a in plan.actions:
             out += _action_lines(a, tz=tz)
         return out
-    out = [
+    out.append(
         f"ACTIONS ({len(plan.actions)}), summary view: counts by op and reason, "
         f"the first {limit} of each (--full lists them all):"
-    ]
+    )
     for op in Op:
         of_op = [a for a in plan.actions if a.op is op]
         if not of_op:
@@ -165,60 +148,81 @@ def _actions_text(plan: Plan, bad_feeds: int, limit: int | None, tz: tzinfo | No
     return out
 
 
-def _decisions_text(plan: Plan, limit: int | None, tz: tzinfo | None) -> list[str]:
-    """Operators' decisions (approved, reopened, accepted) and what is held."""
-    out: list[str] = []
-    if plan.approved:
-        out += [
-            "",
-            f"APPROVED ({len(plan.approved)}): held, carried out once by an operator's decision",
-        ]
-        out += [f"  {k}" for k in plan.approved]
-    if plan.reopened:
-        out += ["", f"REOPENED ({len(plan.reopened)}): decisions that no longer hold"]
-        out += [f"  {r.key}: {r.why}" for r in plan.reopened]
-    if plan.held:
-        out += ["", f"HELD ({len(plan.held)}): not carried out"]
-        out += _first(
-            plan.held,
-            limit,
-            "held actions",
-            lambda h: [
-                f"  [{h.code}] {h.message}",
-                *_action_lines(h.action, indent="    ", tz=tz),
-            ],
+def _no_actions_line(plan: Plan, bad_feeds: int) -> str:
+    """Why a plan with no action has none: never "no changes" when something is not
+    being done, or cannot be judged."""
+    if plan.held or bad_feeds:
+        why = []
+        if plan.held:
+            why.append(f"{len(plan.held)} held for review")
+        if bad_feeds:
+            why.append(f"{bad_feeds} feed(s) not usable")
+        return (
+            "NO ACTION CAN BE CARRIED OUT, AND THE DIRECTORY MAY NOT MATCH POLICY 1021: "
+            + "; ".join(why)
+            + "."
         )
     if plan.accepted:
-        out += [
-            "",
-            f"ACCEPTED ({len(plan.accepted)}): held, left as they are by an operator's "
-            "decision (`misync held list`)",
-        ]
+        return (
+            f"No changes to carry out; {len(plan.accepted)} held action(s) left as they are "
+            "by an operator's decision (ACCEPTED below)."
+        )
+    return "No changes: the directory matches Policy 1021."
 
-        def accepted(h: HeldAction) -> list[str]:
-            d = h.decision
-            by = f" by {d.by}: {d.reason}" if d is not None else ""
-            until = f" (until {_when(d.until, tz)})" if d is not None and d.until else ""
-            return [f"  [{h.code}] {h.key}: accepted{by}{until}"]
 
-        out += _first(plan.accepted, limit, "accepted holds", accepted)
+def _held_section(plan: Plan, limit: int | None, tz: tzinfo | None) -> list[str]:
+    if not plan.held:
+        return []
+    out = ["", f"HELD ({len(plan.held)}): not carried out"]
+    held = plan.held if limit is None else plan.held[:limit]
+    for h in held:
+        out.append(f"  [{h.code}] {h.message}")
+        out += _action_lines(h.action, indent="    ", tz=tz)
+    if len(held) < len(plan.held):
+        out.append(_more(len(plan.held) - len(held), "held actions"))
     return out
 
 
-def _deadlines_text(plan: Plan, limit: int | None, tz: tzinfo | None) -> list[str]:
-    """Breaches (most overdue first), then pre-breach warnings."""
+def _accepted_section(plan: Plan, limit: int | None, tz: tzinfo | None) -> list[str]:
+    if not plan.accepted:
+        return []
+    out = [
+        "",
+        f"ACCEPTED ({len(plan.accepted)}): held, left as they are by an operator's decision "
+        "(`misync held list`)",
+    ]
+    left = plan.accepted if limit is None else plan.accepted[:limit]
+    for h in left:
+        d = h.decision
+        by = f" by {d.by}: {d.reason}" if d is not None else ""
+        until = f" (until {_when(d.until, tz)})" if d is not None and d.until else ""
+        out.append(f"  [{h.code}] {h.key}: accepted{by}{until}")
+    if len(left) < len(plan.accepted):
+        out.append(_more(len(plan.accepted) - len(left), "accepted holds"))
+    return out
+
+
+def _breaches_section(plan: Plan, limit: int | None, tz: tzinfo | None) -> list[str]:
     out: list[str] = []
-    for severity, title, what in (
-        ("breach", "BREACHES (past the deadline, most overdue first)", "breaches"),
-        ("warning", "WARNINGS (deadline within policy.warning_hours)", "warnings"),
+    for severity, title in (
+        ("breach", "BREACHES (past the deadline, most overdue first)"),
+        ("warning", "WARNINGS (deadline within policy.warning_hours)"),
     ):
         items = sorted(
             (b for b in plan.breaches if b.severity == severity), key=lambda b: b.deadline
         )
         if not items:
             continue
-        out += ["", f"{title}: {len(items)}"]
-        out += _first(items, limit, what, lambda b: [_breach_line(b, plan.as_of, tz)])
+        out.append("")
+        out.append(f"{title}: {len(items)}")
+        shown = items if limit is None else items[:limit]
+        out += [_breach_line(b, plan.as_of, tz) for b in shown]
+        if len(shown) < len(items):
+            out.append(
+                _more(
+                    len(items) - len(shown), f"{severity}es" if severity == "breach" else "warnings"
+                )
+            )
     return out
 
 
@@ -233,12 +237,12 @@ def render_decision(d: Decision, tz: tzinfo | None = None) -> str:
     if d.reasons:
         out.append("  failing conditions:")
         for r in d.reasons:
-            out.append(f"    {_reason_line(r)}")
+            out.append(f"    {reason_line(r)}")
             if r.deadline is not None:
                 out.append(f"        deadline {when(r.deadline, tz)}")
     else:
         out.append("  every condition of Policy 1021 holds")
     if d.flags:
         out.append("  for review:")
-        out += [f"    {_reason_line(r)}" for r in d.flags]
+        out += [f"    {reason_line(r)}" for r in d.flags]
     return "\n".join(out) + "\n"

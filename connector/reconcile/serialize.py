@@ -36,7 +36,7 @@ def _dt(value: datetime | None) -> str | None:
     return when(value, None) if value is not None else None
 
 
-def _reason(r: Reason) -> dict[str, Any]:
+def reason_to_json(r: Reason) -> dict[str, Any]:
     out: dict[str, Any] = {"code": r.code, "clause": r.clause, "message": r.message}
     if r.feed is not None:
         out["feed"] = r.feed.value
@@ -75,7 +75,7 @@ def _action(a: Action) -> dict[str, Any]:
         "account_id": a.account_id,
         "logon_id": a.logon_id,
         "changes": [_change(c) for c in a.changes],
-        "reasons": [_reason(r) for r in a.reasons],
+        "reasons": [reason_to_json(r) for r in a.reasons],
         "before": a.before,
         "drivers": sorted(a.drivers),
         "evidenced": a.evidenced,
@@ -128,7 +128,7 @@ def _breach(b: Breach) -> dict[str, Any]:
         "deadline": _dt(b.deadline),
         "logon_id": b.logon_id,
         "severity": b.severity,
-        "reasons": [_reason(r) for r in b.reasons],
+        "reasons": [reason_to_json(r) for r in b.reasons],
     }
 
 

@@ -17,11 +17,15 @@ from typing import Any
 from connector.errors import MisyncError
 from connector.model.accounts import Change, ChangeKind
 from connector.model.decisions import Decision, Reason
-from connector.model.feeds import FeedHealth, FeedName, FeedSet, FeedState, Rejection
+from connector.model.feeds import (
+    ORG_KEYED_FEEDS,
+    FeedHealth,
+    FeedName,
+    FeedSet,
+    FeedState,
+    Rejection,
+)
 from connector.model.plan import Action, Breach, HeldAction, Op, Plan
-
-# Feeds whose rows are keyed by organization (Rejection.key is an org_id there).
-_ORG_FEEDS = frozenset({FeedName.ORGANIZATIONS.value, FeedName.CONTRACTS.value})
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +61,7 @@ class Areas:
     def of_rejection(self, r: Rejection) -> str | None:
         if not r.key:
             return None
-        if r.feed in _ORG_FEEDS:
+        if r.feed in ORG_KEYED_FEEDS:
             return self.orgs.get(r.key)
         return self.people.get(r.key)
 

@@ -32,8 +32,9 @@ import structlog
 
 from connector.alerts import Alert, AlertSink, RunAwareSink, Severity
 from connector.app import Runtime
-from connector.apply import ApplyReport, Executor, Outcome
 from connector.audit import UNKEYED_WARNING, AuditLog, AuditWriteError
+from connector.executor import ActionOutcome as Outcome
+from connector.executor import ApplyReport, Executor
 from connector.model.accounts import Account
 from connector.model.decisions import Decision
 from connector.model.feeds import FeedSet

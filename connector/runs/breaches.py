@@ -7,8 +7,8 @@ from datetime import datetime, tzinfo
 from typing import Any
 
 from connector.alerts import Alert, AlertSink, Severity
-from connector.apply import ApplyReport
 from connector.audit import AuditLog
+from connector.executor import ApplyReport
 from connector.model.plan import Breach, Op, Plan
 from connector.state import Store
 from connector.timefmt import when

@@ -1,12 +1,12 @@
 """Reconcile cycles for a long-running process: full when needed, incremental otherwise.
 
-The daemon's normal case is that nothing changed. A ``Reconciler`` remembers what the
+The daemon's normal case is that nothing changed. A ``CyclePlanner`` remembers what the
 previous cycle learned, so that a cycle reads and evaluates only what changed::
 
-    reconciler = Reconciler(rt, full_every=timedelta(hours=1))
+    planner = CyclePlanner(rt, full_every=timedelta(hours=1))
     with rt.store() as store:
-        result = reconciler.cycle(store)            # full or incremental, as needed
-        result = reconciler.cycle(store, full=True)  # a full scan, e.g. on a schedule
+        result = planner.cycle(store)             # full or incremental, as needed
+        result = planner.cycle(store, full=True)  # a full scan, e.g. on a schedule
     result.plan        # a sealed Plan of everything that differs now (as make_plan gives)
     result.full        # True when the directory was read in full; result.reason says why
 
@@ -42,7 +42,7 @@ evaluation at which any decision or a feed's freshness can change: a date starti
 grace or deadline running out, midnight). Until then the decisions are exactly those of
 a fresh evaluation, so reusing them loses nothing.
 
-A ``Reconciler`` is not thread-safe: one cycle at a time (the daemon runs one).
+A ``CyclePlanner`` is not thread-safe: one cycle at a time (the daemon runs one).
 """
 
 from __future__ import annotations
@@ -111,7 +111,11 @@ def account_from_json(text: str) -> Account:
     )
 
 
-class Reconciler:
+class CyclePlanner:
+    """Makes the plan of each reconcile cycle (full or incremental) and remembers what the
+    last one read. It plans and reads (I/O), so it lives in runs/, not in the pure
+    reconcile/; the caller applies the plan."""
+
     def __init__(
         self,
         rt: Runtime,

@@ -4,7 +4,8 @@ with every rejected row that bears on it and with what the plan does about it.
 
 It makes the plan ``misync plan`` makes (one paged read of the managed scope), so what
 it says will happen is what the plan does: the action, or why it is held, and the state
-of each deadline as of the plan."""
+of each deadline as of the plan. This module reads (feeds, state, target) and plans;
+``connector.reconcile.explanation`` builds and renders the explanation, purely."""
 
 from __future__ import annotations
 
@@ -15,9 +16,8 @@ from connector.app import Runtime
 from connector.errors import MisyncError
 from connector.model.accounts import Account
 from connector.model.decisions import Decision
-from connector.model.feeds import FeedName
-from connector.reconcile.explain import (
-    ORG_KEYED,
+from connector.model.feeds import ORG_KEYED_FEEDS, FeedName
+from connector.reconcile.explanation import (
     AccountFate,
     PersonFate,
     RejectedRow,
@@ -101,7 +101,7 @@ def _person_named(rt: Runtime, ev: Evaluation, subject: str) -> str | None:
         if key(pid) == wanted:
             return pid
     for r in ev.feeds.rejected:
-        if r.key and FeedName(r.feed) not in ORG_KEYED and key(r.key) == wanted:
+        if r.key and FeedName(r.feed) not in ORG_KEYED_FEEDS and key(r.key) == wanted:
             return r.key
     return None
 

@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from typing import Any
 
-from connector.apply import Outcome
 from connector.audit import AuditLog
 from connector.errors import MisyncError
+from connector.executor import ActionOutcome
 from connector.model.plan import ACCEPTABLE, APPROVABLE, PAST, HeldAction, HeldDecision, Plan
 from connector.reconcile.serialize import held_digest
 from connector.state import HeldDecisionRow, HeldRow, Store
@@ -316,7 +316,7 @@ def record_run(
     store: Store,
     audit: AuditLog,
     plan: Plan,
-    outcomes: Collection[Outcome],
+    outcomes: Collection[ActionOutcome],
     run_id: str,
     at: datetime,
     log: Any,

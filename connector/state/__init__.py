@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from connector.state.errors import StateUnavailableError
 from connector.state.lock import StateBusyError, state_lock
 from connector.state.ports import Store
-from connector.state.store import (
+from connector.state.rows import (
     AlertRow,
     FeedHealthRow,
     HeldDecisionRow,
@@ -20,8 +20,8 @@ from connector.state.store import (
     JournalRow,
     LogonIdConflictError,
     RunRow,
-    StateStore,
 )
+from connector.state.store import StateStore
 
 if TYPE_CHECKING:
     from connector.settings import StateSettings

@@ -1,12 +1,13 @@
 """The state store's concerns, one narrow Protocol each (as APScheduler's ``abc.py``
 names its data stores): what a caller needs, not the whole store.
 
-``connector.state.StateStore`` (SQLite, the default) implements them all, and so does
+``connector.state.StateStore`` (SQLite, the default) implements them all, one module of
+``connector.state.sqlite`` per Protocol, and so does
 ``connector.state.postgres.PgStateStore`` (PostgreSQL, ``[state] url``); both pass the
 same contract tests (tests/contract/test_state_contract.py). ``Store`` is all of them
 together: what ``Runtime.store()`` returns. A caller that takes ``BreachStore`` can be
 handed either, or a small fake in a unit test. The executor's own
-``connector.apply.Journal`` is the subset of ``JournalStore`` it writes through.
+``connector.executor.engine.Journal`` is the subset of ``JournalStore`` it writes through.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
 
-from connector.state.store import (
+from connector.state.rows import (
     AlertRow,
     BreachRow,
     FeedHealthRow,
@@ -266,7 +267,43 @@ class ScheduleStore(Protocol):
 
 
 if TYPE_CHECKING:  # mypy (strict, in deploy/test.sh) fails here if the store drifts
+    from connector.state.sqlite.alerts import SqliteAlerts
+    from connector.state.sqlite.base import SqliteBase
+    from connector.state.sqlite.breaches import SqliteBreaches
+    from connector.state.sqlite.failures import SqliteFailures
+    from connector.state.sqlite.feeds import SqliteFeedState
+    from connector.state.sqlite.held import SqliteHeld
+    from connector.state.sqlite.journal import SqliteJournal
+    from connector.state.sqlite.logon_ids import SqliteLogonIds
+    from connector.state.sqlite.runs import SqliteRuns
+    from connector.state.sqlite.schedule import SqliteSchedule
+    from connector.state.sqlite.snapshot import SqliteSnapshot
     from connector.state.store import StateStore
+
+    def _each_sqlite_module_implements_its_port(
+        meta: SqliteBase,
+        logon: SqliteLogonIds,
+        runs: SqliteRuns,
+        journal: SqliteJournal,
+        feeds: SqliteFeedState,
+        breaches: SqliteBreaches,
+        failures: SqliteFailures,
+        snapshot: SqliteSnapshot,
+        alerts: SqliteAlerts,
+        schedule: SqliteSchedule,
+        held: SqliteHeld,
+    ) -> None:
+        _meta: MetaStore = meta
+        _logon: LogonIdStore = logon
+        _runs: RunStore = runs
+        _journal: JournalStore = journal
+        _feeds: FeedStateStore = feeds
+        _breaches: BreachStore = breaches
+        _failures: FailureStore = failures
+        _snapshot: SnapshotStore = snapshot
+        _alerts: AlertStore = alerts
+        _schedule: ScheduleStore = schedule
+        _held: HeldStore = held
 
     def _sqlite_implements_every_port(store: StateStore) -> None:
         _meta: MetaStore = store

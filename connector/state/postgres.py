@@ -32,7 +32,7 @@ import psycopg
 
 from connector.settings import ConfigError
 from connector.state.errors import StateUnavailableError
-from connector.state.store import (
+from connector.state.rows import (
     SCHEMA_VERSION,
     AlertRow,
     BreachRow,

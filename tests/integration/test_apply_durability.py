@@ -25,10 +25,10 @@ from typing import Any
 import pytest
 
 from connector import app, runs
-from connector.apply import Outcome
 from connector.audit import AuditTrail
 from connector.cli import main
 from connector.devtools.slapd import LocalSlapd
+from connector.executor import ActionOutcome
 from connector.model.plan import Plan
 from connector.settings import load_settings
 from connector.state import StateStore
@@ -161,7 +161,7 @@ class StopAfter:
     def planned(self, plan: Plan) -> None:
         pass
 
-    def outcome(self, outcome: Outcome) -> None:
+    def outcome(self, outcome: ActionOutcome) -> None:
         self.seen += 1
         if self.seen == self.after:
             os.kill(self.proc.pid, signal.SIGSTOP)

@@ -18,7 +18,7 @@ import pytest
 from connector import runs
 from connector.app import Runtime
 from connector.model.plan import Plan
-from connector.runs.cycle import Reconciler
+from connector.runs.cycle import CyclePlanner
 from connector.settings import load_settings
 from connector.state import StateStore
 from tests.conftest import demo_seed_ldif
@@ -107,7 +107,7 @@ def ops(plan: Plan) -> dict[str, str]:
 
 
 def test_change_behind_its_back_is_found_by_the_next_incremental_cycle(world: World) -> None:
-    rec = Reconciler(world.rt)
+    rec = CyclePlanner(world.rt)
     first = rec.cycle(world.store)
     assert first.full
     assert first.reevaluated
@@ -138,13 +138,13 @@ def test_change_behind_its_back_is_found_by_the_next_incremental_cycle(world: Wo
     same_plan(second.plan, world.fresh_plan())
 
     # a process restart resumes from the state store, still incrementally
-    again = Reconciler(world.rt).cycle(world.store)
+    again = CyclePlanner(world.rt).cycle(world.store)
     assert not again.full
     same_plan(again.plan, second.plan)
 
 
 def test_deletion_is_found_by_the_next_full_scan(world: World) -> None:
-    rec = Reconciler(world.rt, full_every=timedelta(minutes=30))
+    rec = CyclePlanner(world.rt, full_every=timedelta(minutes=30))
     first = rec.cycle(world.store)
     assert "P1005" in ops(first.plan)
     conn = world.ldap()
@@ -171,7 +171,7 @@ def test_deletion_is_found_by_the_next_full_scan(world: World) -> None:
 def test_a_renamed_or_unknown_account_is_a_doubt_and_forces_a_full_scan(
     world: World, uid: str, new_uid: str | None, why: str
 ) -> None:
-    rec = Reconciler(world.rt)
+    rec = CyclePlanner(world.rt)
     rec.cycle(world.store)
     conn = world.ldap()
     if new_uid:
@@ -188,7 +188,7 @@ def test_a_renamed_or_unknown_account_is_a_doubt_and_forces_a_full_scan(
 def test_an_account_with_a_known_id_in_another_case_is_a_doubt_too(world: World) -> None:
     """employeeNumber is caseIgnoreMatch: a new account carrying p1005 is P1005's
     second account for the directory, so the incremental read doubts and scans in full."""
-    rec = Reconciler(world.rt)
+    rec = CyclePlanner(world.rt)
     rec.cycle(world.store)
     conn = world.ldap()
     assert conn.add(
@@ -206,7 +206,7 @@ def test_an_account_with_a_known_id_in_another_case_is_a_doubt_too(world: World)
 
 
 def test_feeds_are_read_again_only_when_a_file_changed(world: World) -> None:
-    rec = Reconciler(world.rt)
+    rec = CyclePlanner(world.rt)
     rec.cycle(world.store)
     assert not rec.cycle(world.store).reevaluated
     with (world.feeds / "separations.csv").open("a", encoding="utf-8") as f:
@@ -223,7 +223,7 @@ def test_decisions_are_evaluated_again_when_time_passes_a_threshold(world: World
     past, so take the day before); the cached decisions must not outlive the midnight
     at which it does."""
     world.clock[0] = datetime(2026, 11, 23, 20, 0, tzinfo=UTC)
-    rec = Reconciler(world.rt)
+    rec = CyclePlanner(world.rt)
     before = rec.cycle(world.store)
     world.clock[0] = datetime(2026, 11, 25, 20, 0, tzinfo=UTC)
     later = rec.cycle(world.store)

@@ -544,7 +544,7 @@ def test_breaches_are_recorded_before_the_directory_is_touched(
     demo: dict[str, Any], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A run that dies while applying still leaves the evidence that deadlines were missed."""
-    from connector.apply import Executor
+    from connector.executor import Executor
     from connector.settings import load_settings
     from connector.state import StateStore
 

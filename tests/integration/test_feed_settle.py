@@ -5,7 +5,7 @@ The roster is redelivered in place in two halves with a pause, the first half cu
 line boundary, so that it reads as a valid but shorter roster (the last ``LATE`` people
 missing: fewer than the shrink check notices). A run started in the pause must wait
 for the file to settle and disable nobody: the CLI's apply (``make_plan``), the
-daemon's reconcile (``Reconciler``) and its fast path (``run_targeted``, which the
+daemon's reconcile (``CyclePlanner``) and its fast path (``run_targeted``, which the
 timed job runs too). These tests use the default ``feeds.settle_seconds``.
 """
 
@@ -27,7 +27,7 @@ from connector.app import Runtime
 from connector.daemon import Daemon
 from connector.model.plan import Op, Plan
 from connector.runs import ApplyResult, Evaluation, run_apply
-from connector.runs.cycle import Reconciler
+from connector.runs.cycle import CyclePlanner
 from connector.runs.targeted import run_targeted
 from connector.settings import load_settings
 from connector.state import StateStore
@@ -84,7 +84,7 @@ def write_in_two_halves(path: Path, first_half: threading.Event) -> None:
 
 
 def reconcile(rt: Runtime) -> ApplyResult:
-    rec = Reconciler(rt)
+    rec = CyclePlanner(rt)
 
     def planner(store: StateStore) -> tuple[Plan, Evaluation, int | None]:
         r = rec.cycle(store)

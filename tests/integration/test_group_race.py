@@ -18,8 +18,8 @@ import ldap3
 import pytest
 
 from connector.app import Runtime
-from connector.apply import Executor
 from connector.devtools.scim_server import LocalScimServer
+from connector.executor import Executor
 from connector.mapping import load_mapping
 from connector.model import Action, DesiredAccount, Op, Plan
 from connector.settings import load_settings

@@ -3,7 +3,7 @@
 The daemon's incremental cycles need a mark: the base entry's ``modifyTimestamp``. A
 directory whose access rules hide it from the bind DN (389 DS grants it only explicitly)
 gives none, so every cycle reads the whole directory. That must not be silent: the
-Reconciler logs ``cycle.no_incremental_mark`` once (not every cycle), ``misync status``
+CyclePlanner logs ``cycle.no_incremental_mark`` once (not every cycle), ``misync status``
 shows it, and ``config check --connect`` says it. The same world with the attribute
 visible says nothing and goes incremental.
 """
@@ -22,7 +22,7 @@ from connector.app import Runtime
 from connector.cli import main
 from connector.devtools.slapd import LocalSlapd
 from connector.health import collect_status, render_status
-from connector.runs.cycle import Reconciler
+from connector.runs.cycle import CyclePlanner
 from connector.settings import load_settings
 from tests.conftest import DEMO, ROOT, demo_seed_ldif, ldap_scope_on
 
@@ -101,7 +101,7 @@ def test_a_directory_that_hides_the_mark_is_said_once_in_the_log_status_and_chec
     cfg = _world(tmp_path, slapd, bind_dn, password)
     rt = Runtime(load_settings(cfg))
     with capture_logs() as logs, rt.store() as store:
-        reconciler = Reconciler(rt)
+        reconciler = CyclePlanner(rt)
         results = [reconciler.cycle(store) for _ in range(3)]
         status: dict[str, Any] = collect_status(rt.settings, store, rt.clock())
     warned = [e for e in logs if e["event"] == "cycle.no_incremental_mark"]

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from connector.cli import common as cli_common
 from connector.cli import build_parser, main
+from connector.cli import common as cli_common
 from tests.integration.test_contract import World
 from tests.integration.test_contract import world as world
 from tests.integration.test_end_to_end import by_person, plan_json, run

@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from connector.state import store as store_module
+from connector.state.sqlite import base as store_module
 from tests.integration.test_end_to_end import demo, pinned_now, run
 
 pytestmark = pytest.mark.slapd

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from connector.daemon import FeedWatcher, Notifier, check_schedule
+from connector.daemon import FeedWatcher, SystemdNotifier, check_schedule
 from connector.model import (
     AccessRequest,
     Contract,
@@ -211,7 +211,7 @@ def test_notifier_speaks_sd_notify(tmp_path: Path) -> None:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(str(path))
     sock.settimeout(5)
-    n = Notifier({"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "30000000"})
+    n = SystemdNotifier({"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "30000000"})
     assert n.enabled and n.watchdog_seconds == 30.0
     n.ready("up")
     n.watchdog()
@@ -225,13 +225,13 @@ def test_notifier_speaks_sd_notify(tmp_path: Path) -> None:
 
 
 def test_notifier_without_systemd_is_a_no_op() -> None:
-    n = Notifier({})
+    n = SystemdNotifier({})
     assert not n.enabled and n.watchdog_seconds is None
     n.ready("up")  # nothing to send to, no error
 
 
 def test_notifier_ignores_another_process_watchdog() -> None:
-    n = Notifier({"NOTIFY_SOCKET": "/x", "WATCHDOG_USEC": "1000000", "WATCHDOG_PID": "1"})
+    n = SystemdNotifier({"NOTIFY_SOCKET": "/x", "WATCHDOG_USEC": "1000000", "WATCHDOG_PID": "1"})
     assert n.watchdog_seconds is None
 
 

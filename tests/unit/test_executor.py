@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from connector.apply import Executor
+from connector.executor import Executor
 from connector.model import Account, Action, Change, DesiredAccount, Op, Plan
 from connector.state import JournalClose
 from connector.targets.base import (

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 import structlog
 
-from connector.apply import Outcome
 from connector.audit import AuditError, AuditTrail
+from connector.executor import ActionOutcome
 from connector.model import FeedSet, FeedState
 from connector.model.plan import HeldDecision, Plan, Reopened
 from connector.reconcile import build_plan, plan_from_json, plan_to_json
@@ -327,7 +327,7 @@ def test_a_run_settles_decisions(
 ) -> None:  # fmt: skip
     store.decide_held(KEY, "approve", digest="d", reason="r", by="alice", at=NOW)
     plan = _run_plan(kind)
-    outcomes = [Outcome(a, "ok", a.account_id, 1) for a in plan.actions]
+    outcomes = [ActionOutcome(a, "ok", a.account_id, 1) for a in plan.actions]
     record_run(store, audit, plan, outcomes, "r9", NOW, structlog.get_logger(), full=full)
     if event is None:
         assert [d.key for d in store.held_decisions()] == [KEY]

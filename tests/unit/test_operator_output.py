@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from connector.apply import Outcome
+from connector.executor import ActionOutcome
 from connector.logs import resolve_format
 from connector.model.accounts import Change, ChangeKind
 from connector.model.decisions import Reason
@@ -52,8 +52,8 @@ class _Tty(io.StringIO):
         return True
 
 
-def _outcome(i: int, status: str = "ok") -> Outcome:
-    return Outcome(_create(i), status, f"uid=u{i}", 1, "" if status == "ok" else "boom")
+def _outcome(i: int, status: str = "ok") -> ActionOutcome:
+    return ActionOutcome(_create(i), status, f"uid=u{i}", 1, "" if status == "ok" else "boom")
 
 
 def test_progress_on_a_terminal_is_a_live_line_with_rate_and_eta() -> None:

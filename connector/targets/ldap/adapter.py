@@ -47,7 +47,7 @@ from ldap3.core import exceptions as lx
 from ldap3.utils.conv import escape_filter_chars
 from ldap3.utils.dn import escape_rdn
 
-from connector.mapping.types import DisableMatch, DisableRule, Mapping
+from connector.mapping.types import AccountMapping, DisableMatch, DisableRule
 from connector.model.accounts import Account, Change, ChangeKind, DesiredAccount, Values
 from connector.settings import ConfigError, LdapSettings
 from connector.targets.base import (
@@ -100,7 +100,7 @@ def is_disabled(rule: DisableRule, values: Values) -> bool:
 
 
 class LdapTarget:
-    def __init__(self, settings: LdapSettings, mapping: Mapping) -> None:
+    def __init__(self, settings: LdapSettings, mapping: AccountMapping) -> None:
         self._s = settings
         self._m = mapping
         self._conn: ldap3.Connection | None = None  # SAFE_SYNC: writes, single reads

@@ -1,4 +1,5 @@
-"""SCIM 2.0 target over scim2-client (httpx2 engine): the only module that imports it.
+"""SCIM 2.0 target over scim2-client (httpx2 engine); the HTTP client, its authentication
+and TLS, and the error classification are in ``connector.targets.scim.connection``.
 
 - Discovery first (RFC 7644 section 4): the ServiceProviderConfig says whether PATCH,
   ETags and filtering are supported; without PATCH, updates fall back to PUT of the
@@ -15,103 +16,34 @@
   uniqueness: two workers creating the same new group would leave two groups of that
   name. A 409 on a Group create (a server that enforces uniqueness, or another process)
   means "it exists now": the member is added to the existing group.
-- Errors: 429, 500, 502, 503, 504, timeouts and network errors are temporary (with
-  ``Retry-After`` when the server sends it); 400, 401, 403, 404, 409, 412 and the rest
-  are permanent. The SCIM error's ``scimType`` and ``detail`` go into ``detail``.
+- Errors: classified by ``connection.classify`` (429 and 5xx, timeouts and network
+  errors temporary; the rest permanent).
 """
 
 from __future__ import annotations
 
-import ssl
 import threading
-import time
-import warnings
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import nullcontext
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx2
-import structlog
 from scim2_client import SCIMClientException
 from scim2_client.engines.httpx2 import SyncSCIMClient
 from scim2_models import Context, PatchOp, SCIMException, ScimFilter, SearchRequest
 
-from connector.mapping.types import Mapping
+from connector.mapping.types import AccountMapping
 from connector.model.accounts import Account, Change, ChangeKind, DesiredAccount
-from connector.settings import ConfigError, ScimSettings, read_secret
+from connector.settings import ScimSettings
 from connector.targets.base import (
     PermanentTargetError,
     TargetError,
-    TargetNotRespondingError,
     TargetUnavailableError,
-    TemporaryTargetError,
 )
+from connector.targets.scim.connection import classify, discover, open_http, status_of
 from connector.targets.scim.paths import from_payload, patch_value, to_payload
 
-TEMPORARY_STATUS = frozenset({429, 500, 502, 503, 504})
 QUERY = Context.RESOURCE_QUERY_RESPONSE
-
-
-class _ClientCredentials(httpx2.Auth):
-    """OAuth 2.0 client credentials (RFC 6749 section 4.4), token cached until expiry."""
-
-    def __init__(
-        self, token_url: str, client_id: str, secret: str, verify: Any, timeout: float
-    ) -> None:
-        self._url, self._id, self._secret, self._verify = token_url, client_id, secret, verify
-        self._timeout = timeout
-        self._token = ""
-        self._expires = 0.0
-
-    def auth_flow(
-        self, request: httpx2.Request
-    ) -> Generator[httpx2.Request, httpx2.Response, None]:
-        if not self._token or time.monotonic() > self._expires - 30:
-            resp = httpx2.post(
-                self._url,
-                data={
-                    "grant_type": "client_credentials",
-                    "client_id": self._id,
-                    "client_secret": self._secret,
-                },
-                verify=self._verify,
-                timeout=self._timeout,
-            )
-            resp.raise_for_status()
-            body = resp.json()
-            self._token = body["access_token"]
-            self._expires = time.monotonic() + float(body.get("expires_in", 300))
-        request.headers["Authorization"] = f"Bearer {self._token}"
-        yield request
-
-
-def _retry_after(response: Any) -> float | None:
-    value = getattr(response, "headers", {}).get("Retry-After") if response is not None else None
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        try:
-            return max(0.0, (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
-        except (TypeError, ValueError):
-            return None
-
-
-def tls_reason(exc: BaseException) -> str | None:
-    """The TLS failure (certificate, host name, handshake) behind ``exc``, if any."""
-    seen: BaseException | None = exc
-    for _ in range(10):  # the cause chain is short; never loop on a cycle
-        if seen is None:
-            return None
-        if isinstance(seen, ssl.SSLCertVerificationError):
-            return f"certificate verify failed: {seen.verify_message or seen.reason or seen}"
-        if isinstance(seen, ssl.SSLError):
-            return f"TLS handshake failed: {seen.reason or seen}"
-        seen = seen.__cause__ or seen.__context__
-    return None
 
 
 def check_scope_filter(expression: str) -> None:
@@ -122,46 +54,11 @@ def check_scope_filter(expression: str) -> None:
         raise ValueError(f"target.scim.filter: {expression!r} is not a SCIM filter: {exc}") from exc
 
 
-def classify(exc: Exception, what: str, account_id: str | None) -> TargetError:
-    """Map a scim2-client / scim2-models / httpx2 error onto the target error tree."""
-    if isinstance(exc, SCIMException):
-        status = int(getattr(exc, "status", 0) or 0)
-        detail = f"status={status} scimType={exc.scim_type or '-'} detail={exc.detail or '-'}"
-        response = getattr(exc, "source", None)  # scim2-client attaches the HTTP response
-        if status in TEMPORARY_STATUS:
-            return TemporaryTargetError(
-                what, account_id=account_id, detail=detail, retry_after=_retry_after(response)
-            )
-        return PermanentTargetError(what, account_id=account_id, detail=detail)
-    if isinstance(exc, SCIMClientException):
-        source = getattr(exc, "source", None)
-        code: int | None = getattr(source, "status_code", None)
-        cause = exc.__cause__
-        if code is None and isinstance(cause, httpx2.RequestError):  # network, timeout
-            return TargetNotRespondingError(
-                what, account_id=account_id, detail=f"{type(cause).__name__}: {cause}"
-            )
-        body = ""
-        if source is not None and hasattr(source, "text"):
-            body = source.text[:300]
-        detail = f"status={code} {exc} {body}".strip()
-        if code in TEMPORARY_STATUS:
-            return TemporaryTargetError(
-                what, account_id=account_id, detail=detail, retry_after=_retry_after(source)
-            )
-        return PermanentTargetError(what, account_id=account_id, detail=detail)
-    if isinstance(exc, httpx2.RequestError):
-        return TargetNotRespondingError(
-            what, account_id=account_id, detail=f"{type(exc).__name__}: {exc}"
-        )
-    return PermanentTargetError(what, account_id=account_id, detail=repr(exc))
-
-
 class ScimTarget:
     def __init__(
         self,
         settings: ScimSettings,
-        mapping: Mapping,
+        mapping: AccountMapping,
         *,
         client: httpx2.Client | None = None,
         group_lock: threading.Lock | None = None,
@@ -181,63 +78,11 @@ class ScimTarget:
     # -- connection ----------------------------------------------------------------------
 
     def _client(self) -> SyncSCIMClient:
-        if self._scim is not None:
-            return self._scim
-        s = self._s
-        try:
+        if self._scim is None:
             if self._http is None:
-                verify: Any = str(s.ca_file) if s.ca_file else s.verify_tls
-                auth: httpx2.Auth | None = None
-                headers = {}
-                if s.oauth_token_url:
-                    secret = read_secret(
-                        s.oauth_client_secret_file, None, "target.scim.oauth_client_secret"
-                    )
-                    auth = _ClientCredentials(
-                        s.oauth_token_url, s.oauth_client_id, secret, verify, s.timeout
-                    )
-                else:
-                    headers["Authorization"] = "Bearer " + read_secret(
-                        s.token_file, s.token, "target.scim.token"
-                    )
-                if s.client_cert_file is not None and s.client_key_file is not None:
-                    # mutual TLS: httpx2 takes the client certificate inside an SSLContext
-                    context = ssl.create_default_context(
-                        cafile=str(s.ca_file) if s.ca_file else None
-                    )
-                    if not s.verify_tls:
-                        context.check_hostname = False
-                        context.verify_mode = ssl.CERT_NONE
-                    context.load_cert_chain(str(s.client_cert_file), str(s.client_key_file))
-                    verify = context
-                self._http = httpx2.Client(
-                    base_url=s.base_url,
-                    headers=headers,
-                    auth=auth,
-                    verify=verify,
-                    timeout=s.timeout,
-                )
-            client = SyncSCIMClient(self._http)
-            structlog.get_logger("misync.target").info(
-                "target.connecting",
-                url=s.base_url,
-                message=f"connecting to {s.base_url} (timeout {s.timeout:g} s)",
-            )
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", DeprecationWarning)
-                client.discover()
-        except (ConfigError, ValueError) as exc:  # a secret file; a server's bad answer
-            raise TargetUnavailableError(str(exc)) from exc
-        except Exception as exc:
-            reason = tls_reason(exc)
-            if reason is not None:
-                raise TargetUnavailableError(
-                    f"TLS with {s.base_url} failed: {reason}", detail=f"{type(exc).__name__}"
-                ) from exc
-            err = classify(exc, f"SCIM discovery at {s.base_url} failed", None)
-            raise TargetUnavailableError(str(err), detail=err.detail) from exc
-        self._scim = client
-        return client
+                self._http = open_http(self._s)
+            self._scim = discover(self._s, self._http)
+        return self._scim
 
     def _features(self) -> tuple[bool, bool, bool]:
         cfg = self._client().provider.config
@@ -516,7 +361,7 @@ class ScimTarget:
         try:
             self._client().create(resource)
         except Exception as exc:
-            if _status(exc) != 409:
+            if status_of(exc) != 409:
                 raise
             existing = self._find_group(name)
             if existing is None:
@@ -548,15 +393,6 @@ class ScimTarget:
         body.pop("meta", None)
         body["members"] = edit(list(body.get("members") or []))
         self._client().replace(model.model_validate(body))
-
-
-def _status(exc: Exception) -> int | None:
-    """The HTTP status of a scim2-client / scim2-models error, if it carries one."""
-    if isinstance(exc, SCIMException):
-        return int(getattr(exc, "status", 0) or 0) or None
-    source = getattr(exc, "source", None)
-    code = getattr(source, "status_code", None)
-    return int(code) if code is not None else None
 
 
 def _patch_op(model: Any, operations: list[dict[str, Any]]) -> Any:

@@ -1,5 +1,7 @@
-"""``misync explain``: one person's decision, or one account's fate, with every rejected
-feed row that bears on it cited *as rejected*. Pure: no I/O.
+"""The explanation of one person's decision, or one account's fate, with every rejected
+feed row that bears on it cited *as rejected*: built and rendered (text and JSON) from
+values. Pure: no I/O; ``connector.runs.explain`` gathers the values for ``misync
+explain``.
 
 A rejected row is never a missing one. A person whose training row could not be read
 is not "without training"; a person whose roster row could not be read has a requester
@@ -18,14 +20,11 @@ from typing import Any
 
 from connector.model.accounts import Account
 from connector.model.decisions import Decision, Reason
-from connector.model.feeds import FeedName, FeedSet, Rejection
+from connector.model.feeds import ORG_KEYED_FEEDS, REQUESTER_FEEDS, FeedName, FeedSet, Rejection
 from connector.model.plan import Action, Breach, HeldAction, Plan
-from connector.reconcile.render import _reason_line, account_label, human_duration
-from connector.reconcile.serialize import _reason
+from connector.reconcile.render import account_label, human_duration, reason_line
+from connector.reconcile.serialize import reason_to_json
 from connector.timefmt import when
-
-ORG_KEYED = frozenset({FeedName.ORGANIZATIONS, FeedName.CONTRACTS})
-REQUESTER_FEEDS = frozenset({FeedName.REQUESTERS, FeedName.WORKERS, FeedName.SEPARATIONS})
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +70,7 @@ def rejected_rows_about(
         if not r.key:
             continue
         feed = FeedName(r.feed)
-        if feed in ORG_KEYED:
+        if feed in ORG_KEYED_FEEDS:
             if worker is not None and r.key == worker.org_id:
                 out.append(RejectedRow(r, f"organization {r.key}"))
         elif key(r.key) == me:
@@ -151,7 +150,7 @@ def _fate_lines(fate: PersonFate, account: Account | None) -> list[str]:
     out: list[str] = []
     for a in fate.actions:
         out.append(f"  plan: {a.op.value.upper()} {account_label(a.account_id, a.logon_id)}")
-        out += [f"      because {_reason_line(r)}" for r in a.reasons]
+        out += [f"      because {reason_line(r)}" for r in a.reasons]
         for c in a.changes:
             out.append(f"      {c.name}: {', '.join(c.old) or '-'} -> {', '.join(c.new) or '-'}")
     for h in fate.held:
@@ -202,7 +201,7 @@ def render_person(
         if d.reasons:
             out.append("  failing conditions:")
             for r in d.reasons:
-                out.append(f"    {_reason_line(r)}")
+                out.append(f"    {reason_line(r)}")
                 if r.deadline is not None:
                     out.append(f"        {_deadline_line(r.deadline, fate, tz)}")
                 out += [f"        but {row.cite()}" for row in bearing_on(r, rows)]
@@ -211,7 +210,7 @@ def render_person(
         if d.flags:
             out.append("  for review:")
             for r in d.flags:
-                out.append(f"    {_reason_line(r)}")
+                out.append(f"    {reason_line(r)}")
                 out += [f"        but {row.cite()}" for row in bearing_on(r, rows)]
     if rows:
         out.append(
@@ -241,7 +240,10 @@ def person_json(
     def reasons(rs: tuple[Reason, ...]) -> list[dict[str, Any]]:
         out = []
         for r in rs:
-            item = {**_reason(r), "rejected_rows": [row.cite() for row in bearing_on(r, rows)]}
+            item = {
+                **reason_to_json(r),
+                "rejected_rows": [row.cite() for row in bearing_on(r, rows)],
+            }
             if r.since is not None:
                 item["since"] = when(r.since, tz)
             if r.deadline is not None:
@@ -339,7 +341,7 @@ def render_account(fate: AccountFate) -> str:
         f"  plan: {fate.verdict}",
     ]
     action = fate.action or (fate.held.action if fate.held else None)
-    out += [f"    {_reason_line(r)}" for r in (action.reasons if action else ())]
+    out += [f"    {reason_line(r)}" for r in (action.reasons if action else ())]
     return "\n".join(out) + "\n"
 
 
@@ -357,5 +359,5 @@ def account_json(fate: AccountFate) -> dict[str, Any]:
         "op": action.op.value if action else None,
         "held": {"code": fate.held.code, "message": fate.held.message} if fate.held else None,
         "verdict": fate.verdict,
-        "reasons": [_reason(r) for r in action.reasons] if action else [],
+        "reasons": [reason_to_json(r) for r in action.reasons] if action else [],
     }

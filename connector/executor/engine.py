@@ -46,7 +46,7 @@ from typing import Any, Protocol
 import structlog
 
 from connector.model.plan import Action, Op, Plan
-from connector.state.store import JournalClose
+from connector.state.rows import JournalClose
 from connector.targets.base import (
     PermanentTargetError,
     Target,
@@ -78,7 +78,10 @@ class Journal(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class Outcome:
+class ActionOutcome:
+    """What the executor did with one action (``connector.report.Outcome`` is how a report
+    shows it)."""
+
     action: Action
     status: str  # "ok" | "failed" | "not_attempted"
     account_id: str | None
@@ -89,17 +92,17 @@ class Outcome:
 
 
 # Audits a batch of (journal entry id, outcome); returns the audit seq of each, in order.
-AuditBatch = Callable[[Sequence[tuple[int, Outcome]]], Sequence[int | None]]
+AuditBatch = Callable[[Sequence[tuple[int, ActionOutcome]]], Sequence[int | None]]
 
 
 @dataclass(frozen=True, slots=True)
 class ApplyReport:
     run_id: str
-    outcomes: tuple[Outcome, ...]
+    outcomes: tuple[ActionOutcome, ...]
     stopped: str = ""  # why the run stopped early (circuit breaker, deadline, audit)
 
     @property
-    def failed(self) -> tuple[Outcome, ...]:
+    def failed(self) -> tuple[ActionOutcome, ...]:
         return tuple(o for o in self.outcomes if o.status != "ok")
 
     @property
@@ -136,7 +139,7 @@ class Executor:
         max_attempts: int = 4,
         backoff: float = 0.5,
         backoff_max: float = 30.0,
-        on_outcome: Callable[[Outcome], None] | None = None,
+        on_outcome: Callable[[ActionOutcome], None] | None = None,
         audit: AuditBatch | None = None,
         commit_batch: int = 200,
         commit_interval: float = 0.2,
@@ -188,11 +191,11 @@ class Executor:
         self._deadline = (
             self._clock() + self._deadline_seconds if self._deadline_seconds > 0 else None
         )
-        outcomes: dict[int, Outcome] = {}
-        pending: list[tuple[int, int, Outcome]] = []  # (plan index, entry, outcome)
+        outcomes: dict[int, ActionOutcome] = {}
+        pending: list[tuple[int, int, ActionOutcome]] = []  # (plan index, entry, outcome)
         oldest: list[float] = []  # when the oldest pending outcome came (empty: none)
 
-        def add(i: int, entry: int, outcome: Outcome) -> None:
+        def add(i: int, entry: int, outcome: ActionOutcome) -> None:
             if not pending:
                 oldest[:] = [self._clock()]
             pending.append((i, entry, outcome))
@@ -201,7 +204,7 @@ class Executor:
             for phase in PHASES:
                 todo = deque((i, a) for i, a in enumerate(plan.actions) if a.op is phase)
                 begun: deque[tuple[int, Action, int]] = deque()
-                running: dict[Future[Outcome], tuple[int, Action, int]] = {}
+                running: dict[Future[ActionOutcome], tuple[int, Action, int]] = {}
                 while todo or begun or running:
                     self._check_deadline()
                     if self._stop_reason:
@@ -224,7 +227,7 @@ class Executor:
                             try:
                                 outcome = fut.result()
                             except Exception as exc:  # a bug, not a target error: journal it
-                                outcome = Outcome(
+                                outcome = ActionOutcome(
                                     action,
                                     "failed",
                                     action.account_id,
@@ -275,7 +278,7 @@ class Executor:
         todo: deque[tuple[int, Action]],
         checksum: str,
         run_id: str,
-        add: Callable[[int, int, Outcome], None],
+        add: Callable[[int, int, ActionOutcome], None],
     ) -> list[tuple[int, Action, int]]:
         """Journal the next actions of ``todo`` in one commit (reserving new logon IDs
         first); those that cannot start get their failed outcome at once."""
@@ -303,7 +306,7 @@ class Executor:
         out: list[tuple[int, Action, int]] = []
         for (i, action), entry in zip(take, entries, strict=True):
             if i in refused:  # failed before touching the target
-                add(i, entry, Outcome(action, "failed", None, 0, refused[i]))
+                add(i, entry, ActionOutcome(action, "failed", None, 0, refused[i]))
             else:
                 out.append((i, action, entry))
         return out
@@ -314,7 +317,7 @@ class Executor:
         begun: deque[tuple[int, Action, int]],
         checksum: str,
         run_id: str,
-        add: Callable[[int, int, Outcome], None],
+        add: Callable[[int, int, ActionOutcome], None],
     ) -> None:
         """The run stopped: journal (and so audit) every action left as not attempted."""
         detail = f"not attempted: {self._stop_reason}; the next run plans it again"
@@ -323,7 +326,9 @@ class Executor:
             add(
                 i,
                 entry,
-                Outcome(action, NOT_ATTEMPTED, action.account_id, 0, detail, True, NOT_ATTEMPTED),
+                ActionOutcome(
+                    action, NOT_ATTEMPTED, action.account_id, 0, detail, True, NOT_ATTEMPTED
+                ),
             )
         if self._audit_error is not None:
             todo.clear()  # nothing can be audited: leave them unbegun, nothing was touched
@@ -341,13 +346,13 @@ class Executor:
                 add(
                     i,
                     entry,
-                    Outcome(
+                    ActionOutcome(
                         action, NOT_ATTEMPTED, action.account_id, 0, detail, True, NOT_ATTEMPTED
                     ),
                 )
 
     def _commit(
-        self, pending: list[tuple[int, int, Outcome]], outcomes: dict[int, Outcome]
+        self, pending: list[tuple[int, int, ActionOutcome]], outcomes: dict[int, ActionOutcome]
     ) -> None:
         """One group commit: outcomes written on their entries, audited in one append,
         then the entries closed with their audit seqs (and failure counts) in one
@@ -388,7 +393,7 @@ class Executor:
             if self._on_outcome is not None:
                 self._on_outcome(o)
 
-    def _log_outcome(self, outcome: Outcome) -> None:
+    def _log_outcome(self, outcome: ActionOutcome) -> None:
         log = self._log.bind(
             op=outcome.action.op.value,
             person_id=outcome.action.person_id,
@@ -451,7 +456,7 @@ class Executor:
                 f"target (apply.circuit_breaker_after = {self._breaker_after}); last: {detail}"
             )
 
-    def _perform(self, action: Action) -> Outcome:
+    def _perform(self, action: Action) -> ActionOutcome:
         account_id = action.account_id
         last = ""
         for attempt in range(1, self._max_attempts + 1):
@@ -459,15 +464,15 @@ class Executor:
                 target = self._target()
                 account_id = self._do(target, action, account_id, retry=attempt > 1)
                 self._answered()
-                return Outcome(action, "ok", account_id, attempt)
+                return ActionOutcome(action, "ok", account_id, attempt)
             except TargetNotEffectiveError as exc:
                 self._answered()
-                return Outcome(
+                return ActionOutcome(
                     action, "failed", account_id, attempt, _describe(exc), code="not_effective"
                 )
             except PermanentTargetError as exc:
                 self._answered()
-                return Outcome(action, "failed", account_id, attempt, _describe(exc))
+                return ActionOutcome(action, "failed", account_id, attempt, _describe(exc))
             except (TemporaryTargetError, TargetUnavailableError) as exc:
                 last = _describe(exc)
                 if isinstance(exc, TargetUnavailableError | TargetNotRespondingError):
@@ -479,7 +484,7 @@ class Executor:
                 if attempt == self._max_attempts:
                     break
                 if self._stopped():
-                    return Outcome(
+                    return ActionOutcome(
                         action,
                         "failed",
                         account_id,
@@ -494,8 +499,8 @@ class Executor:
                     delay = min(delay, max(0.0, self._deadline - self._clock()))
                 self._sleep(delay)
             except TargetError as exc:
-                return Outcome(action, "failed", account_id, attempt, _describe(exc))
-        return Outcome(action, "failed", account_id, self._max_attempts, last, temporary=True)
+                return ActionOutcome(action, "failed", account_id, attempt, _describe(exc))
+        return ActionOutcome(action, "failed", account_id, self._max_attempts, last, temporary=True)
 
     def _delay(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:

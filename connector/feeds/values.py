@@ -1,0 +1,167 @@
+"""Feed values: the strict parsing of one field, and ``Row``, typed access to one CSV row.
+
+Values are strict: dates ``YYYY-MM-DD``, instants ``YYYY-MM-DDTHH:MM[:SS[.fff]]`` (1 to 6
+digits) then ``Z`` or ``±HH:MM``, booleans ``true``/``false``, enumerations exactly as
+SPEC.md spells them; a value with an invisible character (Unicode Cc, Cf, Zl, Zp: a
+control character, a stray BOM, a zero-width space) is rejected. A field that fails
+raises ``BadValue``; ``Row`` collects every field error of a row, not only the first.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import unicodedata
+from collections.abc import Callable, Mapping, Sequence
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Any, TypeVar
+
+from email_validator import EmailNotValidError, validate_email
+
+from connector.errors import MisyncError
+
+#: Columns whose values repeat across many rows (a course, an organization): the rows of
+#: one read share one string object per value, to keep memory near the data kept.
+SHARED_TEXT = frozenset(
+    {"course", "org_id", "wda", "counterparty", "designated_by", "requester_id", "profile"}
+)
+#: Unicode categories of characters that cannot be seen in a value: control (Cc, which
+#: includes tab, CR and LF), format (Cf: BOM, zero-width space, bidi marks), and the
+#: line and paragraph separators (Zl, Zp).
+INVISIBLE = frozenset({"Cc", "Cf", "Zl", "Zp"})
+
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_LOCAL = r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]{1,6})?)?"
+_INSTANT = re.compile(_LOCAL + r"(?:Z|[+-][0-9]{2}:[0-9]{2})")
+_NAIVE = re.compile(_LOCAL)
+
+E = TypeVar("E", bound=StrEnum)
+
+
+class BadValue(MisyncError):
+    """One field failed; the message is the reason (caught per field: a rejected row)."""
+
+
+def invisible(value: str) -> list[str]:
+    """The invisible characters in ``value``, each once, in order of appearance."""
+    if value.isprintable():  # the fast path: Cc, Cf, Zl and Zp are all non-printable
+        return []
+    return list(dict.fromkeys(ch for ch in value if unicodedata.category(ch) in INVISIBLE))
+
+
+def describe(chars: Sequence[str]) -> str:
+    return ", ".join(
+        f"U+{ord(ch):04X} ({unicodedata.name(ch, 'control character')})" for ch in chars
+    )
+
+
+def clean(value: str) -> str:
+    """``value`` without invisible characters or surrounding blanks (to attribute a row)."""
+    if value.isprintable():
+        return value.strip()
+    return "".join(ch for ch in value if unicodedata.category(ch) not in INVISIBLE).strip()
+
+
+class Row:
+    """Typed access to one CSV row by logical column; collects every field error."""
+
+    def __init__(self, values: Mapping[str, str], memo: dict[str, str] | None = None) -> None:
+        self.values = values
+        self.errors: dict[str, str] = {}
+        self._memo = memo if memo is not None else {}
+
+    def convert(self, col: str, conv: Callable[[str], Any], *, required: bool) -> Any:
+        if col in self.errors:  # already rejected (an invisible character): no second guess
+            return None
+        raw = self.values.get(col, "").strip()
+        if raw == "":
+            if required:
+                self.errors[col] = "required value is empty"
+            return None
+        try:
+            return conv(raw)
+        except BadValue as exc:
+            self.errors[col] = str(exc)
+            return None
+
+    def text(self, col: str, *, required: bool = True) -> str:
+        value = self.convert(col, str, required=required)
+        if not isinstance(value, str):
+            return ""
+        if col in SHARED_TEXT:  # one string object for a value many rows repeat
+            return self._memo.setdefault(value, value)
+        return value
+
+    def date(self, col: str, *, required: bool = True) -> date | None:
+        return self.convert(col, _date, required=required)  # type: ignore[no-any-return]
+
+    def instant(self, col: str) -> datetime | None:
+        return self.convert(col, _instant, required=True)  # type: ignore[no-any-return]
+
+    def enum(self, col: str, kind: type[E]) -> E | None:
+        return self.convert(col, lambda raw: _enum(raw, kind), required=True)  # type: ignore[no-any-return]
+
+    def email(self, col: str, *, required: bool) -> str:
+        value = self.convert(col, _email, required=required)
+        return value if isinstance(value, str) else ""
+
+    def boolean(self, col: str, *, required: bool) -> bool:
+        value = self.convert(col, _bool, required=required)
+        return bool(value)
+
+    def items(self, col: str) -> tuple[str, ...]:
+        raw = self.values.get(col, "")
+        return tuple(p.strip() for p in raw.split(";") if p.strip())
+
+    def fail(self, col: str, reason: str) -> None:
+        self.errors.setdefault(col, reason)
+
+
+@functools.lru_cache(maxsize=4096)  # feeds repeat dates: one object each (errors not cached)
+def _date(raw: str) -> date:
+    if _DATE.fullmatch(raw):
+        try:
+            return date.fromisoformat(raw)
+        except ValueError:
+            pass
+    raise BadValue(f"not a date (YYYY-MM-DD): {raw!r}")
+
+
+_INSTANT_FORM = "YYYY-MM-DDTHH:MM[:SS[.fff]] then Z or ±HH:MM, e.g. 2026-11-25T17:00:00-08:00"
+
+
+def _instant(raw: str) -> datetime:
+    if _NAIVE.fullmatch(raw):
+        raise BadValue(f"instant {raw!r} needs a UTC offset (e.g. 2026-11-25T17:00:00-08:00)")
+    if _INSTANT.fullmatch(raw):
+        try:
+            return datetime.fromisoformat(raw)
+        except ValueError:
+            pass
+    raise BadValue(f"not an ISO 8601 instant ({_INSTANT_FORM}): {raw!r}")
+
+
+def _email(raw: str) -> str:
+    """An email address as written, if it is one (RFC 5322 addr-spec, checked by
+    email-validator without any DNS query); never rewritten, so the value kept is the
+    value read."""
+    try:
+        validate_email(raw, check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise BadValue(f"not a valid email address: {raw!r} ({exc})") from None
+    return raw
+
+
+def _bool(raw: str) -> bool:
+    if raw in ("true", "false"):
+        return raw == "true"
+    raise BadValue(f"not a boolean (true/false): {raw!r}")
+
+
+def _enum(raw: str, kind: type[E]) -> E:
+    try:
+        return kind(raw)
+    except ValueError:
+        allowed = ", ".join(m.value for m in kind)
+        raise BadValue(f"{raw!r} is not one of: {allowed}") from None
