@@ -469,7 +469,7 @@ def _load(args: argparse.Namespace) -> Runtime:
 
 def _dispatch(args: argparse.Namespace, out: TextIO, run_id: str) -> int:
     from connector import runs
-    from connector.alerts.manager import audit_altered
+    from connector.alerts.kinds import audit_altered
     from connector.audit import AuditIntegrityError, AuditWriteError
     from connector.reconcile import PlanFormatError, plan_from_json
     from connector.reconcile.render import render_plan

@@ -45,7 +45,8 @@ from typing import Any, Protocol
 
 import structlog
 
-from connector.model.plan import Action, Op, Plan
+from connector.model.plan import Action, FailureCode, Op, OutcomeStatus, Plan
+from connector.reconcile.serialize import change_to_dict
 from connector.state.store import JournalClose
 from connector.targets.base import (
     PermanentTargetError,
@@ -58,7 +59,7 @@ from connector.targets.base import (
 )
 
 PHASES = (Op.DISABLE, Op.UPDATE, Op.ENABLE, Op.CREATE)
-NOT_ATTEMPTED = "not_attempted"
+NOT_ATTEMPTED = OutcomeStatus.NOT_ATTEMPTED
 
 
 class Journal(Protocol):
@@ -80,12 +81,12 @@ class Journal(Protocol):
 @dataclass(frozen=True, slots=True)
 class Outcome:
     action: Action
-    status: str  # "ok" | "failed" | "not_attempted"
+    status: OutcomeStatus
     account_id: str | None
     attempts: int
     detail: str = ""
     temporary: bool = False  # failed only because retries ran out (or the run stopped)
-    code: str = ""  # why, for failures: not_effective | stopped | not_attempted | internal
+    code: str = ""  # why, for failures: a FailureCode
 
 
 # Audits a batch of (journal entry id, outcome); returns the audit seq of each, in order.
@@ -100,7 +101,7 @@ class ApplyReport:
 
     @property
     def failed(self) -> tuple[Outcome, ...]:
-        return tuple(o for o in self.outcomes if o.status != "ok")
+        return tuple(o for o in self.outcomes if o.status != OutcomeStatus.OK)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -118,10 +119,7 @@ def action_payload(action: Action, plan_checksum: str) -> dict[str, Any]:
         "op": action.op.value,
         "logon_id": action.logon_id,
         "before": action.before,
-        "changes": [
-            {"kind": c.kind.value, "name": c.name, "old": list(c.old), "new": list(c.new)}
-            for c in action.changes
-        ],
+        "changes": [change_to_dict(c) for c in action.changes],
         "reasons": [{"code": r.code, "clause": r.clause} for r in action.reasons],
     }
 
@@ -226,11 +224,11 @@ class Executor:
                             except Exception as exc:  # a bug, not a target error: journal it
                                 outcome = Outcome(
                                     action,
-                                    "failed",
+                                    OutcomeStatus.FAILED,
                                     action.account_id,
                                     0,
                                     f"internal: {exc!r}",
-                                    code="internal",
+                                    code=FailureCode.INTERNAL,
                                 )
                             add(i, entry, outcome)
                     due = bool(pending) and (
@@ -303,7 +301,7 @@ class Executor:
         out: list[tuple[int, Action, int]] = []
         for (i, action), entry in zip(take, entries, strict=True):
             if i in refused:  # failed before touching the target
-                add(i, entry, Outcome(action, "failed", None, 0, refused[i]))
+                add(i, entry, Outcome(action, OutcomeStatus.FAILED, None, 0, refused[i]))
             else:
                 out.append((i, action, entry))
         return out
@@ -323,7 +321,15 @@ class Executor:
             add(
                 i,
                 entry,
-                Outcome(action, NOT_ATTEMPTED, action.account_id, 0, detail, True, NOT_ATTEMPTED),
+                Outcome(
+                    action,
+                    NOT_ATTEMPTED,
+                    action.account_id,
+                    0,
+                    detail,
+                    True,
+                    FailureCode.NOT_ATTEMPTED,
+                ),
             )
         if self._audit_error is not None:
             todo.clear()  # nothing can be audited: leave them unbegun, nothing was touched
@@ -342,7 +348,13 @@ class Executor:
                     i,
                     entry,
                     Outcome(
-                        action, NOT_ATTEMPTED, action.account_id, 0, detail, True, NOT_ATTEMPTED
+                        action,
+                        NOT_ATTEMPTED,
+                        action.account_id,
+                        0,
+                        detail,
+                        True,
+                        FailureCode.NOT_ATTEMPTED,
                     ),
                 )
 
@@ -376,8 +388,8 @@ class Executor:
                     entry,
                     seq,
                     o.action.key,
-                    None if o.status == "ok" else o.detail,
-                    count_failure=o.code not in (NOT_ATTEMPTED, "stopped"),
+                    None if o.status is OutcomeStatus.OK else o.detail,
+                    count_failure=o.code not in (FailureCode.NOT_ATTEMPTED, FailureCode.STOPPED),
                     op=o.action.op.value,
                 )
                 for (_, entry, o), seq in zip(batch, seqs, strict=True)
@@ -396,7 +408,7 @@ class Executor:
             attempts=outcome.attempts,
             reasons=[r.code for r in outcome.action.reasons],
         )
-        if outcome.status == "ok":
+        if outcome.status is OutcomeStatus.OK:
             log.info("operation.ok")
         elif outcome.status == NOT_ATTEMPTED:
             log.warning("operation.not_attempted", detail=outcome.detail)
@@ -459,15 +471,20 @@ class Executor:
                 target = self._target()
                 account_id = self._do(target, action, account_id, retry=attempt > 1)
                 self._answered()
-                return Outcome(action, "ok", account_id, attempt)
+                return Outcome(action, OutcomeStatus.OK, account_id, attempt)
             except TargetNotEffectiveError as exc:
                 self._answered()
                 return Outcome(
-                    action, "failed", account_id, attempt, _describe(exc), code="not_effective"
+                    action,
+                    OutcomeStatus.FAILED,
+                    account_id,
+                    attempt,
+                    _describe(exc),
+                    code=FailureCode.NOT_EFFECTIVE,
                 )
             except PermanentTargetError as exc:
                 self._answered()
-                return Outcome(action, "failed", account_id, attempt, _describe(exc))
+                return Outcome(action, OutcomeStatus.FAILED, account_id, attempt, _describe(exc))
             except (TemporaryTargetError, TargetUnavailableError) as exc:
                 last = _describe(exc)
                 if isinstance(exc, TargetUnavailableError | TargetNotRespondingError):
@@ -481,12 +498,12 @@ class Executor:
                 if self._stopped():
                     return Outcome(
                         action,
-                        "failed",
+                        OutcomeStatus.FAILED,
                         account_id,
                         attempt,
                         f"{last}; not retried: {self._stop_reason}",
                         temporary=True,
-                        code="stopped",
+                        code=FailureCode.STOPPED,
                     )
                 retry_after = getattr(exc, "retry_after", None)
                 delay = self._delay(attempt, retry_after)
@@ -494,8 +511,10 @@ class Executor:
                     delay = min(delay, max(0.0, self._deadline - self._clock()))
                 self._sleep(delay)
             except TargetError as exc:
-                return Outcome(action, "failed", account_id, attempt, _describe(exc))
-        return Outcome(action, "failed", account_id, self._max_attempts, last, temporary=True)
+                return Outcome(action, OutcomeStatus.FAILED, account_id, attempt, _describe(exc))
+        return Outcome(
+            action, OutcomeStatus.FAILED, account_id, self._max_attempts, last, temporary=True
+        )
 
     def _delay(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
