@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import FrameType
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import structlog
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -108,10 +108,12 @@ class Backoff:
         self.failures = 0
 
 
+@runtime_checkable
 class Reminder(Protocol):
-    """An alert sink that also re-sends reminders for what is still open."""
+    """An alert sink that also re-sends reminders for what is still open (the alert
+    manager)."""
 
-    def remind(self, now: datetime) -> None: ...
+    def remind(self, now: datetime) -> object: ...
 
 
 def check_schedule(d: DaemonSettings, tz: Any) -> None:
@@ -554,10 +556,9 @@ class Daemon:
         self._log.info("retry.scheduled", job=job, seconds=delay, at=at.isoformat())
 
     def _job_monitor(self) -> None:
-        remind = getattr(self.alerts, "remind", None)
         now = self.rt.clock()
-        if callable(remind):
-            remind(now)
+        if isinstance(self.alerts, Reminder):
+            self.alerts.remind(now)
         with self.rt.store() as store:
             open_breaches = store.open_breaches()
         oldest = min((b.deadline for b in open_breaches.values()), default=None)
