@@ -11,12 +11,15 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import IO, Any
 
 import structlog
 
 from connector.executor import ActionOutcome
+from connector.model.decisions import Decision
+from connector.model.feeds import FeedSet
 from connector.model.plan import Action, Plan
 from connector.reconcile.render import account_label
 from connector.reconcile.serialize import plan_to_dict
@@ -70,6 +73,9 @@ class ApplyProgress:
         self._line = False
 
     # RunObserver ------------------------------------------------------------------
+
+    def evaluated(self, feeds: FeedSet, decisions: Mapping[str, Decision], as_of: datetime) -> None:
+        return None  # progress starts with the plan
 
     def planned(self, plan: Plan) -> None:
         self.total = len(plan.actions)

@@ -74,7 +74,7 @@ def alert_message(alert: Alert, sender: str, to: list[str], prefix: str) -> Emai
     what it closes: ``INFO closed: feed.unhealthy workers``."""
     state = str(alert.fields.get("alert_state", "event"))
     label = {"open": "", "event": ""}.get(state, f" {state}")
-    what = alert.kind
+    what: str = alert.kind
     if state == "closed" and alert.fields.get("closes"):
         what = str(alert.fields["closes"])
     elif state == "digest" and alert.fields.get("digest_of"):

@@ -51,34 +51,37 @@ from typing import Any, Protocol
 
 import structlog
 
+from connector.alerts.kinds import AlertKind
 from connector.alerts.port import Alert, AlertSink, LogAlertSink, Severity
 from connector.audit import AuditError, AuditLog
 from connector.settings import ConfigError, Settings
 from connector.state import AlertRow, Store
 from connector.timefmt import when
 
+K = AlertKind
+#: kinds a full run raises again while their cause lasts: closed when it no longer does
 SWEPT = frozenset(
     {
-        "deadline.warning",
-        "operation.held",
-        "operation.failed",
-        "feed.unhealthy",
-        "object.quarantined",
-        "guard.tripped",
-        "requester.separated",
+        K.DEADLINE_WARNING,
+        K.OPERATION_HELD,
+        K.OPERATION_FAILED,
+        K.FEED_UNHEALTHY,
+        K.OBJECT_QUARANTINED,
+        K.GUARD_TRIPPED,
+        K.REQUESTER_SEPARATED,
     }
 )
-STATEFUL = SWEPT | {"breach.open", "run.failed", "run.refused", "audit.altered"}
+STATEFUL = SWEPT | {K.BREACH_OPEN, K.RUN_FAILED, K.RUN_REFUSED, K.AUDIT_ALTERED}
 CLOSERS: dict[str, tuple[str, ...]] = {
-    "breach.closed": ("breach.open", "deadline.warning"),
-    "run.succeeded": ("run.failed", "run.refused"),
-    "audit.verified": ("audit.altered",),
+    K.BREACH_CLOSED: (K.BREACH_OPEN, K.DEADLINE_WARNING),
+    K.RUN_SUCCEEDED: (K.RUN_FAILED, K.RUN_REFUSED),
+    K.AUDIT_VERIFIED: (K.AUDIT_ALTERED,),
 }
-SUPERSEDES: dict[str, tuple[str, ...]] = {"breach.open": ("deadline.warning",)}
-AUDITED_ELSEWHERE = frozenset({"breach.open", "breach.closed"})  # `breach` audit records
+SUPERSEDES: dict[str, tuple[str, ...]] = {K.BREACH_OPEN: (K.DEADLINE_WARNING,)}
+AUDITED_ELSEWHERE = frozenset({K.BREACH_OPEN, K.BREACH_CLOSED})  # `breach` audit records
 _RANK = {Severity.INFO: 0, Severity.WARNING: 1, Severity.CRITICAL: 2}
 # the severity of what a closer closes when no open alert row was found (breach.closed)
-_CLOSES_SEVERITY = {"breach.open": Severity.CRITICAL.value}
+_CLOSES_SEVERITY = {K.BREACH_OPEN.value: Severity.CRITICAL.value}
 
 
 class Deliverer(Protocol):
@@ -102,61 +105,6 @@ class _LogDeliverer:
 
     def wants(self, alert: Alert) -> bool:
         return True
-
-
-# -- alerts the daemon raises (helpers, so that kinds and keys stay consistent) -----------
-
-
-def run_failed(job: str, run_id: str, error: str) -> Alert:
-    return Alert(
-        "run.failed",
-        Severity.CRITICAL,
-        f"run:{job}",
-        f"{job} run {run_id} failed: {error}",
-        {"job": job, "run_id": run_id, "error": error},
-    )
-
-
-def run_refused(job: str, run_id: str, reason: str) -> Alert:
-    return Alert(
-        "run.refused",
-        Severity.CRITICAL,
-        f"run:{job}",
-        f"{job} run {run_id} refused to start: {reason}",
-        {"job": job, "run_id": run_id, "reason": reason},
-    )
-
-
-def run_succeeded(job: str, run_id: str) -> Alert:
-    return Alert(
-        "run.succeeded",
-        Severity.INFO,
-        f"run:{job}",
-        f"{job} runs again (run {run_id})",
-        {"job": job, "run_id": run_id},
-    )
-
-
-def audit_altered(problems: Iterable[str], path: str = "audit") -> Alert:
-    found = list(problems)
-    return Alert(
-        "audit.altered",
-        Severity.CRITICAL,
-        path,
-        f"the audit trail does not verify: {found[0] if found else 'altered'}"
-        + (f" (+{len(found) - 1} more)" if len(found) > 1 else ""),
-        {"problems": found[:20]},
-    )
-
-
-def audit_verified(records: int, path: str = "audit") -> Alert:
-    return Alert(
-        "audit.verified",
-        Severity.INFO,
-        path,
-        f"the audit trail verifies again ({records} records)",
-        {"records": records},
-    )
 
 
 class AlertManager:
@@ -244,7 +192,7 @@ class AlertManager:
                 by_kind = Counter(r.kind for r in due)
                 worst = max((Severity(r.severity) for r in due), key=_RANK.__getitem__)
                 digest = Alert(
-                    "alert.digest",
+                    AlertKind.ALERT_DIGEST,
                     worst,
                     "reminder",
                     f"reminder: {len(due)} alerts are still open: "
@@ -339,7 +287,7 @@ class AlertManager:
                 else {}
             )
             digest = Alert(
-                "alert.digest",
+                AlertKind.ALERT_DIGEST,
                 worst,
                 f"{kind}:{self._run_id or 'window'}",
                 f"{len(held)} more {kind} alerts"
@@ -373,7 +321,7 @@ class AlertManager:
             if r.kind not in AUDITED_ELSEWHERE
         ]
         self._audit(audit)
-        if not closed and closer.kind != "breach.closed":
+        if not closed and closer.kind != AlertKind.BREACH_CLOSED:
             return
         # the close names what it closes and goes to whoever got the open
         worst = max(closed, key=lambda r: _RANK[Severity(r.severity)], default=None)
@@ -394,7 +342,7 @@ class AlertManager:
             self._audit([("alert", self._record(row, "closed", resolution))])
             self._emit(
                 Alert(
-                    "alert.closed",
+                    AlertKind.ALERT_CLOSED,
                     Severity.INFO,
                     row.key,
                     f"resolved: {row.summary}",
@@ -467,7 +415,7 @@ class AlertManager:
             since = when(row.opened_at, self.tz)
             fields["opened_at"] = since
             summary = f"reminder {reminder}: {summary} (open since {since})"
-        return Alert(row.kind, Severity(row.severity), row.key, summary, fields)
+        return Alert(AlertKind(row.kind), Severity(row.severity), row.key, summary, fields)
 
 
 def _with_state(alert: Alert, state: str, extra: dict[str, Any] | None = None) -> Alert:

@@ -5,9 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import structlog
+
+if TYPE_CHECKING:
+    from connector.alerts.kinds import AlertKind
 
 
 class Severity(StrEnum):
@@ -20,13 +23,13 @@ class Severity(StrEnum):
 class Alert:
     """Something a person must know about.
 
-    ``kind`` is a stable event name (``breach.open``, ``deadline.warning``,
-    ``operation.held``, ...); ``key`` names the thing it is about (an account id, a feed,
+    ``kind`` is a stable event name (``connector.alerts.kinds.AlertKind``: build alerts
+    with that module's constructors); ``key`` names the thing it is about (an account id, a feed,
     a run) so that repeats of the same alert can be recognised; ``fields`` are ids and
     dates only (no names, no emails, no secrets).
     """
 
-    kind: str
+    kind: AlertKind
     severity: Severity
     key: str
     summary: str

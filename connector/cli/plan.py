@@ -48,7 +48,7 @@ def plan_command(rt: Runtime, args: argparse.Namespace, out: TextIO, run_id: str
 def apply_command(rt: Runtime, args: argparse.Namespace, out: TextIO, run_id: str) -> int:
     """Plan now (or take a reviewed plan) and carry it out, journaled and audited."""
     from connector import runs
-    from connector.alerts.manager import audit_altered
+    from connector.alerts.kinds import audit_altered
     from connector.audit import AuditIntegrityError, AuditWriteError
     from connector.reconcile import PlanFormatError, plan_from_json
     from connector.reconcile.render import render_plan

@@ -2,10 +2,11 @@
 
 Jobs (each ``max_instances=1``, misfires coalesced, intervals from ``[daemon]``):
 
-- ``reconcile``: a full ``run_apply`` on an interval or a cron expression;
+- ``reconcile``: a full run (``connector.runs.Run`` of an ``IncrementalCycle``) on an
+  interval or a cron expression;
 - ``watch``: polls the access-ending feeds (size/mtime/hash); a settled change since what
   the last run evaluated (its baseline) runs a targeted disable of the people who lost
-  access (``run_targeted``, no full scan);
+  access (a run of ``TargetedPeople``, no full scan);
 - ``timed``: one date job at the next instant where access ends without a feed change
   (``connector.policy.instants``), re-planned after every run from that run's
   evaluation (the feeds are read again only if they changed since);
@@ -43,7 +44,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import FrameType
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import structlog
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -53,17 +54,28 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from connector.alerts import Alert, AlertSink, LogAlertSink, Severity
+from connector.alerts import AlertSink, LogAlertSink, kinds
 from connector.app import Runtime
-from connector.daemon.notify import SystemdNotifier as Notifier
+from connector.daemon.notify import SystemdNotifier
 from connector.daemon.watch import FeedWatcher
 from connector.errors import MisyncError
 from connector.feeds import load_feed_layout
 from connector.model.feeds import FeedName
-from connector.model.plan import Plan
 from connector.policy.instants import DueChange, next_instants
-from connector.runs.cycle import CyclePlanner as Reconciler
-from connector.runs.planning import Evaluation, RejectionLog
+from connector.report.service import write_run_report
+from connector.runs import (
+    ApplyResult,
+    Evaluation,
+    IncrementalCycle,
+    PlanSource,
+    RejectionLog,
+    Run,
+    RunObserver,
+    TargetedPeople,
+    evaluate,
+    still_current,
+)
+from connector.runs.cycle import CyclePlanner
 from connector.settings import ConfigError, DaemonSettings, Settings
 
 #: feeds whose change can take access away (training and NDA rows only grant)
@@ -96,10 +108,12 @@ class Backoff:
         self.failures = 0
 
 
+@runtime_checkable
 class Reminder(Protocol):
-    """An alert sink that also re-sends reminders for what is still open."""
+    """An alert sink that also re-sends reminders for what is still open (the alert
+    manager)."""
 
-    def remind(self, now: datetime) -> None: ...
+    def remind(self, now: datetime) -> object: ...
 
 
 def check_schedule(d: DaemonSettings, tz: Any) -> None:
@@ -143,22 +157,22 @@ class Daemon:
         config_path: Path | None,
         load: Callable[[Path | None], Runtime],
         alerts: AlertSink | None = None,
-        notifier: Notifier | None = None,
+        notifier: SystemdNotifier | None = None,
         alerts_for: Callable[[Runtime], AbstractContextManager[AlertSink]] | None = None,
-        observer_for: Callable[[Runtime], AbstractContextManager[Any]] | None = None,
+        observer_for: Callable[[Runtime], AbstractContextManager[RunObserver | None]] | None = None,
     ) -> None:
         check_schedule(rt.settings.daemon, rt.settings.policy.tz)
         self.rt = rt
         self._config_path = config_path
         self._load = load
         self.alerts: AlertSink = alerts or LogAlertSink()
-        self.observer: Any = None  # a RunObserver (3.k notifications) or None
+        self.observer: RunObserver | None = None  # 3.k notifications
         # the alert manager and the notifier of the current configuration, built from it
         # (their connections are closed when it is replaced or the daemon stops)
         self._alerts_for = alerts_for
         self._observer_for = observer_for
         self._resources = ExitStack()
-        self.notifier = notifier or Notifier()
+        self.notifier = notifier or SystemdNotifier()
         self._stop = threading.Event()
         self._reload = threading.Event()
         self._run_lock = threading.Lock()  # runs never overlap inside this process
@@ -221,7 +235,7 @@ class Daemon:
         self.notifier.close()
         return 0
 
-    def _open_resources(self, rt: Runtime) -> tuple[AlertSink, Any, ExitStack]:
+    def _open_resources(self, rt: Runtime) -> tuple[AlertSink, RunObserver | None, ExitStack]:
         stack = ExitStack()
         try:
             alerts = (
@@ -266,15 +280,7 @@ class Daemon:
                 self._log.error("config.reload_refused", error=str(exc))
             else:  # a bug: the traceback too
                 self._log.exception("config.reload_refused", error=repr(exc))
-            self.alerts.send(
-                Alert(
-                    "config.reload_refused",
-                    Severity.CRITICAL,
-                    str(self._config_path),
-                    f"the new configuration was refused, the old one is kept: {exc}",
-                    {"config": str(self._config_path)},
-                )
-            )
+            self.alerts.send(kinds.config_reload_refused(str(self._config_path), str(exc)))
             self.notifier.ready(f"reload refused, old configuration kept; {self._status.line()}")
             return False
         old = self.rt.settings
@@ -293,9 +299,9 @@ class Daemon:
         self.notifier.ready(f"configuration reloaded; {self._status.line()}")
         return True
 
-    def _make_reconciler(self, rt: Runtime) -> Reconciler:
+    def _make_reconciler(self, rt: Runtime) -> CyclePlanner:
         every = timedelta(seconds=rt.settings.daemon.full_scan_interval_seconds)
-        return Reconciler(rt, full_every=every, rejections=self._rejections)
+        return CyclePlanner(rt, full_every=every, rejections=self._rejections)
 
     def _evaluated(self, ev: Evaluation) -> None:
         """A run evaluated the feeds: keep the evaluation (the timed job is planned from
@@ -383,8 +389,6 @@ class Daemon:
             return
         rt = self.rt
         try:
-            from connector.runs import evaluate, still_current
-
             now = rt.clock()
             ev = self._last_ev
             if ev is None or not still_current(rt, ev, now):
@@ -419,34 +423,14 @@ class Daemon:
     # -- jobs ---------------------------------------------------------------------------
 
     def _job_reconcile(self) -> None:
-        from connector.runs import run_apply
-        from connector.state import Store
-
         if self._stop.is_set():
             return
         with self._run_lock:
             # a feed change seen before this run is covered by it; one seen during it
             # sets the flag again and the next poll runs the fast path
             self._fast_pending = False
-            rec = self._reconciler
-
-            def planner(store: Store) -> tuple[Plan, Evaluation, int | None]:
-                # full scan or only what changed since the last read (Reconciler)
-                r = rec.cycle(store)
-                self._evaluated(r.evaluation)
-                return r.plan, r.evaluation, rec.enabled_accounts
-
-            ok, result = self._guarded(
-                "reconcile",
-                lambda rt, run_id: run_apply(
-                    rt,
-                    run_id=run_id,
-                    alerts=self.alerts,
-                    observer=self.observer,
-                    should_stop=self.stopping,
-                    planner=planner,
-                ),
-            )
+            # full scan or only what changed since the last read (CyclePlanner)
+            ok, result = self._run("reconcile", IncrementalCycle(self._reconciler))
             if ok:
                 # it planned every disable the fast path and the timed job would have:
                 # what they failed to do is done or planned again, their alerts close
@@ -458,7 +442,7 @@ class Daemon:
                 self._retry_later("fastpath", self._job_fastpath_retry)
         self._plan_timed()
 
-    def _covered_by_reconcile(self, result: Any) -> None:
+    def _covered_by_reconcile(self, result: ApplyResult | None) -> None:
         """A successful reconcile: the fast path and timed retries are no longer needed
         (unless the reconcile itself left disables undone) and their run alerts close
         (a reconcile that ran proves the directory answers and the feeds read)."""
@@ -470,19 +454,11 @@ class Daemon:
         if result is not None and result.report.stopped:
             return  # stopped early (circuit breaker, deadline): it covered nothing else
         self._timed_people.clear()
-        run_id = getattr(result, "run_id", "")
+        run_id = result.run_id if result is not None else ""
         for job in ("fastpath", "timed"):
             self._backoff[job].reset()
-            self.alerts.send(  # closes their run.failed / run.refused (nothing else)
-                Alert(
-                    "run.succeeded",
-                    Severity.INFO,
-                    f"run:{job}",
-                    f"reconcile run {run_id} succeeded: the directory answers and the "
-                    f"feeds read, and it planned every disable the {job} run would have",
-                    {"job": job, "run_id": run_id, "covered_by": "reconcile"},
-                )
-            )
+            # closes their run.failed / run.refused (nothing else)
+            self.alerts.send(kinds.run_succeeded(job, run_id, covered_by="reconcile"))
         self._drop_job("retry-timed")
         if not (undone or self._fast_pending):
             self._drop_job("retry-fastpath")
@@ -524,24 +500,11 @@ class Daemon:
     def _fastpath(self) -> None:
         """One fast-path run (run lock held); on failure, or with disables left undone,
         it is tried again with backoff (``_job_fastpath_retry``)."""
-        from connector.runs.targeted import run_targeted
-
         self._fast_pending = False
         again = frozenset(self._fast_people)
-        ok, result = self._guarded(
+        ok, result = self._run(
             "fastpath",
-            lambda rt, run_id: run_targeted(
-                rt,
-                None,
-                also=again,
-                kind="fastpath",
-                run_id=run_id,
-                alerts=self.alerts,
-                observer=self.observer,
-                should_stop=self.stopping,
-                rejections=self._rejections,
-                evaluated=self._evaluated,
-            ),
+            TargetedPeople(None, kind="fastpath", also=again, rejections=self._rejections),
         )
         if ok:
             undone = _undone_disables(result)
@@ -555,26 +518,13 @@ class Daemon:
         self._retry_later("fastpath", self._job_fastpath_retry)
 
     def _job_timed(self, due: DueChange) -> None:
-        from connector.runs.targeted import run_targeted
-
         if self._stop.is_set():
             return
         self._log.info("timed.due", at=due.at.isoformat(), why=list(due.why)[:20])
         with self._run_lock:
             people = frozenset(due.people | self._timed_people)
-            ok, result = self._guarded(
-                "timed",
-                lambda rt, run_id: run_targeted(
-                    rt,
-                    people,
-                    kind="timed",
-                    run_id=run_id,
-                    alerts=self.alerts,
-                    observer=self.observer,
-                    should_stop=self.stopping,
-                    rejections=self._rejections,
-                    evaluated=self._evaluated,
-                ),
+            ok, result = self._run(
+                "timed", TargetedPeople(people, kind="timed", rejections=self._rejections)
             )
             undone = _undone_disables(result) if ok else set(people)
             self._timed_people = set(undone)
@@ -606,10 +556,9 @@ class Daemon:
         self._log.info("retry.scheduled", job=job, seconds=delay, at=at.isoformat())
 
     def _job_monitor(self) -> None:
-        remind = getattr(self.alerts, "remind", None)
         now = self.rt.clock()
-        if callable(remind):
-            remind(now)
+        if isinstance(self.alerts, Reminder):
+            self.alerts.remind(now)
         with self.rt.store() as store:
             open_breaches = store.open_breaches()
         oldest = min((b.deadline for b in open_breaches.values()), default=None)
@@ -626,29 +575,32 @@ class Daemon:
                 checked = trail.verify()
         except Exception as exc:
             problem = f"audit trail could not be verified: {exc}"
+            problems = [problem]
         else:
             if checked.ok:
                 self._log.info("audit.verified", records=checked.records, head_seq=checked.head_seq)
-                self.alerts.send(  # closes an open audit.altered (the manager dedups)
-                    Alert(
-                        "audit.verified",
-                        Severity.INFO,
-                        "audit",
-                        f"the audit trail verifies ({checked.records} records)",
-                        {"records": checked.records},
-                    )
-                )
+                # closes an open audit.altered (the manager dedups)
+                self.alerts.send(kinds.audit_verified(checked.records))
                 return
-            problem = "; ".join(checked.problems[:5])
+            problems = list(checked.problems)
+            problem = "; ".join(problems[:5])
         self._log.error("audit.altered", problems=problem)
-        self.alerts.send(
-            Alert(
-                "audit.altered",
-                Severity.CRITICAL,
-                "audit",
-                f"the audit trail does not verify: {problem}",
-                {},
-            )
+        self.alerts.send(kinds.audit_altered(problems))
+
+    def _run(self, job: str, source: PlanSource) -> tuple[bool, ApplyResult | None]:
+        """One run of ``source`` for ``job`` (``_guarded``), with the daemon's alert
+        manager, observer and stop flag; the run's evaluation is kept (``_evaluated``)."""
+        return self._guarded(
+            job,
+            lambda rt, run_id: Run(
+                rt,
+                source,
+                run_id=run_id,
+                alerts=self.alerts,
+                observer=self.observer,
+                should_stop=self.stopping,
+                evaluated=self._evaluated,
+            ).execute(),
         )
 
     def _guarded(self, job: str, body: Callable[[Runtime, str], Any]) -> tuple[bool, Any]:
@@ -671,53 +623,19 @@ class Daemon:
             self._status.last[job] = "skipped (state busy)"
         except AuditIntegrityError as exc:
             self._log.error("run.refused", job=job, error=str(exc))
-            self.alerts.send(
-                Alert(
-                    "run.refused",
-                    Severity.CRITICAL,
-                    f"run:{job}",
-                    f"{job} run {run_id} refused to start: {exc}",
-                    {"job": job, "run_id": run_id, "reason": str(exc)},
-                )
-            )
+            self.alerts.send(kinds.run_refused(job, run_id, str(exc)))
             self._status.last[job] = "refused (audit trail)"
         except MisyncError as exc:  # an operating condition (directory, state, feeds...)
-            self._log.error(
-                "run.failed", job=job, error=str(exc), temporary=exc.temporary
-            )
-            self.alerts.send(
-                Alert(
-                    "run.failed",
-                    Severity.CRITICAL,
-                    f"run:{job}",
-                    f"{job} run {run_id} failed: {exc}",
-                    {"job": job, "run_id": run_id, "error": str(exc)},
-                )
-            )
+            self._log.error("run.failed", job=job, error=str(exc), temporary=exc.temporary)
+            self.alerts.send(kinds.run_failed(job, run_id, str(exc)))
             self._status.last[job] = f"failed ({type(exc).__name__})"
         except Exception as exc:
             self._log.exception("run.crashed", job=job)
-            self.alerts.send(
-                Alert(
-                    "run.failed",
-                    Severity.CRITICAL,
-                    f"run:{job}",
-                    f"{job} run {run_id} failed (a bug): {exc!r}",
-                    {"job": job, "run_id": run_id, "error": repr(exc)},
-                )
-            )
+            self.alerts.send(kinds.run_failed(job, run_id, repr(exc), bug=True))
             self._status.last[job] = "crashed"
         else:
             ok = True
-            self.alerts.send(
-                Alert(
-                    "run.succeeded",
-                    Severity.INFO,
-                    f"run:{job}",
-                    f"{job} runs again (run {run_id})",
-                    {"job": job, "run_id": run_id},
-                )
-            )
+            self.alerts.send(kinds.run_succeeded(job, run_id))
             if result is not None:
                 self._write_report(rt, run_id)
                 counts = ", ".join(f"{k} {v}" for k, v in sorted(result.report.counts.items()))
@@ -737,8 +655,6 @@ class Daemon:
     def _write_report(self, rt: Runtime, run_id: str) -> None:
         """Keep the run's HTML report in ``state.dir/reports`` (``[report] keep_runs``),
         rendered from the audit trail; a report that cannot be written never fails a run."""
-        from connector.report.service import write_run_report
-
         try:
             path = write_run_report(rt, run_id)
         except Exception as exc:

@@ -45,7 +45,8 @@ from typing import Any, Protocol
 
 import structlog
 
-from connector.model.plan import Action, Op, Plan
+from connector.model.plan import Action, FailureCode, Op, OutcomeStatus, Plan
+from connector.reconcile.serialize import change_to_dict
 from connector.state.rows import JournalClose
 from connector.targets.base import (
     PermanentTargetError,
@@ -58,7 +59,7 @@ from connector.targets.base import (
 )
 
 PHASES = (Op.DISABLE, Op.UPDATE, Op.ENABLE, Op.CREATE)
-NOT_ATTEMPTED = "not_attempted"
+NOT_ATTEMPTED = OutcomeStatus.NOT_ATTEMPTED
 
 
 class Journal(Protocol):
@@ -83,12 +84,12 @@ class ActionOutcome:
     shows it)."""
 
     action: Action
-    status: str  # "ok" | "failed" | "not_attempted"
+    status: OutcomeStatus
     account_id: str | None
     attempts: int
     detail: str = ""
     temporary: bool = False  # failed only because retries ran out (or the run stopped)
-    code: str = ""  # why, for failures: not_effective | stopped | not_attempted | internal
+    code: str = ""  # why, for failures: a FailureCode
 
 
 # Audits a batch of (journal entry id, outcome); returns the audit seq of each, in order.
@@ -103,7 +104,7 @@ class ApplyReport:
 
     @property
     def failed(self) -> tuple[ActionOutcome, ...]:
-        return tuple(o for o in self.outcomes if o.status != "ok")
+        return tuple(o for o in self.outcomes if o.status != OutcomeStatus.OK)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -121,10 +122,7 @@ def action_payload(action: Action, plan_checksum: str) -> dict[str, Any]:
         "op": action.op.value,
         "logon_id": action.logon_id,
         "before": action.before,
-        "changes": [
-            {"kind": c.kind.value, "name": c.name, "old": list(c.old), "new": list(c.new)}
-            for c in action.changes
-        ],
+        "changes": [change_to_dict(c) for c in action.changes],
         "reasons": [{"code": r.code, "clause": r.clause} for r in action.reasons],
     }
 
@@ -229,11 +227,11 @@ class Executor:
                             except Exception as exc:  # a bug, not a target error: journal it
                                 outcome = ActionOutcome(
                                     action,
-                                    "failed",
+                                    OutcomeStatus.FAILED,
                                     action.account_id,
                                     0,
                                     f"internal: {exc!r}",
-                                    code="internal",
+                                    code=FailureCode.INTERNAL,
                                 )
                             add(i, entry, outcome)
                     due = bool(pending) and (
@@ -306,7 +304,7 @@ class Executor:
         out: list[tuple[int, Action, int]] = []
         for (i, action), entry in zip(take, entries, strict=True):
             if i in refused:  # failed before touching the target
-                add(i, entry, ActionOutcome(action, "failed", None, 0, refused[i]))
+                add(i, entry, ActionOutcome(action, OutcomeStatus.FAILED, None, 0, refused[i]))
             else:
                 out.append((i, action, entry))
         return out
@@ -327,7 +325,13 @@ class Executor:
                 i,
                 entry,
                 ActionOutcome(
-                    action, NOT_ATTEMPTED, action.account_id, 0, detail, True, NOT_ATTEMPTED
+                    action,
+                    NOT_ATTEMPTED,
+                    action.account_id,
+                    0,
+                    detail,
+                    True,
+                    FailureCode.NOT_ATTEMPTED,
                 ),
             )
         if self._audit_error is not None:
@@ -347,7 +351,13 @@ class Executor:
                     i,
                     entry,
                     ActionOutcome(
-                        action, NOT_ATTEMPTED, action.account_id, 0, detail, True, NOT_ATTEMPTED
+                        action,
+                        NOT_ATTEMPTED,
+                        action.account_id,
+                        0,
+                        detail,
+                        True,
+                        FailureCode.NOT_ATTEMPTED,
                     ),
                 )
 
@@ -381,8 +391,8 @@ class Executor:
                     entry,
                     seq,
                     o.action.key,
-                    None if o.status == "ok" else o.detail,
-                    count_failure=o.code not in (NOT_ATTEMPTED, "stopped"),
+                    None if o.status is OutcomeStatus.OK else o.detail,
+                    count_failure=o.code not in (FailureCode.NOT_ATTEMPTED, FailureCode.STOPPED),
                     op=o.action.op.value,
                 )
                 for (_, entry, o), seq in zip(batch, seqs, strict=True)
@@ -401,7 +411,7 @@ class Executor:
             attempts=outcome.attempts,
             reasons=[r.code for r in outcome.action.reasons],
         )
-        if outcome.status == "ok":
+        if outcome.status is OutcomeStatus.OK:
             log.info("operation.ok")
         elif outcome.status == NOT_ATTEMPTED:
             log.warning("operation.not_attempted", detail=outcome.detail)
@@ -464,15 +474,22 @@ class Executor:
                 target = self._target()
                 account_id = self._do(target, action, account_id, retry=attempt > 1)
                 self._answered()
-                return ActionOutcome(action, "ok", account_id, attempt)
+                return ActionOutcome(action, OutcomeStatus.OK, account_id, attempt)
             except TargetNotEffectiveError as exc:
                 self._answered()
                 return ActionOutcome(
-                    action, "failed", account_id, attempt, _describe(exc), code="not_effective"
+                    action,
+                    OutcomeStatus.FAILED,
+                    account_id,
+                    attempt,
+                    _describe(exc),
+                    code=FailureCode.NOT_EFFECTIVE,
                 )
             except PermanentTargetError as exc:
                 self._answered()
-                return ActionOutcome(action, "failed", account_id, attempt, _describe(exc))
+                return ActionOutcome(
+                    action, OutcomeStatus.FAILED, account_id, attempt, _describe(exc)
+                )
             except (TemporaryTargetError, TargetUnavailableError) as exc:
                 last = _describe(exc)
                 if isinstance(exc, TargetUnavailableError | TargetNotRespondingError):
@@ -486,12 +503,12 @@ class Executor:
                 if self._stopped():
                     return ActionOutcome(
                         action,
-                        "failed",
+                        OutcomeStatus.FAILED,
                         account_id,
                         attempt,
                         f"{last}; not retried: {self._stop_reason}",
                         temporary=True,
-                        code="stopped",
+                        code=FailureCode.STOPPED,
                     )
                 retry_after = getattr(exc, "retry_after", None)
                 delay = self._delay(attempt, retry_after)
@@ -499,8 +516,12 @@ class Executor:
                     delay = min(delay, max(0.0, self._deadline - self._clock()))
                 self._sleep(delay)
             except TargetError as exc:
-                return ActionOutcome(action, "failed", account_id, attempt, _describe(exc))
-        return ActionOutcome(action, "failed", account_id, self._max_attempts, last, temporary=True)
+                return ActionOutcome(
+                    action, OutcomeStatus.FAILED, account_id, attempt, _describe(exc)
+                )
+        return ActionOutcome(
+            action, OutcomeStatus.FAILED, account_id, self._max_attempts, last, temporary=True
+        )
 
     def _delay(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:

@@ -18,6 +18,25 @@ class Op(StrEnum):
     ENABLE = "enable"
 
 
+class OutcomeStatus(StrEnum):
+    """What became of one planned action (the executor's ``Outcome.status``; the
+    ``outcome`` of its ``operation`` audit record and the journal entry)."""
+
+    OK = "ok"
+    FAILED = "failed"
+    NOT_ATTEMPTED = "not_attempted"  # the run stopped before it (breaker, deadline, SIGTERM)
+    INTERRUPTED = "interrupted"  # a crashed run left it open (written by recovery only)
+
+
+class FailureCode(StrEnum):
+    """Why an action did not end ``ok`` (the executor's ``Outcome.code``)."""
+
+    NOT_EFFECTIVE = "not_effective"  # the target said yes, the read-back says no
+    STOPPED = "stopped"  # the run stopped while it was being tried
+    NOT_ATTEMPTED = "not_attempted"
+    INTERNAL = "internal"  # a bug in misync
+
+
 @dataclass(frozen=True, slots=True)
 class Action:
     op: Op
@@ -38,15 +57,33 @@ class Action:
         return self.account_id or f"person:{self.person_id}"
 
 
+class HeldCode(StrEnum):
+    """Why the planner held an action back (``HeldAction.code``; the first part of a held
+    key ``code:object`` and the key of its ``operation.held`` alert). The values are
+    stored (state, audit records, plan files): never rename one."""
+
+    FEED_UNHEALTHY = "feed_unhealthy"  # a feed it relies on is unusable
+    REJECTED_ROW = "rejected_row"  # a rejected feed row may be about this person
+    QUARANTINED = "quarantined"  # the object failed repeatedly
+    AMBIGUOUS_CORRELATION = "ambiguous_correlation"  # more than one account for a person
+    DISABLED_OUTSIDE_MISYNC = "disabled_outside_misync"  # an enable of a lock misync did not make
+    ORPHAN_REPORT_ONLY = "orphan_report_only"  # ``target.orphans = "report"``
+    MASS_DISABLE_GUARD = "mass_disable_guard"  # too many unexplained disables at once
+
+
 #: Held codes an operator may accept (leave the object as it is: the hold no longer makes
 #: runs incomplete nor alerts). A hold that guards against a breach of Policy 1021 (an
 #: unusable feed, a rejected row that may end access, the mass-disable guard, an
 #: ambiguous correlation) is lifted by fixing its cause, never by a decision.
-ACCEPTABLE = frozenset({"disabled_outside_misync", "quarantined", "orphan_report_only"})
+ACCEPTABLE = frozenset(
+    {HeldCode.DISABLED_OUTSIDE_MISYNC, HeldCode.QUARANTINED, HeldCode.ORPHAN_REPORT_ONLY}
+)
 #: Held codes an operator may approve (carry the held action out once, at the next run,
 #: if that run plans the very same action: an enable of an entitled person, a retry of
 #: a quarantined object, the disable of an orphan). Nothing else is ever approved.
-APPROVABLE = frozenset({"disabled_outside_misync", "quarantined", "orphan_report_only"})
+APPROVABLE = frozenset(
+    {HeldCode.DISABLED_OUTSIDE_MISYNC, HeldCode.QUARANTINED, HeldCode.ORPHAN_REPORT_ONLY}
+)
 PAST = {"accept": "accepted", "approve": "approved"}  # for messages
 
 
@@ -67,9 +104,13 @@ class HeldAction:
     """An action the plan will not carry out, and why (feed guard, mass-disable guard)."""
 
     action: Action
-    code: str  # feed_unhealthy | mass_disable_guard | quarantined | disabled_outside_misync...
+    code: str  # a HeldCode (a string that is not one raises ValueError here)
     message: str
     decision: HeldDecision | None = None  # set on an accepted hold (``Plan.accepted``)
+
+    def __post_init__(self) -> None:
+        # a misspelt code would silently escape ACCEPTABLE/APPROVABLE and alert dedup
+        object.__setattr__(self, "code", HeldCode(self.code))
 
     @property
     def key(self) -> str:

@@ -53,8 +53,21 @@ def reason_to_json(r: Reason) -> dict[str, Any]:
     return out
 
 
-def _change(c: Change) -> dict[str, Any]:
+def change_to_dict(c: Change) -> dict[str, Any]:
+    """The one serialisation of a ``Change`` (plan files, the journal, audit records)."""
     return {"kind": c.kind.value, "name": c.name, "old": list(c.old), "new": list(c.new)}
+
+
+def change_from_dict(c: Mapping[str, Any]) -> Change:
+    """A ``Change`` read back. Audit records written before 0.x (``operation`` records)
+    carry no ``kind``: a change named ``groups`` is the group membership, any other an
+    attribute (the only two kinds there are)."""
+    kind = c.get("kind") or (
+        ChangeKind.GROUPS.value if c.get("name") == "groups" else ChangeKind.ATTRIBUTE.value
+    )
+    return Change(
+        ChangeKind(kind), c.get("name", ""), tuple(c.get("old", ())), tuple(c.get("new", ()))
+    )
 
 
 def _desired(d: DesiredAccount) -> dict[str, Any]:
@@ -74,7 +87,7 @@ def _action(a: Action) -> dict[str, Any]:
         "person_id": a.person_id,
         "account_id": a.account_id,
         "logon_id": a.logon_id,
-        "changes": [_change(c) for c in a.changes],
+        "changes": [change_to_dict(c) for c in a.changes],
         "reasons": [reason_to_json(r) for r in a.reasons],
         "before": a.before,
         "drivers": sorted(a.drivers),
@@ -96,7 +109,7 @@ def held_digest(h: HeldAction) -> str:
         "op": a.op.value,
         "key": a.key.lower(),
         "before": a.before,
-        "changes": [_change(c) for c in a.changes],
+        "changes": [change_to_dict(c) for c in a.changes],
         "desired": _desired(a.desired) if a.desired is not None else None,
         "reasons": sorted(r.code for r in a.reasons),
     }
@@ -282,10 +295,7 @@ def _paction(d: dict[str, Any]) -> Action:
         person_id=d.get("person_id"),
         account_id=d.get("account_id"),
         logon_id=d.get("logon_id"),
-        changes=tuple(
-            Change(ChangeKind(c["kind"]), c["name"], tuple(c["old"]), tuple(c["new"]))
-            for c in d.get("changes", ())
-        ),
+        changes=tuple(change_from_dict(c) for c in d.get("changes", ())),
         reasons=tuple(_preason(r) for r in d.get("reasons", ())),
         before=d.get("before"),
         desired=_pdesired(d["desired"]) if d.get("desired") else None,

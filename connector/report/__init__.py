@@ -1,13 +1,12 @@
 """The operator's report: one self-contained HTML page for a plan or a run (pure)."""
 
+from connector.records import RunNotFoundError
 from connector.report.html import render_html
 from connector.report.model import (
     Areas,
     Outcome,
     Report,
-    RunNotFoundError,
     areas_of,
-    plan_audit_extras,
     report_from_audit,
     scope_to_wda,
 )
@@ -18,7 +17,6 @@ __all__ = [
     "Report",
     "RunNotFoundError",
     "areas_of",
-    "plan_audit_extras",
     "render_html",
     "report_from_audit",
     "scope_to_wda",

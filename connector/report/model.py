@@ -7,25 +7,15 @@ calls these; :mod:`connector.report.html` turns the result into a page.
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
-from typing import Any
 
-from connector.errors import MisyncError
-from connector.model.accounts import Change, ChangeKind
-from connector.model.decisions import Decision, Reason
-from connector.model.feeds import (
-    ORG_KEYED_FEEDS,
-    FeedHealth,
-    FeedName,
-    FeedSet,
-    FeedState,
-    Rejection,
-)
-from connector.model.plan import Action, Breach, HeldAction, Op, Plan
+from connector.model.decisions import Decision
+from connector.model.feeds import ORG_KEYED_FEEDS, FeedSet, Rejection
+from connector.model.plan import Plan
+from connector.records import read_run
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,51 +105,6 @@ def scope_to_wda(
 # --- a run, re-read from the audit trail ------------------------------------------
 
 
-def _reasons(items: Iterable[Mapping[str, Any]]) -> tuple[Reason, ...]:
-    return tuple(
-        Reason(code=r.get("code", ""), clause=r.get("clause", ""), message=r.get("message", ""))
-        for r in items
-    )
-
-
-def _action(d: Mapping[str, Any]) -> Action:
-    return Action(
-        op=Op(d["op"]),
-        person_id=d.get("person_id"),
-        account_id=d.get("account_id"),
-        logon_id=d.get("logon_id"),
-        changes=tuple(
-            Change(
-                ChangeKind.GROUPS if c.get("name") == "groups" else ChangeKind.ATTRIBUTE,
-                c.get("name", ""),
-                tuple(c.get("old", ())),
-                tuple(c.get("new", ())),
-            )
-            for c in d.get("changes", ())
-        ),
-        reasons=_reasons(d.get("reasons", ())),
-        before=None,
-        deadline=datetime.fromisoformat(d["deadline"]) if d.get("deadline") else None,
-    )
-
-
-def _feed(d: Mapping[str, Any]) -> FeedHealth:
-    return FeedHealth(
-        feed=FeedName(d["feed"]),
-        file=d.get("file", ""),
-        state=FeedState(d.get("state", "ok")),
-        rows=int(d.get("rows", 0)),
-        rejected=int(d.get("rejected", 0)),
-        detail=d.get("detail", ""),
-        modified_at=datetime.fromisoformat(d["modified_at"]) if d.get("modified_at") else None,
-        digest=d.get("digest", ""),
-    )
-
-
-class RunNotFoundError(MisyncError):
-    """No audit record carries this run id (exit 2)."""
-
-
 def report_from_audit(
     records: Iterable[tuple[str, str, str]],
     run_id: str,
@@ -167,114 +112,29 @@ def report_from_audit(
     tz: tzinfo,
     generated_at: datetime,
 ) -> Report:
-    """Re-render a run's report from its audit records ``(kind, at, data_json)``.
+    """Re-render a run's report from its audit records ``(kind, at, data_json)``
+    (read by ``connector.records.read_run``; ``RunNotFoundError`` for an unknown run).
 
     The audit trail holds what the run did: its plan's checksum, ``as_of``, summary,
     target and feed digests (and, from this version on, the held actions, deadlines,
     rejected rows and feed health), one ``operation`` record per action with its
     reasons, changes and outcome, and the ``breach`` and ``run`` records."""
-    plan_rec: dict[str, Any] | None = None
-    actions: list[Action] = []
-    outcomes: dict[str, Outcome] = {}
-    opened: list[Breach] = []
-    status: str | None = None
-    n = 0
-    for kind, _at, data in records:
-        n += 1
-        body = json.loads(data)
-        if kind == "plan":
-            plan_rec = body
-        elif kind == "operation" and body.get("outcome") != "interrupted":
-            a = _action(body)
-            actions.append(a)
-            outcomes[a.key] = Outcome(
-                "ok" if body.get("outcome") == "ok" else str(body.get("outcome")),
-                str(body.get("detail") or ""),
-                int(body.get("attempts") or 0),
-            )
-        elif kind == "breach" and body.get("state") == "open":
-            opened.append(
-                Breach(
-                    body.get("person_id"),
-                    body["account_id"],
-                    datetime.fromisoformat(body["deadline"]),
-                    "breach",
-                    tuple(Reason(c, "", "") for c in str(body.get("reasons", "")).split(",") if c),
-                )
-            )
-        elif kind == "run" and "status" in body and "interrupted_run" not in body:
-            status = str(body["status"])
-    if n == 0:
-        raise RunNotFoundError(f"run {run_id}: no audit record carries this run id")
-    if plan_rec is None:
-        raise RunNotFoundError(f"run {run_id}: the audit trail holds no plan record for it")
-    held = tuple(
-        HeldAction(_action(h["action"]), h["code"], h["message"]) for h in plan_rec.get("held", ())
-    )
-    for h in held:
+    run = read_run(records, run_id)
+    outcomes = {k: Outcome(o.status, o.detail, o.attempts) for k, o in run.outcomes.items()}
+    for h in run.plan.held:
         outcomes.setdefault(h.action.key, Outcome("held", h.message))
-    from connector.reconcile.serialize import held_from_dict
-
-    # held, left as they are by an operator's decision (``misync held``)
-    accepted = tuple(held_from_dict(h) for h in plan_rec.get("accepted", ()))
-    for h in accepted:
+    for h in run.plan.accepted:
         outcomes.setdefault(h.action.key, Outcome("accepted", h.message))
-    if "deadlines" in plan_rec:
-        breaches = tuple(
-            Breach(
-                b.get("person_id"),
-                b["account_id"],
-                datetime.fromisoformat(b["deadline"]),
-                b["severity"],
-                _reasons(b.get("reasons", ())),
-                b.get("logon_id"),
-            )
-            for b in plan_rec["deadlines"]
-        )
-    else:
-        breaches = tuple(opened)
     notes: list[str] = [f"re-rendered from the audit trail (run {run_id})"]
-    if "rejected" not in plan_rec:
+    if not run.complete:
         notes.append("this run's audit records predate rejected rows and held actions in the trail")
-    plan = Plan(
-        as_of=datetime.fromisoformat(plan_rec["as_of"]),
-        target=str(plan_rec.get("target", "")),
-        actions=tuple(actions),
-        held=held,
-        accepted=accepted,
-        breaches=breaches,
-        rejected=tuple(Rejection(**r) for r in plan_rec.get("rejected", ())),
-        feeds=tuple(_feed(f) for f in plan_rec.get("feed_health", ())),
-        decisions=dict(plan_rec.get("decisions", {})),
-        checksum=str(plan_rec.get("checksum", "")),
-    )
     return Report(
-        plan=plan,
+        plan=run.plan,
         tz=tz,
         generated_at=generated_at,
         title=f"misync run {run_id}",
         run_id=run_id,
-        run_status=status or "unfinished",
+        run_status=run.status or "unfinished",
         outcomes=outcomes,
         notes=tuple(notes),
     )
-
-
-def plan_audit_extras(plan: Plan) -> dict[str, Any]:
-    """What a run's ``plan`` audit record adds so that its report can be re-rendered:
-    held actions, deadlines (breaches and warnings), rejected rows, feed health and the
-    decision counts."""
-    from connector.reconcile.serialize import plan_to_dict
-
-    body = plan_to_dict(plan)
-    decided: dict[str, Any] = {
-        k: body[k] for k in ("accepted", "approved", "reopened") if k in body
-    }
-    return {
-        **decided,  # operators' decisions on held actions (``misync held``), when any
-        "held": body["held"],
-        "deadlines": [*body["breaches"], *body.get("warnings", [])],
-        "rejected": body["rejected"],
-        "feed_health": body["feeds"],
-        "decisions": body["decisions"],
-    }

@@ -19,6 +19,7 @@ from connector.model.feeds import FeedSet
 from connector.model.plan import Plan
 from connector.report.html import render_html
 from connector.report.model import Areas, Report, areas_of, report_from_audit, scope_to_wda
+from connector.runs import evaluate, make_plan
 
 if TYPE_CHECKING:
     from connector.app import Runtime
@@ -37,8 +38,6 @@ def plan_report(
 
     With ``wda``, only that Workforce Development Area's part (the feeds tell which
     people and organizations are in it)."""
-    from connector.runs import evaluate, make_plan
-
     with rt.store() as store:
         ev = evaluate(rt, store, as_of or (plan.as_of if plan else rt.clock()))
         if plan is None:
@@ -50,8 +49,6 @@ def plan_report(
 
 def run_report(rt: Runtime, run_id: str, *, wda: str | None = None) -> Report:
     """Re-render a run's report from the audit trail (``RunNotFoundError`` if unknown)."""
-    from connector.runs import evaluate
-
     with rt.audit() as trail:
         records = [(r.kind, r.at, r.data) for r in trail.run_records(run_id)]
     report = report_from_audit(records, run_id, tz=rt.rules.tz, generated_at=rt.clock())

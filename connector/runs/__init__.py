@@ -1,13 +1,16 @@
 """Runs: the orchestration of one plan or apply, shared by the CLI and the daemon.
 
 ``connector.app`` wires adapters from settings (a ``Runtime``); this package drives the
-core with them: evaluate the feeds, plan against a snapshot of the target, confirm a
-reviewed plan, apply it with journal and audit, open and close breaches, recover what a
-crashed run left open, and raise alerts through the ``connector.alerts`` port. Nothing
-here schedules anything; the daemon (connector.daemon) decides *when* to call it.
+core with them. A run is one ``Run`` (connector.runs.run) around a ``PlanSource``: a
+fresh plan, a reviewed plan, the daemon's incremental cycle (connector.runs.sources) or
+targeted people (connector.runs.targeted). The run does the rest, once: lock, audit
+check, recovery, records (connector.records), breaches, the executor, held actions,
+alerts (through the ``connector.alerts`` port). Nothing here schedules anything; the
+daemon (connector.daemon) decides *when* to run.
 """
 
-from connector.runs.apply import ApplyResult, Observers, RunObserver, decision_digest, run_apply
+from connector.records import decision_digest
+from connector.runs.apply import run_apply
 from connector.runs.planning import (
     DriftError,
     Evaluation,
@@ -18,19 +21,39 @@ from connector.runs.planning import (
     still_current,
 )
 from connector.runs.recovery import recover_interrupted
+from connector.runs.run import (
+    ApplyResult,
+    Observers,
+    Planned,
+    PlanSource,
+    Run,
+    RunContext,
+    RunObserver,
+)
+from connector.runs.sources import FreshPlan, IncrementalCycle, ReviewedPlan
+from connector.runs.targeted import TargetedPeople, run_targeted
 
 __all__ = [
     "ApplyResult",
     "DriftError",
     "Evaluation",
+    "FreshPlan",
+    "IncrementalCycle",
     "Observers",
+    "PlanSource",
+    "Planned",
     "RejectionLog",
+    "ReviewedPlan",
+    "Run",
+    "RunContext",
     "RunObserver",
+    "TargetedPeople",
     "confirm_plan",
     "decision_digest",
     "evaluate",
     "make_plan",
     "recover_interrupted",
     "run_apply",
+    "run_targeted",
     "still_current",
 ]

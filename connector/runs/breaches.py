@@ -6,10 +6,10 @@ from __future__ import annotations
 from datetime import datetime, tzinfo
 from typing import Any
 
-from connector.alerts import Alert, AlertSink, Severity
+from connector.alerts import AlertSink, kinds
 from connector.audit import AuditLog
 from connector.executor import ApplyReport
-from connector.model.plan import Breach, Op, Plan
+from connector.model.plan import Breach, Op, OutcomeStatus, Plan
 from connector.state import Store
 from connector.timefmt import when
 
@@ -44,16 +44,7 @@ def open_breaches(
             audit.append("breach", {**fields, "state": "open"}, run_id=run_id)
         log.error("breach.open", **fields)
         if alerts is not None:
-            alerts.send(
-                Alert(
-                    "breach.open",
-                    Severity.CRITICAL,
-                    b.account_id,
-                    f"{b.account_id} is still enabled past its deadline "
-                    f"{when(b.deadline, tz)} ({codes})",
-                    fields,
-                )
-            )
+            alerts.send(kinds.breach_open(b.account_id, when(b.deadline, tz), codes, fields))
 
 
 def close_breaches(
@@ -74,7 +65,9 @@ def close_breaches(
     ``scope``: a targeted run saw only these accounts, so only their breaches can be
     judged (None: the run read the whole directory)."""
     disabled = {
-        o.account_id for o in report.outcomes if o.status == "ok" and o.action.op is Op.DISABLE
+        o.account_id
+        for o in report.outcomes
+        if o.status is OutcomeStatus.OK and o.action.op is Op.DISABLE
     }
     still = {b.account_id for b in plan.breaches if b.severity == "breach"} - disabled
     for account_id, row in store.open_breaches().items():
@@ -95,7 +88,7 @@ def close_breaches(
         audit.append("breach", fields, run_id=run_id)
         log.info("breach.closed", account_id=account_id, person_id=row.person_id, late=True)
         if alerts is not None:
-            alerts.send(Alert("breach.closed", Severity.INFO, account_id, resolution, fields))
+            alerts.send(kinds.breach_closed(account_id, resolution, fields))
 
 
 def warn_unfixed(
@@ -108,7 +101,11 @@ def warn_unfixed(
 ) -> None:
     """The warnings ``open_breaches`` left to after the run: a near deadline whose
     disable did not go through (failed, or not attempted because misync was stopping)."""
-    done = {o.account_id for o in report.outcomes if o.status == "ok" and o.action.op is Op.DISABLE}
+    done = {
+        o.account_id
+        for o in report.outcomes
+        if o.status is OutcomeStatus.OK and o.action.op is Op.DISABLE
+    }
     planned = {a.account_id for a in plan.actions if a.op is Op.DISABLE}
     for b in plan.breaches:
         if b.severity != "warning" or b.account_id not in planned or b.account_id in done:
@@ -133,12 +130,4 @@ def _warn(
     codes, fields = _fields(b, tz)
     log.warning("deadline.warning", **fields)
     if alerts is not None:
-        alerts.send(
-            Alert(
-                "deadline.warning",
-                Severity.WARNING,
-                b.account_id,
-                f"{b.account_id} must be disabled by {when(b.deadline, tz)} ({codes}){why}",
-                fields,
-            )
-        )
+        alerts.send(kinds.deadline_warning(b.account_id, when(b.deadline, tz), codes, why, fields))

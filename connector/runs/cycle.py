@@ -11,7 +11,8 @@ previous cycle learned, so that a cycle reads and evaluates only what changed::
     result.full        # True when the directory was read in full; result.reason says why
 
 Each cycle returns the plan a full ``make_plan`` would give at that instant; it is the
-caller's to apply it (``run_apply(rt, plan=...)``) or report it.
+caller's to carry it out (``Run(rt, IncrementalCycle(reconciler))``, connector.runs) or
+report it.
 
 **The directory.** A full scan reads every account and keeps the result in the state
 store (``target_snapshot``, only changed rows are written) and in memory. An

@@ -30,7 +30,16 @@ from typing import Any
 from connector.audit import AuditLog
 from connector.errors import MisyncError
 from connector.executor import ActionOutcome
-from connector.model.plan import ACCEPTABLE, APPROVABLE, PAST, HeldAction, HeldDecision, Plan
+from connector.model.plan import (
+    ACCEPTABLE,
+    APPROVABLE,
+    PAST,
+    HeldAction,
+    HeldCode,
+    HeldDecision,
+    OutcomeStatus,
+    Plan,
+)
 from connector.reconcile.serialize import held_digest
 from connector.state import HeldDecisionRow, HeldRow, Store
 
@@ -153,7 +162,7 @@ def list_held(store: Store, quarantine_after: int) -> list[HeldEntry]:
             person = obj.removeprefix("person:") if obj.startswith("person:") else None
             entries[key] = HeldEntry(
                 key,
-                "quarantined",
+                HeldCode.QUARANTINED,
                 None,
                 obj,
                 person,
@@ -238,7 +247,7 @@ def decide(
             f"{entry.key} is already approved (by {d.by} at {d.at.isoformat()}): the next "
             "run carries it out; `misync held revoke` withdraws it"
         )
-    if entry.digest is None and entry.code != "quarantined":
+    if entry.digest is None and entry.code != HeldCode.QUARANTINED:
         raise HeldError(
             f"{entry.key} is not held by the last run (it holds {entry.object} for another "
             "reason now, or no run has seen it): `misync held list` shows what is held"
@@ -356,7 +365,7 @@ def record_run(
     by_object = {o.action.key: o for o in outcomes}
     for key in plan.approved:
         o = by_object.get(key.partition(":")[2])
-        outcome = o.status if o is not None else "not_attempted"
+        outcome = o.status if o is not None else OutcomeStatus.NOT_ATTEMPTED
         detail = f": {o.detail}" if o is not None and o.detail else ""
         close(
             key, "carried_out", f"carried out at run {run_id}: {outcome}{detail}", outcome=outcome

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from connector.audit import AuditLog
+from connector.model.plan import OutcomeStatus
+from connector.records import interrupted_run_record, recovered_operation_record
 from connector.state import JournalClose, JournalRow, Store
 
 
@@ -37,7 +39,10 @@ def recover_interrupted(store: Store, audit: AuditLog, run_id: str, log: Any) ->
             first = last.seq - len(todo) + 1
             seqs.update({e.id: first + n for n, e in enumerate(todo)})
         store.journal_record(
-            [(e.id, e.outcome or "interrupted", e.account_id, _detail(e, run_id)) for e in todo]
+            [
+                (e.id, e.outcome or OutcomeStatus.INTERRUPTED, e.account_id, _detail(e, run_id))
+                for e in todo
+            ]
         )
         store.journal_close([JournalClose(e.id, seqs[e.id], e.key, None, False) for e in entries])
         for e in entries:
@@ -58,7 +63,7 @@ def recover_interrupted(store: Store, audit: AuditLog, run_id: str, log: Any) ->
                 )
     for r in store.unfinished_runs():
         store.finish_run(r.run_id, "interrupted", {})
-        audit.append("run", {"status": "interrupted", "interrupted_run": r.run_id}, run_id=run_id)
+        audit.append("run", interrupted_run_record(r.run_id), run_id=run_id)
         log.warning("run.interrupted", interrupted_run=r.run_id)
 
 
@@ -75,17 +80,14 @@ def _detail(e: JournalRow, run_id: str) -> str:
 
 
 def _record(e: JournalRow, run_id: str) -> dict[str, Any]:
-    record: dict[str, Any] = {
-        "journal": e.id,
-        "op": e.op,
-        "person_id": e.person_id,
-        "account_id": e.account_id,
-        "logon_id": e.payload.get("logon_id"),
-        "outcome": e.outcome or "interrupted",
-        "detail": _detail(e, run_id),
-        "plan": e.payload.get("plan", ""),
-        "interrupted_run": e.run_id,
-    }
-    if e.outcome:
-        record["audited_late"] = True
-    return record
+    return recovered_operation_record(
+        entry=e.id,
+        op=e.op,
+        person_id=e.person_id,
+        account_id=e.account_id,
+        logon_id=e.payload.get("logon_id"),
+        outcome=e.outcome,
+        detail=_detail(e, run_id),
+        plan=e.payload.get("plan", ""),
+        interrupted_run=e.run_id,
+    )

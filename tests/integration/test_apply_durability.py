@@ -158,6 +158,9 @@ class StopAfter:
     def __init__(self, proc: Any, after: int) -> None:
         self.proc, self.after, self.seen = proc, after, 0
 
+    def evaluated(self, feeds: Any, decisions: Any, as_of: Any) -> None:
+        pass
+
     def planned(self, plan: Plan) -> None:
         pass
 

@@ -25,12 +25,11 @@ from structlog.testing import capture_logs
 import connector.runs.planning as planning
 from connector.app import Runtime
 from connector.daemon import Daemon
-from connector.model.plan import Op, Plan
-from connector.runs import ApplyResult, Evaluation, run_apply
+from connector.model.plan import Op
+from connector.runs import ApplyResult, IncrementalCycle, Run, run_apply
 from connector.runs.cycle import CyclePlanner
 from connector.runs.targeted import run_targeted
 from connector.settings import load_settings
-from connector.state import StateStore
 from tests.conftest import SETTLE_ENV
 from tests.integration.test_daemon import (
     LA,
@@ -83,14 +82,8 @@ def write_in_two_halves(path: Path, first_half: threading.Event) -> None:
         fh.write(tail)
 
 
-def reconcile(rt: Runtime) -> ApplyResult:
-    rec = CyclePlanner(rt)
-
-    def planner(store: StateStore) -> tuple[Plan, Evaluation, int | None]:
-        r = rec.cycle(store)
-        return r.plan, r.evaluation, rec.enabled_accounts
-
-    return run_apply(rt, planner=planner)
+def reconcile(rt: Runtime) -> ApplyResult | None:
+    return Run(rt, IncrementalCycle(CyclePlanner(rt))).execute()
 
 
 RUNS: dict[str, Callable[[Runtime], ApplyResult | None]] = {

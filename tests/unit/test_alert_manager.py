@@ -12,13 +12,8 @@ import pytest
 
 from connector.alerts import Alert, Severity
 from connector.alerts.email import DeliveryError
-from connector.alerts.manager import (
-    AlertManager,
-    audit_altered,
-    audit_verified,
-    run_failed,
-    run_succeeded,
-)
+from connector.alerts.kinds import audit_altered, audit_verified, run_failed, run_succeeded
+from connector.alerts.manager import AlertManager
 from connector.audit import AuditTrail
 from connector.state import StateStore
 

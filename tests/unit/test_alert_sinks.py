@@ -272,7 +272,8 @@ def test_each_close_goes_to_whoever_got_its_open_named_and_never_buried(
     digest that names what they close."""
     from datetime import timedelta
 
-    from connector.alerts.manager import AlertManager, run_failed, run_succeeded
+    from connector.alerts.kinds import run_failed, run_succeeded
+    from connector.alerts.manager import AlertManager
 
     sink = EmailAlertSink(email_settings(smtp_server, min_severity="warning"))
     with StateStore(tmp_path / "state.sqlite3") as store:

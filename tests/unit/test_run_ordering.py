@@ -231,3 +231,149 @@ def test_a_stalled_directory_trips_the_breaker_and_the_rest_is_not_attempted(
         entries = store.journal(result.run_id)
     assert len(entries) == len(result.report.outcomes)
     assert all(e.audit_seq is not None for e in entries)
+
+
+# -- one opening and closing for every way a plan is obtained (connector.runs.run) ------
+
+
+class _Recorder:
+    """An alert sink that wants run boundaries (as the alert manager does) and an
+    observer, writing what it hears into one list of events."""
+
+    def __init__(self, events: list[str]) -> None:
+        self.events = events
+
+    # AlertSink / RunAwareSink
+    def send(self, alert: Any) -> None:
+        self.events.append(f"alert:{alert.kind}")
+
+    def run_started(self, run_id: str) -> None:
+        self.events.append("run_started")
+
+    def run_finished(self, run_id: str, *, full: bool = True) -> None:
+        self.events.append(f"run_finished(full={full})")
+
+    # RunObserver
+    def evaluated(self, feeds: Any, decisions: Any, as_of: Any) -> None:
+        self.events.append(f"evaluated({len(decisions)})")
+
+    def planned(self, plan: Any) -> None:
+        self.events.append("planned")
+
+    def outcome(self, outcome: Any) -> None:
+        self.events.append("outcome")
+
+
+def _fresh(rt: Runtime, rec: _Recorder, hook: Any) -> Any:
+    return run_apply(rt, alerts=rec, observer=rec)
+
+
+def _reviewed(rt: Runtime, rec: _Recorder, hook: Any) -> Any:
+    from connector.runs import make_plan
+
+    with rt.store() as store:
+        plan, _ = make_plan(rt, store, AS_OF)
+    return run_apply(rt, plan=plan, alerts=rec, observer=rec)
+
+
+def _cycle(rt: Runtime, rec: _Recorder, hook: Any) -> Any:
+    from connector.runs import IncrementalCycle, Run
+    from connector.runs.cycle import CyclePlanner
+
+    return Run(
+        rt, IncrementalCycle(CyclePlanner(rt)), alerts=rec, observer=rec, evaluated=hook
+    ).execute()
+
+
+def _targeted(rt: Runtime, rec: _Recorder, hook: Any) -> Any:
+    from connector.runs.targeted import run_targeted
+
+    return run_targeted(
+        rt, ["P1003", "P1004"], kind="fastpath", alerts=rec, observer=rec, evaluated=hook
+    )
+
+
+SOURCES = {  # name: (how the run is started, whether it reads the whole directory)
+    "fresh": (_fresh, True),
+    "reviewed": (_reviewed, True),
+    "incremental cycle": (_cycle, True),
+    "targeted people": (_targeted, False),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SOURCES))
+def test_every_plan_source_gets_the_same_opening_and_closing(
+    world: tuple[Runtime, MemoryDirectory], monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    """The audit trail is checked before an alert sink hears that a run started (a
+    tampered trail never opens a run window); the plan record is written before the
+    observers hear of the plan; what the run read comes before the plan, the plan
+    before any outcome; the sink hears the end last, ``full`` only for a run that read
+    the whole directory."""
+    rt, directory = world
+    events: list[str] = []
+    real_check, real_append = AuditTrail.check, AuditTrail.append
+
+    def check(self: AuditTrail, *args: Any, **kwargs: Any) -> Any:
+        events.append("audit.check")
+        return real_check(self, *args, **kwargs)
+
+    def append(self: AuditTrail, kind: str, *args: Any, **kwargs: Any) -> Any:
+        events.append(f"audit:{kind}")
+        return real_append(self, kind, *args, **kwargs)
+
+    start, full = SOURCES[name]
+    rec = _Recorder(events)
+    seen: list[Any] = []
+    if name == "reviewed":  # the reviewed plan is made before the run: not recorded here
+        from connector.runs import make_plan
+
+        with rt.store() as store:
+            plan, _ = make_plan(rt, store, AS_OF)
+        monkeypatch.setattr(AuditTrail, "check", check)
+        monkeypatch.setattr(AuditTrail, "append", append)
+        result = run_apply(rt, plan=plan, alerts=rec, observer=rec)
+    else:
+        monkeypatch.setattr(AuditTrail, "check", check)
+        monkeypatch.setattr(AuditTrail, "append", append)
+        result = start(rt, rec, seen.append)
+
+    assert result is not None and directory.writes, events
+    assert events[:2] == ["audit.check", "run_started"], events
+    assert events[-1] == f"run_finished(full={full})", events
+    evaluated = next(i for i, e in enumerate(events) if e.startswith("evaluated("))
+    planned = events.index("planned")
+    assert events.index("audit:plan") < evaluated < planned < events.index("outcome")
+    assert events.index("audit:run") < len(events) - 1  # finished, then the sink hears it
+    if full:
+        assert events[evaluated] == f"evaluated({_everyone(rt)})"
+    else:  # a targeted run records and tells only the people it looked at
+        assert events[evaluated] == "evaluated(2)"
+    if seen:  # the daemon's hook gets the whole evaluation, whatever the source
+        assert len(seen) == 1 and len(seen[0].decisions) == _everyone(rt)
+
+
+def _everyone(rt: Runtime) -> int:
+    from connector.runs import evaluate
+
+    with rt.store() as store:
+        return len(evaluate(rt, store, AS_OF).decisions)
+
+
+def test_a_tampered_trail_stops_every_source_before_the_sink_hears_of_a_run(
+    world: tuple[Runtime, MemoryDirectory], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from connector.audit import AuditIntegrityError
+
+    rt, directory = world
+
+    def refuse(self: AuditTrail, *args: Any, **kwargs: Any) -> Any:
+        raise AuditIntegrityError("record 3: hash mismatch")
+
+    monkeypatch.setattr(AuditTrail, "check", refuse)
+    for name, (start, _) in sorted(SOURCES.items()):
+        events: list[str] = []
+        with pytest.raises(AuditIntegrityError):
+            start(rt, _Recorder(events), None)
+        assert events == [], name
+    assert directory.writes == []
