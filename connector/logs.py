@@ -6,9 +6,10 @@ Events carry ids (person_id, account_id, run_id), never secrets and no names or 
 
 Libraries that log through the standard ``logging`` module (APScheduler: "maximum number
 of running instances reached", "Run time of job ... was missed") go through the same
-renderer, so the JSON log has no plain-text lines: their event is the message, with
-``logger`` naming the library. They log at WARNING and above only (APScheduler's INFO
-lines are one per job execution: noise every poll).
+renderer, so the JSON log has no plain-text lines: their event is ``library.log`` (one
+stable name to filter on), with ``logger`` naming the library and ``message`` its
+words. They log at WARNING and above only (APScheduler's INFO lines are one per job
+execution: noise every poll).
 """
 
 from __future__ import annotations
@@ -83,13 +84,22 @@ def configure(level: str = "info", fmt: str = "auto") -> None:
     )
 
 
+def _library_event(
+    logger: object, name: str, event: structlog.typing.EventDict
+) -> structlog.typing.EventDict:
+    """A library's log line: a stable event name, its words as ``message``."""
+    event["message"] = event.pop("event", "")
+    event["event"] = "library.log"
+    return event
+
+
 def _route_stdlib(
     shared: list[structlog.typing.Processor], renderer: structlog.typing.Processor, level: int
 ) -> None:
     """stdlib ``logging`` records (APScheduler and other libraries) rendered as structlog
     events on stderr; one handler on the root logger, replaced when configured again."""
     formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
+        foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name, _library_event],
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,

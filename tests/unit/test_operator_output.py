@@ -164,5 +164,6 @@ def test_library_warnings_reach_the_json_log_as_json_events(
     assert len(lines) == 1, lines
     event = json.loads(lines[0])
     assert event["level"] == "warning" and event["logger"] == "apscheduler.scheduler"
-    assert "maximum number of running instances reached (1)" in event["event"]
+    assert event["event"] == "library.log"  # one stable name; the library's words as message
+    assert "maximum number of running instances reached (1)" in event["message"]
     assert "timestamp" in event
