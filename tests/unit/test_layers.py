@@ -53,7 +53,6 @@ LAYERS: dict[str, int] = {
     "state": 5,
     "audit": 5,
     "testing": 5,
-    "apply": 6,
     "executor": 6,  # the executor (connector/executor/)
     "alerts": 6,
     "app": 7,
