@@ -404,7 +404,16 @@ def report(
     soak: Soak, checks: Checks, exit_code: int, verify: subprocess.CompletedProcess[str]
 ) -> None:
     print("\n== results ==")
-    # 1. separations
+    _report_separations(soak, checks)
+    _report_operations(soak, checks)
+    _report_emails(soak, checks)
+    _report_log(soak, checks)
+    _report_rss(soak, checks)
+    _report_stop(checks, exit_code, verify)
+
+
+def _report_separations(soak: Soak, checks: Checks) -> None:
+    """1. separations"""
     times = []
     late = []
     for s in soak.separations:
@@ -422,7 +431,9 @@ def report(
         f"late or never: {late}" if late else f"{len(soak.separations)} separations",
     )
 
-    # 2. no entitled person disabled (audit trail), all enabled at the end
+
+def _report_operations(soak: Soak, checks: Checks) -> None:
+    """2. no entitled person disabled (audit trail), all enabled at the end"""
     separated = {s.person_id for s in soak.separations}
     with sqlite3.connect(soak.state / "audit.sqlite3") as db:
         rows = db.execute("select at, data from records where kind = 'operation'").fetchall()
@@ -456,7 +467,9 @@ def report(
         f"enabled: {still}" if still else "",
     )
 
-    # 3. emails per incident; each close to its open's recipients
+
+def _report_emails(soak: Soak, checks: Checks) -> None:
+    """3. emails per incident; each close to its open's recipients"""
     mails = sorted(soak.mails, key=lambda m: m.at)
     print(f"emails: {len(mails)} in all")
     bounds = [*soak.incidents]
@@ -503,7 +516,9 @@ def report(
         worst <= 8, "a few emails per incident (at most 8)", f"most in one incident: {worst}"
     )
 
-    # 4. the log
+
+def _report_log(soak: Soak, checks: Checks) -> None:
+    """4. the log"""
     text = soak.log.read_text(encoding="utf-8", errors="replace").splitlines()
     plain = [ln for ln in text if ln.strip() and not ln.lstrip().startswith("{")]
     checks.check(
@@ -528,7 +543,9 @@ def report(
             events[ev] = events.get(ev, 0) + 1
     print("log events:", dict(sorted(events.items(), key=lambda kv: -kv[1])[:25]))
 
-    # 5. RSS
+
+def _report_rss(soak: Soak, checks: Checks) -> None:
+    """5. RSS"""
     if soak.rss:
         per_minute: dict[int, int] = {}
         for at, kb in soak.rss:
@@ -545,7 +562,9 @@ def report(
             f"first 3 min max {early / 1024:.1f} MB, last minute max {late_rss / 1024:.1f} MB",
         )
 
-    # 6. stop and audit
+
+def _report_stop(checks: Checks, exit_code: int, verify: subprocess.CompletedProcess[str]) -> None:
+    """6. stop and audit"""
     checks.check(exit_code == 0, "the daemon stopped with exit 0 on SIGTERM", f"exit {exit_code}")
     checks.check(
         verify.returncode == 0 and "intact" in verify.stdout,

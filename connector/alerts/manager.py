@@ -54,6 +54,7 @@ import structlog
 from connector.alerts.kinds import AlertKind
 from connector.alerts.port import Alert, AlertSink, LogAlertSink, Severity
 from connector.audit import AuditError, AuditLog
+from connector.errors import MisyncError
 from connector.settings import ConfigError, Settings
 from connector.state import AlertRow, Store
 from connector.timefmt import when
@@ -148,7 +149,7 @@ class AlertManager:
         with self._lock:
             try:
                 self._handle(alert)
-            except Exception:  # the run goes on whatever happens here
+            except Exception:  # noqa: BLE001 -- the run goes on whatever happens here; logged with its traceback
                 self._log.exception("alert.manager_failed", kind=alert.kind, key=alert.key)
 
     # -- runs ---------------------------------------------------------------------------
@@ -165,7 +166,7 @@ class AlertManager:
                 if full:
                     self._sweep(run_id)
                 self._flush_digests()
-            except Exception:
+            except Exception:  # noqa: BLE001 -- an alert problem never fails a run; logged with its traceback
                 self._log.exception("alert.manager_failed", kind="run.finished", key=run_id)
             finally:
                 self._run_id = None
@@ -372,7 +373,7 @@ class AlertManager:
                 continue
             try:
                 sink.deliver(alert)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 -- a sink never fails a run; a bug logs its traceback
                 missed.append(sink.name)
                 self._down.add(sink.name)  # one failure per run: the next ones wait for remind
                 self._log.error(
@@ -381,6 +382,7 @@ class AlertManager:
                     kind=alert.kind,
                     key=alert.key,
                     error=str(exc),
+                    exc_info=not isinstance(exc, MisyncError | OSError),
                 )
         return tuple(missed)
 

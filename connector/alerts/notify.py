@@ -151,7 +151,7 @@ class RequesterNotifier:
             for notice in self._notices(outcome):
                 self._start()
                 self._queue.put(notice)
-        except Exception:  # a notification problem never touches the run
+        except Exception:  # noqa: BLE001 -- a notification problem never touches the run; logged with its traceback
             self._log.exception(
                 "notification.failed",
                 person_id=outcome.action.person_id,

@@ -12,7 +12,7 @@ import pytest
 
 from connector.executor import Executor
 from connector.model import Account, Action, Change, DesiredAccount, Op, Plan
-from connector.state import JournalClose
+from connector.state import JournalClose, LogonIdConflictError
 from connector.targets.base import (
     PermanentTargetError,
     TargetNotRespondingError,
@@ -58,7 +58,7 @@ class FakeJournal:
     def reserve_logon_id(self, person_id: str, logon_id: str) -> None:
         held_by = {v: k for k, v in self.reserved.items()}.get(logon_id)
         if held_by not in (None, person_id):
-            raise ValueError(f"{logon_id} belongs to {held_by}")
+            raise LogonIdConflictError(f"{logon_id} belongs to {held_by}")
         self.reserved[person_id] = logon_id
 
 
