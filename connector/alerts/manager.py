@@ -83,6 +83,7 @@ AUDITED_ELSEWHERE = frozenset({K.BREACH_OPEN, K.BREACH_CLOSED})  # `breach` audi
 _RANK = {Severity.INFO: 0, Severity.WARNING: 1, Severity.CRITICAL: 2}
 # the severity of what a closer closes when no open alert row was found (breach.closed)
 _CLOSES_SEVERITY = {K.BREACH_OPEN.value: Severity.CRITICAL.value}
+_DIGEST_KEYS_SHOWN = 10  # a digest's subject names this many keys, then "..."
 
 
 class Deliverer(Protocol):
@@ -294,8 +295,8 @@ class AlertManager:
                 f"{len(held)} more {kind} alerts"
                 + (f" in run {self._run_id}" if self._run_id else "")
                 + ": "
-                + ", ".join(a.key for a in held[:10])
-                + (", ..." if len(held) > 10 else ""),
+                + ", ".join(a.key for a in held[:_DIGEST_KEYS_SHOWN])
+                + (", ..." if len(held) > _DIGEST_KEYS_SHOWN else ""),
                 {
                     "alert_state": "digest",
                     "digest_of": kind,

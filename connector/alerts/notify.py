@@ -44,6 +44,7 @@ from connector.timefmt import when
 
 TEMPLATES = Path(__file__).with_name("templates")
 _STOP = object()
+_RELAY_DOWN_AFTER = 3  # failed sends in a row: the relay is down, skip the rest
 _WORDS = {
     Op.CREATE: "added",
     Op.ENABLE: "enabled again",
@@ -189,8 +190,13 @@ class RequesterNotifier:
             log = self._log.bind(
                 person_id=item.person_id, op=item.op, role=item.role, request_id=item.request_id
             )
-            if self._failures >= 3:  # the relay is down: do not wait on it for every change
-                log.error("notification.failed", error="skipped: the relay failed 3 times")
+            if (
+                self._failures >= _RELAY_DOWN_AFTER
+            ):  # the relay is down: do not wait on it each time
+                log.error(
+                    "notification.failed",
+                    error=f"skipped: the relay failed {_RELAY_DOWN_AFTER} times",
+                )
                 continue
             try:
                 self.relay.send(item.message)

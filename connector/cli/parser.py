@@ -12,12 +12,15 @@ from connector.cli.common import DEFAULT_CONFIG
 from connector.errors import exit_codes_help
 from connector.reconcile.render import SUMMARY_VIEW_FIRST, SUMMARY_VIEW_OVER
 
+_ISO_DATE_LEN = len("2026-12-04")
+_SHA256_HEX_LEN = 64
+
 
 def _instant(text: str) -> date | datetime:
     """An instant with offset, a local time without one, or a date (resolved in
     ``policy.timezone`` once the configuration is loaded: see ``_resolve_instant``)."""
     try:
-        if len(text.strip()) == 10:
+        if len(text.strip()) == _ISO_DATE_LEN:
             return date.fromisoformat(text.strip())
         return datetime.fromisoformat(text.strip())
     except ValueError as exc:
@@ -44,7 +47,7 @@ INSTANT_HELP = (
 def _audit_anchor(text: str) -> tuple[int, str]:
     seq, _, digest = text.partition(":")
     digest = digest.strip().lower()
-    if not seq.strip().isdigit() or int(seq) < 1 or len(digest) != 64:
+    if not seq.strip().isdigit() or int(seq) < 1 or len(digest) != _SHA256_HEX_LEN:
         raise argparse.ArgumentTypeError(f"{text!r} is not SEQ:HASH (SEQ >= 1, 64 hex digits)")
     try:
         bytes.fromhex(digest)
