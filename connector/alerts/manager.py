@@ -252,7 +252,7 @@ class AlertManager:
             alert.summary,
             alert.fields,
             now,
-            self._run_id,
+            run_id=self._run_id,
         )
         if not created:
             return  # already open: the reminder schedule takes it from here

@@ -232,12 +232,20 @@ class RequesterNotifier:
         else:
             to = [requester.email]
             notices.append(
-                self._notice(self.templates[a.op], values, to, pid, a.op, "requester", request)
+                self._notice(
+                    self.templates[a.op], values, to, pid, a.op, role="requester", request=request
+                )
             )
         if self.settings.notify_user and person is not None and person.email:
             notices.append(
                 self._notice(
-                    self.user_templates[a.op], values, [person.email], pid, a.op, "user", request
+                    self.user_templates[a.op],
+                    values,
+                    [person.email],
+                    pid,
+                    a.op,
+                    role="user",
+                    request=request,
                 )
             )
         return notices
@@ -249,6 +257,7 @@ class RequesterNotifier:
         to: list[str],
         pid: str,
         op: Op,
+        *,
         role: str,
         request: AccessRequest | None,
     ) -> Notice:

@@ -131,7 +131,7 @@ def action_payload(action: Action, plan_checksum: str) -> dict[str, Any]:
 
 
 class Executor:
-    def __init__(
+    def __init__(  # noqa: PLR0913 -- keyword-only configuration (settings.apply), each named
         self,
         *,
         target_factory: Callable[[], Target],
