@@ -51,6 +51,7 @@ OFFICES = [
 GIVEN = ["Ana", "Ben", "Chen", "Dana", "Eli", "Fatima", "Gus", "Hana", "Ivan", "Jo", "Kai", "Lena"]
 FAMILY = ["Ortiz", "Lee", "Nguyen", "Smith", "Garcia", "Kim", "Patel", "Brown", "Olsen", "Haddad"]
 SEPARATED_SHARE = 0.01
+ONE_OFFICE_SHARE = 0.7  # the rest work from two offices
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,9 @@ def people(n: int, orgs: int, seed: int) -> list[Person]:
     for i in range(n):
         given = GIVEN[i % len(GIVEN)]
         family = f"{FAMILY[(i // len(GIVEN)) % len(FAMILY)]}{i}"
-        offices = tuple(sorted(set(rnd.sample(OFFICES, 1 if rnd.random() < 0.7 else 2))))
+        offices = tuple(
+            sorted(set(rnd.sample(OFFICES, 1 if rnd.random() < ONE_OFFICE_SHARE else 2)))
+        )
         out.append(
             Person(
                 pid=f"P{i:07d}",

@@ -73,6 +73,11 @@ LA = ZoneInfo("America/Los_Angeles")
 PROMISE = 60.0  # seconds from the directory answering (or the row landing) to disabled
 TAIL = 15  # roster rows written after the pause
 QUIET_LINES_PER_MINUTE = 30.0  # above this, the log is not quiet when nothing changes
+RSS_EVERY = 5  # seconds between two samples of the daemon's RSS
+REWRITE_NOTICE = 120  # seconds: announce a roster rewrite this close to its reconcile
+STALE_ALERT = 240  # seconds after its incident an alert should be closed
+MAX_EMAILS_PER_INCIDENT = 8
+RSS_BASELINE = 180  # seconds: the first minutes' RSS is the baseline it must not outgrow
 TO = "itsd@example.org"
 TO_CRITICAL = "security@example.org"
 
@@ -257,7 +262,7 @@ def sampler(soak: Soak) -> None:
     last_rss = 0.0
     while not soak.done.is_set():
         now = time.monotonic()
-        if soak.proc is not None and now - last_rss >= 5:
+        if soak.proc is not None and now - last_rss >= RSS_EVERY:
             last_rss = now
             try:
                 text = Path(f"/proc/{soak.proc.pid}/status").read_text()
@@ -316,7 +321,7 @@ def roster_in_halves(soak: Soak) -> None:
     at = next_reconcile(soak)
     if at is not None:
         wait = (at - datetime.now(at.tzinfo)).total_seconds() - 0.7
-        if 0 < wait < 120:
+        if 0 < wait < REWRITE_NOTICE:
             soak.say(f"roster rewrite in halves in {wait:.0f} s (at the next reconcile)")
             time.sleep(wait)
     inc = Incident("roster in halves", time.monotonic())
@@ -404,7 +409,16 @@ def report(
     soak: Soak, checks: Checks, exit_code: int, verify: subprocess.CompletedProcess[str]
 ) -> None:
     print("\n== results ==")
-    # 1. separations
+    _report_separations(soak, checks)
+    _report_operations(soak, checks)
+    _report_emails(soak, checks)
+    _report_log(soak, checks)
+    _report_rss(soak, checks)
+    _report_stop(checks, exit_code, verify)
+
+
+def _report_separations(soak: Soak, checks: Checks) -> None:
+    """1. separations"""
     times = []
     late = []
     for s in soak.separations:
@@ -422,7 +436,9 @@ def report(
         f"late or never: {late}" if late else f"{len(soak.separations)} separations",
     )
 
-    # 2. no entitled person disabled (audit trail), all enabled at the end
+
+def _report_operations(soak: Soak, checks: Checks) -> None:
+    """2. no entitled person disabled (audit trail), all enabled at the end"""
     separated = {s.person_id for s in soak.separations}
     with sqlite3.connect(soak.state / "audit.sqlite3") as db:
         rows = db.execute("select at, data from records where kind = 'operation'").fetchall()
@@ -456,7 +472,9 @@ def report(
         f"enabled: {still}" if still else "",
     )
 
-    # 3. emails per incident; each close to its open's recipients
+
+def _report_emails(soak: Soak, checks: Checks) -> None:
+    """3. emails per incident; each close to its open's recipients"""
     mails = sorted(soak.mails, key=lambda m: m.at)
     print(f"emails: {len(mails)} in all")
     bounds = [*soak.incidents]
@@ -486,7 +504,7 @@ def report(
         if g and g.group(2) is None:
             opens[g.group(3)] = m
     end = time.monotonic()
-    stale = [k for k, m in opens.items() if end - m.at > 240]
+    stale = [k for k, m in opens.items() if end - m.at > STALE_ALERT]
     checks.check(
         not mismatched, "each close went to the recipients of its open", "; ".join(mismatched)
     )
@@ -500,10 +518,14 @@ def report(
         until = bounds[i + 1].start if i + 1 < len(bounds) else float("inf")
         worst = max(worst, sum(1 for m in mails if inc.start <= m.at < until))
     checks.check(
-        worst <= 8, "a few emails per incident (at most 8)", f"most in one incident: {worst}"
+        worst <= MAX_EMAILS_PER_INCIDENT,
+        f"a few emails per incident (at most {MAX_EMAILS_PER_INCIDENT})",
+        f"most in one incident: {worst}",
     )
 
-    # 4. the log
+
+def _report_log(soak: Soak, checks: Checks) -> None:
+    """4. the log"""
     text = soak.log.read_text(encoding="utf-8", errors="replace").splitlines()
     plain = [ln for ln in text if ln.strip() and not ln.lstrip().startswith("{")]
     checks.check(
@@ -528,7 +550,9 @@ def report(
             events[ev] = events.get(ev, 0) + 1
     print("log events:", dict(sorted(events.items(), key=lambda kv: -kv[1])[:25]))
 
-    # 5. RSS
+
+def _report_rss(soak: Soak, checks: Checks) -> None:
+    """5. RSS"""
     if soak.rss:
         per_minute: dict[int, int] = {}
         for at, kb in soak.rss:
@@ -537,7 +561,7 @@ def report(
             "daemon RSS (MB) per minute:",
             [round(kb / 1024, 1) for _, kb in sorted(per_minute.items())],
         )
-        early = max(kb for at, kb in soak.rss if at - soak.t0 < 180)
+        early = max(kb for at, kb in soak.rss if at - soak.t0 < RSS_BASELINE)
         late_rss = max(kb for at, kb in soak.rss[-12:])
         checks.check(
             late_rss <= early * 1.5 + 30 * 1024,
@@ -545,7 +569,9 @@ def report(
             f"first 3 min max {early / 1024:.1f} MB, last minute max {late_rss / 1024:.1f} MB",
         )
 
-    # 6. stop and audit
+
+def _report_stop(checks: Checks, exit_code: int, verify: subprocess.CompletedProcess[str]) -> None:
+    """6. stop and audit"""
     checks.check(exit_code == 0, "the daemon stopped with exit 0 on SIGTERM", f"exit {exit_code}")
     checks.check(
         verify.returncode == 0 and "intact" in verify.stdout,

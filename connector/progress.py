@@ -25,13 +25,16 @@ from connector.reconcile.render import account_label
 from connector.reconcile.serialize import plan_to_dict
 from connector.runs import ApplyResult
 
+_HOUR, _MINUTE = 3600, 60  # seconds
+_REDRAW_SECONDS = 0.1  # the live line is redrawn at most ten times a second
+
 
 def _eta(seconds: float) -> str:
     seconds = int(seconds)
-    if seconds >= 3600:
-        return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
-    if seconds >= 60:
-        return f"{seconds // 60} min {seconds % 60:02d} s"
+    if seconds >= _HOUR:
+        return f"{seconds // _HOUR} h {seconds % _HOUR // _MINUTE:02d} min"
+    if seconds >= _MINUTE:
+        return f"{seconds // _MINUTE} min {seconds % _MINUTE:02d} s"
     return f"{seconds} s"
 
 
@@ -98,7 +101,7 @@ class ApplyProgress:
             now = self._clock()
             finished = self.done >= self.total
             if self._tty:
-                if finished or now - self._last_shown >= 0.1:
+                if finished or now - self._last_shown >= _REDRAW_SECONDS:
                     self._show(now)
             elif (
                 finished

@@ -24,6 +24,8 @@ from pydantic_settings import (
 
 from connector.errors import MisyncError
 
+_PORT_MAX = 65535  # the highest TCP port
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -384,7 +386,7 @@ class MetricsSettings(_Section):
     def _host_port(cls, v: str) -> str:
         if v:
             host, sep, port = v.rpartition(":")
-            if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+            if not sep or not host or not port.isdigit() or not 0 <= int(port) <= _PORT_MAX:
                 raise ValueError(f"{v!r} is not HOST:PORT (e.g. 127.0.0.1:9469)")
         return v
 

@@ -85,7 +85,7 @@ def deadline_warning(
 
 
 def operation_outcome(
-    op: str, key: str, person_id: str | None, status: str, code: str, detail: str, run_id: str
+    op: str, key: str, person_id: str | None, status: str, code: str, detail: str, *, run_id: str
 ) -> Alert | None:
     """The alert of an action that did not end ``ok`` (None for one that did)."""
     if status == OutcomeStatus.OK:

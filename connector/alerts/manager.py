@@ -54,6 +54,7 @@ import structlog
 from connector.alerts.kinds import AlertKind
 from connector.alerts.port import Alert, AlertSink, LogAlertSink, Severity
 from connector.audit import AuditError, AuditLog
+from connector.errors import MisyncError
 from connector.settings import ConfigError, Settings
 from connector.state import AlertRow, Store
 from connector.timefmt import when
@@ -82,6 +83,7 @@ AUDITED_ELSEWHERE = frozenset({K.BREACH_OPEN, K.BREACH_CLOSED})  # `breach` audi
 _RANK = {Severity.INFO: 0, Severity.WARNING: 1, Severity.CRITICAL: 2}
 # the severity of what a closer closes when no open alert row was found (breach.closed)
 _CLOSES_SEVERITY = {K.BREACH_OPEN.value: Severity.CRITICAL.value}
+_DIGEST_KEYS_SHOWN = 10  # a digest's subject names this many keys, then "..."
 
 
 class Deliverer(Protocol):
@@ -148,7 +150,7 @@ class AlertManager:
         with self._lock:
             try:
                 self._handle(alert)
-            except Exception:  # the run goes on whatever happens here
+            except Exception:  # noqa: BLE001 -- the run goes on whatever happens here; logged with its traceback
                 self._log.exception("alert.manager_failed", kind=alert.kind, key=alert.key)
 
     # -- runs ---------------------------------------------------------------------------
@@ -165,7 +167,7 @@ class AlertManager:
                 if full:
                     self._sweep(run_id)
                 self._flush_digests()
-            except Exception:
+            except Exception:  # noqa: BLE001 -- an alert problem never fails a run; logged with its traceback
                 self._log.exception("alert.manager_failed", kind="run.finished", key=run_id)
             finally:
                 self._run_id = None
@@ -250,7 +252,7 @@ class AlertManager:
             alert.summary,
             alert.fields,
             now,
-            self._run_id,
+            run_id=self._run_id,
         )
         if not created:
             return  # already open: the reminder schedule takes it from here
@@ -293,8 +295,8 @@ class AlertManager:
                 f"{len(held)} more {kind} alerts"
                 + (f" in run {self._run_id}" if self._run_id else "")
                 + ": "
-                + ", ".join(a.key for a in held[:10])
-                + (", ..." if len(held) > 10 else ""),
+                + ", ".join(a.key for a in held[:_DIGEST_KEYS_SHOWN])
+                + (", ..." if len(held) > _DIGEST_KEYS_SHOWN else ""),
                 {
                     "alert_state": "digest",
                     "digest_of": kind,
@@ -372,7 +374,7 @@ class AlertManager:
                 continue
             try:
                 sink.deliver(alert)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 -- a sink never fails a run; a bug logs its traceback
                 missed.append(sink.name)
                 self._down.add(sink.name)  # one failure per run: the next ones wait for remind
                 self._log.error(
@@ -381,6 +383,7 @@ class AlertManager:
                     kind=alert.kind,
                     key=alert.key,
                     error=str(exc),
+                    exc_info=not isinstance(exc, MisyncError | OSError),
                 )
         return tuple(missed)
 

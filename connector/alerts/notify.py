@@ -44,6 +44,7 @@ from connector.timefmt import when
 
 TEMPLATES = Path(__file__).with_name("templates")
 _STOP = object()
+_RELAY_DOWN_AFTER = 3  # failed sends in a row: the relay is down, skip the rest
 _WORDS = {
     Op.CREATE: "added",
     Op.ENABLE: "enabled again",
@@ -151,7 +152,7 @@ class RequesterNotifier:
             for notice in self._notices(outcome):
                 self._start()
                 self._queue.put(notice)
-        except Exception:  # a notification problem never touches the run
+        except Exception:  # noqa: BLE001 -- a notification problem never touches the run; logged with its traceback
             self._log.exception(
                 "notification.failed",
                 person_id=outcome.action.person_id,
@@ -189,8 +190,13 @@ class RequesterNotifier:
             log = self._log.bind(
                 person_id=item.person_id, op=item.op, role=item.role, request_id=item.request_id
             )
-            if self._failures >= 3:  # the relay is down: do not wait on it for every change
-                log.error("notification.failed", error="skipped: the relay failed 3 times")
+            if (
+                self._failures >= _RELAY_DOWN_AFTER
+            ):  # the relay is down: do not wait on it each time
+                log.error(
+                    "notification.failed",
+                    error=f"skipped: the relay failed {_RELAY_DOWN_AFTER} times",
+                )
                 continue
             try:
                 self.relay.send(item.message)
@@ -226,12 +232,20 @@ class RequesterNotifier:
         else:
             to = [requester.email]
             notices.append(
-                self._notice(self.templates[a.op], values, to, pid, a.op, "requester", request)
+                self._notice(
+                    self.templates[a.op], values, to, pid, a.op, role="requester", request=request
+                )
             )
         if self.settings.notify_user and person is not None and person.email:
             notices.append(
                 self._notice(
-                    self.user_templates[a.op], values, [person.email], pid, a.op, "user", request
+                    self.user_templates[a.op],
+                    values,
+                    [person.email],
+                    pid,
+                    a.op,
+                    role="user",
+                    request=request,
                 )
             )
         return notices
@@ -243,6 +257,7 @@ class RequesterNotifier:
         to: list[str],
         pid: str,
         op: Op,
+        *,
         role: str,
         request: AccessRequest | None,
     ) -> Notice:

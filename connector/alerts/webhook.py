@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from http import HTTPStatus
 from typing import Any
 
 import requests
@@ -81,10 +82,13 @@ class WebhookAlertSink:
             except (requests.Timeout, requests.ConnectionError) as exc:
                 problem = f"{type(exc).__name__}"
             else:
-                if r.status_code < 300:
+                if r.status_code < HTTPStatus.MULTIPLE_CHOICES:  # 2xx: delivered
                     return
                 problem = f"HTTP {r.status_code}"
-                if r.status_code < 500 and r.status_code != 429:
+                if (
+                    r.status_code < HTTPStatus.INTERNAL_SERVER_ERROR
+                    and r.status_code != HTTPStatus.TOO_MANY_REQUESTS
+                ):
                     raise DeliveryError(f"webhook: {problem} (not retried)")
             if attempt < s.max_attempts:
                 self._sleep(s.backoff_seconds * 2 ** (attempt - 1))

@@ -6,18 +6,22 @@ from __future__ import annotations
 import argparse
 from datetime import date, datetime, time, tzinfo
 from pathlib import Path
+from typing import TypeAlias
 
 from connector import __version__
 from connector.cli.common import DEFAULT_CONFIG
 from connector.errors import exit_codes_help
 from connector.reconcile.render import SUMMARY_VIEW_FIRST, SUMMARY_VIEW_OVER
 
+_ISO_DATE_LEN = len("2026-12-04")
+_SHA256_HEX_LEN = 64
+
 
 def _instant(text: str) -> date | datetime:
     """An instant with offset, a local time without one, or a date (resolved in
     ``policy.timezone`` once the configuration is loaded: see ``_resolve_instant``)."""
     try:
-        if len(text.strip()) == 10:
+        if len(text.strip()) == _ISO_DATE_LEN:
             return date.fromisoformat(text.strip())
         return datetime.fromisoformat(text.strip())
     except ValueError as exc:
@@ -44,13 +48,17 @@ INSTANT_HELP = (
 def _audit_anchor(text: str) -> tuple[int, str]:
     seq, _, digest = text.partition(":")
     digest = digest.strip().lower()
-    if not seq.strip().isdigit() or int(seq) < 1 or len(digest) != 64:
+    if not seq.strip().isdigit() or int(seq) < 1 or len(digest) != _SHA256_HEX_LEN:
         raise argparse.ArgumentTypeError(f"{text!r} is not SEQ:HASH (SEQ >= 1, 64 hex digits)")
     try:
         bytes.fromhex(digest)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"{text!r}: the hash is not hexadecimal") from exc
     return int(seq), digest
+
+
+# where each subcommand's parser is added (``ArgumentParser.add_subparsers``)
+_Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,7 +76,22 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"TOML configuration (default: $MISYNC_CONFIG or {DEFAULT_CONFIG})",
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_plan(sub)
+    _add_apply(sub)
+    _add_report(sub)
+    _add_run(sub)
+    _add_explain(sub)
+    _add_held(sub)
+    _add_quarantine(sub)
+    _add_status(sub)
+    _add_config(sub)
+    _add_audit(sub)
+    _add_state(sub)
+    _config_option_everywhere(p)
+    return p
 
+
+def _add_plan(sub: _Subcommands) -> None:
     plan = sub.add_parser("plan", help="dry run: what would change, and why")
     plan.add_argument("--as-of", type=_instant, help="evaluate at this instant: " + INSTANT_HELP)
     plan.add_argument(
@@ -105,6 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
         "actions, 0 when there is nothing to do",
     )
 
+
+def _add_apply(sub: _Subcommands) -> None:
     apply = sub.add_parser("apply", help="carry out a plan (a fresh one, or a reviewed file)")
     apply.add_argument(
         "--plan",
@@ -140,6 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
         "is a terminal)",
     )
 
+
+def _add_report(sub: _Subcommands) -> None:
     report = sub.add_parser(
         "report",
         help="write one self-contained HTML page to review a plan or a run",
@@ -176,12 +203,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="show unexplained disables as actions, not held (as plan --override-guard)",
     )
 
+
+def _add_run(sub: _Subcommands) -> None:
     sub.add_parser(
         "run",
         help="the daemon: reconcile on a schedule, disable separated people within a "
         "minute, alert (foreground; systemd Type=notify)",
     )
 
+
+def _add_explain(sub: _Subcommands) -> None:
     explain = sub.add_parser(
         "explain",
         help="why a person is (not) entitled, with clauses; or what happens to an account "
@@ -199,6 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--format", choices=("text", "json"), default="text", help="text (default) or JSON"
     )
 
+
+def _add_held(sub: _Subcommands) -> None:
     held = sub.add_parser(
         "held",
         help="held actions and operators' decisions on them: list, accept, approve, revoke",
@@ -231,6 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
     hrevoke.add_argument("key", help=key_help)
     hrevoke.add_argument("--reason", required=True, help="why (audited)")
 
+
+def _add_quarantine(sub: _Subcommands) -> None:
     quarantine = sub.add_parser(
         "quarantine", help="objects that kept failing and are held (aliases of `held`)"
     )
@@ -245,6 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--reason", default="quarantine release", help="why (audited; default: quarantine release)"
     )
 
+
+def _add_status(sub: _Subcommands) -> None:
     status = sub.add_parser(
         "status",
         help="last run, next runs, open breaches, held and quarantined objects, feed health, "
@@ -257,6 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="text for people (default) or JSON (keys in the README, section Health)",
     )
 
+
+def _add_config(sub: _Subcommands) -> None:
     config = sub.add_parser("config", help="configuration commands")
     csub = config.add_subparsers(dest="config_command", required=True, metavar="SUBCOMMAND")
     check = csub.add_parser(
@@ -274,6 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="also connect and bind to the directory (never done otherwise)",
     )
 
+
+def _add_audit(sub: _Subcommands) -> None:
     audit = sub.add_parser("audit", help="the tamper-evident audit trail")
     asub = audit.add_subparsers(dest="audit_command", required=True, metavar="SUBCOMMAND")
     verify = asub.add_parser("verify", help="check the hash chain and the head anchor")
@@ -298,6 +339,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--until", type=_instant, help="only records at or before this instant: " + INSTANT_HELP
     )
     export.add_argument("-o", "--out", type=Path, help="write here (default: standard output)")
+
+
+def _add_state(sub: _Subcommands) -> None:
     state = sub.add_parser("state", help="the state store (SQLite folder or PostgreSQL)")
     ssub = state.add_subparsers(dest="state_command", required=True, metavar="SUBCOMMAND")
     migrate = ssub.add_parser(
@@ -313,8 +357,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="default: state.sslmode",
     )
     migrate.add_argument("--ca-file", type=Path, help="default: state.ca_file")
-    _config_option_everywhere(p)
-    return p
 
 
 def _config_option_everywhere(parser: argparse.ArgumentParser) -> None:

@@ -50,27 +50,9 @@ def apply_command(rt: Runtime, args: argparse.Namespace, out: TextIO, run_id: st
     from connector import runs
     from connector.alerts.kinds import audit_altered
     from connector.audit import AuditIntegrityError, AuditWriteError
-    from connector.reconcile import PlanFormatError, plan_from_json
     from connector.reconcile.render import render_plan
 
-    reviewed = None
-    if args.plan_file:
-        try:
-            reviewed = plan_from_json(
-                args.plan_file.read_text(encoding="utf-8"), source=str(args.plan_file)
-            )
-        except OSError as exc:
-            raise UserError(f"{args.plan_file}: cannot read plan: {exc.strerror}") from exc
-        except PlanFormatError as exc:
-            raise UserError(str(exc), ExitCode.REFUSED) from exc
-        if args.checksum and args.checksum != reviewed.checksum:
-            raise UserError(
-                f"refused: {args.plan_file} is {reviewed.checksum}, "
-                f"not the approved {args.checksum}",
-                ExitCode.REFUSED,
-            )
-    elif args.checksum:
-        raise UserError("--checksum goes with --plan")
+    reviewed = _reviewed_plan(args)
     shown = False  # the plan was printed before the question
     if reviewed is None and not args.yes and isatty(sys.stdin):
         reviewed = _ask_before_apply(rt, args, out)  # raises UserError on "no"
@@ -123,6 +105,31 @@ def apply_command(rt: Runtime, args: argparse.Namespace, out: TextIO, run_id: st
             file=sys.stderr,
         )
     return ExitCode.OK if result.status == "ok" else ExitCode.INCOMPLETE
+
+
+def _reviewed_plan(args: argparse.Namespace) -> Plan | None:
+    """The reviewed plan of ``apply --plan FILE`` (checked against ``--checksum``), or
+    None without ``--plan``."""
+    from connector.reconcile import PlanFormatError, plan_from_json
+
+    if not args.plan_file:
+        if args.checksum:
+            raise UserError("--checksum goes with --plan")
+        return None
+    try:
+        reviewed = plan_from_json(
+            args.plan_file.read_text(encoding="utf-8"), source=str(args.plan_file)
+        )
+    except OSError as exc:
+        raise UserError(f"{args.plan_file}: cannot read plan: {exc.strerror}") from exc
+    except PlanFormatError as exc:
+        raise UserError(str(exc), ExitCode.REFUSED) from exc
+    if args.checksum and args.checksum != reviewed.checksum:
+        raise UserError(
+            f"refused: {args.plan_file} is {reviewed.checksum}, not the approved {args.checksum}",
+            ExitCode.REFUSED,
+        )
+    return reviewed
 
 
 def _ask_before_apply(rt: Runtime, args: argparse.Namespace, out: TextIO) -> Plan:

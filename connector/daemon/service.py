@@ -275,7 +275,7 @@ class Daemon:
             check_schedule(new.settings.daemon, new.settings.policy.tz)
             load_feed_layout(new.settings.feeds.mapping)
             alerts, observer, resources = self._open_resources(new)
-        except Exception as exc:  # a reload never stops the daemon, whatever went wrong
+        except Exception as exc:  # noqa: BLE001 -- a reload never stops the daemon; bugs log a traceback
             if isinstance(exc, MisyncError):  # ConfigError, MappingError, FeedLayoutError...
                 self._log.error("config.reload_refused", error=str(exc))
             else:  # a bug: the traceback too
@@ -317,8 +317,8 @@ class Daemon:
         try:
             with self.rt.store() as store:
                 stamps = store.feed_stamps()
-        except Exception as exc:  # the first run reports a broken store; never stop here
-            self._log.warning("watch.baseline_unavailable", error=str(exc))
+        except Exception as exc:  # noqa: BLE001 -- the first run reports a broken store; never stop here
+            self._log.warning("watch.baseline_unavailable", error=str(exc), exc_info=_is_bug(exc))
             return
         if stamps:
             self._watcher.baseline({Path(path): digest for path, _, _, digest in stamps.values()})
@@ -396,8 +396,8 @@ class Daemon:
                     ev = evaluate(rt, store, now, rejections=self._rejections)
                 self._evaluated(ev)
             upcoming = next_instants(ev.feeds, ev.decisions, now, rt.rules, limit=1)
-        except Exception as exc:
-            self._log.error("timed.plan_failed", error=str(exc))
+        except Exception as exc:  # noqa: BLE001 -- a job never raises into the scheduler
+            self._log.error("timed.plan_failed", error=str(exc), exc_info=_is_bug(exc))
             return
         if not upcoming:
             if self._scheduler.get_job("timed") is not None:
@@ -550,8 +550,8 @@ class Daemon:
                 id=f"retry-{job}",
                 replace_existing=True,
             )
-        except Exception as exc:  # the scheduler is shutting down
-            self._log.warning("retry.not_scheduled", job=job, error=str(exc))
+        except Exception as exc:  # noqa: BLE001 -- e.g. the scheduler is shutting down; never raise into it
+            self._log.warning("retry.not_scheduled", job=job, error=str(exc), exc_info=_is_bug(exc))
             return
         self._log.info("retry.scheduled", job=job, seconds=delay, at=at.isoformat())
 
@@ -570,12 +570,14 @@ class Daemon:
 
     def _job_audit_verify(self) -> None:
         rt = self.rt
+        failure: BaseException | None = None
         try:
             with rt.audit() as trail:
                 checked = trail.verify()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 -- whatever stops the check is alerted as such
             problem = f"audit trail could not be verified: {exc}"
             problems = [problem]
+            failure = exc if _is_bug(exc) else None
         else:
             if checked.ok:
                 self._log.info("audit.verified", records=checked.records, head_seq=checked.head_seq)
@@ -584,7 +586,7 @@ class Daemon:
                 return
             problems = list(checked.problems)
             problem = "; ".join(problems[:5])
-        self._log.error("audit.altered", problems=problem)
+        self._log.error("audit.altered", problems=problem, exc_info=failure)
         self.alerts.send(kinds.audit_altered(problems))
 
     def _run(self, job: str, source: PlanSource) -> tuple[bool, ApplyResult | None]:
@@ -629,7 +631,7 @@ class Daemon:
             self._log.error("run.failed", job=job, error=str(exc), temporary=exc.temporary)
             self.alerts.send(kinds.run_failed(job, run_id, str(exc)))
             self._status.last[job] = f"failed ({type(exc).__name__})"
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 -- a bug: alerted with its traceback, never into the scheduler
             self._log.exception("run.crashed", job=job)
             self.alerts.send(kinds.run_failed(job, run_id, repr(exc), bug=True))
             self._status.last[job] = "crashed"
@@ -657,8 +659,8 @@ class Daemon:
         rendered from the audit trail; a report that cannot be written never fails a run."""
         try:
             path = write_run_report(rt, run_id)
-        except Exception as exc:
-            self._log.warning("report.failed", run_id=run_id, error=str(exc))
+        except Exception as exc:  # noqa: BLE001 -- a report that cannot be written never fails a run
+            self._log.warning("report.failed", run_id=run_id, error=str(exc), exc_info=_is_bug(exc))
         else:
             if path is not None:
                 self._log.info("report.written", run_id=run_id, path=str(path))
@@ -680,8 +682,14 @@ class Daemon:
                     "retry-timed",
                 ):
                     store.set_schedule(job, jobs.get(job))
-        except Exception as exc:  # status is informative; never stop a run for it
-            self._log.warning("schedule.publish_failed", error=str(exc))
+        except Exception as exc:  # noqa: BLE001 -- status is informative; never stop a run for it
+            self._log.warning("schedule.publish_failed", error=str(exc), exc_info=_is_bug(exc))
+
+
+def _is_bug(exc: BaseException) -> bool:
+    """Whether a caught exception is a bug (not one of misync's operating conditions nor
+    an OS error): a job boundary that swallows it logs its traceback, so it stays visible."""
+    return not isinstance(exc, MisyncError | OSError)
 
 
 def _undone_disables(result: Any) -> set[str]:

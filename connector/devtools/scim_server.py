@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
@@ -132,7 +133,7 @@ class LocalScimServer(ChildServer):
                     httpx2.get(
                         f"{self.url}/ServiceProviderConfig", headers=headers, timeout=1
                     ).status_code
-                    == 200
+                    == HTTPStatus.OK
                 ):
                     return self
             except (httpx2.HTTPError, OSError):
@@ -148,7 +149,7 @@ class LocalScimServer(ChildServer):
         with httpx2.Client(headers=headers, timeout=10) as http:
             for user in users:
                 resp = http.post(f"{self.url}/Users", json=user)
-                if resp.status_code != 201:
+                if resp.status_code != HTTPStatus.CREATED:
                     raise ScimServerError(
                         f"seeding {user.get('userName')}: {resp.status_code} {resp.text}"
                     )
@@ -160,7 +161,7 @@ class LocalScimServer(ChildServer):
                     "members": [{"value": ids[m], "type": "User"} for m in group["members"]],
                 }
                 resp = http.post(f"{self.url}/Groups", json=body)
-                if resp.status_code != 201:
+                if resp.status_code != HTTPStatus.CREATED:
                     raise ScimServerError(
                         f"seeding group {group['displayName']}: {resp.status_code} {resp.text}"
                     )

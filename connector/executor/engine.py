@@ -47,7 +47,7 @@ import structlog
 
 from connector.model.plan import Action, FailureCode, Op, OutcomeStatus, Plan
 from connector.reconcile.serialize import change_to_dict
-from connector.state.rows import JournalClose
+from connector.state.rows import JournalClose, LogonIdConflictError
 from connector.targets.base import (
     PermanentTargetError,
     Target,
@@ -75,7 +75,10 @@ class Journal(Protocol):
 
     def journal_close(self, items: Sequence[JournalClose]) -> None: ...
 
-    def reserve_logon_id(self, person_id: str, logon_id: str) -> None: ...
+    def reserve_logon_id(self, person_id: str, logon_id: str) -> None:
+        """Raises ``LogonIdConflictError`` if the ID is someone else's or the person has
+        another one (the create is then refused, not attempted)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +131,7 @@ def action_payload(action: Action, plan_checksum: str) -> dict[str, Any]:
 
 
 class Executor:
-    def __init__(
+    def __init__(  # noqa: PLR0913 -- keyword-only configuration (settings.apply), each named
         self,
         *,
         target_factory: Callable[[], Target],
@@ -224,7 +227,13 @@ class Executor:
                             i, action, entry = running.pop(fut)
                             try:
                                 outcome = fut.result()
-                            except Exception as exc:  # a bug, not a target error: journal it
+                            except Exception as exc:  # noqa: BLE001 -- a bug, not a target error: journaled as internal, logged with its traceback
+                                self._log.error(
+                                    "operation.internal_error",
+                                    person_id=action.person_id,
+                                    op=action.op.value,
+                                    exc_info=exc,
+                                )
                                 outcome = ActionOutcome(
                                     action,
                                     OutcomeStatus.FAILED,
@@ -286,7 +295,7 @@ class Executor:
             if action.op is Op.CREATE and action.person_id and action.logon_id:
                 try:
                     self._journal.reserve_logon_id(action.person_id, action.logon_id)
-                except Exception as exc:  # LogonIdConflictError from the store
+                except LogonIdConflictError as exc:
                     refused[i] = f"logon ID not reserved: {exc}"
         entries = self._journal.journal_begin_many(
             run_id,
@@ -381,7 +390,7 @@ class Executor:
         if self._audit is not None:
             try:
                 seqs = self._audit([(entry, o) for _, entry, o in batch])
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 -- kept and raised by apply() once the workers stop
                 self._audit_error = exc
                 self._stop(f"the audit trail could not be written: {exc}")
                 return

@@ -22,6 +22,7 @@ def judge(
     rows: int,
     previous: int | None,
     modified: datetime | None,
+    *,
     now: datetime,
     s: FeedsSettings,
 ) -> tuple[FeedState, str]:

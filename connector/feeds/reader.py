@@ -206,19 +206,24 @@ def _read_one(
         return [], [], FeedState.UNREADABLE, f"{file}: cannot read: {exc.strerror}", ""
     with fh:
         try:
-            size = os.fstat(fh.fileno()).st_size
-            if settings.max_bytes and size > settings.max_bytes:
-                return [], [], FeedState.UNREADABLE, _too_big(file, size, settings.max_bytes), ""
-            source = _Lines(fh, file, settings.max_bytes)
-            try:
-                records, rejected, unattributable = _parse(
-                    name, file, source, layout, settings.max_rows
-                )
-            except _Unreadable as exc:
-                return [], [], FeedState.UNREADABLE, str(exc), source.digest()
-            digest = source.digest()
+            return _read_open(name, file, fh, layout, settings)
         except OSError as exc:
             return [], [], FeedState.UNREADABLE, f"{file}: cannot read: {exc.strerror}", ""
+
+
+def _read_open(
+    name: FeedName, file: str, fh: BinaryIO, layout: FeedLayout, settings: FeedsSettings
+) -> tuple[list[Any], list[Rejection], FeedState, str, str]:
+    """``_read_one`` on the opened file (an ``OSError`` is the caller's to report)."""
+    size = os.fstat(fh.fileno()).st_size
+    if settings.max_bytes and size > settings.max_bytes:
+        return [], [], FeedState.UNREADABLE, _too_big(file, size, settings.max_bytes), ""
+    source = _Lines(fh, file, settings.max_bytes)
+    try:
+        records, rejected, unattributable = _parse(name, file, source, layout, settings.max_rows)
+    except _Unreadable as exc:
+        return [], [], FeedState.UNREADABLE, str(exc), source.digest()
+    digest = source.digest()
     if unattributable:
         key = layout.column(name, KEY_COLUMN[name])
         others = (
@@ -530,7 +535,7 @@ def read_feeds(
                 modified = None
         if state is FeedState.OK:
             state, detail = judge(
-                name, path.name, len(records), previous.get(name), modified, now, settings
+                name, path.name, len(records), previous.get(name), modified, now=now, s=settings
             )
         if state in (FeedState.MISSING, FeedState.UNREADABLE):
             records = []

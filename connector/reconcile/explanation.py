@@ -189,29 +189,7 @@ def render_person(
     if decision is None:
         out = [f"person {person_id}: appears only in rejected rows; no decision can be made"]
     else:
-        d = decision
-        out = [f"person {d.person_id}: {d.status.value.upper()} as of {when(d.as_of, tz)}"]
-        if d.grant is not None:
-            out.append(
-                f"  grant {d.grant.request_id} from {when(d.grant.started_at, tz)} "
-                f"({d.grant.source})"
-            )
-        if d.profile or d.offices:
-            out.append(f"  profile {d.profile or '-'}; offices {', '.join(d.offices) or '-'}")
-        if d.reasons:
-            out.append("  failing conditions:")
-            for r in d.reasons:
-                out.append(f"    {reason_line(r)}")
-                if r.deadline is not None:
-                    out.append(f"        {_deadline_line(r.deadline, fate, tz)}")
-                out += [f"        but {row.cite()}" for row in bearing_on(r, rows)]
-        else:
-            out.append("  every condition of Policy 1021 holds")
-        if d.flags:
-            out.append("  for review:")
-            for r in d.flags:
-                out.append(f"    {reason_line(r)}")
-                out += [f"        but {row.cite()}" for row in bearing_on(r, rows)]
+        out = _decision_lines(decision, rows, fate, tz)
     if rows:
         out.append(
             f"  rejected rows about {person_id} (unreadable, not missing: the decision "
@@ -226,6 +204,35 @@ def render_person(
     if fate is not None:
         out += _fate_lines(fate, account)
     return "\n".join(out) + "\n"
+
+
+def _decision_lines(
+    d: Decision, rows: tuple[RejectedRow, ...], fate: PersonFate | None, tz: tzinfo | None
+) -> list[str]:
+    """The decision part of ``person_text``: status, grant, profile, the failing
+    conditions (each with its deadline and the rejected rows bearing on it), the flags."""
+    out = [f"person {d.person_id}: {d.status.value.upper()} as of {when(d.as_of, tz)}"]
+    if d.grant is not None:
+        out.append(
+            f"  grant {d.grant.request_id} from {when(d.grant.started_at, tz)} ({d.grant.source})"
+        )
+    if d.profile or d.offices:
+        out.append(f"  profile {d.profile or '-'}; offices {', '.join(d.offices) or '-'}")
+    if d.reasons:
+        out.append("  failing conditions:")
+        for r in d.reasons:
+            out.append(f"    {reason_line(r)}")
+            if r.deadline is not None:
+                out.append(f"        {_deadline_line(r.deadline, fate, tz)}")
+            out += [f"        but {row.cite()}" for row in bearing_on(r, rows)]
+    else:
+        out.append("  every condition of Policy 1021 holds")
+    if d.flags:
+        out.append("  for review:")
+        for r in d.flags:
+            out.append(f"    {reason_line(r)}")
+            out += [f"        but {row.cite()}" for row in bearing_on(r, rows)]
+    return out
 
 
 def person_json(

@@ -362,7 +362,7 @@ class _Planning:
             return snap
         if not (inp.known_logon_ids.get(pid) or snap.logon_id):
             return snap
-        logon = _logon_for(inp, pid, snap, worker, self.orgs, decision, set())
+        logon = _logon_for(inp, pid, snap, worker, self.orgs, decision=decision, taken=set())
         desired, _ = self.cache.desired(
             decision, worker, self.orgs.get(worker.org_id), logon, self.mapping
         )
@@ -507,7 +507,9 @@ def _plan_entitled(
         state.hold_unread(acc, person_id, worker)
         return
     inp = state.inp
-    logon = _logon_for(inp, person_id, acc, worker, state.orgs, decision, state.taken)
+    logon = _logon_for(
+        inp, person_id, acc, worker, state.orgs, decision=decision, taken=state.taken
+    )
     desired, entitled_reason = state.cache.desired(
         decision, worker, state.orgs.get(worker.org_id), logon, state.mapping
     )
@@ -664,6 +666,7 @@ def _logon_for(
     acc: Account | None,
     worker: Worker,
     orgs: Mapping[str, Organization],
+    *,
     decision: Decision,
     taken: set[str],
 ) -> str:

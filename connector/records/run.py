@@ -109,7 +109,7 @@ def operation_record(entry: int, o: OutcomeLike, checksum: str) -> dict[str, Any
     return record
 
 
-def recovered_operation_record(
+def recovered_operation_record(  # noqa: PLR0913 -- keyword-only: the record's fields
     *,
     entry: int,
     op: str,

@@ -21,8 +21,8 @@ def open_breaches(
     run_id: str,
     log: Any,
     at: datetime,
-    alerts: AlertSink | None = None,
     *,
+    alerts: AlertSink | None = None,
     tz: tzinfo | None = None,
 ) -> None:
     """Record every timely-deactivation breach *before* the directory is touched, so a
@@ -47,16 +47,16 @@ def open_breaches(
             alerts.send(kinds.breach_open(b.account_id, when(b.deadline, tz), codes, fields))
 
 
-def close_breaches(
+def close_breaches(  # noqa: PLR0913 -- the run's context; what varies is keyword-only
     store: Store,
     audit: AuditLog,
     plan: Plan,
     report: ApplyReport,
     run_id: str,
     log: Any,
+    *,
     at: datetime,
     alerts: AlertSink | None = None,
-    *,
     scope: frozenset[str] | None = None,
     tz: tzinfo | None = None,
 ) -> None:

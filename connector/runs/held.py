@@ -328,8 +328,8 @@ def record_run(
     outcomes: Collection[ActionOutcome],
     run_id: str,
     at: datetime,
-    log: Any,
     *,
+    log: Any,
     full: bool,
 ) -> None:
     """After a run: record what it held (``misync held list``) and close the decisions it

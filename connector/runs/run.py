@@ -256,7 +256,7 @@ class Run:
         self._alert_held(plan)
         if alerts is not None:
             self._alert_guard_and_feeds(plan, ev, alerts)
-        open_breaches(store, audit, plan, run_id, log, rt.clock(), alerts, tz=tz)
+        open_breaches(store, audit, plan, run_id, log, rt.clock(), alerts=alerts, tz=tz)
         try:
             report = executor.apply(plan, run_id)
         except AuditWriteError as exc:
@@ -269,11 +269,20 @@ class Run:
             not_attempted = sum(o.status == OutcomeStatus.NOT_ATTEMPTED for o in report.outcomes)
             alerts.send(kinds.run_stopped(run_id, report.stopped, not_attempted))
         close_breaches(
-            store, audit, plan, report, run_id, log, rt.clock(), alerts, scope=scope, tz=tz
+            store,
+            audit,
+            plan,
+            report,
+            run_id,
+            log,
+            at=rt.clock(),
+            alerts=alerts,
+            scope=scope,
+            tz=tz,
         )
         # what this run held, and the operators' decisions it settled (``misync held``)
         record_held(
-            store, audit, plan, report.outcomes, run_id, rt.clock(), log, full=scope is None
+            store, audit, plan, report.outcomes, run_id, rt.clock(), log=log, full=scope is None
         )
         warn_unfixed(plan, report, log, alerts, tz=tz)
         self._record_feeds(store, ev, full=scope is None)
@@ -320,7 +329,7 @@ class Run:
                             )
                         )
                 alert = kinds.operation_outcome(
-                    a.op.value, a.key, a.person_id, o.status, o.code, o.detail, run_id
+                    a.op.value, a.key, a.person_id, o.status, o.code, o.detail, run_id=run_id
                 )
                 if alert is not None:
                     alerts.send(alert)

@@ -122,7 +122,7 @@ def _find(rt: Runtime, people: list[str], log: Any) -> tuple[list[Account], dict
         target.close()
 
 
-def run_targeted(
+def run_targeted(  # noqa: PLR0913 -- keyword-only options of one run, each named
     rt: Runtime,
     person_ids: Collection[str] | None,
     *,

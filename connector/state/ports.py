@@ -215,6 +215,7 @@ class AlertStore(Protocol):
         summary: str,
         fields: Mapping[str, Any],
         at: datetime,
+        *,
         run_id: str | None,
     ) -> tuple[AlertRow, bool]: ...
 
@@ -280,7 +281,8 @@ if TYPE_CHECKING:  # mypy (strict, in deploy/test.sh) fails here if the store dr
     from connector.state.sqlite.snapshot import SqliteSnapshot
     from connector.state.store import StateStore
 
-    def _each_sqlite_module_implements_its_port(
+    def _each_sqlite_module_implements_its_port(  # noqa: PLR0913 -- one per port, for mypy
+        *,
         meta: SqliteBase,
         logon: SqliteLogonIds,
         runs: SqliteRuns,

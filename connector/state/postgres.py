@@ -901,6 +901,7 @@ class PgStateStore(FeedStamps):
         summary: str,
         fields: Mapping[str, Any],
         at: datetime,
+        *,
         run_id: str | None,
     ) -> tuple[AlertRow, bool]:
         """(the open row, True if it was opened now); a repeat refreshes text and run."""

@@ -22,11 +22,10 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-import connector.runs.planning as planning
 from connector.app import Runtime
 from connector.daemon import Daemon
 from connector.model.plan import Op
-from connector.runs import ApplyResult, IncrementalCycle, Run, run_apply
+from connector.runs import ApplyResult, IncrementalCycle, Run, planning, run_apply
 from connector.runs.cycle import CyclePlanner
 from connector.runs.targeted import run_targeted
 from connector.settings import load_settings

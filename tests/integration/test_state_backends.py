@@ -343,7 +343,7 @@ def test_one_open_breach_per_account(store: Store) -> None:
 
 def test_alert_lifecycle(store: Store) -> None:
     row, created = store.raise_alert(
-        "breach", "uid=a", "critical", "late", {"n": 1, "at": T0}, T0, "r1"
+        "breach", "uid=a", "critical", "late", {"n": 1, "at": T0}, T0, run_id="r1"
     )
     assert created
     assert (row.kind, row.key, row.fields, row.opened_at, row.seen_run) == (
@@ -353,7 +353,9 @@ def test_alert_lifecycle(store: Store) -> None:
         T0,
         "r1",
     )
-    again, created = store.raise_alert("breach", "uid=a", "critical", "later", {"n": 2}, T0, None)
+    again, created = store.raise_alert(
+        "breach", "uid=a", "critical", "later", {"n": 2}, T0, run_id=None
+    )
     assert not created
     assert (again.id, again.summary, again.fields, again.seen_run) == (
         row.id,
@@ -375,7 +377,7 @@ def test_alert_lifecycle(store: Store) -> None:
     store.close_alert(row.id, T0, "resolved")
     assert store.open_alerts() == []
     assert store.open_alert("breach", "uid=a") is None
-    third, created = store.raise_alert("breach", "uid=a", "critical", "back", {}, T0, "r3")
+    third, created = store.raise_alert("breach", "uid=a", "critical", "back", {}, T0, run_id="r3")
     assert created
     assert third.id != row.id
     assert [a.id for a in store.alerts()] == [third.id, row.id]  # newest first
@@ -644,7 +646,7 @@ def test_concurrent_appenders_from_threads(backend: Backend) -> None:
             try:
                 for i in range(15):
                     t.append_many([("operation", {"t": n, "i": i}), ("x", {"t": n})], f"r{n}")
-            except BaseException as exc:
+            except BaseException as exc:  # noqa: BLE001 -- a thread's error is kept and asserted on below
                 errors.append(exc)
 
         threads = [

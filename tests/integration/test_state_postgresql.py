@@ -154,7 +154,7 @@ def test_migrate_a_real_sqlite_state_then_apply_on_postgresql(
     assert cli(w, "apply", capsys=capsys)[0] == 0
     with StateStore(w["dir"] / "state.sqlite3") as s:  # something in every kind of table
         s.record_failure("uid=x", NOW, "refused")
-        s.raise_alert("breach", "uid=x", "critical", "late", {"n": 1}, NOW, None)
+        s.raise_alert("breach", "uid=x", "critical", "late", {"n": 1}, NOW, run_id=None)
         s.open_breach("uid=y", "P9", NOW, "breach", "separated", NOW)
         s.set_schedule("cycle", NOW)
         s.save_snapshot({"mark": "7"}, {"uid=x": "{}"}, [], replace=True)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from connector.alerts import Alert, Severity
 from connector.alerts.email import DeliveryError
@@ -195,6 +196,36 @@ def test_a_failing_sink_never_blocks_and_is_retried_at_remind(env: Any) -> None:
     assert len(rec.got) == before
     assert len(bad.got) == 3
     assert all(r.undelivered == () for r in store.open_alerts())
+
+
+class Raising(Recorder):
+    def __init__(self, exc: Exception) -> None:
+        super().__init__("webhook")
+        self.exc = exc
+
+    def deliver(self, alert: Alert) -> None:
+        self.attempts += 1
+        raise self.exc
+
+
+@pytest.mark.parametrize(
+    ("exc", "traceback"),
+    [
+        (DeliveryError("relay down"), False),  # an operating condition: its words suffice
+        (KeyError("subject"), True),  # a bug in the sink: swallowed, so its traceback shown
+    ],
+)
+def test_a_failing_sink_logs_a_traceback_only_for_a_bug(
+    env: Any, exc: Exception, traceback: bool
+) -> None:
+    mgr, rec, *_ = env
+    mgr.sinks.append(Raising(exc))
+    with capture_logs() as logs:
+        mgr.send(breach())  # no exception reaches the caller either way
+    assert len(rec.got) == 1
+    (failed,) = [e for e in logs if e["event"] == "alert.delivery_failed"]
+    assert failed["sink"] == "webhook"
+    assert bool(failed.get("exc_info")) is traceback
 
 
 @pytest.mark.parametrize(

@@ -9,10 +9,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from connector.executor import Executor
 from connector.model import Account, Action, Change, DesiredAccount, Op, Plan
-from connector.state import JournalClose
+from connector.state import JournalClose, LogonIdConflictError
 from connector.targets.base import (
     PermanentTargetError,
     TargetNotRespondingError,
@@ -58,7 +59,7 @@ class FakeJournal:
     def reserve_logon_id(self, person_id: str, logon_id: str) -> None:
         held_by = {v: k for k, v in self.reserved.items()}.get(logon_id)
         if held_by not in (None, person_id):
-            raise ValueError(f"{logon_id} belongs to {held_by}")
+            raise LogonIdConflictError(f"{logon_id} belongs to {held_by}")
         self.reserved[person_id] = logon_id
 
 
@@ -227,6 +228,20 @@ def test_create_retry_looks_up_before_resending() -> None:
     assert report.outcomes[0].account_id == "id-P1"
     assert events.count("create P1") == 1  # not sent twice
     assert events.index("find P1") > events.index("create P1")
+
+
+def test_a_bug_in_an_action_is_journaled_as_internal_and_logged_with_its_traceback() -> None:
+    """The executor catches everything a worker raises (a bug must not lose the run's
+    other outcomes), so the traceback is logged: a swallowed bug stays visible."""
+    with capture_logs() as logs:
+        report, _, _, journal = execute([action(Op.DISABLE, "A")], {"A": [RuntimeError("boom")]})
+    (failed,) = report.failed
+    assert failed.detail == "internal: RuntimeError('boom')"
+    assert journal.entries[1] == ("failed", "internal: RuntimeError('boom')")
+    (logged,) = [e for e in logs if e["event"] == "operation.internal_error"]
+    assert logged["person_id"] == "A"
+    assert isinstance(logged["exc_info"], RuntimeError)
+    assert logged["exc_info"].__traceback__ is not None
 
 
 def test_logon_conflict_fails_before_touching_target() -> None:

@@ -21,8 +21,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from structlog.testing import capture_logs
 
-import connector.feeds.reader as reader
-from connector.feeds import read_feeds
+from connector.feeds import read_feeds, reader
 from connector.model import FeedName, FeedState
 from connector.settings import FeedsSettings
 

@@ -328,7 +328,7 @@ def test_a_run_settles_decisions(
     store.decide_held(KEY, "approve", digest="d", reason="r", by="alice", at=NOW)
     plan = _run_plan(kind)
     outcomes = [ActionOutcome(a, "ok", a.account_id, 1) for a in plan.actions]
-    record_run(store, audit, plan, outcomes, "r9", NOW, structlog.get_logger(), full=full)
+    record_run(store, audit, plan, outcomes, "r9", NOW, log=structlog.get_logger(), full=full)
     if event is None:
         assert [d.key for d in store.held_decisions()] == [KEY]
         assert _events(audit) == []

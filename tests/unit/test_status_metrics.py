@@ -42,7 +42,13 @@ def state(tmp_path: Path) -> Any:
     for _ in range(3):
         store.record_failure("uid=b", NOW, "ldap: busy")
     store.raise_alert(
-        "operation.held", "feed_unhealthy:uid=d", "warning", "disable uid=d held", {}, NOW, "r2"
+        "operation.held",
+        "feed_unhealthy:uid=d",
+        "warning",
+        "disable uid=d held",
+        {},
+        NOW,
+        run_id="r2",
     )
     store.record_feed_health(
         "r2",

@@ -62,6 +62,7 @@ class SqliteAlerts(SqliteBase):
         summary: str,
         fields: Mapping[str, Any],
         at: datetime,
+        *,
         run_id: str | None,
     ) -> tuple[AlertRow, bool]:
         """Record an alert: (the open row, True if it was opened now). A repeat of an open

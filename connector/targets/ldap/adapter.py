@@ -82,6 +82,7 @@ LIMIT_HINTS = {
 LIMIT_CODES = frozenset(LIMIT_HINTS)
 # Above this many changed accounts, one read of every group beats a search per account.
 GROUPS_PER_ACCOUNT_MAX = 50
+_SEARCH_RES_ENTRY = 4  # the LDAP protocolOp tag of a searchResEntry (RFC 4511)
 
 
 def norm_dn(dn: str) -> str:
@@ -565,7 +566,7 @@ def _lean_entries(conn: ldap3.Connection) -> ldap3.Connection:
     original = strategy.decode_response_fast
 
     def decode(message: dict[str, Any]) -> dict[str, Any]:
-        if message["protocolOp"] != 4:  # not a searchResEntry
+        if message["protocolOp"] != _SEARCH_RES_ENTRY:
             return cast(dict[str, Any], original(message))
         payload = message["payload"]
         return {

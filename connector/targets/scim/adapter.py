@@ -25,6 +25,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import nullcontext
+from http import HTTPStatus
 from typing import Any
 
 import httpx2
@@ -192,11 +193,11 @@ class ScimTarget:
         try:
             return self._client().query(self._user(), account_id)
         except SCIMException as exc:
-            if getattr(exc, "status", None) == 404:
+            if getattr(exc, "status", None) == HTTPStatus.NOT_FOUND:
                 return None
             raise classify(exc, f"reading {account_id} failed", account_id) from exc
         except SCIMClientException as exc:
-            if getattr(getattr(exc, "source", None), "status_code", None) == 404:
+            if getattr(getattr(exc, "source", None), "status_code", None) == HTTPStatus.NOT_FOUND:
                 return None
             raise classify(exc, f"reading {account_id} failed", account_id) from exc
 
@@ -361,7 +362,7 @@ class ScimTarget:
         try:
             self._client().create(resource)
         except Exception as exc:
-            if status_of(exc) != 409:
+            if status_of(exc) != HTTPStatus.CONFLICT:
                 raise
             existing = self._find_group(name)
             if existing is None:

@@ -101,36 +101,46 @@ def tls_reason(exc: BaseException) -> str | None:
 def classify(exc: Exception, what: str, account_id: str | None) -> TargetError:
     """Map a scim2-client / scim2-models / httpx2 error onto the target error tree."""
     if isinstance(exc, SCIMException):
-        status = int(getattr(exc, "status", 0) or 0)
-        detail = f"status={status} scimType={exc.scim_type or '-'} detail={exc.detail or '-'}"
-        response = getattr(exc, "source", None)  # scim2-client attaches the HTTP response
-        if status in TEMPORARY_STATUS:
-            return TemporaryTargetError(
-                what, account_id=account_id, detail=detail, retry_after=retry_after(response)
-            )
-        return PermanentTargetError(what, account_id=account_id, detail=detail)
+        return _classify_scim(exc, what, account_id)
     if isinstance(exc, SCIMClientException):
-        source = getattr(exc, "source", None)
-        code: int | None = getattr(source, "status_code", None)
-        cause = exc.__cause__
-        if code is None and isinstance(cause, httpx2.RequestError):  # network, timeout
-            return TargetNotRespondingError(
-                what, account_id=account_id, detail=f"{type(cause).__name__}: {cause}"
-            )
-        body = ""
-        if source is not None and hasattr(source, "text"):
-            body = source.text[:300]
-        detail = f"status={code} {exc} {body}".strip()
-        if code in TEMPORARY_STATUS:
-            return TemporaryTargetError(
-                what, account_id=account_id, detail=detail, retry_after=retry_after(source)
-            )
-        return PermanentTargetError(what, account_id=account_id, detail=detail)
+        return _classify_client(exc, what, account_id)
     if isinstance(exc, httpx2.RequestError):
         return TargetNotRespondingError(
             what, account_id=account_id, detail=f"{type(exc).__name__}: {exc}"
         )
     return PermanentTargetError(what, account_id=account_id, detail=repr(exc))
+
+
+def _classify_scim(exc: SCIMException, what: str, account_id: str | None) -> TargetError:
+    """A SCIM error response (status, scimType, detail) from scim2-models."""
+    status = int(getattr(exc, "status", 0) or 0)
+    detail = f"status={status} scimType={exc.scim_type or '-'} detail={exc.detail or '-'}"
+    response = getattr(exc, "source", None)  # scim2-client attaches the HTTP response
+    if status in TEMPORARY_STATUS:
+        return TemporaryTargetError(
+            what, account_id=account_id, detail=detail, retry_after=retry_after(response)
+        )
+    return PermanentTargetError(what, account_id=account_id, detail=detail)
+
+
+def _classify_client(exc: SCIMClientException, what: str, account_id: str | None) -> TargetError:
+    """A scim2-client error: a network failure underneath, or an HTTP response."""
+    source = getattr(exc, "source", None)
+    code: int | None = getattr(source, "status_code", None)
+    cause = exc.__cause__
+    if code is None and isinstance(cause, httpx2.RequestError):  # network, timeout
+        return TargetNotRespondingError(
+            what, account_id=account_id, detail=f"{type(cause).__name__}: {cause}"
+        )
+    body = ""
+    if source is not None and hasattr(source, "text"):
+        body = source.text[:300]
+    detail = f"status={code} {exc} {body}".strip()
+    if code in TEMPORARY_STATUS:
+        return TemporaryTargetError(
+            what, account_id=account_id, detail=detail, retry_after=retry_after(source)
+        )
+    return PermanentTargetError(what, account_id=account_id, detail=detail)
 
 
 def status_of(exc: Exception) -> int | None:
