@@ -381,6 +381,9 @@ class _Rows:
             if len(fields) != width:
                 self._shapeless(start, fields, source.last)
                 continue
+            if not source.last.endswith("\n"):
+                self._unterminated(start, fields, source.last)
+                continue
             values = {logical: fields[i] for logical, i in index.items()}
             row = Row(values, memo)
             if suspicious:
@@ -402,6 +405,25 @@ class _Rows:
         raw_row = raw.rstrip("\r\n")
         self.shapeless.append(
             Rejection(self.name.value, self.file, start, None, raw_row, reason, key=key)
+        )
+
+    def _unterminated(self, start: int, fields: list[str], raw: str) -> None:
+        """The last line has no line end: the file may have been cut short while it was
+        written (a row cut after a separator still has every field, its last ones empty).
+        The row is rejected with its key, so what it would drive is held for that key,
+        never read as a row with empty values."""
+        key = clean(fields[self.key_at]) if self.key_at < len(fields) else ""
+        self.shapeless.append(
+            Rejection(
+                self.name.value,
+                self.file,
+                start,
+                None,
+                raw,
+                "the last line has no line end: the file may have been cut short while it "
+                "was written, so this row is not trusted (a feed file ends with a line end)",
+                key=key,
+            )
         )
 
     def _seen(self, u: str, start: int) -> None:

@@ -266,6 +266,27 @@ def test_a_truncated_feed_never_yields_an_unguarded_mass_disable(
     assert not [a for a in disables if a.evidenced], disables
 
 
+def test_a_row_cut_after_a_separator_is_rejected_not_read_with_empty_values(folder: Path) -> None:
+    """The case the fuzzer found: the contracts feed cut inside DS-100's row, just after
+    the comma before its Data Owner approval, still has every field (the last one empty),
+    so the row read as "not approved by the Data Owner": evidence, never held by the
+    guard, 40 entitled people disabled. The last line has no line end: it is rejected
+    with its key, and what it drives is held for that organization."""
+    write(folder, CROWD_FILES)
+    previous = {h.feed: h.rows for h in read(folder).health.values()}
+    body = CROWD_FILES[FeedName.CONTRACTS]
+    cut = body[: int(len(body) * 0.419921875)]
+    assert cut.endswith(b",2025-06-12,")  # every field there, the last one empty
+    write(folder, {**CROWD_FILES, FeedName.CONTRACTS: cut})
+    feeds = read(folder, previous)
+    _, p = plan(feeds, CROWD_ACCOUNTS, GUARD)
+    crowd_ids = {a.account_id for a in CROWD_ACCOUNTS}
+    assert not [a for a in p.actions if a.op is Op.DISABLE and a.account_id in crowd_ids]
+    (rejected,) = [r for r in feeds.rejected if r.feed == FeedName.CONTRACTS.value]
+    assert (rejected.line, rejected.key) == (3, "LWDB04")  # the subject: its organization
+    assert "no line end" in rejected.reason
+
+
 def test_the_fuzz_profile_is_documented() -> None:
     text = (ROOT / "docs" / "SECURITY.md").read_text(encoding="utf-8")
     assert "HYPOTHESIS_PROFILE=long" in text
