@@ -284,6 +284,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="also check that record SEQ has this hash (audit_seq:audit_head of a "
         "run.finished log event, kept outside the state folder)",
     )
+    replay = asub.add_parser(
+        "replay",
+        help="rebuild a run's plan from its archived inputs alone and check its checksum "
+        "against the trail",
+    )
+    which = replay.add_mutually_exclusive_group(required=True)
+    which.add_argument("run_id", nargs="?", metavar="RUN_ID", help="the run to replay")
+    which.add_argument("--all", action="store_true", help="every run still archived")
     export = asub.add_parser("export", help="export records for auditors")
     export.add_argument(
         "--format",
