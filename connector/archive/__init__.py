@@ -14,6 +14,7 @@ from connector.archive.store import (
     ArchiveError,
     ArchivePrunedError,
     ArchiveStore,
+    prune_archive,
 )
 
 __all__ = [
@@ -22,5 +23,6 @@ __all__ = [
     "ArchiveStore",
     "Recorder",
     "note",
+    "prune_archive",
     "recording",
 ]

@@ -100,6 +100,7 @@ def archive_run(
     rules: PolicyRules,
     checksum: str,
     scoped: bool,
+    reviewed: bool = False,
     at: datetime,
 ) -> str | None:
     """Write the run's inputs and manifest; the manifest's digest (None when the source
@@ -160,6 +161,8 @@ def archive_run(
         "as_of": inputs.as_of.isoformat(),
         "target": inputs.target,
         "scoped": scoped,  # a targeted run: only its disables were kept
+        # a reviewed plan (apply --plan): these inputs are the fresh read that confirmed it
+        "reviewed": reviewed,
         "rules": rules_to_json(rules),
         "feed_settings": s.model_dump(mode="json", exclude={"dir", "mapping"}),
         "planner": {

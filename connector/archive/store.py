@@ -15,7 +15,7 @@ import json
 import os
 import zlib
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from connector.errors import ExitCode, MisyncError
@@ -141,7 +141,23 @@ def _referenced(store: ArchiveStore, manifest: str) -> set[str]:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write ``data`` to ``path`` through a temporary file renamed into place; the file
+    ``0600`` and new folders ``0700``, as the rest of the state folder (it holds
+    personal data: feed rows, account attributes)."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
     tmp.replace(path)
+
+
+def prune_archive(state_dir: Path, keep_days: int, now: datetime) -> int:
+    """Retention (``archive.keep_days``): remove the inputs of runs archived more than
+    ``keep_days`` before ``now``, under the state folder's lock (a run writing its
+    blobs meanwhile would otherwise lose them); the number of runs pruned. Raises
+    ``StateBusyError`` while a run holds the lock (the caller tries again next time)."""
+    from connector.state import state_lock
+
+    with state_lock(state_dir):
+        return ArchiveStore(state_dir / "archive").prune(now - timedelta(days=keep_days), now)

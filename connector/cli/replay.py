@@ -16,7 +16,10 @@ from typing import TYPE_CHECKING, TextIO
 from connector.errors import ExitCode
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from connector.app import Runtime
+    from connector.audit.trail import AuditRecord
     from connector.model.plan import Plan
 
 
@@ -33,13 +36,37 @@ def _differences(recorded: Plan, replayed: Plan) -> list[str]:
     return out or ["  the actions agree; the held actions, deadlines or feeds differ"]
 
 
+def _reviewed(run_id: str, records: Sequence[AuditRecord], rebuilt: Plan, out: TextIO) -> int:
+    """A reviewed plan's run (``apply --plan``): the archive holds the fresh read that
+    confirmed it; every action the trail recorded must be in the plan rebuilt from it,
+    with the same changes (as ``apply --plan`` confirmed it at the time)."""
+    from connector.records import read_run
+
+    recorded = read_run([(r.kind, r.at, r.data) for r in records], run_id).plan
+    fresh = {(a.op, a.key): a for a in rebuilt.actions}
+    bad = [
+        f"  not what the archived inputs give: {a.op.value} {a.key}"
+        for a in recorded.actions
+        if (a.op, a.key) not in fresh or fresh[(a.op, a.key)].changes != a.changes
+    ]
+    if bad:
+        out.write(f"run {run_id}: REPLAY DIFFERS: the archived inputs do not confirm it\n")
+        out.write("".join(line + "\n" for line in bad))
+        return ExitCode.TAMPERED
+    out.write(
+        f"run {run_id}: a reviewed plan (apply --plan): its {len(recorded.actions)} actions"
+        f" are each what the archived inputs give (rebuilt {rebuilt.checksum})\n"
+    )
+    return ExitCode.OK
+
+
 def replay_command(rt: Runtime, args: argparse.Namespace, out: TextIO) -> int:
     from connector.archive import ArchiveError, ArchiveStore
     from connector.archive.replay import replay
     from connector.records import read_run
 
     store = ArchiveStore(rt.settings.state.dir / "archive")
-    worst = ExitCode.OK
+    worst: int = ExitCode.OK
     with rt.audit(read_only=True) as trail:
         trail.check()  # the trail vouches for the archive: it must itself be intact
         ids = [run_id for run_id, _, _ in store.runs()] if args.all else [args.run_id]
@@ -69,6 +96,9 @@ def replay_command(rt: Runtime, args: argparse.Namespace, out: TextIO) -> int:
             except ArchiveError as exc:
                 out.write(f"run {run_id}: ARCHIVE ALTERED OR MISSING: {exc}\n")
                 worst = max(worst, ExitCode.TAMPERED)
+                continue
+            if result.manifest.get("reviewed"):
+                worst = max(worst, _reviewed(run_id, records, result.plan, out))
                 continue
             got, want = result.plan.checksum, plan_rec["checksum"]
             if got == want:

@@ -136,6 +136,9 @@ class Planned:
     enabled: int | None = None
     #: accounts misync had disabled that the read found enabled (misync's mark goes)
     reenabled: Sequence[str] = ()
+    #: a reviewed plan (``apply --plan``): what the run noted is the fresh read that
+    #: confirmed it, which its replay checks it against (connector.archive)
+    reviewed: bool = False
 
 
 @dataclass
@@ -252,6 +255,7 @@ class Run:
             rules=rt.rules,
             checksum=planned.plan.checksum,
             scoped=planned.scope is not None,
+            reviewed=planned.reviewed,
             at=rt.clock(),
         )
         self.log.info("run.archived", inputs=digest)

@@ -14,8 +14,11 @@ from typing import Any
 import pytest
 
 from connector.app import Runtime
+from connector.archive import ArchiveStore
 from connector.cli import main
+from connector.daemon import Daemon
 from connector.errors import ExitCode
+from connector.reconcile import plan_from_json
 from connector.runs import ApplyResult, IncrementalCycle, Run, run_apply
 from connector.runs.cycle import CyclePlanner
 from connector.runs.targeted import run_targeted
@@ -125,12 +128,43 @@ def test_every_kind_of_run_is_archived_and_replays(
     results.append(Run(rt, IncrementalCycle(planner)).execute())  # the first cycle: full
     append_row(feeds / "separations.csv", f"{ids[2]},LWDB04,{sep.isoformat()},quit")
     results.append(Run(rt, IncrementalCycle(planner)).execute())
+    append_row(feeds / "separations.csv", f"{ids[3]},LWDB04,{sep.isoformat()},quit")
+    reviewed = tmp_path / "plan.json"
+    assert main(["-c", str(cfg), "plan", "-o", str(reviewed)]) in (0, 8)
+    results.append(run_apply(rt, plan=plan_from_json(reviewed.read_text(encoding="utf-8"))))
     done = [r for r in results if r is not None]
-    assert len(done) == 4
-    assert [sum(a.op.value == "disable" for a in r.plan.actions) for r in done[1:]] == [1, 1, 1]
+    assert len(done) == 5
+    assert [sum(a.op.value == "disable" for a in r.plan.actions) for r in done[1:]] == [1] * 4
     code = main(["-c", str(cfg), "audit", "replay", "--all"])
     out = capsys.readouterr().out
     assert code == ExitCode.OK, out
-    for r in done:
+    for r in done[:-1]:
         assert f"run {r.run_id}: replayed from the archive" in out
         assert f"checksum {r.plan.checksum} matches the trail" in out
+    assert f"run {done[-1].run_id}: a reviewed plan (apply --plan): its 1 actions" in out
+
+    # retention: the runs archived before the last one go, the blobs it needs stay
+    archive = ArchiveStore(state / "archive")
+    archived = {run_id: at for run_id, _, at in archive.runs()}
+    assert set(archived) == {r.run_id for r in done}
+    size = archive.size()
+    assert archive.prune(archived[done[-1].run_id], datetime.now(LA)) == 4
+    assert archive.size() < size
+    code = main(["-c", str(cfg), "audit", "replay", done[0].run_id])
+    out = capsys.readouterr().out
+    assert code == ExitCode.INCOMPLETE, out
+    assert f"run {done[0].run_id}: its archived inputs were pruned at " in out
+    assert main(["-c", str(cfg), "audit", "replay", "--all"]) == ExitCode.OK
+    assert main(["-c", str(cfg), "audit", "verify"]) == ExitCode.OK  # the trail is untouched
+    capsys.readouterr()
+
+    # the daemon's daily maintenance prunes past archive.keep_days
+    later = datetime.now(LA) + timedelta(days=rt.settings.archive.keep_days + 1)
+    aged = Runtime(rt.settings, clock=lambda: later)
+    daemon = Daemon(aged, config_path=cfg, load=lambda p: Runtime(load_settings(p)))
+    daemon._job_audit_verify()
+    assert list(archive.runs()) == []
+    assert archive.size() == 0
+    code = main(["-c", str(cfg), "audit", "replay", done[-1].run_id])
+    out = capsys.readouterr().out
+    assert code == ExitCode.INCOMPLETE and f"pruned at {later.isoformat()}" in out, out
