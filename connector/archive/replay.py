@@ -13,6 +13,7 @@ import dataclasses
 import json
 import os
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -22,8 +23,10 @@ from zoneinfo import ZoneInfo
 from connector.archive.inputs import account_from_dict
 from connector.archive.store import ArchiveError, ArchiveStore
 from connector.feeds import load_feed_layout, read_feeds
-from connector.mapping import load_mapping
-from connector.model.feeds import FeedName, FeedState
+from connector.mapping import AccountMapping, load_mapping
+from connector.model.accounts import Account
+from connector.model.decisions import Decision
+from connector.model.feeds import FeedName, FeedSet, FeedState
 from connector.model.plan import HeldDecision, Op, Plan
 from connector.policy import PolicyRules, evaluate_all
 from connector.reconcile import PlanInputs, build_plan, seal
@@ -32,9 +35,15 @@ from connector.settings import FeedsSettings
 
 @dataclass(frozen=True)
 class Replayed:
+    """A run rebuilt from its archive: its plan, and the inputs it was made from."""
+
     run_id: str
     manifest: dict[str, Any]
     plan: Plan
+    feeds: FeedSet  # as the run read them, from the archived bytes
+    decisions: Mapping[str, Decision]  # of everyone in the feeds, at the run's as_of
+    accounts: tuple[Account, ...]  # as the run read them
+    mapping: AccountMapping
 
 
 def _rules(d: dict[str, Any]) -> PolicyRules:
@@ -122,9 +131,12 @@ def replay(archive: ArchiveStore, run_id: str, digest: str) -> Replayed:
         )
     feeds = dataclasses.replace(feeds, health=health)
     wanted = set(json.loads(archive.get(blobs["decisions"])))
-    decisions = {p: d for p, d in evaluate_all(feeds, as_of, rules).items() if p in wanted}
+    everyone = evaluate_all(feeds, as_of, rules)
+    decisions = {p: d for p, d in everyone.items() if p in wanted}
     state = json.loads(archive.get(blobs["state"]))
-    accounts = [account_from_dict(d) for b in m["accounts"] for d in json.loads(archive.get(b))]
+    accounts = tuple(
+        account_from_dict(d) for b in m["accounts"] for d in json.loads(archive.get(b))
+    )
     p = m["planner"]
     inputs = PlanInputs(
         as_of=as_of,
@@ -166,4 +178,4 @@ def replay(archive: ArchiveStore, run_id: str, digest: str) -> Replayed:
             accepted=tuple(h for h in plan.accepted if h.action.op is Op.DISABLE),
             approved=tuple(k for k in plan.approved if k.partition(":")[2] in keys),
         )
-    return Replayed(run_id, m, seal(plan))
+    return Replayed(run_id, m, seal(plan), feeds, everyone, accounts, mapping)

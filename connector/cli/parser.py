@@ -192,8 +192,18 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SUBJECT",
         help="a person id of the feeds (e.g. P1004), or an account id or logon ID",
     )
-    explain.add_argument(
-        "--as-of", type=_instant, help="decide at this instant (default: now): " + INSTANT_HELP
+    when = explain.add_mutually_exclusive_group()
+    when.add_argument(
+        "--as-of",
+        type=_instant,
+        help="decide now, on today's feeds, as at this instant (a what-if; default: now): "
+        + INSTANT_HELP,
+    )
+    when.add_argument(
+        "--at",
+        type=_instant,
+        help="the decision as misync made it then: from the archived inputs of the last "
+        "run at or before this instant (which run is said): " + INSTANT_HELP,
     )
     explain.add_argument(
         "--format", choices=("text", "json"), default="text", help="text (default) or JSON"

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from connector import app
 from connector.app import Runtime
 from connector.archive import ArchiveStore
 from connector.cli import main
@@ -52,7 +53,7 @@ def _apply(demo: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> str:
 
 
 def test_replay_rebuilds_the_plan_from_the_archive_alone(
-    demo: dict[str, Any], capsys: pytest.CaptureFixture[str]
+    demo: dict[str, Any], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     archive = Path(demo["tmp"]) / "state" / "archive"
     code, _ = run(demo, "plan", capsys=capsys)
@@ -69,6 +70,7 @@ def test_replay_rebuilds_the_plan_from_the_archive_alone(
     workers = feeds / "workers.csv"
     workers.write_text(workers.read_text(encoding="utf-8").replace("Seattle", "Tacoma"))
     (feeds / "ndas.csv").unlink()
+    monkeypatch.setattr(app, "now", lambda: e2e.NOW + timedelta(hours=1))
     second = _apply_any(demo, capsys)
     blobs2 = [p for p in (archive / "objects").rglob("*") if p.is_file()]
     size2 = sum(p.stat().st_size for p in blobs2)
@@ -81,6 +83,23 @@ def test_replay_rebuilds_the_plan_from_the_archive_alone(
     code, out = run(demo, "audit", "replay", "--all", capsys=capsys)
     assert code == ExitCode.OK, out
     assert run_id in out and second in out
+
+    # explain --at: the decision of that day, from that run's archived inputs
+    half = (e2e.NOW + timedelta(minutes=30)).isoformat()
+    code, then = run(demo, "explain", "P1001", "--at", half, capsys=capsys)
+    assert code == 0, then
+    assert then.startswith(f"As decided by run {run_id} (apply) at ")
+    code, later = run(demo, "explain", "P1001", "--at", "2026-11-25T18:30:00Z", capsys=capsys)
+    assert code == 0, later
+    assert later.startswith(f"As decided by run {second} (apply) at ")
+    # that day the NDA feed was there: entitled, the evidence row cited from the archive
+    assert "person P1001: ENTITLED" in then and "(requests.csv line 2)" in then
+    assert "plan: CREATE new aortiz" in then
+    assert "person P1001: SUSPENDED" in later and "nda_missing" in later
+    code, now = run(demo, "explain", "P1001", capsys=capsys)  # today's feeds: no NDA feed
+    assert code == 0 and "ENTITLED" not in now
+    code, _ = run(demo, "explain", "P1001", "--at", "2026-11-24T00:00:00Z", capsys=capsys)
+    assert code == ExitCode.USAGE and "no run archived at or before" in demo["last_err"]
 
     # one altered byte in an archived feed file: integrity failure, never replayed
     manifest = json.loads(
