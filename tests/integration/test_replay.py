@@ -46,6 +46,13 @@ def _plan_record(
     raise AssertionError(f"no plan record for {run_id}")
 
 
+def _page(demo: dict[str, Any], capsys: pytest.CaptureFixture[str], run_id: str) -> str:
+    out = Path(demo["tmp"]) / "page.html"
+    code, _ = run(demo, "report", "--run", run_id, "--wda", "WDA-04", "-o", str(out), capsys=capsys)
+    assert code == 0, demo["last_err"]
+    return out.read_text(encoding="utf-8")
+
+
 def _apply(demo: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> str:
     code, out = run(demo, "apply", "--format", "json", capsys=capsys)
     assert code == 0, out
@@ -64,12 +71,23 @@ def test_replay_rebuilds_the_plan_from_the_archive_alone(
     assert record["inputs"]  # the trail vouches for the archive
     blobs = [p for p in (archive / "objects").rglob("*") if p.is_file()]
     size = sum(p.stat().st_size for p in blobs)
+    page = _page(demo, capsys, run_id)
+    assert "P1002" in page
 
     # the world moves on: a feed changes, another goes, the directory is changed by apply
     feeds = Path(demo["feeds"])
     workers = feeds / "workers.csv"
     workers.write_text(workers.read_text(encoding="utf-8").replace("Seattle", "Tacoma"))
     (feeds / "ndas.csv").unlink()
+    orgs = feeds / "organizations.csv"  # CBO1 (P1002's) moves to another area
+    orgs.write_text(
+        orgs.read_text(encoding="utf-8").replace(
+            "Partners,wioa_contractor,WDA-04", "Partners,wioa_contractor,WDA-05"
+        )
+    )
+    # the run's page for its area is the same as on the day: people placed by the
+    # archived feeds, not by today's
+    assert _page(demo, capsys, run_id) == page
     monkeypatch.setattr(app, "now", lambda: e2e.NOW + timedelta(hours=1))
     second = _apply_any(demo, capsys)
     blobs2 = [p for p in (archive / "objects").rglob("*") if p.is_file()]
