@@ -302,6 +302,19 @@ def build_parser() -> argparse.ArgumentParser:
     which = replay.add_mutually_exclusive_group(required=True)
     which.add_argument("run_id", nargs="?", metavar="RUN_ID", help="the run to replay")
     which.add_argument("--all", action="store_true", help="every run still archived")
+    access = asub.add_parser(
+        "access",
+        help="who had access at an instant, and why: the enabled accounts as the last full "
+        "run at or before it read them, from its archived inputs",
+    )
+    access.add_argument("--at", type=_instant, required=True, help="the instant: " + INSTANT_HELP)
+    access.add_argument("--wda", help="only the people of this Workforce Development Area")
+    access.add_argument(
+        "--format",
+        choices=("csv", "json"),
+        default="csv",
+        help="CSV with a header (default), or JSON",
+    )
     export = asub.add_parser("export", help="export records for auditors")
     export.add_argument(
         "--format",

@@ -20,6 +20,10 @@ def audit_command(rt: Runtime, args: argparse.Namespace, out: TextIO, run_id: st
         from connector.cli.replay import replay_command
 
         return replay_command(rt, args, out)
+    if args.audit_command == "access":
+        from connector.cli.replay import access_command
+
+        return access_command(rt, args, out)
     from connector.audit import AuditError
 
     try:  # verify and export write nothing: an auditor's read-only copy will do

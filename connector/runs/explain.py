@@ -9,6 +9,7 @@ of each deadline as of the plan. This module reads (feeds, state, target) and pl
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -129,16 +130,42 @@ class ExplainedAt:
 def explain_at(rt: Runtime, subject: str, instant: datetime) -> ExplainedAt:
     """The decision on ``subject`` as misync made it at ``instant``: from the inputs of
     the last run planned at or before it that decided about the subject (a targeted run
-    decides only about its people), as archived (connector.archive). The trail must
-    vouch for them: the run's ``plan`` record names the manifest and the plan rebuilt
-    from it has the recorded checksum (``ArchiveError``, exit 6, otherwise)."""
+    decides only about its people), as archived (connector.archive; see
+    ``replayed_at``)."""
+    wanted = subject.strip().lower()
+
+    def decided(m: Mapping[str, Any], people: Callable[[], list[str]]) -> bool:
+        return not m["scoped"] or wanted in {p.lower() for p in people()}
+
+    at = replayed_at(rt, instant, decided)
+    if at is None:
+        raise NothingToExplain(
+            f"no run archived at or before {instant.isoformat()} decided about {subject!r}"
+            " (runs before the archive, or pruned after archive.keep_days, cannot be"
+            " explained)"
+        )
+    run_id, as_of, kind, r = at
+    return ExplainedAt(run_id, as_of, kind, _from_replay(subject, r))
+
+
+def replayed_at(
+    rt: Runtime,
+    instant: datetime,
+    wants: Callable[[Mapping[str, Any], Callable[[], list[str]]], bool],
+) -> tuple[str, datetime, str, Any] | None:
+    """The last run planned at or before ``instant`` that ``wants`` (given its manifest
+    and a way to read the people it decided about), rebuilt from its archived inputs
+    (``connector.archive.replay.Replayed``): its id, ``as_of`` and kind; None if none.
+
+    The trail must vouch for it: the run's ``plan`` record names the manifest and the
+    plan rebuilt from it has the recorded checksum (``ArchiveError``, exit 6,
+    otherwise)."""
     import json
 
     from connector.archive import ArchiveError, ArchiveStore
     from connector.archive.replay import load_manifest, replay
 
     archive = ArchiveStore(rt.settings.state.dir / "archive")
-    wanted = subject.strip().lower()
     with rt.audit(read_only=True) as trail:
         trail.check()
         for _, run_id, digest in sorted(
@@ -146,12 +173,13 @@ def explain_at(rt: Runtime, subject: str, instant: datetime) -> ExplainedAt:
         ):
             m = load_manifest(archive, digest)
             as_of = datetime.fromisoformat(m["as_of"])
-            if as_of > instant:
+            blob: str = m["blobs"]["decisions"]
+
+            def people(b: str = blob) -> list[str]:
+                return list(json.loads(archive.get(b)))
+
+            if as_of > instant or not wants(m, people):
                 continue
-            if m["scoped"]:
-                decided = json.loads(archive.get(m["blobs"]["decisions"]))
-                if wanted not in {p.lower() for p in decided}:
-                    continue
             plan_rec = next(
                 (json.loads(r.data) for r in trail.run_records(run_id) if r.kind == "plan"), None
             )
@@ -165,11 +193,8 @@ def explain_at(rt: Runtime, subject: str, instant: datetime) -> ExplainedAt:
                     f"run {run_id}: its archived inputs give {r.plan.checksum}, the trail"
                     f" recorded {plan_rec['checksum']} (misync audit replay {run_id})"
                 )
-            return ExplainedAt(run_id, as_of, m["kind"], _from_replay(subject, r))
-    raise NothingToExplain(
-        f"no run archived at or before {instant.isoformat()} decided about {subject!r}"
-        " (runs before the archive, or pruned after archive.keep_days, cannot be explained)"
-    )
+            return run_id, as_of, str(m["kind"]), r
+    return None
 
 
 def _from_replay(subject: str, r: Any) -> PersonExplanation | AccountFate:

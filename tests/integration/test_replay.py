@@ -110,6 +110,21 @@ def test_replay_rebuilds_the_plan_from_the_archive_alone(
     code, later = run(demo, "explain", "P1001", "--at", "2026-11-25T18:30:00Z", capsys=capsys)
     assert code == 0, later
     assert later.startswith(f"As decided by run {second} (apply) at ")
+    # audit access --at: who had access then, and why, from the same archive
+    code, out = run(demo, "audit", "access", "--at", half, "--format", "json", capsys=capsys)
+    assert code == 0, demo["last_err"]
+    access = json.loads(out)
+    assert access["run"]["run_id"] == run_id
+    rows = {r["person_id"]: r for r in access["accounts"]}
+    assert "P1001" not in rows  # no account yet when that run read the directory
+    assert (rows["P1004"]["status"], rows["P1004"]["action"]) == ("ended", "disable")
+    code, out = run(demo, "audit", "access", "--at", "2026-11-25T18:30:00Z", capsys=capsys)
+    assert code == 0, demo["last_err"]
+    assert out.startswith("account_id,logon_id,person_id,wda,status,grant,reasons,action\n")
+    aortiz = next(line for line in out.splitlines() if ",aortiz," in line)
+    assert ",P1001,WDA-04,suspended,REQ-001,nda_missing,held:feed_unhealthy" in aortiz
+    assert f"as run {second} (apply) read them" in demo["last_err"]
+
     # that day the NDA feed was there: entitled, the evidence row cited from the archive
     assert "person P1001: ENTITLED" in then and "(requests.csv line 2)" in then
     assert "plan: CREATE new aortiz" in then
