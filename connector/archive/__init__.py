@@ -14,6 +14,7 @@ from connector.archive.store import (
     ArchiveError,
     ArchivePrunedError,
     ArchiveStore,
+    ArchiveWriteError,
     prune_archive,
 )
 
@@ -21,6 +22,7 @@ __all__ = [
     "ArchiveError",
     "ArchivePrunedError",
     "ArchiveStore",
+    "ArchiveWriteError",
     "Recorder",
     "note",
     "prune_archive",

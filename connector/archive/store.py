@@ -27,6 +27,14 @@ class ArchiveError(MisyncError):
     exit_code = ExitCode.TAMPERED
 
 
+class ArchiveWriteError(MisyncError):
+    """A run's inputs could not be written to the archive (exit 3): the run stops
+    before its plan is recorded or anything is changed."""
+
+    exit_code = ExitCode.UNAVAILABLE
+    temporary = True
+
+
 class ArchivePrunedError(MisyncError):
     """The run's inputs were removed by retention (``archive.keep_days``)."""
 

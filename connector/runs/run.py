@@ -246,18 +246,24 @@ class Run:
         """Step 4b: the inputs the plan was made from, into ``state.dir/archive/``
         (connector.archive); their digest goes into the run's ``plan`` record."""
         rt = self.rt
-        digest = archive_run(
-            archive.ArchiveStore(rt.settings.state.dir / "archive"),
-            rec,
-            run_id=self.run_id,
-            kind=self.source.kind,
-            settings=rt.settings,
-            rules=rt.rules,
-            checksum=planned.plan.checksum,
-            scoped=planned.scope is not None,
-            reviewed=planned.reviewed,
-            at=rt.clock(),
-        )
+        folder = rt.settings.state.dir / "archive"
+        try:
+            digest = archive_run(
+                archive.ArchiveStore(folder),
+                rec,
+                run_id=self.run_id,
+                kind=self.source.kind,
+                settings=rt.settings,
+                rules=rt.rules,
+                checksum=planned.plan.checksum,
+                scoped=planned.scope is not None,
+                reviewed=planned.reviewed,
+                at=rt.clock(),
+            )
+        except OSError as exc:  # nothing recorded or changed yet: the run stops here
+            raise archive.ArchiveWriteError(
+                f"{folder}: the run's inputs could not be archived: {exc}"
+            ) from exc
         self.log.info("run.archived", inputs=digest)
         return digest
 

@@ -220,3 +220,15 @@ def test_every_kind_of_run_is_archived_and_replays(
     code = main(["-c", str(cfg), "audit", "replay", done[-1].run_id])
     out = capsys.readouterr().out
     assert code == ExitCode.INCOMPLETE and f"pruned at {later.isoformat()}" in out, out
+
+
+def test_a_run_whose_inputs_cannot_be_archived_changes_nothing(
+    demo: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = Path(demo["tmp"]) / "state"
+    state.mkdir()
+    (state / "archive").write_text("not a folder")  # every write under it fails
+    code, out = run(demo, "apply", capsys=capsys)
+    assert code == ExitCode.UNAVAILABLE, out
+    assert "the run's inputs could not be archived" in demo["last_err"]
+    assert e2e.entry(demo["scope"], "aortiz") is None  # nothing was created
