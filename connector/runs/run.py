@@ -60,7 +60,7 @@ from connector.records import (
 )
 from connector.runs.breaches import close_breaches, open_breaches, warn_unfixed
 from connector.runs.held import record_run as record_held
-from connector.runs.planning import Evaluation
+from connector.runs.planning import Evaluation, collector_paused
 from connector.runs.recovery import recover_interrupted
 from connector.state import FeedHealthRow, Store, state_lock
 from connector.timefmt import when
@@ -247,19 +247,20 @@ class Run:
         (connector.archive); their digest goes into the run's ``plan`` record."""
         rt = self.rt
         folder = rt.settings.state.dir / "archive"
-        try:
-            digest = archive_run(
-                archive.ArchiveStore(folder),
-                rec,
-                run_id=self.run_id,
-                kind=self.source.kind,
-                settings=rt.settings,
-                rules=rt.rules,
-                checksum=planned.plan.checksum,
-                scoped=planned.scope is not None,
-                reviewed=planned.reviewed,
-                at=rt.clock(),
-            )
+        try:  # thousands of small objects over a large live heap: no cyclic GC passes
+            with collector_paused():
+                digest = archive_run(
+                    archive.ArchiveStore(folder),
+                    rec,
+                    run_id=self.run_id,
+                    kind=self.source.kind,
+                    settings=rt.settings,
+                    rules=rt.rules,
+                    checksum=planned.plan.checksum,
+                    scoped=planned.scope is not None,
+                    reviewed=planned.reviewed,
+                    at=rt.clock(),
+                )
         except OSError as exc:  # nothing recorded or changed yet: the run stops here
             raise archive.ArchiveWriteError(
                 f"{folder}: the run's inputs could not be archived: {exc}"
