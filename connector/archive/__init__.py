@@ -12,7 +12,6 @@ content-addressed (sha256) and compressed (zlib) in ``state.dir/archive/``, so t
 from connector.archive.capture import Recorder, note, recording
 from connector.archive.store import (
     ArchiveError,
-    ArchivePrunedError,
     ArchiveStore,
     ArchiveWriteError,
     prune_archive,
@@ -20,7 +19,6 @@ from connector.archive.store import (
 
 __all__ = [
     "ArchiveError",
-    "ArchivePrunedError",
     "ArchiveStore",
     "ArchiveWriteError",
     "Recorder",

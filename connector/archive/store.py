@@ -35,17 +35,6 @@ class ArchiveWriteError(MisyncError):
     temporary = True
 
 
-class ArchivePrunedError(MisyncError):
-    """The run's inputs were removed by retention (``archive.keep_days``)."""
-
-    exit_code = ExitCode.INCOMPLETE
-
-    def __init__(self, run_id: str, pruned_at: str) -> None:
-        super().__init__(f"run {run_id}: its archived inputs were pruned at {pruned_at}")
-        self.run_id = run_id
-        self.pruned_at = pruned_at
-
-
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
