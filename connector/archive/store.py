@@ -108,29 +108,31 @@ class ArchiveStore:
         """Remove the runs archived before ``before`` (each noted in ``pruned/``) and the
         blobs no remaining run refers to; the number of runs removed."""
         removed = 0
-        keep: set[str] = set()
+        keep: set[str] | None = set()
         for run_id, manifest, at in list(self.runs()):
             if at < before:
                 body = json.dumps({"at": now.isoformat(), "archived_at": at.isoformat()})
                 _write_atomic(self.root / "pruned" / f"{run_id}.json", body.encode())
                 (self.root / "runs" / f"{run_id}.json").unlink()
                 removed += 1
-            else:
-                keep.add(manifest)
-                keep.update(_referenced(self, manifest))
-        if removed:
+            elif keep is not None:
+                refs = _referenced(self, manifest)
+                # a kept run's manifest that is altered or missing: no blob is removed,
+                # so that what it named stays for whoever investigates (audit replay)
+                keep = None if refs is None else keep | refs | {manifest}
+        if removed and keep is not None:
             for path in (self.root / "objects").rglob("*"):
                 if path.is_file() and path.parent.name + path.name not in keep:
                     path.unlink()
         return removed
 
 
-def _referenced(store: ArchiveStore, manifest: str) -> set[str]:
-    """The blobs a manifest names (an unreadable manifest keeps nothing else alive)."""
+def _referenced(store: ArchiveStore, manifest: str) -> set[str] | None:
+    """The blobs a manifest names; None when it is altered, missing or not JSON."""
     try:
         m = json.loads(store.get(manifest))
     except (ArchiveError, ValueError):
-        return set()
+        return None
     refs = {f["blob"] for f in m.get("feeds", {}).values() if f.get("blob")}
     refs.update(m.get("accounts", []))
     refs.update(v for k, v in m.get("blobs", {}).items() if v)

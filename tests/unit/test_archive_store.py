@@ -77,3 +77,17 @@ def test_pruning_keeps_what_a_kept_run_still_needs(tmp_path: Path) -> None:
     assert store.get(shared) == b"shared"
     with pytest.raises(ArchiveError, match="is missing"):
         store.get(old_only)
+
+
+def test_pruning_removes_no_blob_while_a_kept_manifest_is_altered(tmp_path: Path) -> None:
+    """Evidence stays for whoever investigates: with a kept run's manifest altered, the
+    old run goes but no blob is swept."""
+    store = ArchiveStore(tmp_path / "archive")
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    old_only = store.put(b"old only")
+    store.record_run("old", store.put(f'{{"accounts": ["{old_only}"]}}'.encode()), t0)
+    kept = store.put(b'{"accounts": []}')
+    store.record_run("new", kept, t0 + timedelta(days=2))
+    _path(store, kept).write_bytes(zlib.compress(b'{"accounts": ["x"]}'))
+    assert store.prune(t0 + timedelta(days=1), t0 + timedelta(days=3)) == 1
+    assert store.get(old_only) == b"old only"
