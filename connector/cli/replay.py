@@ -10,8 +10,10 @@ the run has none archived (it predates the archive, or was a reviewed plan)."""
 from __future__ import annotations
 
 import argparse
+import io
 import json
-from typing import TYPE_CHECKING, TextIO
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, TextIO
 
 from connector.errors import ExitCode
 
@@ -60,6 +62,21 @@ def _reviewed(run_id: str, records: Sequence[AuditRecord], rebuilt: Plan, out: T
     return ExitCode.OK
 
 
+def _archived_runs(trail: Any) -> list[str]:
+    """Every run whose ``plan`` record names archived inputs, in the trail's order (the
+    trail, not the archive, says which runs must replay: a run whose archive entry was
+    removed is reported, not skipped)."""
+    buf = io.StringIO()
+    trail.export(buf, "jsonl")
+    ids: dict[str, None] = {}
+    for line in buf.getvalue().splitlines():
+        r = json.loads(line)
+        data = r["data"]
+        if r["kind"] == "plan" and isinstance(data, dict) and data.get("inputs"):
+            ids[r["run_id"]] = None
+    return list(ids)
+
+
 def replay_command(rt: Runtime, args: argparse.Namespace, out: TextIO) -> int:
     from connector.archive import ArchiveError, ArchiveStore
     from connector.archive.replay import replay
@@ -69,7 +86,7 @@ def replay_command(rt: Runtime, args: argparse.Namespace, out: TextIO) -> int:
     worst: int = ExitCode.OK
     with rt.audit(read_only=True) as trail:
         trail.check()  # the trail vouches for the archive: it must itself be intact
-        ids = [run_id for run_id, _, _ in store.runs()] if args.all else [args.run_id]
+        ids = _archived_runs(trail) if args.all else [args.run_id]
         for run_id in ids:
             records = trail.run_records(run_id)
             plan_rec = next((json.loads(r.data) for r in records if r.kind == "plan"), None)
@@ -84,12 +101,22 @@ def replay_command(rt: Runtime, args: argparse.Namespace, out: TextIO) -> int:
                 continue
             pruned = store.pruned_at(run_id)
             if pruned is not None and store.run_manifest(run_id) is None:
+                keep = rt.settings.archive.keep_days
+                age = datetime.fromisoformat(pruned) - datetime.fromisoformat(plan_rec["as_of"])
+                if age < timedelta(days=keep):  # retention cannot have removed it yet
+                    out.write(
+                        f"run {run_id}: ARCHIVE ALTERED OR MISSING: marked pruned at {pruned},"
+                        f" {age.days} days after the run, sooner than archive.keep_days"
+                        f" ({keep}) allows\n"
+                    )
+                    worst = max(worst, ExitCode.TAMPERED)
+                    continue
                 out.write(
                     f"run {run_id}: its archived inputs were pruned at {pruned}"
-                    f" (archive.keep_days {rt.settings.archive.keep_days}); the trail keeps"
-                    f" their digest {digest}\n"
+                    f" (archive.keep_days {keep}); the trail keeps their digest {digest}\n"
                 )
-                worst = max(worst, ExitCode.INCOMPLETE)
+                if not args.all:  # with --all, a pruned run is expected, not a failure
+                    worst = max(worst, ExitCode.INCOMPLETE)
                 continue
             try:
                 result = replay(store, run_id, digest)

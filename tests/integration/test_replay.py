@@ -200,18 +200,28 @@ def test_every_kind_of_run_is_archived_and_replays(
     archived = {run_id: at for run_id, _, at in archive.runs()}
     assert set(archived) == {r.run_id for r in done}
     size = archive.size()
-    assert archive.prune(archived[done[-1].run_id], datetime.now(LA)) == 4
+    later = datetime.now(LA) + timedelta(days=rt.settings.archive.keep_days + 1)
+    assert archive.prune(archived[done[-1].run_id], later) == 4
     assert archive.size() < size
     code = main(["-c", str(cfg), "audit", "replay", done[0].run_id])
     out = capsys.readouterr().out
     assert code == ExitCode.INCOMPLETE, out
-    assert f"run {done[0].run_id}: its archived inputs were pruned at " in out
-    assert main(["-c", str(cfg), "audit", "replay", "--all"]) == ExitCode.OK
+    assert f"run {done[0].run_id}: its archived inputs were pruned at {later.isoformat()}" in out
+    code = main(["-c", str(cfg), "audit", "replay", "--all"])
+    out = capsys.readouterr().out
+    assert code == ExitCode.OK, out  # the kept run replays; the pruned ones are listed
+    assert out.count("were pruned at") == 4 and f"run {done[-1].run_id}: a reviewed plan" in out
     assert main(["-c", str(cfg), "audit", "verify"]) == ExitCode.OK  # the trail is untouched
     capsys.readouterr()
 
+    # a run marked pruned sooner than keep_days allows is not taken at its word
+    forged = archive.root / "pruned" / f"{done[1].run_id}.json"
+    forged.write_text(json.dumps({"at": datetime.now(LA).isoformat()}))
+    code = main(["-c", str(cfg), "audit", "replay", done[1].run_id])
+    out = capsys.readouterr().out
+    assert code == ExitCode.TAMPERED and "sooner than archive.keep_days" in out, out
+
     # the daemon's daily maintenance prunes past archive.keep_days
-    later = datetime.now(LA) + timedelta(days=rt.settings.archive.keep_days + 1)
     aged = Runtime(rt.settings, clock=lambda: later)
     daemon = Daemon(aged, config_path=cfg, load=lambda p: Runtime(load_settings(p)))
     daemon._job_audit_verify()
