@@ -46,11 +46,12 @@ MEANING: dict[ExitCode, str] = {
     ExitCode.INCOMPLETE: "apply finished, but some actions failed or were held (a hold an "
     "operator accepted does not count), or feeds were not usable; or it stopped early "
     "(circuit breaker, run deadline) and the rest is recorded as not attempted: the next "
-    "run resumes",
+    "run resumes; audit replay: a run's inputs were pruned or never archived",
     ExitCode.REFUSED: "apply --plan refused: the plan was altered or the target drifted; "
     "state migrate refused",
     ExitCode.TAMPERED: "audit verify: the trail was altered; apply, held: the trail does not "
-    "match its anchor, so nothing was done",
+    "match its anchor, so nothing was done; audit replay: an archived input is missing or "
+    "altered, or the rebuilt plan differs from the trail's",
     ExitCode.BUSY: "another misync run holds the state folder; nothing was done",
     ExitCode.CHANGES: "plan --detailed-exitcode: the plan has actions",
     ExitCode.ATTENTION: "plan --detailed-exitcode: actions are held or feeds are not usable "

@@ -303,6 +303,14 @@ class AuditSettings(_Section):
         return read_secret(self.key_file, None, "audit.key").encode("utf-8")
 
 
+class ArchiveSettings(_Section):
+    """The archive of each run's inputs in ``state.dir/archive`` (``misync audit replay``)."""
+
+    # a run's inputs are kept this long (one year's audit window plus margin); the
+    # daemon's daily maintenance prunes older ones, the trail keeps their digests
+    keep_days: int = Field(default=400, ge=1)
+
+
 class ReportSettings(_Section):
     """HTML reports of daemon runs, kept in ``state.dir/reports`` (``misync report``)."""
 
@@ -425,6 +433,7 @@ class Settings(BaseSettings):
     target: TargetSettings = TargetSettings()
     guard: GuardSettings = GuardSettings()
     apply: ApplySettings = ApplySettings()
+    archive: ArchiveSettings = ArchiveSettings()
     state: StateSettings = StateSettings()
     audit: AuditSettings = AuditSettings()
     daemon: DaemonSettings = DaemonSettings()

@@ -223,8 +223,18 @@ def _add_explain(sub: _Subcommands) -> None:
         metavar="SUBJECT",
         help="a person id of the feeds (e.g. P1004), or an account id or logon ID",
     )
-    explain.add_argument(
-        "--as-of", type=_instant, help="decide at this instant (default: now): " + INSTANT_HELP
+    when = explain.add_mutually_exclusive_group()
+    when.add_argument(
+        "--as-of",
+        type=_instant,
+        help="decide now, on today's feeds, as at this instant (a what-if; default: now): "
+        + INSTANT_HELP,
+    )
+    when.add_argument(
+        "--at",
+        type=_instant,
+        help="the decision as misync made it then: from the archived inputs of the last "
+        "run at or before this instant (which run is said): " + INSTANT_HELP,
     )
     explain.add_argument(
         "--format", choices=("text", "json"), default="text", help="text (default) or JSON"
@@ -324,6 +334,27 @@ def _add_audit(sub: _Subcommands) -> None:
         metavar="SEQ:HASH",
         help="also check that record SEQ has this hash (audit_seq:audit_head of a "
         "run.finished log event, kept outside the state folder)",
+    )
+    replay = asub.add_parser(
+        "replay",
+        help="rebuild a run's plan from its archived inputs alone and check its checksum "
+        "against the trail",
+    )
+    which = replay.add_mutually_exclusive_group(required=True)
+    which.add_argument("run_id", nargs="?", metavar="RUN_ID", help="the run to replay")
+    which.add_argument("--all", action="store_true", help="every run still archived")
+    access = asub.add_parser(
+        "access",
+        help="who had access at an instant, and why: the enabled accounts as the last full "
+        "run at or before it read them, from its archived inputs",
+    )
+    access.add_argument("--at", type=_instant, required=True, help="the instant: " + INSTANT_HELP)
+    access.add_argument("--wda", help="only the people of this Workforce Development Area")
+    access.add_argument(
+        "--format",
+        choices=("csv", "json"),
+        default="csv",
+        help="CSV with a header (default), or JSON",
     )
     export = asub.add_parser("export", help="export records for auditors")
     export.add_argument(

@@ -15,7 +15,15 @@ if TYPE_CHECKING:
 
 
 def audit_command(rt: Runtime, args: argparse.Namespace, out: TextIO, run_id: str) -> int:
-    """Verify the hash chain and its anchors, or export the records."""
+    """Verify the hash chain and its anchors, export the records, or replay runs."""
+    if args.audit_command == "replay":
+        from connector.cli.replay import replay_command
+
+        return replay_command(rt, args, out)
+    if args.audit_command == "access":
+        from connector.cli.replay import access_command
+
+        return access_command(rt, args, out)
     from connector.audit import AuditError
 
     try:  # verify and export write nothing: an auditor's read-only copy will do

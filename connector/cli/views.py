@@ -21,15 +21,29 @@ def explain_command(rt: Runtime, args: argparse.Namespace, out: TextIO, run_id: 
         render_account,
         render_person,
     )
-    from connector.runs.explain import PersonExplanation, explain
+    from connector.runs.explain import PersonExplanation, explain, explain_at
+    from connector.timefmt import when
 
-    with rt.store() as store:
-        found = explain(rt, store, args.person_id, args.as_of or rt.clock())
     tz = rt.rules.tz
+    at = None
+    if getattr(args, "at", None) is not None:  # history: a past run's archived inputs
+        at = explain_at(rt, args.person_id, args.at)
+        found = at.found
+        if args.format == "text":
+            out.write(
+                f"As decided by run {at.run_id} ({at.kind}) at {when(at.as_of, tz)},"
+                " from its archived inputs:\n"
+            )
+    else:
+        with rt.store() as store:
+            found = explain(rt, store, args.person_id, args.as_of or rt.clock())
     if isinstance(found, PersonExplanation):
         parts = (found.person_id, found.decision, found.rejected, found.account, found.fate)
         if args.format == "json":
-            out.write(json.dumps(person_json(*parts, tz=tz), indent=2) + "\n")
+            body = person_json(*parts, tz=tz)
+            if at is not None:
+                body["run"] = {"run_id": at.run_id, "kind": at.kind, "as_of": at.as_of.isoformat()}
+            out.write(json.dumps(body, indent=2) + "\n")
         else:
             out.write(render_person(*parts, tz=tz))
     elif args.format == "json":

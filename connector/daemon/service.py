@@ -570,6 +570,7 @@ class Daemon:
 
     def _job_audit_verify(self) -> None:
         rt = self.rt
+        self._prune_archive()  # the daily maintenance: retention of the runs' inputs
         failure: BaseException | None = None
         try:
             with rt.audit() as trail:
@@ -588,6 +589,24 @@ class Daemon:
             problem = "; ".join(problems[:5])
         self._log.error("audit.altered", problems=problem, exc_info=failure)
         self.alerts.send(kinds.audit_altered(problems))
+
+    def _prune_archive(self) -> None:
+        """Remove run inputs older than ``archive.keep_days`` (connector.archive); the
+        trail keeps their digests. A run holding the state folder defers it a day."""
+        from connector.archive import prune_archive
+        from connector.state import StateBusyError
+
+        s = self.rt.settings
+        try:
+            pruned = prune_archive(s.state.dir, s.archive.keep_days, self.rt.clock())
+        except StateBusyError:
+            self._log.info("archive.prune_deferred", reason="a run holds the state folder")
+            return
+        except OSError as exc:
+            self._log.error("archive.prune_failed", error=str(exc))
+            return
+        if pruned:
+            self._log.info("archive.pruned", runs=pruned, keep_days=s.archive.keep_days)
 
     def _run(self, job: str, source: PlanSource) -> tuple[bool, ApplyResult | None]:
         """One run of ``source`` for ``job`` (``_guarded``), with the daemon's alert

@@ -66,9 +66,11 @@ def _reasons_out(reasons: Iterable[Reason]) -> list[dict[str, str]]:
     return [{"code": r.code, "clause": r.clause, "message": r.message} for r in reasons]
 
 
-def plan_record(plan: Plan, tz: tzinfo) -> dict[str, Any]:
+def plan_record(plan: Plan, tz: tzinfo, inputs: str | None = None) -> dict[str, Any]:
     """The run's ``plan`` record: what it planned, and everything its report shows
-    besides the outcomes (held actions, deadlines, rejected rows, feed health)."""
+    besides the outcomes (held actions, deadlines, rejected rows, feed health);
+    ``inputs``: the digest of the run's archived inputs (connector.archive), which the
+    trail thereby vouches for."""
     body = plan_to_dict(plan)
     decided: dict[str, Any] = {
         k: body[k] for k in ("accepted", "approved", "reopened") if k in body
@@ -85,6 +87,7 @@ def plan_record(plan: Plan, tz: tzinfo) -> dict[str, Any]:
         "rejected": body["rejected"],
         "feed_health": body["feeds"],
         "decisions": body["decisions"],
+        **({"inputs": inputs} if inputs else {}),
     }
 
 

@@ -54,9 +54,11 @@ def run_report(rt: Runtime, run_id: str, *, wda: str | None = None) -> Report:
     report = report_from_audit(records, run_id, tz=rt.rules.tz, generated_at=rt.clock())
     if wda is None:
         return report
-    with rt.store() as store:
-        ev = evaluate(rt, store, report.plan.as_of)
-    scoped = scope_to_wda(report.plan, wda, _areas(ev.feeds, wda))
+    feeds = _archived_feeds(rt, run_id, records)
+    if feeds is None:  # a run before the archive, or pruned: today's feeds place people
+        with rt.store() as store:
+            feeds = evaluate(rt, store, report.plan.as_of).feeds
+    scoped = scope_to_wda(report.plan, wda, _areas(feeds, wda))
     keep = {a.key for a in (*scoped.actions, *(h.action for h in scoped.held))}
     return dataclasses.replace(
         report,
@@ -64,6 +66,31 @@ def run_report(rt: Runtime, run_id: str, *, wda: str | None = None) -> Report:
         wda=wda,
         outcomes={k: v for k, v in report.outcomes.items() if k in keep},
     )
+
+
+def _archived_feeds(
+    rt: Runtime, run_id: str, records: list[tuple[str, str, str]]
+) -> FeedSet | None:
+    """The feeds the run read, from its archived inputs (connector.archive), so that its
+    page places people in the areas they were in that day; None when the run has none
+    archived (before the archive, or pruned). ``ArchiveError`` (exit 6) when they are
+    altered or missing, or do not give the plan the trail recorded."""
+    import json
+
+    from connector.archive import ArchiveError, ArchiveStore
+    from connector.archive.replay import replay
+
+    plan_rec = next((json.loads(data) for kind, _, data in records if kind == "plan"), None)
+    archive = ArchiveStore(rt.settings.state.dir / "archive")
+    if plan_rec is None or not plan_rec.get("inputs") or archive.run_manifest(run_id) is None:
+        return None
+    r = replay(archive, run_id, plan_rec["inputs"])
+    if not r.manifest.get("reviewed") and r.plan.checksum != plan_rec["checksum"]:
+        raise ArchiveError(
+            f"run {run_id}: its archived inputs do not give the plan the trail recorded"
+            f" (misync audit replay {run_id})"
+        )
+    return r.feeds
 
 
 class UnknownAreaError(MisyncError):

@@ -9,8 +9,10 @@ of each deadline as of the plan. This module reads (feeds, state, target) and pl
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from connector.app import Runtime
 from connector.errors import MisyncError
@@ -111,3 +113,120 @@ def _person(
 ) -> PersonExplanation:
     rows = rejected_rows_about(person, ev.feeds, rt.mapping.correlation_key)
     return PersonExplanation(person, ev.decisions.get(person), rows, account, fate)
+
+
+@dataclass(frozen=True)
+class ExplainedAt:
+    """``explain --at``: the explanation as the run ``run_id`` made it (at ``as_of``,
+    the last run at or before the instant asked about that decided about the subject),
+    rebuilt from its archived inputs."""
+
+    run_id: str
+    as_of: datetime
+    kind: str
+    found: PersonExplanation | AccountFate
+
+
+def explain_at(rt: Runtime, subject: str, instant: datetime) -> ExplainedAt:
+    """The decision on ``subject`` as misync made it at ``instant``: from the inputs of
+    the last run planned at or before it that decided about the subject (a targeted run
+    decides only about its people), as archived (connector.archive; see
+    ``replayed_at``)."""
+    wanted = subject.strip().lower()
+
+    def decided(m: Mapping[str, Any], people: Callable[[], list[str]]) -> bool:
+        return not m["scoped"] or wanted in {p.lower() for p in people()}
+
+    at = replayed_at(rt, instant, decided)
+    if at is None:
+        raise NothingToExplain(
+            f"no run archived at or before {instant.isoformat()} decided about {subject!r}"
+            " (runs before the archive, or pruned after archive.keep_days, cannot be"
+            " explained)"
+        )
+    run_id, as_of, kind, r = at
+    return ExplainedAt(run_id, as_of, kind, _from_replay(subject, r))
+
+
+def replayed_at(
+    rt: Runtime,
+    instant: datetime,
+    wants: Callable[[Mapping[str, Any], Callable[[], list[str]]], bool],
+) -> tuple[str, datetime, str, Any] | None:
+    """The last run planned at or before ``instant`` that ``wants`` (given its manifest
+    and a way to read the people it decided about), rebuilt from its archived inputs
+    (``connector.archive.replay.Replayed``): its id, ``as_of`` and kind; None if none.
+
+    The trail must vouch for it: the run's ``plan`` record names the manifest and the
+    plan rebuilt from it has the recorded checksum (``ArchiveError``, exit 6,
+    otherwise)."""
+    import json
+
+    from connector.archive import ArchiveError, ArchiveStore
+    from connector.archive.replay import load_manifest, replay
+
+    archive = ArchiveStore(rt.settings.state.dir / "archive")
+    with rt.audit(read_only=True) as trail:
+        trail.check()
+        for _, run_id, digest in sorted(
+            ((at, run_id, d) for run_id, d, at in archive.runs() if at <= instant), reverse=True
+        ):
+            m = load_manifest(archive, digest)
+            as_of = datetime.fromisoformat(m["as_of"])
+            blob: str = m["blobs"]["decisions"]
+
+            def people(b: str = blob) -> list[str]:
+                return list(json.loads(archive.get(b)))
+
+            if as_of > instant or not wants(m, people):
+                continue
+            plan_rec = next(
+                (json.loads(r.data) for r in trail.run_records(run_id) if r.kind == "plan"), None
+            )
+            if plan_rec is None or plan_rec.get("inputs") != digest:
+                raise ArchiveError(
+                    f"run {run_id}: the audit trail does not name its archived inputs {digest}"
+                )
+            r = replay(archive, run_id, digest)
+            if not m.get("reviewed") and r.plan.checksum != plan_rec["checksum"]:
+                raise ArchiveError(
+                    f"run {run_id}: its archived inputs give {r.plan.checksum}, the trail"
+                    f" recorded {plan_rec['checksum']} (misync audit replay {run_id})"
+                )
+            return run_id, as_of, str(m["kind"]), r
+    return None
+
+
+def _from_replay(subject: str, r: Any) -> PersonExplanation | AccountFate:
+    """``explain``'s answer from a replayed run (``connector.archive.replay.Replayed``)."""
+    key = r.mapping.correlation_key
+    ev = Evaluation(r.plan.as_of, r.feeds, r.decisions)
+    person = _named(key, ev, subject)
+    wanted = subject.strip().lower()
+    if person is None:
+        for account in r.accounts:
+            if wanted in (account.account_id.lower(), (account.logon_id or "").lower()):
+                if account.correlation:
+                    person = _named(key, ev, account.correlation)
+                if person is None:
+                    return account_fate(account, r.plan, r.mapping.correlation_attribute)
+                break
+    if person is None:
+        raise NothingToExplain(f"{subject!r} is no person in the feeds and no account the run read")
+    me = key(person)
+    account = next((a for a in r.accounts if a.correlation and key(a.correlation) == me), None)
+    rows = rejected_rows_about(person, r.feeds, key)
+    return PersonExplanation(
+        person, r.decisions.get(person), rows, account, person_fate(person, r.plan, key)
+    )
+
+
+def _named(key: Any, ev: Evaluation, subject: str) -> str | None:
+    wanted = key(subject.strip())
+    for pid in ev.decisions:
+        if key(pid) == wanted:
+            return pid
+    for rej in ev.feeds.rejected:
+        if rej.key and FeedName(rej.feed) not in ORG_KEYED_FEEDS and key(rej.key) == wanted:
+            return rej.key
+    return None

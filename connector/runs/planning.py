@@ -13,6 +13,7 @@ from typing import Any
 
 import structlog
 
+from connector import archive
 from connector.app import Runtime
 from connector.errors import ExitCode, MisyncError
 from connector.feeds import load_feed_layout, read_feeds
@@ -239,7 +240,7 @@ def plan_inputs(
     incremental and targeted runs cannot drift apart; ``extra`` sets the rest (a plan
     cache, the enabled-account total)."""
     s = rt.settings
-    return PlanInputs(
+    inputs = PlanInputs(
         as_of=as_of,
         feeds=evaluation.feeds,
         decisions=evaluation.decisions,
@@ -259,6 +260,7 @@ def plan_inputs(
         warning=timedelta(hours=s.policy.warning_hours),
         **extra,
     )
+    return archive.note(inputs)  # the run's archive records what its plan was made from
 
 
 def _observed(

@@ -41,8 +41,10 @@ from typing import Any, Protocol
 
 import structlog
 
+from connector import archive
 from connector.alerts import AlertSink, RunAwareSink, kinds
 from connector.app import Runtime
+from connector.archive.inputs import archive_run
 from connector.audit import UNKEYED_WARNING, AuditLog, AuditWriteError
 from connector.executor import ActionOutcome, ApplyReport, Executor
 from connector.model.decisions import Decision
@@ -58,7 +60,7 @@ from connector.records import (
 )
 from connector.runs.breaches import close_breaches, open_breaches, warn_unfixed
 from connector.runs.held import record_run as record_held
-from connector.runs.planning import Evaluation
+from connector.runs.planning import Evaluation, collector_paused
 from connector.runs.recovery import recover_interrupted
 from connector.state import FeedHealthRow, Store, state_lock
 from connector.timefmt import when
@@ -134,6 +136,9 @@ class Planned:
     enabled: int | None = None
     #: accounts misync had disabled that the read found enabled (misync's mark goes)
     reenabled: Sequence[str] = ()
+    #: a reviewed plan (``apply --plan``): what the run noted is the fresh read that
+    #: confirmed it, which its replay checks it against (connector.archive)
+    reviewed: bool = False
 
 
 @dataclass
@@ -221,11 +226,13 @@ class Run:
             full = False
             try:
                 ctx = RunContext(rt, store, self.run_id, self.alerts, self.log, self.evaluated)
-                planned = self.source.plan(ctx)
+                with archive.recording() as rec:
+                    planned = self.source.plan(ctx)
                 if planned is None:
                     return None
+                inputs = self._archive(rec, planned)
                 store.forget_misync_disables(planned.reenabled)
-                result = self._carry_out(store, audit, planned)
+                result = self._carry_out(store, audit, planned, inputs)
                 self._count_enabled(store, planned, result)
                 full = planned.scope is None
                 return result
@@ -235,9 +242,37 @@ class Run:
                 ):  # only a full run that finished may close what it no longer saw
                     aware.run_finished(self.run_id, full=full)
 
+    def _archive(self, rec: archive.Recorder, planned: Planned) -> str | None:
+        """Step 4b: the inputs the plan was made from, into ``state.dir/archive/``
+        (connector.archive); their digest goes into the run's ``plan`` record."""
+        rt = self.rt
+        folder = rt.settings.state.dir / "archive"
+        try:  # thousands of small objects over a large live heap: no cyclic GC passes
+            with collector_paused():
+                digest = archive_run(
+                    archive.ArchiveStore(folder),
+                    rec,
+                    run_id=self.run_id,
+                    kind=self.source.kind,
+                    settings=rt.settings,
+                    rules=rt.rules,
+                    checksum=planned.plan.checksum,
+                    scoped=planned.scope is not None,
+                    reviewed=planned.reviewed,
+                    at=rt.clock(),
+                )
+        except OSError as exc:  # nothing recorded or changed yet: the run stops here
+            raise archive.ArchiveWriteError(
+                f"{folder}: the run's inputs could not be archived: {exc}"
+            ) from exc
+        self.log.info("run.archived", inputs=digest)
+        return digest
+
     # -- steps 5-9 ----------------------------------------------------------------------
 
-    def _carry_out(self, store: Store, audit: AuditLog, planned: Planned) -> ApplyResult:
+    def _carry_out(
+        self, store: Store, audit: AuditLog, planned: Planned, inputs: str | None = None
+    ) -> ApplyResult:
         rt, run_id, log, alerts = self.rt, self.run_id, self.log, self.alerts
         s = rt.settings
         plan, ev, scope = planned.plan, planned.evaluation, planned.scope
@@ -246,7 +281,7 @@ class Run:
         store.start_run(run_id, self.source.kind, plan.as_of, plan.checksum)
         # held actions, deadlines, rejected rows, feed health: the run's report is
         # re-rendered from the trail (connector.records.read_run)
-        audit.append("plan", plan_record(plan, tz), run_id=run_id)
+        audit.append("plan", plan_record(plan, tz, inputs), run_id=run_id)
         _record_decisions(store, audit, ev, run_id, log)
         if self.observer is not None:
             # what the run read (the notifier: requesters, emails), then the plan

@@ -58,7 +58,7 @@ class ReviewedPlan:
         watch = _EnabledWatch(ctx.store.misync_disabled())
         ev = confirm_plan(ctx.rt, ctx.store, self.reviewed, observe=watch)
         ctx.evaluated(ev)
-        return Planned(self.reviewed, ev, None, watch.enabled, watch.reenabled)
+        return Planned(self.reviewed, ev, None, watch.enabled, watch.reenabled, reviewed=True)
 
 
 @dataclass(frozen=True)

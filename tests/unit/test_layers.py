@@ -52,6 +52,7 @@ LAYERS: dict[str, int] = {
     "targets": 5,
     "state": 5,
     "audit": 5,
+    "archive": 5,  # the archive of each run's inputs (connector/archive/)
     "testing": 5,
     "executor": 6,  # the executor (connector/executor/)
     "alerts": 6,
