@@ -241,6 +241,10 @@ class StateSettings(_Section):
     sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = "prefer"
     ca_file: Path | None = None  # PEM CA for verify-ca / verify-full (libpq sslrootcert)
     connect_timeout_seconds: int = Field(default=10, ge=1, le=300)
+    # leadership of two daemons on one database (PostgreSQL): the leader renews its lease
+    # every leader_poll_seconds; a standby ends a leader whose lease ran out and takes over
+    lease_seconds: int = Field(default=15, ge=3, le=600)
+    leader_poll_seconds: float = Field(default=2.0, gt=0, le=60)
 
     @field_validator("url")
     @classmethod
