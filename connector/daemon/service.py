@@ -572,7 +572,7 @@ class Daemon:
                 # it planned every disable the fast path and the timed job would have:
                 # what they failed to do is done or planned again, their alerts close
                 self._covered_by_reconcile(result)
-            elif not self._stop.is_set():
+            elif self._leads():  # (not stopping, not stepped down)
                 # the change it would have covered is not covered: the fast path (cheap,
                 # targeted) takes it, with backoff, until the directory answers
                 self._fast_pending = True
@@ -649,7 +649,7 @@ class Daemon:
             if not undone:
                 self._backoff["fastpath"].reset()
                 return
-        if self._stop.is_set():
+        if not self._leads():
             return
         self._fast_pending = True
         self._retry_later("fastpath", self._job_fastpath_retry)
@@ -667,7 +667,7 @@ class Daemon:
             self._timed_people = set(undone)
             if not undone:
                 self._backoff["timed"].reset()
-            elif not self._stop.is_set():
+            elif self._leads():
                 self._retry_later(
                     "timed", self._job_timed, args=[dataclasses.replace(due, people=people)]
                 )
