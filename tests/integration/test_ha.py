@@ -146,6 +146,30 @@ def test_the_standby_takes_over_from_a_killed_leader_and_finishes(
         leader = store.leader()
     assert leader is not None and leader.epoch == 2 and leader.pid == b.proc.pid
     check_consistent(pg_url, b.config, ldap_scope)
+    # `misync status` (JSON and text) names the leader, its epoch and since when
+    status = subprocess.run(
+        [sys.executable, "-m", "connector.cli", "-c", str(b.config), "status", "--format", "json"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    lead = json.loads(status.stdout)["leader"]
+    assert (lead["role"], lead["pid"], lead["epoch"], lead["lease_ok"]) == (
+        "leader",
+        b.proc.pid,
+        2,
+        True,
+    ), lead
+    assert lead["since"]
+    text = subprocess.run(
+        [sys.executable, "-m", "connector.cli", "-c", str(b.config), "status"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    assert f"role: leader (this host); leader: {lead['host']} pid {b.proc.pid}, epoch 2" in text
+    takeover = b.wait_event(lambda e: e.get("event") == "leader.takeover" and bool(e.get("alert")))
+    assert takeover["key"] == "epoch:2" and "epoch 1" in takeover["previous"], takeover
     b.proc.send_signal(signal.SIGTERM)
     assert b.proc.wait(60) == 0
 

@@ -96,3 +96,41 @@ def test_sqlite_has_no_leader(tmp_path: Path) -> None:
 
     with StateStore(tmp_path / "s.sqlite3") as store:
         assert store.leader() is None
+
+
+def test_status_and_metrics_show_the_leader(
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+    import socket
+    from types import SimpleNamespace
+
+    from connector.health.metrics import StateCollector
+    from connector.health.status import _leader_text, leader_status
+
+    st = _state(pg_url, tmp_path)
+    here = PgLeadership(st, host=socket.gethostname(), pid=os.getpid())
+    try:
+        assert here.poll().event == "acquired"
+        with PgStateStore.from_url(pg_url) as store:
+            row = store.leader()
+        assert row is not None
+        now = datetime.now(UTC)
+        s = leader_status(row, now, UTC)
+        assert s is not None and (s["role"], s["epoch"], s["lease_ok"]) == ("leader", 1, True)
+        late = leader_status(row, now.replace(year=2030), UTC)
+        assert late is not None and late["lease_ok"] is False
+        assert "lease ran out" in _leader_text(late)[0]
+        other = leader_status(row, now, UTC, pid=os.getpid() + 1)
+        assert other is not None and other["role"] == "standby"
+        collector = StateCollector(
+            SimpleNamespace(  # type: ignore[arg-type]
+                state=st, apply=SimpleNamespace(quarantine_after=3)
+            ),
+            lambda: now,
+        )
+        metrics = {m.name: m.samples[0].value for m in collector.collect() if m.samples}
+        assert metrics["misync_leader"] == 1.0 and metrics["misync_leader_epoch"] == 1.0
+        assert metrics["misync_leader_since_timestamp_seconds"] == row.since.timestamp()
+    finally:
+        here.close()
