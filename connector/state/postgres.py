@@ -177,14 +177,18 @@ def connect(
     connect_timeout: int = 10,
     application_name: str = "misync",
 ) -> psycopg.Connection[tuple[Any, ...]]:
-    """An autocommit connection in UTC. TCP keepalives make a dead peer's session end in
+    """An autocommit connection in UTC. TCP keepalives on both ends (libpq's, and the
+    server's ``tcp_keepalives_*`` for this session) make a dead peer's session end in
     about half a minute instead of the kernel's two hours."""
     kwargs: dict[str, Any] = {
         "autocommit": True,
         "sslmode": sslmode,
         "connect_timeout": connect_timeout,
         "application_name": application_name,
-        "options": "-c TimeZone=UTC",
+        # the server's side too: a dead client host's session (and its leader lock) ends
+        # in about half a minute, not after the server kernel's two hours
+        "options": "-c TimeZone=UTC -c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 "
+        "-c tcp_keepalives_count=3",
         "keepalives": 1,
         "keepalives_idle": 10,
         "keepalives_interval": 5,

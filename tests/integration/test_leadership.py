@@ -39,6 +39,9 @@ def test_one_leader_then_a_takeover_with_a_new_epoch_fences_the_old_one(
         assert a.poll().event == "kept"
         with PgStateStore.from_url(pg_url, epoch=1) as old:
             assert len(_begin(old, "x1")) == 1  # the leader journals
+            # the server ends a dead client host's session in ~25 s, not 2 hours
+            keepalive = old._conn.execute("show tcp_keepalives_idle").fetchone()
+            assert keepalive is not None and keepalive[0] == "10"
             leader = old.leader()
             assert leader is not None and (leader.epoch, leader.host, leader.pid) == (
                 1,
