@@ -1066,7 +1066,11 @@ class PgLeadership:
             return self._poll()
         except (psycopg.Error, PostgresStateError) as exc:
             self._drop()
-            detail = f"state database {self.where}: {str(exc).strip() or type(exc).__name__}"
+            detail = (
+                str(exc)
+                if isinstance(exc, PostgresStateError)
+                else f"state database {self.where}: {str(exc).strip() or type(exc).__name__}"
+            )
             if self.epoch is not None:
                 self.epoch = None
                 return LeaderPoll("lost", None, None, f"lost the leader session: {detail}")

@@ -16,11 +16,13 @@ statistics over many kills) are `bench/takeover.py`.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -206,3 +208,71 @@ def test_a_paused_leader_is_fenced_when_it_resumes(
     for d in (a, b):
         d.proc.send_signal(signal.SIGTERM)
         assert d.proc.wait(60) == 0
+
+
+HA = os.environ.get("MISYNC_HA") == "1"
+
+
+@pytest.mark.ha
+@pytest.mark.skipif(not HA, reason="HA profile: MISYNC_HA=1 pytest -m ha")
+def test_postgresql_restarted_under_both_daemons_they_recover_without_a_restart(
+    tmp_path: Path, ldap_scope: Any, start_daemon: Callable[..., Daemon]
+) -> None:
+    """The database restarts under both daemons (its own server here, not the session's):
+    the leader loses its session and steps down, one of them takes over under a new
+    epoch once the server is back, and a separation that lands then is disabled within
+    60 s; neither daemon exits."""
+    from connector.devtools.postgres import LocalPostgres
+    from tests.integration.test_daemon import LA, append_row, ldap_enabled
+
+    with LocalPostgres(durable=True) as pg:  # started by the with
+        url = pg.create_database("ha")
+        feeds = tmp_path / "feeds"
+        ids = write_world(feeds, 3)
+        daemons = []
+        for name in ("a", "b"):
+            cfg, state = ha_config(tmp_path, name, feeds, ldap_scope, url)
+            cfg.write_text(
+                cfg.read_text(encoding="utf-8").replace(
+                    "watch_interval_seconds = 0", "watch_interval_seconds = 0.5"
+                ),
+                encoding="utf-8",
+            )
+            daemons.append(start_daemon(cfg, state))
+        a, b = daemons
+        a.wait_event(_is("daemon.started"))
+        b.wait_event(_is("daemon.started"))
+        first = time.monotonic() + 60  # whichever leads makes the first run
+        while time.monotonic() < first and not any(
+            e.get("event") == "run.finished" for d in daemons for e in d.events()
+        ):
+            time.sleep(0.2)
+        pg.stop()
+        time.sleep(5)
+        pg.start()
+        back = time.monotonic()
+        assert until_leader(url, above=1, timeout=60), "no new leader after the restart"
+        sep_at = datetime.now(LA) - timedelta(minutes=5)
+        append_row(feeds / "separations.csv", f"{ids[0]},LWDB04,{sep_at.isoformat()},resignation")
+        end = time.monotonic() + 60
+        while time.monotonic() < end and ldap_enabled(ldap_scope, ids[0]) is not False:
+            time.sleep(0.5)
+        assert ldap_enabled(ldap_scope, ids[0]) is False, time.monotonic() - back
+        assert a.proc.poll() is None and b.proc.poll() is None
+        for d in daemons:
+            d.proc.send_signal(signal.SIGTERM)
+            assert d.proc.wait(60) == 0
+
+
+def until_leader(url: str, *, above: int, timeout: float) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            with PgStateStore.from_url(url) as store:
+                row = store.leader()
+        except Exception:
+            row = None
+        if row is not None and row.epoch > above:
+            return True
+        time.sleep(0.5)
+    return False
