@@ -9,8 +9,10 @@ subprocesses against a real slapd and a private PostgreSQL, on the real clock:
   starts no further directory operation, steps down and alerts.
 
 Leases are short here (6 s, polls every second) to keep the run short; the defaults
-are 15 s and 2 s. Longer scenarios (PostgreSQL restarted under both daemons, takeover
-statistics over many kills) are `bench/takeover.py`.
+are 15 s and 2 s. The opt-in HA profile (``MISYNC_HA=1 pytest -m ha
+tests/integration/test_ha.py``, not in ``deploy/test.sh``) adds PostgreSQL restarted
+under both daemons and a separation that lands during a failover; takeover statistics
+over many kills are ``bench/takeover.py``.
 """
 
 from __future__ import annotations
@@ -276,3 +278,50 @@ def until_leader(url: str, *, above: int, timeout: float) -> bool:
             return True
         time.sleep(0.5)
     return False
+
+
+@pytest.mark.ha
+@pytest.mark.skipif(not HA, reason="HA profile: MISYNC_HA=1 pytest -m ha")
+def test_a_separation_that_lands_during_a_failover_is_disabled_within_60_s(
+    tmp_path: Path, ldap_scope: Any, pg_url: str, start_daemon: Callable[..., Daemon]
+) -> None:
+    """The leader is killed and a separation lands at once, before anyone leads: the
+    new leader's first reconcile (or its fast path) disables the account within 60 s
+    of the separation."""
+    from tests.integration.test_daemon import LA, append_row, ldap_enabled
+
+    feeds = tmp_path / "feeds"
+    ids = write_world(feeds, 3)
+    daemons = []
+    for name in ("a", "b"):
+        cfg, state = ha_config(tmp_path, name, feeds, ldap_scope, pg_url)
+        cfg.write_text(
+            cfg.read_text(encoding="utf-8").replace(
+                "watch_interval_seconds = 0", "watch_interval_seconds = 0.5"
+            ),
+            encoding="utf-8",
+        )
+        daemons.append(start_daemon(cfg, state))
+        daemons[-1].wait_event(_is("daemon.started"))
+    first = time.monotonic() + 60
+    while time.monotonic() < first and not any(
+        e.get("event") == "run.finished" for d in daemons for e in d.events()
+    ):
+        time.sleep(0.2)
+    with PgStateStore.from_url(pg_url) as store:
+        row = store.leader()
+    assert row is not None
+    leader = next(d for d in daemons if d.proc.pid == row.pid)
+    other = next(d for d in daemons if d is not leader)
+    leader.proc.kill()
+    landed = time.monotonic()
+    sep_at = datetime.now(LA) - timedelta(seconds=1)
+    append_row(feeds / "separations.csv", f"{ids[0]},LWDB04,{sep_at.isoformat()},resignation")
+    end = landed + 60
+    while time.monotonic() < end and ldap_enabled(ldap_scope, ids[0]) is not False:
+        time.sleep(0.5)
+    took = time.monotonic() - landed
+    assert ldap_enabled(ldap_scope, ids[0]) is False, f"not disabled after {took:.1f} s"
+    assert ldap_enabled(ldap_scope, ids[1]) is True
+    other.proc.send_signal(signal.SIGTERM)
+    assert other.proc.wait(60) == 0
