@@ -266,6 +266,17 @@ class StateSettings(_Section):
             raise ValueError(f"{url!r}: the URL names no database (postgresql://HOST/DB)")
         return url.strip()
 
+    @model_validator(mode="after")
+    def _lease_outlasts_polls(self) -> StateSettings:
+        # the leader counts itself leading for lease - max(2 polls, lease/4) after each
+        # renewal (docs/HA.md): with a lease under 4 polls its runs would keep stopping
+        if self.lease_seconds < 4 * self.leader_poll_seconds:
+            raise ValueError(
+                f"state.lease_seconds ({self.lease_seconds}) must be at least 4 x "
+                f"state.leader_poll_seconds ({self.leader_poll_seconds:g})"
+            )
+        return self
+
     @property
     def backend(self) -> Literal["sqlite", "postgresql"]:
         return "postgresql" if self.url else "sqlite"

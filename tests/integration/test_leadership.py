@@ -137,3 +137,16 @@ def test_status_and_metrics_show_the_leader(
         assert metrics["misync_leader_since_timestamp_seconds"] == row.since.timestamp()
     finally:
         here.close()
+
+
+@pytest.mark.parametrize(
+    ("lease", "poll", "ok"), [(15, 2.0, True), (8, 2.0, True), (7, 2.0, False), (3, 1.0, False)]
+)
+def test_the_lease_must_outlast_four_polls(lease: int, poll: float, ok: bool) -> None:
+    from pydantic import ValidationError
+
+    if ok:
+        assert StateSettings(lease_seconds=lease, leader_poll_seconds=poll).lease_seconds == lease
+    else:
+        with pytest.raises(ValidationError, match=r"at least 4 x state\.leader_poll_seconds"):
+            StateSettings(lease_seconds=lease, leader_poll_seconds=poll)
