@@ -531,7 +531,9 @@ class Daemon:
             if ev is None or not still_current(rt, ev, now):
                 with rt.store() as store:
                     ev = evaluate(rt, store, now, rejections=self._rejections)
-                self._evaluated(ev)
+                # for the timed job only: not the watcher's baseline, which is what a
+                # run acted on; a feed change read here must still start a fast path
+                self._last_ev = ev
             upcoming = next_instants(ev.feeds, ev.decisions, now, rt.rules, limit=1)
         except Exception as exc:
             self._log.error("timed.plan_failed", error=str(exc))
