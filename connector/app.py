@@ -52,6 +52,8 @@ class Runtime:
     clock: Callable[[], datetime] = _wall_clock  # "now" for every run made with this runtime
     # shared by the targets this runtime builds (apply's workers): SCIM group creation
     group_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    # the leader epoch a daemon journals under (PostgreSQL, issue 17); None: a command
+    leader_epoch: int | None = None
 
     def __post_init__(self) -> None:
         self.mapping = load_mapping(self.settings.target.mapping)
@@ -89,7 +91,7 @@ class Runtime:
 
     def store(self) -> Store:
         """The state store: SQLite in ``state.dir``, or PostgreSQL if ``state.url`` is set."""
-        return open_store(self.settings.state)
+        return open_store(self.settings.state, epoch=self.leader_epoch)
 
     def audit(self, *, read_only: bool = False) -> AuditLog:
         """The audit trail (beside the store); ``read_only`` (verify, export) writes

@@ -243,6 +243,10 @@ class StateSettings(_Section):
     sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = "prefer"
     ca_file: Path | None = None  # PEM CA for verify-ca / verify-full (libpq sslrootcert)
     connect_timeout_seconds: int = Field(default=10, ge=1, le=300)
+    # leadership of two daemons on one database (PostgreSQL): the leader renews its lease
+    # every leader_poll_seconds; a standby ends a leader whose lease ran out and takes over
+    lease_seconds: int = Field(default=15, ge=3, le=600)
+    leader_poll_seconds: float = Field(default=2.0, gt=0, le=60)
 
     @field_validator("url")
     @classmethod
@@ -263,6 +267,17 @@ class StateSettings(_Section):
         if not parts.path.strip("/"):
             raise ValueError(f"{url!r}: the URL names no database (postgresql://HOST/DB)")
         return url.strip()
+
+    @model_validator(mode="after")
+    def _lease_outlasts_polls(self) -> StateSettings:
+        # the leader counts itself leading for lease - max(2 polls, lease/4) after each
+        # renewal (docs/HA.md): with a lease under 4 polls its runs would keep stopping
+        if self.lease_seconds < 4 * self.leader_poll_seconds:
+            raise ValueError(
+                f"state.lease_seconds ({self.lease_seconds}) must be at least 4 x "
+                f"state.leader_poll_seconds ({self.leader_poll_seconds:g})"
+            )
+        return self
 
     @property
     def backend(self) -> Literal["sqlite", "postgresql"]:

@@ -39,6 +39,8 @@ class AlertKind(StrEnum):
     AUDIT_VERIFIED = "audit.verified"  # key: audit; closes audit.altered
     AUDIT_WRITE_FAILED = "audit.write_failed"  # key: the audit database
     CONFIG_RELOAD_REFUSED = "config.reload_refused"  # key: the configuration file
+    LEADER_TAKEOVER = "leader.takeover"  # key: epoch:<n>; a daemon took over (PostgreSQL)
+    LEADER_STEPPED_DOWN = "leader.stepped_down"  # key: epoch:<n>; fenced or lost its session
     ALERT_DIGEST = "alert.digest"  # the manager's: many alerts of one kind in one message
     ALERT_CLOSED = "alert.closed"  # the manager's: a swept alert is resolved
 
@@ -314,4 +316,30 @@ def config_reload_refused(config: str, error: str) -> Alert:
         config,
         f"the new configuration was refused, the old one is kept: {error}",
         {"config": config},
+    )
+
+
+# -- leadership (two daemons on one PostgreSQL database, issue 17) ---------------------
+
+
+def leader_takeover(epoch: int, host: str, pid: int, previous: str) -> Alert:
+    """A daemon became the leader under a new epoch (``previous``: who led before)."""
+    return Alert(
+        AlertKind.LEADER_TAKEOVER,
+        Severity.WARNING,
+        f"epoch:{epoch}",
+        f"{host} (pid {pid}) took over as leader, epoch {epoch}; before: {previous}",
+        {"epoch": epoch, "host": host, "pid": pid, "previous": previous},
+    )
+
+
+def leader_stepped_down(epoch: int | None, host: str, pid: int, reason: str) -> Alert:
+    """The leader stopped leading: fenced (another host took over) or its session ended;
+    it stopped its jobs and waits as a standby."""
+    return Alert(
+        AlertKind.LEADER_STEPPED_DOWN,
+        Severity.CRITICAL,
+        f"epoch:{epoch}",
+        f"{host} (pid {pid}) stepped down from epoch {epoch} to standby: {reason}",
+        {"epoch": epoch, "host": host, "pid": pid, "reason": reason},
     )

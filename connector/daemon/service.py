@@ -23,6 +23,16 @@ while the directory was away is disabled within seconds of it answering again. A
 successful reconcile covers both (it plans every disable they would) and closes their
 ``run.failed`` alerts.
 
+With ``[state] url`` (PostgreSQL) two daemons may share one database, on two hosts:
+one leads, the other waits (docs/HA.md). A ``leader`` job (own thread) polls
+``PgLeadership`` every ``state.leader_poll_seconds``: the standby schedules no run jobs
+until it takes over (a new leader epoch, an alert ``leader.takeover``); the leader
+renews its lease, and every store it opens journals under its epoch. A leader that
+finds itself fenced (a journal write refused: ``FencedError``) or loses its session
+drops its jobs, alerts (``leader.stepped_down``) and waits as a standby. A run stops
+(as on SIGTERM) when the leader's lease was not renewed in time, so a process resumed
+after a pause starts no further directory operation.
+
 Runs never overlap (one process lock around each; the state folder's flock also keeps
 out a manual ``misync apply``). The main thread only handles signals: SIGTERM/SIGINT set
 the stop flag (the run in flight finishes the action it is doing, journals it, records
@@ -34,7 +44,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import signal
+import socket
 import threading
 import time
 import uuid
@@ -44,7 +56,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import FrameType
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import structlog
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -77,6 +89,10 @@ from connector.runs import (
 )
 from connector.runs.cycle import CyclePlanner
 from connector.settings import ConfigError, DaemonSettings, Settings
+from connector.state import FencedError
+
+if TYPE_CHECKING:
+    from connector.state.postgres import LeaderPoll, PgLeadership
 
 #: feeds whose change can take access away (training and NDA rows only grant)
 WATCHED = (
@@ -88,6 +104,17 @@ WATCHED = (
     FeedName.REQUESTERS,
 )
 
+
+#: the jobs only the leader runs (all but the watchdog and the leader poll itself)
+LEADER_JOBS = (
+    "reconcile",
+    "watch",
+    "timed",
+    "monitor",
+    "audit-verify",
+    "retry-fastpath",
+    "retry-timed",
+)
 
 #: seconds between tries of a failed fast-path or timed run; the last one repeats
 RETRY_DELAYS = (2.0, 4.0, 8.0, 16.0, 30.0)
@@ -188,11 +215,19 @@ class Daemon:
         self._reconciler = self._make_reconciler(rt)
         self._status = Status()
         self._log = structlog.get_logger("misync.daemon")
+        # leadership (PostgreSQL): None means one host, the file lock, always leading
+        self._leadership = self._make_leadership(rt)
+        self._leading = self._leadership is None
+        self._role_lock = threading.Lock()
+        self._lease_until = 0.0  # monotonic: runs stop once the lease was not renewed
+        if self._leadership is not None:
+            rt.leader_epoch = 0  # no epoch is 0: a standby's journal write is refused
         self._scheduler = BackgroundScheduler(
             timezone=rt.settings.policy.tz,
             executors={
                 "default": ThreadPoolExecutor(4),
                 "watchdog": ThreadPoolExecutor(1),
+                "leader": ThreadPoolExecutor(1),
             },
             job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": None},
         )
@@ -205,8 +240,11 @@ class Daemon:
         signal.signal(signal.SIGINT, self._on_stop)
         signal.signal(signal.SIGHUP, self._on_hup)
         self.alerts, self.observer, self._resources = self._open_resources(self.rt)
-        self._baseline_from_store()
-        self._schedule_all(first=True)
+        if self._leadership is None:
+            self._baseline_from_store()
+            self._schedule_all(first=True)
+        else:
+            self._schedule_leader_poll()
         self._scheduler.start()
         self._log.info(
             "daemon.started",
@@ -216,7 +254,11 @@ class Daemon:
         if not self.rt.settings.daemon.run_on_start:
             self._plan_timed()
         self._publish_schedule()
-        self.notifier.ready("started; first reconcile pending")
+        self.notifier.ready(
+            "started; first reconcile pending"
+            if self._leading
+            else "started as standby: waiting for leadership"
+        )
         while not self._stop.is_set():
             self._stop.wait(1.0)
             if self._reload.is_set():
@@ -230,6 +272,8 @@ class Daemon:
             # joined at exit anyway
             self._scheduler.shutdown(wait=False)
         self._publish_schedule(stopped=True)
+        if self._leadership is not None:
+            self._leadership.close()  # the standby takes over at its next poll
         self._resources.close()
         self._log.info("daemon.stopped")
         self.notifier.close()
@@ -284,6 +328,7 @@ class Daemon:
             self.notifier.ready(f"reload refused, old configuration kept; {self._status.line()}")
             return False
         old = self.rt.settings
+        new.leader_epoch = self.rt.leader_epoch  # journals under the same epoch
         with self._run_lock:  # never swap under a run
             old_resources = self._resources
             self.rt, self.alerts, self.observer, self._resources = new, alerts, observer, resources
@@ -293,11 +338,103 @@ class Daemon:
                 self._watcher = self._make_watcher(new)
                 self._baseline_from_store()
             self._reconciler = self._make_reconciler(new)
-        self._schedule_all(first=False)
+        if self._leading:
+            self._schedule_all(first=False)
         self._publish_schedule()
         self._log.info("config.reloaded", config=str(self._config_path))
         self.notifier.ready(f"configuration reloaded; {self._status.line()}")
         return True
+
+    # -- leadership (PostgreSQL) --------------------------------------------------------
+
+    @staticmethod
+    def _make_leadership(rt: Runtime) -> PgLeadership | None:
+        if not rt.settings.state.url:
+            return None
+        from connector.state.postgres import PgLeadership
+
+        return PgLeadership(rt.settings.state, host=socket.gethostname(), pid=os.getpid())
+
+    def _schedule_leader_poll(self) -> None:
+        s = self.rt.settings
+        self._scheduler.add_job(
+            self._job_leader,
+            IntervalTrigger(seconds=s.state.leader_poll_seconds, timezone=s.policy.tz),
+            id="leader",
+            executor="leader",
+            replace_existing=True,
+            next_run_time=datetime.now(s.policy.tz),
+        )
+
+    def _job_leader(self) -> None:
+        """One leadership round: renew, take over, or notice the loss."""
+        if self._leadership is None or self._stop.is_set():
+            return
+        t0 = time.monotonic()
+        p = self._leadership.poll()
+        if p.event == "kept":
+            self._lease_until = t0 + self._lease_margin()
+        elif p.event == "acquired":
+            self._take_over(p, t0)
+        elif p.event == "lost":
+            self._step_down(p.detail)
+        else:
+            if p.detail:
+                self._log.info("leader.standby", detail=p.detail)
+            who = (
+                f"{p.leader.host} pid {p.leader.pid} epoch {p.leader.epoch}" if p.leader else "none"
+            )
+            self.notifier.status(f"standby; leader: {who}")
+
+    def _lease_margin(self) -> float:
+        """How long after a renewal began this daemon still counts itself the leader:
+        the lease less a safety margin (two polls, at least a quarter of the lease), so
+        it stops before a standby may take over."""
+        st = self.rt.settings.state
+        return st.lease_seconds - max(2 * st.leader_poll_seconds, st.lease_seconds / 4)
+
+    def _take_over(self, p: LeaderPoll, t0: float) -> None:
+        assert p.epoch is not None
+        with self._role_lock:
+            self.rt.leader_epoch = p.epoch
+            self._lease_until = t0 + self._lease_margin()
+            self._leading = True
+        host, pid = socket.gethostname(), os.getpid()
+        self._log.warning("leader.takeover", epoch=p.epoch, previous=p.detail)
+        self.alerts.send(kinds.leader_takeover(p.epoch, host, pid, p.detail))
+        self._baseline_from_store()
+        self._schedule_all(first=True)
+        if not self.rt.settings.daemon.run_on_start:
+            self._plan_timed()
+        self._publish_schedule()
+        self.notifier.status(f"leader, epoch {p.epoch}; first reconcile pending")
+
+    def _step_down(self, reason: str) -> None:
+        """Stop leading: drop every run job, give the session up, alert, wait as a
+        standby. The runtime keeps its (now stale) epoch, so a run still in flight
+        cannot journal."""
+        with self._role_lock:
+            if not self._leading or self._leadership is None:
+                return
+            self._leading = False
+        epoch = self.rt.leader_epoch
+        for job in LEADER_JOBS:
+            self._drop_job(job)
+        self._leadership.close()
+        host, pid = socket.gethostname(), os.getpid()
+        self._log.error("leader.stepped_down", epoch=epoch, reason=reason)
+        self.alerts.send(kinds.leader_stepped_down(epoch, host, pid, reason))
+        self.notifier.status(f"standby (stepped down from epoch {epoch}): {reason}")
+
+    def _leads(self) -> bool:
+        return self._leading and not self._stop.is_set()
+
+    def _run_should_stop(self) -> bool:
+        """A run stops (as on SIGTERM) when the daemon stops, or no longer leads, or its
+        lease was not renewed in time (a process resumed after a pause)."""
+        if self._stop.is_set() or not self._leading:
+            return True
+        return self._leadership is not None and time.monotonic() > self._lease_until
 
     def _make_reconciler(self, rt: Runtime) -> CyclePlanner:
         every = timedelta(seconds=rt.settings.daemon.full_scan_interval_seconds)
@@ -385,7 +522,7 @@ class Daemon:
 
     def _plan_timed(self) -> None:
         """(Re)schedule the ``timed`` job at the next instant where access may end."""
-        if not self.rt.settings.daemon.timed_actions or self._stop.is_set():
+        if not self.rt.settings.daemon.timed_actions or not self._leads():
             return
         rt = self.rt
         try:
@@ -394,7 +531,9 @@ class Daemon:
             if ev is None or not still_current(rt, ev, now):
                 with rt.store() as store:
                     ev = evaluate(rt, store, now, rejections=self._rejections)
-                self._evaluated(ev)
+                # for the timed job only: not the watcher's baseline, which is what a
+                # run acted on; a feed change read here must still start a fast path
+                self._last_ev = ev
             upcoming = next_instants(ev.feeds, ev.decisions, now, rt.rules, limit=1)
         except Exception as exc:  # noqa: BLE001 -- a job never raises into the scheduler
             self._log.error("timed.plan_failed", error=str(exc), exc_info=_is_bug(exc))
@@ -423,7 +562,7 @@ class Daemon:
     # -- jobs ---------------------------------------------------------------------------
 
     def _job_reconcile(self) -> None:
-        if self._stop.is_set():
+        if not self._leads():
             return
         with self._run_lock:
             # a feed change seen before this run is covered by it; one seen during it
@@ -435,7 +574,7 @@ class Daemon:
                 # it planned every disable the fast path and the timed job would have:
                 # what they failed to do is done or planned again, their alerts close
                 self._covered_by_reconcile(result)
-            elif not self._stop.is_set():
+            elif self._leads():  # (not stopping, not stepped down)
                 # the change it would have covered is not covered: the fast path (cheap,
                 # targeted) takes it, with backoff, until the directory answers
                 self._fast_pending = True
@@ -470,7 +609,7 @@ class Daemon:
             self._scheduler.remove_job(job_id)
 
     def _job_watch(self) -> None:
-        if self._stop.is_set():
+        if not self._leads():
             return
         changed = self._watcher.poll()
         if changed:
@@ -489,7 +628,7 @@ class Daemon:
     def _job_fastpath_retry(self) -> None:
         """The fast path again, after the backoff of a failure (run lock: waits for a
         run in progress, which may well cover it)."""
-        if self._stop.is_set():
+        if not self._leads():
             return
         with self._run_lock:
             if not (self._fast_pending or self._fast_people):
@@ -512,13 +651,13 @@ class Daemon:
             if not undone:
                 self._backoff["fastpath"].reset()
                 return
-        if self._stop.is_set():
+        if not self._leads():
             return
         self._fast_pending = True
         self._retry_later("fastpath", self._job_fastpath_retry)
 
     def _job_timed(self, due: DueChange) -> None:
-        if self._stop.is_set():
+        if not self._leads():
             return
         self._log.info("timed.due", at=due.at.isoformat(), why=list(due.why)[:20])
         with self._run_lock:
@@ -530,7 +669,7 @@ class Daemon:
             self._timed_people = set(undone)
             if not undone:
                 self._backoff["timed"].reset()
-            elif not self._stop.is_set():
+            elif self._leads():
                 self._retry_later(
                     "timed", self._job_timed, args=[dataclasses.replace(due, people=people)]
                 )
@@ -556,6 +695,8 @@ class Daemon:
         self._log.info("retry.scheduled", job=job, seconds=delay, at=at.isoformat())
 
     def _job_monitor(self) -> None:
+        if not self._leads():
+            return
         now = self.rt.clock()
         if isinstance(self.alerts, Reminder):
             self.alerts.remind(now)
@@ -569,6 +710,8 @@ class Daemon:
         )
 
     def _job_audit_verify(self) -> None:
+        if not self._leads():
+            return
         rt = self.rt
         self._prune_archive()  # the daily maintenance: retention of the runs' inputs
         failure: BaseException | None = None
@@ -619,7 +762,7 @@ class Daemon:
                 run_id=run_id,
                 alerts=self.alerts,
                 observer=self.observer,
-                should_stop=self.stopping,
+                should_stop=self._run_should_stop,
                 evaluated=self._evaluated,
             ).execute(),
         )
@@ -639,6 +782,10 @@ class Daemon:
         ok, result = False, None
         try:
             result = body(rt, run_id)
+        except FencedError as exc:  # another daemon took over: never retried
+            self._log.error("run.fenced", job=job, error=str(exc))
+            self._status.last[job] = "fenced (another daemon leads)"
+            self._step_down(str(exc))
         except StateBusyError as exc:
             self._log.warning("run.skipped", job=job, reason=str(exc))
             self._status.last[job] = "skipped (state busy)"
@@ -688,6 +835,8 @@ class Daemon:
         """When each job runs next, in the state store (``misync status`` shows it)."""
         if self._stop.is_set() and not stopped:
             return  # the scheduler is shutting down: do not ask it anything
+        if not self._leading:
+            return  # the schedule in a shared database is the leader's
         try:
             jobs = {} if stopped else {j.id: j.next_run_time for j in self._scheduler.get_jobs()}
             with self.rt.store() as store:

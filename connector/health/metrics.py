@@ -7,11 +7,15 @@ Metrics: ``misync_runs_total{status}``, ``misync_actions_total{op,outcome}``,
 deadline), ``misync_feed_age_seconds{feed}``, ``misync_feed_healthy{feed}``,
 ``misync_last_run_timestamp_seconds``, ``misync_last_success_timestamp_seconds``,
 ``misync_quarantined_objects``, ``misync_open_alerts{kind}``,
-``misync_next_run_timestamp_seconds{job}``.
+``misync_next_run_timestamp_seconds{job}``; on PostgreSQL (two daemons, docs/HA.md)
+``misync_leader`` (1 in the leading daemon, 0 in a standby), ``misync_leader_epoch``,
+``misync_leader_since_timestamp_seconds``, ``misync_leader_renewed_timestamp_seconds``.
 """
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -92,6 +96,27 @@ class StateCollector:
                 if at is not None:
                     nxt.add_metric([job], at.timestamp())
             yield nxt
+            leader = store.leader()  # PostgreSQL: two daemons, one leads (docs/HA.md)
+            if leader is not None:
+                here = leader.host == socket.gethostname() and leader.pid == os.getpid()
+                yield GaugeMetricFamily(
+                    "misync_leader",
+                    "1 if this daemon is the leader, 0 if a standby",
+                    value=float(here),
+                )
+                yield GaugeMetricFamily(
+                    "misync_leader_epoch", "The current leader epoch", value=leader.epoch
+                )
+                yield GaugeMetricFamily(
+                    "misync_leader_since_timestamp_seconds",
+                    "When the current leader took over",
+                    value=leader.since.timestamp(),
+                )
+                yield GaugeMetricFamily(
+                    "misync_leader_renewed_timestamp_seconds",
+                    "When the leader last renewed its lease",
+                    value=leader.renewed_at.timestamp(),
+                )
 
 
 @dataclass

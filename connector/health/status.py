@@ -4,11 +4,13 @@ open alerts. Read-only, from the state store."""
 
 from __future__ import annotations
 
+import socket
 from datetime import datetime, tzinfo
 from typing import Any
 
 from connector.settings import Settings
 from connector.state import RunRow, Store
+from connector.state.rows import LeaderRow
 from connector.timefmt import when_or_none
 
 
@@ -23,6 +25,28 @@ def _run(r: RunRow | None, tz: tzinfo) -> dict[str, Any] | None:
         "started_at": when_or_none(r.started_at, tz),
         "finished_at": when_or_none(r.finished_at, tz),
         "summary": r.summary,
+    }
+
+
+def leader_status(
+    row: LeaderRow | None, now: datetime, tz: tzinfo, *, pid: int | None = None
+) -> dict[str, Any] | None:
+    """Who leads the daemons sharing a PostgreSQL state (None on SQLite: one host).
+    ``role`` is this host's: ``leader`` if the leader runs here (and, with ``pid``, is
+    that process), else ``standby``. ``lease_ok``: the leader renewed its lease in
+    time (False: it is paused, hung or gone, and a standby will take over)."""
+    if row is None:
+        return None
+    here = row.host == socket.gethostname() and (pid is None or row.pid == pid)
+    return {
+        "role": "leader" if here else "standby",
+        "host": row.host,
+        "pid": row.pid,
+        "epoch": row.epoch,
+        "since": when_or_none(row.since, tz),
+        "renewed_at": when_or_none(row.renewed_at, tz),
+        "lease_seconds": row.lease_seconds,
+        "lease_ok": (now - row.renewed_at).total_seconds() <= row.lease_seconds,
     }
 
 
@@ -44,6 +68,7 @@ def collect_status(settings: Settings, store: Store, now: datetime) -> dict[str,
         "as_of": _iso(now),
         "recorded": recorded,
         "state_dir": str(settings.state.dir),
+        "leader": leader_status(store.leader(), now, tz),
         "last_run": _run(finished[0] if finished else None, tz),
         "last_success": _run(ok, tz),
         "running": [_run(r, tz) for r in runs if r.finished_at is None],
@@ -122,7 +147,8 @@ def collect_status(settings: Settings, store: Store, now: datetime) -> dict[str,
 def render_status(s: dict[str, Any]) -> str:
     """The text of ``misync status``: runs, then what needs a person, then the feeds and
     the alerts."""
-    out = _runs_text(s)
+    out = _leader_text(s.get("leader"))
+    out += _runs_text(s)
     out += _attention_text(s)
     out.append("feeds (as of the last run):" if s["feeds"] else "feeds: not read yet")
     for f in s["feeds"]:
@@ -133,6 +159,16 @@ def render_status(s: dict[str, Any]) -> str:
     out += [f"  [{a['severity']}] {a['kind']} {a['key']}: {a['summary']}" for a in s["alerts"]]
     out += [f"warning: {w}" for w in s.get("warnings", ())]
     return "\n".join(out) + "\n"
+
+
+def _leader_text(leader: dict[str, Any] | None) -> list[str]:
+    if leader is None:
+        return []
+    lease = "" if leader["lease_ok"] else " (lease ran out: a standby takes over)"
+    return [
+        f"role: {leader['role']} (this host); leader: {leader['host']} pid {leader['pid']}, "
+        f"epoch {leader['epoch']}, since {leader['since']}, renewed {leader['renewed_at']}" + lease
+    ]
 
 
 def _runs_text(s: dict[str, Any]) -> list[str]:

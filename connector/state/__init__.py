@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from connector.state.errors import StateUnavailableError
+from connector.state.errors import FencedError, StateUnavailableError
 from connector.state.lock import StateBusyError, state_lock
 from connector.state.ports import Store
 from connector.state.rows import (
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AlertRow",
     "FeedHealthRow",
+    "FencedError",
     "HeldDecisionRow",
     "HeldRow",
     "JournalClose",
@@ -57,12 +58,13 @@ def require_postgresql() -> None:
         )
 
 
-def open_store(state: StateSettings) -> Store:
+def open_store(state: StateSettings, *, epoch: int | None = None) -> Store:
     """The configured store: PostgreSQL if ``state.url`` is set, else SQLite in
-    ``state.dir``."""
+    ``state.dir``. ``epoch``: the leader epoch a daemon journals under (PostgreSQL;
+    a journal write under an epoch that is no longer current raises ``FencedError``)."""
     if state.url:
         require_postgresql()
         from connector.state.postgres import PgStateStore
 
-        return PgStateStore.from_settings(state)
+        return PgStateStore.from_settings(state, epoch=epoch)
     return StateStore(state.db)

@@ -92,3 +92,12 @@ class StateUnavailableError(MisyncError):
 
     exit_code = ExitCode.UNAVAILABLE
     temporary = True
+
+
+class FencedError(MisyncError):
+    """A journal write under a leader epoch that is no longer the current one: another
+    host took over (issue 17). The writer must stop and step down; nothing it would do
+    after this may touch the directory, so it is never retried."""
+
+    exit_code = ExitCode.BUSY
+    temporary = False

@@ -24,6 +24,7 @@ from connector.state.rows import (
     HeldRow,
     JournalClose,
     JournalRow,
+    LeaderRow,
     RunRow,
 )
 
@@ -267,6 +268,14 @@ class ScheduleStore(Protocol):
     def schedule(self) -> dict[str, datetime | None]: ...
 
 
+@runtime_checkable
+class LeaderStore(Protocol):
+    """Who leads the daemons sharing this store (``misync status``, the metrics): None
+    where there is no leadership (SQLite: one host, the file lock)."""
+
+    def leader(self) -> LeaderRow | None: ...
+
+
 if TYPE_CHECKING:  # mypy (strict, in deploy/test.sh) fails here if the store drifts
     from connector.state.sqlite.alerts import SqliteAlerts
     from connector.state.sqlite.base import SqliteBase
@@ -334,6 +343,7 @@ class Store(
     AlertStore,
     ScheduleStore,
     HeldStore,
+    LeaderStore,
     Protocol,
 ):
     """The whole state store, as ``Runtime.store()`` hands it out: every port, and a

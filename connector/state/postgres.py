@@ -13,17 +13,24 @@ One connection per store, guarded by a lock, so apply's worker threads may share
 reads run in autocommit, every write in its own transaction. Two processes may open
 the same database: the schema is created under a transaction-scoped advisory lock.
 
-Room for fencing (issue 17, items 2-3, not built here): every journal write goes
-through :meth:`PgStateStore._journal_tx`, the one place where a later leader epoch
-check (``... where epoch = current leader epoch``, in the same transaction) belongs.
+Leadership and fencing (issue 17): :class:`PgLeadership` holds a session advisory
+lock on its own connection and, at each takeover, increments the leader epoch in the
+one-row table ``leader`` in the same transaction that records the new leader. A store
+opened with ``epoch=N`` checks in every journal transaction (:meth:`PgStateStore.
+_journal_tx`) that N is still the current epoch (``select ... for share``, so a
+takeover waits for a journal write in flight and every later one sees the new epoch),
+and raises :class:`FencedError` otherwise: an old leader can never journal, and so
+never touch the directory (journal before directory).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
@@ -31,7 +38,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 
 from connector.settings import ConfigError
-from connector.state.errors import StateUnavailableError
+from connector.state.errors import FencedError, StateUnavailableError
 from connector.state.rows import (
     SCHEMA_VERSION,
     AlertRow,
@@ -42,6 +49,7 @@ from connector.state.rows import (
     HeldRow,
     JournalClose,
     JournalRow,
+    LeaderRow,
     LogonIdConflictError,
     RunRow,
 )
@@ -52,6 +60,7 @@ if TYPE_CHECKING:
 # pg_advisory_xact_lock keys (any two fixed 64-bit numbers; "misync" in ASCII + n)
 SCHEMA_LOCK = 0x6D6973796E630001
 AUDIT_LOCK = 0x6D6973796E630002
+LEADER_LOCK = 0x6D6973796E630003  # session-level: held by the leading daemon
 
 #: Every table of the state (not the audit trail), in the order ``state migrate`` fills
 #: them; ``is_empty`` looks at these and the audit tables.
@@ -136,6 +145,14 @@ create unique index if not exists held_decisions_open on held_decisions (key)
   where closed_at is null;
 """
 
+#: The leader of the daemons sharing the database (one row; not copied by migrate).
+LEADER_SCHEMA = """
+create table if not exists leader (
+  id integer primary key check (id = 1), epoch bigint not null, host text not null,
+  pid integer not null, backend_pid integer not null, since timestamptz not null,
+  renewed_at timestamptz not null, lease_seconds integer not null);
+"""
+
 
 class PostgresStateError(StateUnavailableError):
     """The PostgreSQL state database cannot be reached or used (the message says why)."""
@@ -160,14 +177,18 @@ def connect(
     connect_timeout: int = 10,
     application_name: str = "misync",
 ) -> psycopg.Connection[tuple[Any, ...]]:
-    """An autocommit connection in UTC. TCP keepalives make a dead peer's session end in
+    """An autocommit connection in UTC. TCP keepalives on both ends (libpq's, and the
+    server's ``tcp_keepalives_*`` for this session) make a dead peer's session end in
     about half a minute instead of the kernel's two hours."""
     kwargs: dict[str, Any] = {
         "autocommit": True,
         "sslmode": sslmode,
         "connect_timeout": connect_timeout,
         "application_name": application_name,
-        "options": "-c TimeZone=UTC",
+        # the server's side too: a dead client host's session (and its leader lock) ends
+        # in about half a minute, not after the server kernel's two hours
+        "options": "-c TimeZone=UTC -c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 "
+        "-c tcp_keepalives_count=3",
         "keepalives": 1,
         "keepalives_idle": 10,
         "keepalives_interval": 5,
@@ -276,6 +297,10 @@ def _journal_row(r: tuple[Any, ...]) -> JournalRow:
 Cursor = psycopg.Cursor[tuple[Any, ...]]
 
 
+def _leader_row(r: tuple[Any, ...]) -> LeaderRow:
+    return LeaderRow(int(r[0]), r[1], int(r[2]), r[3], r[4], int(r[5]))
+
+
 def schema_present(conn: psycopg.Connection[tuple[Any, ...]], tables: Sequence[str]) -> bool:
     """Every one of ``tables`` exists (in the search path)."""
     row = conn.execute(
@@ -289,11 +314,12 @@ def create_schema(conn: psycopg.Connection[tuple[Any, ...]]) -> None:
     """Create the state's tables if missing (idempotent; safe from two processes). Where
     they exist nothing is created, so misync may run as a role without CREATE once a
     DBA (or a first run as the owner) has made them (docs/DECISIONS.md)."""
-    if schema_present(conn, STATE_TABLES):
+    if schema_present(conn, (*STATE_TABLES, "leader")):
         return
     with conn.transaction():
         conn.execute("select pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
         conn.execute(SCHEMA)  # fixed DDL text
+        conn.execute(LEADER_SCHEMA)
         conn.execute(
             "insert into meta(key, value) values ('schema_version', %s) "
             "on conflict (key) do nothing",
@@ -304,19 +330,27 @@ def create_schema(conn: psycopg.Connection[tuple[Any, ...]]) -> None:
 class PgStateStore(FeedStamps):
     """The state store in a PostgreSQL database (``[state] url``)."""
 
-    def __init__(self, conn: psycopg.Connection[tuple[Any, ...]], *, where: str = "") -> None:
+    def __init__(
+        self,
+        conn: psycopg.Connection[tuple[Any, ...]],
+        *,
+        where: str = "",
+        epoch: int | None = None,
+    ) -> None:
         self._conn = conn
         self.where = where or safe_url(conn.info.dsn)
+        #: the leader epoch this store journals under (None: no check, a command)
+        self.epoch = epoch
         self._lock = threading.Lock()
         create_schema(conn)
 
     @classmethod
-    def from_settings(cls, state: StateSettings) -> PgStateStore:
-        return cls(connect_settings(state), where=safe_url(state.url))
+    def from_settings(cls, state: StateSettings, *, epoch: int | None = None) -> PgStateStore:
+        return cls(connect_settings(state), where=safe_url(state.url), epoch=epoch)
 
     @classmethod
-    def from_url(cls, url: str, **kwargs: Any) -> PgStateStore:
-        return cls(connect(url, **kwargs), where=safe_url(url))
+    def from_url(cls, url: str, *, epoch: int | None = None, **kwargs: Any) -> PgStateStore:
+        return cls(connect(url, **kwargs), where=safe_url(url), epoch=epoch)
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -343,8 +377,19 @@ class PgStateStore(FeedStamps):
 
     @contextmanager
     def _journal_tx(self) -> Iterator[Cursor]:
-        """A transaction that writes the journal (where a leader epoch check will go)."""
+        """A transaction that writes the journal: under a leader epoch, only while that
+        epoch is the current one (checked in the same transaction, the row share-locked
+        so that a takeover waits for this write and every later write sees it)."""
         with self._tx() as cur:
+            if self.epoch is not None:
+                row = cur.execute("select epoch from leader where id = 1 for share").fetchone()
+                current = None if row is None else int(row[0])
+                if current != self.epoch:
+                    raise FencedError(
+                        f"state database {self.where}: this daemon leads under epoch "
+                        f"{self.epoch} but the current leader epoch is {current}: another "
+                        "host took over; nothing was journaled"
+                    )
             yield cur
 
     def _query(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
@@ -360,6 +405,12 @@ class PgStateStore(FeedStamps):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def leader(self) -> LeaderRow | None:
+        rows = self._query(
+            "select epoch, host, pid, since, renewed_at, lease_seconds from leader where id = 1"
+        )
+        return _leader_row(rows[0]) if rows else None
 
     # -- meta -----------------------------------------------------------------------------
 
@@ -964,3 +1015,144 @@ class PgStateStore(FeedStamps):
 
     def schedule(self) -> dict[str, datetime | None]:
         return {r[0]: r[1] for r in self._query("select job, next_at from schedule")}
+
+
+# -- leadership (issue 17) ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LeaderPoll:
+    """What one poll of :class:`PgLeadership` found. ``event``: ``acquired`` (this
+    process took over: ``epoch`` is new), ``kept`` (still the leader, lease renewed),
+    ``lost`` (was the leader and is no longer: ``detail`` says why), ``standby``.
+    On ``acquired``, ``detail`` names the previous leader."""
+
+    event: str
+    epoch: int | None
+    leader: LeaderRow | None
+    detail: str = ""
+
+
+class PgLeadership:
+    """Leadership of the daemons sharing one database: a session advisory lock
+    (``LEADER_LOCK``) on a connection of its own, and a lease in the ``leader`` row.
+
+    The leader renews ``renewed_at`` at every poll (only under its own epoch). A standby
+    polls ``pg_try_advisory_lock``; when the leader's lease has run out (a paused or
+    hung process whose host still answers TCP keepalives) it terminates the leader's
+    backend, which frees the lock for the next poll. A dead host's session ends by
+    itself within the keepalive time or the lease, whichever comes first.
+    """
+
+    def __init__(self, state: StateSettings, *, host: str, pid: int) -> None:
+        self._state = state
+        self.host = host
+        self.pid = pid
+        self.lease_seconds = state.lease_seconds
+        self.where = safe_url(state.url)
+        self._conn: psycopg.Connection[tuple[Any, ...]] | None = None
+        self.epoch: int | None = None  # set while this process leads
+
+    def _connection(self) -> psycopg.Connection[tuple[Any, ...]]:
+        if self._conn is None or self._conn.closed:
+            self._conn = connect_settings(self._state)
+            create_schema(self._conn)
+        return self._conn
+
+    def poll(self) -> LeaderPoll:
+        """One round: renew (leader) or try to take over (standby). Never raises for a
+        database that is away: the leader then has lost (its session is gone with the
+        lock), the standby stays one."""
+        try:
+            return self._poll()
+        except (psycopg.Error, PostgresStateError) as exc:
+            self._drop()
+            detail = (
+                str(exc)
+                if isinstance(exc, PostgresStateError)
+                else f"state database {self.where}: {str(exc).strip() or type(exc).__name__}"
+            )
+            if self.epoch is not None:
+                self.epoch = None
+                return LeaderPoll("lost", None, None, f"lost the leader session: {detail}")
+            return LeaderPoll("standby", None, None, detail)
+
+    def _poll(self) -> LeaderPoll:
+        conn = self._connection()
+        if self.epoch is not None:
+            with conn.transaction():
+                row = conn.execute(
+                    "update leader set renewed_at = now() where id = 1 and epoch = %s "
+                    "and backend_pid = pg_backend_pid() "
+                    "returning epoch, host, pid, since, renewed_at, lease_seconds",
+                    (self.epoch,),
+                ).fetchone()
+            if row is not None:
+                return LeaderPoll("kept", self.epoch, _leader_row(row))
+            old, self.epoch = self.epoch, None
+            self._drop()
+            return LeaderPoll(
+                "lost", None, self._read(), f"epoch {old} is no longer current: another took over"
+            )
+        got = conn.execute("select pg_try_advisory_lock(%s)", (LEADER_LOCK,)).fetchone()
+        if got is not None and got[0]:
+            with conn.transaction():
+                before = conn.execute(
+                    "select epoch, host, pid from leader where id = 1 for update"
+                ).fetchone()
+                previous = (
+                    f"{before[1]} (pid {before[2]}), epoch {before[0]}" if before else "nobody"
+                )
+                row = conn.execute(
+                    "insert into leader as l (id, epoch, host, pid, backend_pid, since, "
+                    "renewed_at, lease_seconds) values (1, 1, %s, %s, pg_backend_pid(), now(), "
+                    "now(), %s) on conflict (id) do update set epoch = l.epoch + 1, "
+                    "host = excluded.host, pid = excluded.pid, backend_pid = excluded.backend_pid, "
+                    "since = excluded.since, renewed_at = excluded.renewed_at, "
+                    "lease_seconds = excluded.lease_seconds "
+                    "returning epoch, host, pid, since, renewed_at, lease_seconds",
+                    (self.host, self.pid, self.lease_seconds),
+                ).fetchone()
+            assert row is not None
+            self.epoch = int(row[0])
+            return LeaderPoll("acquired", self.epoch, _leader_row(row), previous)
+        # someone holds the lock: if its lease ran out, end its session (frees the lock)
+        stale = conn.execute(
+            "select backend_pid from leader where id = 1 "
+            "and renewed_at + make_interval(secs => lease_seconds) < now()"
+        ).fetchone()
+        if stale is not None:
+            conn.execute("select pg_terminate_backend(%s)", (int(stale[0]),))
+            return LeaderPoll(
+                "standby", None, self._read(), "the leader's lease ran out: ended its session"
+            )
+        return LeaderPoll("standby", None, self._read())
+
+    def _read(self) -> LeaderRow | None:
+        try:
+            row = (
+                self._connection()
+                .execute(
+                    "select epoch, host, pid, since, renewed_at, lease_seconds from leader "
+                    "where id = 1"
+                )
+                .fetchone()
+            )
+        except psycopg.Error:
+            return None
+        return _leader_row(row) if row is not None else None
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                self._conn.close()
+        self._conn = None
+
+    def close(self) -> None:
+        """Give leadership up (the session ends, the lock with it); the next standby
+        takes over at its next poll."""
+        if self.epoch is not None and self._conn is not None and not self._conn.closed:
+            with contextlib.suppress(psycopg.Error):  # unlock now, not when the backend exits
+                self._conn.execute("select pg_advisory_unlock_all()")
+        self.epoch = None
+        self._drop()

@@ -19,6 +19,19 @@ class LogonIdConflictError(MisyncError):
 
 
 @dataclass(frozen=True, slots=True)
+class LeaderRow:
+    """Who leads (PostgreSQL only, issue 17): the epoch of the last takeover, the
+    leader's host and pid, since when, and when it last renewed its lease."""
+
+    epoch: int
+    host: str
+    pid: int
+    since: datetime
+    renewed_at: datetime
+    lease_seconds: int
+
+
+@dataclass(frozen=True, slots=True)
 class JournalRow:
     id: int
     run_id: str

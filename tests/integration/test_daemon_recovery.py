@@ -199,3 +199,38 @@ def test_only_a_reconcile_that_ran_to_its_end_closes_the_fast_paths_failure(
     assert [a.key for a in sent if a.kind == "run.succeeded"] == closes
     assert d._fast_people == {"P5000"} and d._fast_pending
     assert d._scheduler.get_job("retry-fastpath") is not None
+
+
+def test_a_feed_change_read_to_plan_the_timed_job_still_starts_a_fast_path(
+    tmp_path: Path, ldap_scope: Any
+) -> None:
+    """Planning the timed job re-reads feeds that changed since the last run. That read
+    must not become the watcher's baseline (what a run acted on): a separation landing
+    just after a run finished was otherwise swallowed, never disabled (seen in the HA
+    restart test, docs/HA.md)."""
+    from connector import app
+    from connector.daemon.service import Daemon as Service
+    from connector.settings import load_settings
+
+    feeds, state, cfg = tmp_path / "feeds", tmp_path / "state", tmp_path / "misync.toml"
+    ids = write_world(feeds, 1)
+    write_config(cfg, feeds, state, ldap_scope, run_on_start=False)
+    d = Service(
+        app.Runtime(load_settings(cfg)),
+        config_path=cfg,
+        load=lambda p: app.Runtime(load_settings(cfg)),
+    )
+    try:
+        d._watcher.baseline(  # what "the last run" read: the feeds as they are now
+            {p: s.digest for p, s in ((p, d._watcher._stamp(p)) for p in d._watcher._files)}
+        )
+        d._watcher.poll()
+        sep_at = datetime.now(LA) - timedelta(minutes=5)
+        append_row(feeds / "separations.csv", f"{ids[0]},LWDB04,{sep_at.isoformat()},resignation")
+        d._plan_timed()  # re-reads the changed feeds to plan the timed job
+        changed = d._watcher.poll() + d._watcher.poll()
+        assert "separations.csv" in changed
+    finally:
+        if d._scheduler.running:
+            d._scheduler.shutdown(wait=False)
+        d._resources.close()

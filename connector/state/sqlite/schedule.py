@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from connector.state.rows import LeaderRow
 from connector.state.sqlite.base import SqliteBase, dt, ts
 
 
@@ -23,3 +24,7 @@ class SqliteSchedule(SqliteBase):
 
     def schedule(self) -> dict[str, datetime | None]:
         return {r[0]: dt(r[1]) for r in self._query("select job, next_at from schedule")}
+
+    def leader(self) -> LeaderRow | None:
+        """No leadership on SQLite: one host, the state folder's file lock."""
+        return None
