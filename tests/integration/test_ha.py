@@ -31,6 +31,7 @@ from typing import Any
 import ldap3
 import pytest
 
+from connector.errors import MisyncError
 from connector.state.postgres import PgStateStore
 from tests.integration.test_daemon import N_STOP, Daemon, write_config, write_world
 
@@ -272,7 +273,7 @@ def until_leader(url: str, *, above: int, timeout: float) -> bool:
         try:
             with PgStateStore.from_url(url) as store:
                 row = store.leader()
-        except Exception:
+        except MisyncError:  # the server restarting: ask again
             row = None
         if row is not None and row.epoch > above:
             return True
