@@ -328,21 +328,15 @@ class Executor:
     ) -> None:
         """The run stopped: journal (and so audit) every action left as not attempted."""
         detail = f"not attempted: {self._stop_reason}; the next run plans it again"
+
+        def left(action: Action) -> ActionOutcome:
+            return ActionOutcome(
+                action, NOT_ATTEMPTED, action.account_id, 0, detail, True, FailureCode.NOT_ATTEMPTED
+            )
+
         while begun:
             i, action, entry = begun.popleft()
-            add(
-                i,
-                entry,
-                ActionOutcome(
-                    action,
-                    NOT_ATTEMPTED,
-                    action.account_id,
-                    0,
-                    detail,
-                    True,
-                    FailureCode.NOT_ATTEMPTED,
-                ),
-            )
+            add(i, entry, left(action))
         if self._audit_error is not None:
             todo.clear()  # nothing can be audited: leave them unbegun, nothing was touched
             return
@@ -356,19 +350,7 @@ class Executor:
                 ],
             )
             for (i, action), entry in zip(take, entries, strict=True):
-                add(
-                    i,
-                    entry,
-                    ActionOutcome(
-                        action,
-                        NOT_ATTEMPTED,
-                        action.account_id,
-                        0,
-                        detail,
-                        True,
-                        FailureCode.NOT_ATTEMPTED,
-                    ),
-                )
+                add(i, entry, left(action))
 
     def _commit(
         self, pending: list[tuple[int, int, ActionOutcome]], outcomes: dict[int, ActionOutcome]

@@ -22,7 +22,7 @@ from connector.model.accounts import Account
 from connector.model.decisions import Decision, Reason
 from connector.model.feeds import ORG_KEYED_FEEDS, REQUESTER_FEEDS, FeedName, FeedSet, Rejection
 from connector.model.plan import Action, Breach, HeldAction, Plan
-from connector.reconcile.render import account_label, human_duration, reason_line
+from connector.reconcile.render import account_label, decision_head, human_duration, reason_line
 from connector.reconcile.serialize import reason_to_json
 from connector.timefmt import when
 
@@ -211,13 +211,7 @@ def _decision_lines(
 ) -> list[str]:
     """The decision part of ``person_text``: status, grant, profile, the failing
     conditions (each with its deadline and the rejected rows bearing on it), the flags."""
-    out = [f"person {d.person_id}: {d.status.value.upper()} as of {when(d.as_of, tz)}"]
-    if d.grant is not None:
-        out.append(
-            f"  grant {d.grant.request_id} from {when(d.grant.started_at, tz)} ({d.grant.source})"
-        )
-    if d.profile or d.offices:
-        out.append(f"  profile {d.profile or '-'}; offices {', '.join(d.offices) or '-'}")
+    out = decision_head(d, tz)
     if d.reasons:
         out.append("  failing conditions:")
         for r in d.reasons:

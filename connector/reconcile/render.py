@@ -226,7 +226,8 @@ def _breaches_section(plan: Plan, limit: int | None, tz: tzinfo | None) -> list[
     return out
 
 
-def render_decision(d: Decision, tz: tzinfo | None = None) -> str:
+def decision_head(d: Decision, tz: tzinfo | None = None) -> list[str]:
+    """The first lines of a decision for people: status, grant, profile and offices."""
     out = [f"person {d.person_id}: {d.status.value.upper()} as of {when(d.as_of, tz)}"]
     if d.grant is not None:
         out.append(
@@ -234,6 +235,11 @@ def render_decision(d: Decision, tz: tzinfo | None = None) -> str:
         )
     if d.profile or d.offices:
         out.append(f"  profile {d.profile or '-'}; offices {', '.join(d.offices) or '-'}")
+    return out
+
+
+def render_decision(d: Decision, tz: tzinfo | None = None) -> str:
+    out = decision_head(d, tz)
     if d.reasons:
         out.append("  failing conditions:")
         for r in d.reasons:
