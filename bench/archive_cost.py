@@ -8,6 +8,13 @@ feeds and accounts dedup: only the run's manifest and what changed are new), one
 a day's churn (``CHURN`` separations appended: one feed file and the accounts they
 disable change). Then ``audit replay`` of the last run, timed. Prints one line per
 figure. Usage: ``.venv/bin/python bench/archive_cost.py [N ...]`` (default 10000).
+
+``--day``: a day of the daemon's operation instead, compressed in time. After a first
+full run, the daemon's reconcile as ``misync run`` does it (one ``CyclePlanner`` kept
+across cycles, a ``Run`` of ``IncrementalCycle`` each) DAY_CYCLES times (a 30-minute
+interval), a delivery of DAY_SEPARATIONS separations before every DAY_CHURN_EVERY-th
+cycle: the bytes the day added to the archive and the share of the cycles' time spent
+archiving. The hourly full scan is kept (``full_every``), so a day has its full reads.
 Not part of the timed test run.
 """
 
@@ -35,12 +42,16 @@ from connector.archive import ArchiveStore  # noqa: E402
 from connector.archive.replay import replay  # noqa: E402
 from connector.devtools.slapd import LocalSlapd  # noqa: E402
 from connector.runs import run as run_module  # noqa: E402
+from connector.runs.cycle import CyclePlanner  # noqa: E402
 from connector.settings import load_settings  # noqa: E402
 
 CHURN = 50  # separations in a day's delivery
+DAY_CYCLES = 48  # a day of reconciles every 30 minutes
+DAY_CHURN_EVERY = 4  # a feed delivery every 2 hours ...
+DAY_SEPARATIONS = 5  # ... of this many separations (60 a day)
 
 
-def one(n: int) -> list[dict[str, Any]]:
+def one(n: int, *, day: bool = False) -> list[dict[str, Any]]:
     work = Path(tempfile.mkdtemp(prefix="misync-archive-"))
     archived: list[float] = []
     original = run_module.Run._archive
@@ -81,6 +92,8 @@ dir = "{work / "state"}"
 """)
             rt = app.Runtime(load_settings(cfg))
             store = ArchiveStore(rt.settings.state.dir / "archive")
+            if day:
+                return [*out, *_day(n, rt, store, work / "feeds" / "separations.csv", archived)]
             last = None
             for label in ("first run", "nothing changed", f"{CHURN} separations"):
                 if label.endswith("separations"):
@@ -121,9 +134,44 @@ dir = "{work / "state"}"
     return out
 
 
+def _day(
+    n: int, rt: app.Runtime, store: ArchiveStore, separations: Path, archived: list[float]
+) -> list[dict[str, Any]]:
+    """A compressed day of the daemon's reconciles (see the module's docstring)."""
+    runs.run_apply(rt)  # the first run: everything new, as the day before
+    planner = CyclePlanner(rt)
+    runs.Run(rt, runs.IncrementalCycle(planner)).execute()  # the planner's first read
+    before = store.size()
+    archived.clear()
+    total = 0.0
+    person = 0
+    for cycle in range(DAY_CYCLES):
+        if cycle % DAY_CHURN_EVERY == 0:
+            sep = datetime.now(UTC) - timedelta(minutes=1)
+            with separations.open("a") as f:
+                for _ in range(DAY_SEPARATIONS):
+                    f.write(f"P{person},CBO1,{sep.isoformat()},quit\n")
+                    person += 1
+        t0 = time.perf_counter()
+        runs.Run(rt, runs.IncrementalCycle(planner)).execute()
+        total += time.perf_counter() - t0
+    return [
+        {
+            "n": n,
+            "run": f"a day: {DAY_CYCLES} reconciles, {person} separations",
+            "bytes": store.size() - before,
+            "cycles_s": round(total, 2),
+            "archive_s": round(sum(archived), 2),
+            "share": round(sum(archived) / total, 3),
+        }
+    ]
+
+
 def main() -> int:
-    for n in [int(a) for a in sys.argv[1:]] or [10000]:
-        for row in one(n):
+    args = sys.argv[1:]
+    day = "--day" in args
+    for n in [int(a) for a in args if a != "--day"] or [10000]:
+        for row in one(n, day=day):
             print(row, flush=True)
     return 0
 
