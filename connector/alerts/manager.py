@@ -27,6 +27,13 @@ anything else          a one-off event: delivered (and audited) each time it is 
                        within the per-run digest limit; never reminded.
 =====================  ==============================================================
 
+Area monitors (``[areas.W]``, connector.alerts.areas): a person's ``breach.open``,
+``deadline.warning``, their closes and ``separation.disabled`` (a one-off event only
+the areas and the log get) carry ``areas``, placed by the feeds of the run that raised
+them (``observe``) and stored with the open alert; one sink per area delivers them.
+Digests carry ``by_area`` so each area's names only its own keys; areas get no
+per-alert reminders but ``area_digests`` (daily, from ``remind``).
+
 A closer (``breach.closed``, ``run.succeeded``, ``audit.verified``) is delivered only
 when it closed something (``breach.closed`` always: the breach was open in the store).
 
