@@ -58,6 +58,7 @@ SEPARATION_CODES = frozenset({"separated"})
 _STATEWIDE_FIELDS = frozenset({"report", "see", "areas", "by_area", "keys", "alert_state"})
 _RELAY_PAUSE = 60.0  # seconds a failed relay is not tried again by the other areas
 _DAILY_SHOWN = 50  # open alerts listed in a daily digest (the area's page lists all)
+AREA_SINK = "area:"  # an area's sink is named area:<WDA>
 DIGEST_META = "areas.daily_digest"  # state meta: the local day the last daily digest went
 _RANK = {Severity.INFO: 0, Severity.WARNING: 1, Severity.CRITICAL: 2}
 
@@ -129,7 +130,7 @@ class AreaDeliverer:
 
     def __init__(self, wda: str, to: Sequence[str], email: EmailAlertSettings, relay: _Relay):
         self.wda = wda
-        self.name = f"area:{wda}"
+        self.name = f"{AREA_SINK}{wda}"
         self.to = list(to)
         self.email = email
         self.relay = relay

@@ -59,6 +59,7 @@ from typing import Any, Protocol
 import structlog
 
 from connector.alerts.areas import (
+    AREA_SINK,
     DIGEST_META,
     AreaDeliverer,
     AreaIndex,
@@ -221,10 +222,15 @@ class AlertManager:
             # be going on in another thread is left alone (its digest goes out at its end)
             self._down.clear()
             due: list[AlertRow] = []
+            # areas take no reminders: one that missed the open gets the open again, and
+            # stays undelivered (not cleared by the reminder) until it has it
+            areas_missed: dict[int, tuple[str, ...]] = {}
             for row in self.store.open_alerts():
                 last = row.sent_at or row.opened_at
                 if row.kind in STATEFUL and now - last >= self.reminder:
                     due.append(row)
+                    if areas := [n for n in row.undelivered if n.startswith(AREA_SINK)]:
+                        areas_missed[row.id] = self._deliver(self._from_row(row, "open"), areas)
                 elif row.undelivered:  # not due: only retry the sinks that missed it
                     missed = self._deliver(self._from_row(row, "open"), row.undelivered)
                     self.store.alert_delivered(row.id, missed)
@@ -245,14 +251,16 @@ class AlertManager:
                 )
                 missed = self._deliver(digest)
                 for r in due:
-                    self.store.alert_sent(r.id, now, missed, reminder=True)
+                    self.store.alert_sent(
+                        r.id, now, missed + areas_missed.get(r.id, ()), reminder=True
+                    )
                 self._audit([("alert", self._record(r, "reminder")) for r in due])
                 self.area_digests(now)
                 return 1
             for r in due:
                 n = r.reminders + 1
                 alert = self._from_row(r, "reminder", reminder=n)
-                missed = self._deliver(alert)
+                missed = self._deliver(alert) + areas_missed.get(r.id, ())
                 self.store.alert_sent(r.id, now, missed, reminder=True)
                 self._audit([("alert", self._record(r, "reminder"))])
             self.area_digests(now)

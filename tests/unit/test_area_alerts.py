@@ -186,3 +186,32 @@ def test_a_separation_carried_out_goes_to_areas_only(env: Any) -> None:
     assert relay.subjects("WDA-08") == ["[misync] WDA-08 INFO: separation.disabled uid=m1"]
     body = relay.to("WDA-07")[0].get_content()
     assert "misync report --run r1 --wda WDA-07" in body and "person_id: M1" in body
+
+
+def test_an_area_that_missed_the_open_gets_it_at_the_reminder_pass(env: Any) -> None:
+    from connector.alerts.email import DeliveryError
+
+    mgr, statewide, relay, clock, store, _ = env
+    real = relay.send
+
+    def down(message: EmailMessage) -> None:
+        raise DeliveryError("relay down")
+
+    relay.send = down
+    mgr.run_started("r1")
+    mgr.send(breach("P5"))
+    mgr.run_finished("r1")
+    assert relay.sent == [] and len(statewide.got) == 1
+    (row,) = store.open_alerts()
+    assert row.undelivered == ("area:WDA-08",)
+    relay.send = real
+    clock.advance(hours=5)  # a reminder is due: the statewide sink gets it, the area the open
+    mgr.remind()
+    assert [a.fields["alert_state"] for a in statewide.got] == ["open", "reminder"]
+    assert relay.subjects("WDA-08") == [
+        "[misync] WDA-08 CRITICAL: breach.open uid=p5",
+        # 14:00 in Los Angeles: the day's digest was due too
+        "[misync] WDA-08 daily digest 2026-11-25: 1 breach and 0 deadline warnings open",
+    ]
+    (row,) = store.open_alerts()
+    assert row.undelivered == ()
