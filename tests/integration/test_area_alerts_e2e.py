@@ -226,6 +226,27 @@ def warning_becomes_breach(
         "WDA-07": [],
         "WDA-08": [],
     }
+    # the daemon's reminder pass: the statewide address gets the reminders; WDA-04 gets
+    # none, but its daily digest (09:00 in Los Angeles is past area_digest_at), once
+    from connector.app import Runtime
+    from connector.cli.common import alert_manager
+
+    mark = len(smtp.messages)
+    next_day = datetime(2026, 11, 26, 17, 0, tzinfo=UTC)
+    with alert_manager(Runtime(load_settings(cfg))) as manager:
+        manager.remind(next_day)
+        manager.remind(next_day)
+    daily = {wda: [subject(m) for m in inbox(smtp, to[0], mark)] for wda, to in MONITORS.items()}
+    assert daily == {
+        "WDA-04": [p + "daily digest 2026-11-26: 1 breach and 0 deadline warnings open"],
+        "WDA-07": [],
+        "WDA-08": [],
+    }
+    body = inbox(smtp, MONITORS["WDA-04"][0], mark)[0].get_content()
+    assert "- breach.open uid=ewalsh," in body and "(person P1005," in body
+    assert "misync report --wda WDA-04" in body
+    assert [s for s in (subject(m) for m in inbox(smtp, STATEWIDE, mark)) if "reminder" in s]
+
     assert step(later, "held", "approve", ewalsh, "--reason", "fixed") == {w: [] for w in MONITORS}
     got = step(later, "apply")
     assert sorted(got["WDA-04"]) == [
