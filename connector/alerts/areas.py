@@ -55,7 +55,9 @@ DAILY = (K.BREACH_OPEN, K.DEADLINE_WARNING)
 #: reason codes that make an event separation-driven (also placed where the person left)
 SEPARATION_CODES = frozenset({"separated"})
 #: fields that point at statewide pages or other areas: never in an area message
-_STATEWIDE_FIELDS = frozenset({"report", "see", "areas", "by_area", "keys", "alert_state"})
+_STATEWIDE_FIELDS = frozenset(
+    {"report", "see", "areas", "by_area", "by_area_count", "keys", "alert_state"}
+)
 _RELAY_PAUSE = 60.0  # seconds a failed relay is not tried again by the other areas
 _DAILY_SHOWN = 50  # open alerts listed in a daily digest (the area's page lists all)
 AREA_SINK = "area:"  # an area's sink is named area:<WDA>
@@ -163,12 +165,14 @@ def area_message(alert: Alert, wda: str, sender: str, to: list[str], prefix: str
     summary = alert.summary
     if alert.kind == K.ALERT_DIGEST:
         keys = list(_by_area(alert).get(wda, ()))
-        f["count"] = len(keys)
+        counts = f.get("by_area_count")
+        f["count"] = counts.get(wda, len(keys)) if isinstance(counts, Mapping) else len(keys)
         summary = (
-            f"{len(keys)} more {f.get('digest_of')} alerts for {wda}"
+            f"{f['count']} more {f.get('digest_of')} alerts for {wda}"
             + (f" in run {f['run_id']}" if f.get("run_id") else "")
             + ": "
             + ", ".join(keys)
+            + (", ..." if f["count"] > len(keys) else "")
         )
         f["accounts"] = keys
         f.pop("states", None)  # statewide counts

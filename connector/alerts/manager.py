@@ -106,6 +106,7 @@ _RANK = {Severity.INFO: 0, Severity.WARNING: 1, Severity.CRITICAL: 2}
 # the severity of what a closer closes when no open alert row was found (breach.closed)
 _CLOSES_SEVERITY = {K.BREACH_OPEN.value: Severity.CRITICAL.value}
 _DIGEST_KEYS_SHOWN = 10  # a digest's subject names this many keys, then "..."
+_AREA_KEYS_SHOWN = 50  # an area's digest names this many of its keys (its page lists all)
 
 
 class Deliverer(Protocol):
@@ -542,7 +543,12 @@ def _by_area(held: list[Alert]) -> dict[str, Any]:
     for a in held:
         for area in a.fields.get("areas") or ():
             by_area.setdefault(str(area), []).append(a.key)
-    return {"by_area": by_area} if by_area else {}
+    if not by_area:
+        return {}
+    return {
+        "by_area": {w: keys[:_AREA_KEYS_SHOWN] for w, keys in by_area.items()},
+        "by_area_count": {w: len(keys) for w, keys in by_area.items()},
+    }
 
 
 def _event_record(alert: Alert, state: str) -> dict[str, Any]:

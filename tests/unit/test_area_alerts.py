@@ -215,3 +215,22 @@ def test_an_area_that_missed_the_open_gets_it_at_the_reminder_pass(env: Any) -> 
     ]
     (row,) = store.open_alerts()
     assert row.undelivered == ()
+
+
+def test_a_large_area_digest_counts_all_and_names_the_first_fifty(env: Any) -> None:
+    mgr, statewide, relay, _, _, index = env
+    people = {f"Q{n:03}": "WDA-07" for n in range(60)}
+    index["now"] = AreaIndex(people, {})
+    mgr.observe(None)
+    mgr.run_started("r1")
+    for pid in people:
+        mgr.send(breach(pid))
+    mgr.run_finished("r1")
+    digest = relay.to("WDA-07")[-1]
+    assert str(digest["Subject"]) == "[misync] WDA-07 CRITICAL digest: 58 more breach.open"
+    body = digest.get_content()
+    assert "uid=q002" in body and "uid=q051" in body and "uid=q052" not in body
+    assert "count: 58" in body and ", ..." in body
+    (statewide_digest,) = [a for a in statewide.got if a.fields["alert_state"] == "digest"]
+    assert statewide_digest.fields["by_area_count"] == {"WDA-07": 58}
+    assert len(statewide_digest.fields["by_area"]["WDA-07"]) == 50
