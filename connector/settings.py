@@ -387,8 +387,33 @@ class WebhookAlertSettings(_Section):
 class AlertsSettings(_Section):
     reminder_hours: float = Field(default=4.0, gt=0)  # re-send an open alert this often
     digest_after: int = Field(default=10, ge=1)  # per kind per run; beyond it, one digest
+    # the daily digest to each area's monitors ([areas.W]), local time (policy.timezone)
+    area_digest_at: str = Field(default="07:00", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
     email: EmailAlertSettings | None = None
     webhook: WebhookAlertSettings | None = None
+
+
+class AreaSettings(_Section):
+    """Who monitors one Workforce Development Area (``[areas.WDA7]``, issue 16 item 6):
+    its people's breaches, deadline warnings and separations carried out are mailed to
+    these addresses too (through the ``[alerts.email]`` relay), one message per event
+    and a daily digest, each pointing at that area's page only."""
+
+    email: list[str] = Field(min_length=1)
+
+    @field_validator("email")
+    @classmethod
+    def _addresses(cls, v: list[str]) -> list[str]:
+        from email_validator import EmailNotValidError, validate_email
+
+        for i, raw in enumerate(v):
+            try:
+                validate_email(raw, check_deliverability=False)  # no DNS, as the roster's
+            except EmailNotValidError as exc:
+                raise ValueError(f"item {i + 1}, {raw!r}, is not an email address: {exc}") from None
+        if len(set(v)) != len(v):
+            raise ValueError("an address is listed twice")
+        return v
 
 
 class NotificationsSettings(_Section):
@@ -455,6 +480,9 @@ class Settings(BaseSettings):
     log: LogSettings = LogSettings()
     report: ReportSettings = ReportSettings()
     alerts: AlertsSettings = AlertsSettings()
+    #: who monitors each WDA (``[areas.WDA7] email = [...]``): by area name, as in the
+    #: organizations feed's ``wda`` column
+    areas: dict[str, AreaSettings] = {}
     notifications: NotificationsSettings = NotificationsSettings()
     metrics: MetricsSettings = MetricsSettings()
 
@@ -480,6 +508,14 @@ class Settings(BaseSettings):
             raise ValueError("target.ldap.base_dn: required when target.kind = 'ldap'")
         if self.target.kind == "scim" and not self.target.scim.base_url:
             raise ValueError("target.scim.base_url: required when target.kind = 'scim'")
+        if self.areas and self.alerts.email is None:
+            raise ValueError(
+                f"areas: monitors are set for {', '.join(sorted(self.areas))}, but their "
+                "mail goes through the [alerts.email] relay, which is not configured"
+            )
+        for name in self.areas:
+            if not name.strip() or name != name.strip():
+                raise ValueError(f"areas.{name!r}: an area name must be the feed's wda value")
         if self.notifications.enabled and not (self.notifications.smtp or self.alerts.email):
             raise ValueError(
                 "notifications: enabled, but no SMTP relay ([notifications.smtp] or [alerts.email])"
@@ -629,13 +665,50 @@ def load_settings(path: Path | None, **overrides: Any) -> Settings:
     except ValidationError as exc:
         where = str(path) if path else "configuration"
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}" for e in exc.errors()
+            f"{_line_of(path, e['loc'])}{'.'.join(str(p) for p in e['loc']) or '(root)'}: "
+            f"{e['msg']}"
+            for e in exc.errors()
         )
         raise ConfigError(f"{where}: {problems}") from exc
     except Exception as exc:  # TOML syntax errors surface from the source
         raise ConfigError(f"{path}: {exc}") from exc
     base = path.parent.resolve() if path is not None else Path.cwd()
     return _resolve_paths(Settings.model_validate(s.model_dump()), base)
+
+
+def _line_of(path: Path | None, loc: tuple[int | str, ...]) -> str:
+    """``line N: `` of the setting at ``loc`` in the TOML file (its key, else its table
+    header ``[a.b]``), or "" when it is not written there (a default, the environment)."""
+    if path is None:
+        return ""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return ""
+    names = [str(p) for p in loc if not isinstance(p, int)]
+
+    def header(parts: list[str]) -> int | None:
+        want = ".".join(parts)
+        for n, line in enumerate(lines, 1):
+            text = line.split("#", 1)[0].strip()
+            table = text.strip("[]").replace('"', "").replace(" ", "")
+            if text.startswith("[") and text.endswith("]") and table == want:
+                return n
+        return None
+
+    for cut in range(len(names) - 1, 0, -1):  # the deepest table written, then its key
+        start = header(names[:cut])
+        if start is None:
+            continue
+        key = names[cut]
+        for n in range(start, len(lines)):
+            text = lines[n].split("#", 1)[0].strip()
+            if text.startswith("["):
+                break
+            if text.split("=", 1)[0].strip().strip('"') == key and "=" in text:
+                return f"line {n + 1}: "
+        return f"line {start}: "
+    return ""
 
 
 def _resolve_paths(s: Settings, base: Path) -> Settings:

@@ -7,6 +7,13 @@ and reminders live in front of the sinks, never in the runs: the ``AlertManager`
 (``connector.alerts.manager``, built by ``build_alert_sink``) is the sink runs are given.
 """
 
-from connector.alerts.port import Alert, AlertSink, LogAlertSink, RunAwareSink, Severity
+from connector.alerts.port import (
+    Alert,
+    AlertSink,
+    FeedAwareSink,
+    LogAlertSink,
+    RunAwareSink,
+    Severity,
+)
 
-__all__ = ["Alert", "AlertSink", "LogAlertSink", "RunAwareSink", "Severity"]
+__all__ = ["Alert", "AlertSink", "FeedAwareSink", "LogAlertSink", "RunAwareSink", "Severity"]

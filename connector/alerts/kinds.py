@@ -23,6 +23,9 @@ class AlertKind(StrEnum):
     BREACH_OPEN = "breach.open"  # an enabled account past its deactivation deadline
     BREACH_CLOSED = "breach.closed"  # closes breach.open and deadline.warning
     DEADLINE_WARNING = "deadline.warning"  # a deadline within the warning window
+    #: a disable driven by a separation was carried out: mailed to the monitors of the
+    #: person's areas only (issue 16), the operation record is its audit
+    SEPARATION_DISABLED = "separation.disabled"
     OPERATION_HELD = "operation.held"  # key: the held code (one alert per cause)
     OPERATION_FAILED = "operation.failed"
     OPERATION_NOT_EFFECTIVE = "operation.not_effective"  # the target said yes, it was not done
@@ -80,6 +83,26 @@ def deadline_warning(
         account_id,
         f"{account_id} must be disabled by {deadline} ({codes}){why}",
         fields,
+    )
+
+
+def separation_disabled(
+    account_id: str, person_id: str | None, codes: str, run_id: str, done_at: str
+) -> Alert:
+    """A separated person's account was disabled (3.h.viii: the area's local separated
+    user); one message to the monitors of the person's areas."""
+    return Alert(
+        AlertKind.SEPARATION_DISABLED,
+        Severity.INFO,
+        account_id,
+        f"{account_id} was disabled at {done_at}: the person separated ({codes})",
+        {
+            "account_id": account_id,
+            "person_id": person_id,
+            "reasons": codes,
+            "run_id": run_id,
+            "done_at": done_at,
+        },
     )
 
 

@@ -27,6 +27,13 @@ anything else          a one-off event: delivered (and audited) each time it is 
                        within the per-run digest limit; never reminded.
 =====================  ==============================================================
 
+Area monitors (``[areas.W]``, connector.alerts.areas): a person's ``breach.open``,
+``deadline.warning``, their closes and ``separation.disabled`` (a one-off event only
+the areas and the log get) carry ``areas``, placed by the feeds of the run that raised
+them (``observe``) and stored with the open alert; one sink per area delivers them.
+Digests carry ``by_area`` so each area's names only its own keys; areas get no
+per-alert reminders but ``area_digests`` (daily, from ``remind``).
+
 A closer (``breach.closed``, ``run.succeeded``, ``audit.verified``) is delivered only
 when it closed something (``breach.closed`` always: the breach was open in the store).
 
@@ -51,10 +58,24 @@ from typing import Any, Protocol
 
 import structlog
 
+from connector.alerts.areas import (
+    AREA_SINK,
+    DIGEST_META,
+    AreaDeliverer,
+    AreaIndex,
+    Placement,
+    area_deliverers,
+    area_only,
+    daily_digests,
+    daily_message,
+    digest_due,
+    event_areas,
+)
 from connector.alerts.kinds import AlertKind
 from connector.alerts.port import Alert, AlertSink, LogAlertSink, Severity
 from connector.audit import AuditError, AuditLog
 from connector.errors import MisyncError
+from connector.model.feeds import FeedSet
 from connector.settings import ConfigError, Settings
 from connector.state import AlertRow, Store
 from connector.timefmt import when
@@ -79,11 +100,13 @@ CLOSERS: dict[str, tuple[str, ...]] = {
     K.AUDIT_VERIFIED: (K.AUDIT_ALTERED,),
 }
 SUPERSEDES: dict[str, tuple[str, ...]] = {K.BREACH_OPEN: (K.DEADLINE_WARNING,)}
-AUDITED_ELSEWHERE = frozenset({K.BREACH_OPEN, K.BREACH_CLOSED})  # `breach` audit records
+# `breach` audit records; a separation carried out is its `operation` record
+AUDITED_ELSEWHERE = frozenset({K.BREACH_OPEN, K.BREACH_CLOSED, K.SEPARATION_DISABLED})
 _RANK = {Severity.INFO: 0, Severity.WARNING: 1, Severity.CRITICAL: 2}
 # the severity of what a closer closes when no open alert row was found (breach.closed)
 _CLOSES_SEVERITY = {K.BREACH_OPEN.value: Severity.CRITICAL.value}
 _DIGEST_KEYS_SHOWN = 10  # a digest's subject names this many keys, then "..."
+_AREA_KEYS_SHOWN = 50  # an area's digest names this many of its keys (its page lists all)
 
 
 class Deliverer(Protocol):
@@ -118,7 +141,7 @@ class AlertManager:
     must not call ``run_finished(..., full=True)``).
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 -- the store and sinks; the rest is keyword-only settings
         self,
         store: Store,
         sinks: Iterable[Deliverer],
@@ -128,8 +151,14 @@ class AlertManager:
         digest_after: int = 10,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         tz: tzinfo | None = None,
+        placement: Placement | None = None,
+        area_digest_at: str = "07:00",
     ) -> None:
         self.store = store
+        # area monitors (connector.alerts.areas): who gets a person's events
+        self.placement = placement
+        self.area_digest_at = area_digest_at
+        self._index: AreaIndex | None = None
         self.tz = tz  # instants in summaries and fields: policy.timezone (connector.timefmt)
         self.sinks = list(sinks)
         self.audit = audit
@@ -154,6 +183,17 @@ class AlertManager:
                 self._log.exception("alert.manager_failed", kind=alert.kind, key=alert.key)
 
     # -- runs ---------------------------------------------------------------------------
+
+    def observe(self, feeds: FeedSet) -> None:
+        """The feeds a run read: they place its people's alerts in areas (called by the
+        run before it raises any)."""
+        if self.placement is None:
+            return
+        with self._lock:
+            try:
+                self._index = self.placement(feeds)
+            except Exception:  # noqa: BLE001 -- an alert problem never fails a run; logged with its traceback
+                self._log.exception("alert.placement_failed")
 
     def run_started(self, run_id: str) -> None:
         with self._lock:
@@ -183,10 +223,15 @@ class AlertManager:
             # be going on in another thread is left alone (its digest goes out at its end)
             self._down.clear()
             due: list[AlertRow] = []
+            # areas take no reminders: one that missed the open gets the open again, and
+            # stays undelivered (not cleared by the reminder) until it has it
+            areas_missed: dict[int, tuple[str, ...]] = {}
             for row in self.store.open_alerts():
                 last = row.sent_at or row.opened_at
                 if row.kind in STATEFUL and now - last >= self.reminder:
                     due.append(row)
+                    if areas := [n for n in row.undelivered if n.startswith(AREA_SINK)]:
+                        areas_missed[row.id] = self._deliver(self._from_row(row, "open"), areas)
                 elif row.undelivered:  # not due: only retry the sinks that missed it
                     missed = self._deliver(self._from_row(row, "open"), row.undelivered)
                     self.store.alert_delivered(row.id, missed)
@@ -207,18 +252,62 @@ class AlertManager:
                 )
                 missed = self._deliver(digest)
                 for r in due:
-                    self.store.alert_sent(r.id, now, missed, reminder=True)
+                    self.store.alert_sent(
+                        r.id, now, missed + areas_missed.get(r.id, ()), reminder=True
+                    )
                 self._audit([("alert", self._record(r, "reminder")) for r in due])
+                self.area_digests(now)
                 return 1
             for r in due:
                 n = r.reminders + 1
                 alert = self._from_row(r, "reminder", reminder=n)
-                missed = self._deliver(alert)
+                missed = self._deliver(alert) + areas_missed.get(r.id, ())
                 self.store.alert_sent(r.id, now, missed, reminder=True)
                 self._audit([("alert", self._record(r, "reminder"))])
+            self.area_digests(now)
             return len(due)
 
+    def area_digests(self, now: datetime | None = None) -> int:
+        """Once a day (``[alerts] area_digest_at`` in policy.timezone), one digest per
+        area of what is still open for it; returns how many went out. A digest an area
+        missed is not re-sent (the next day's lists the same and more)."""
+        areas = [s for s in self.sinks if isinstance(s, AreaDeliverer)]
+        if not areas:
+            return 0
+        with self._lock:
+            now = now or self.clock()
+            day = digest_due(now, self.area_digest_at, self.tz, self.store.meta(DIGEST_META))
+            if day is None:
+                return 0
+            self.store.set_meta(DIGEST_META, day)
+            sent = 0
+            for d, alert in daily_digests(self.store.open_alerts(), areas, day=day, tz=self.tz):
+                try:
+                    d.relay.send(daily_message(d, alert))
+                    sent += 1
+                except Exception as exc:  # noqa: BLE001 -- a sink never fails the daemon's pass
+                    self._log.error(
+                        "alert.delivery_failed",
+                        sink=d.name,
+                        kind=alert.kind,
+                        key=alert.key,
+                        error=str(exc),
+                        exc_info=not isinstance(exc, MisyncError | OSError),
+                    )
+            return sent
+
     # -- internals ----------------------------------------------------------------------
+
+    def _place(self, alert: Alert) -> Alert:
+        """Add ``areas`` to an alert about a person of some area (stored with an open
+        alert, so its reminders and its close go where it went)."""
+        if "areas" in alert.fields:
+            return alert
+        areas = event_areas(alert, self._index)
+        if not areas:
+            return alert
+        fields = {**alert.fields, "areas": list(areas)}
+        return Alert(alert.kind, alert.severity, alert.key, alert.summary, fields)
 
     def _new_window(self, window: object) -> None:
         self._window = window
@@ -232,6 +321,7 @@ class AlertManager:
             # outside a run, the digest limit counts per clock hour
             self._flush_digests()
             self._new_window(("hour", now.replace(minute=0, second=0)))
+        alert = self._place(alert)
         if alert.kind in CLOSERS:
             self._close_by(alert, now)
             return
@@ -305,6 +395,7 @@ class AlertManager:
                     "keys": [a.key for a in held[:50]],
                     **route,
                     **({"run_id": self._run_id} if self._run_id else {}),
+                    **_by_area(held),
                 },
             )
             self._deliver(digest)
@@ -332,6 +423,8 @@ class AlertManager:
         extra: dict[str, Any] = {"closes": closes, "closes_severity": severity}
         if worst is not None:
             extra["opened_at"] = when(worst.opened_at, self.tz)
+            # the areas that got the open (a mover's close still reaches the area left)
+            extra["areas"] = sorted({a for r in closed for a in r.fields.get("areas") or ()})
         self._emit(_with_state(closer, "closed", extra), None)
 
     def _sweep(self, run_id: str) -> None:
@@ -368,6 +461,8 @@ class AlertManager:
             if names is not None and sink.name not in names:
                 continue
             if not sink.wants(alert):
+                continue
+            if area_only(alert) and not isinstance(sink, AreaDeliverer | _LogDeliverer):
                 continue
             if sink.name in self._down:
                 missed.append(sink.name)
@@ -441,6 +536,21 @@ def _bucket(alert: Alert) -> str:
     return f"closes of {alert.fields.get('closes') or alert.kind}"
 
 
+def _by_area(held: list[Alert]) -> dict[str, Any]:
+    """A digest's keys per area (``by_area``), for the area sinks to cut it: an area's
+    digest names only its own keys."""
+    by_area: dict[str, list[str]] = {}
+    for a in held:
+        for area in a.fields.get("areas") or ():
+            by_area.setdefault(str(area), []).append(a.key)
+    if not by_area:
+        return {}
+    return {
+        "by_area": {w: keys[:_AREA_KEYS_SHOWN] for w, keys in by_area.items()},
+        "by_area_count": {w: len(keys) for w, keys in by_area.items()},
+    }
+
+
 def _event_record(alert: Alert, state: str) -> dict[str, Any]:
     return {
         "kind": alert.kind,
@@ -502,9 +612,11 @@ def build_alert_sink(
     *,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     extra: Iterable[Deliverer] = (),
+    placement: Placement | None = None,
 ) -> AlertManager:
     """The manager with the configured sinks: the log always, email and webhook when
-    their sections are present."""
+    their sections are present, one per area with monitors (``[areas.W]``; ``placement``
+    builds the index that places a run's people in areas)."""
     sinks: list[Deliverer] = [_LogDeliverer()]
     a = settings.alerts
     if a.email is not None:
@@ -515,6 +627,8 @@ def build_alert_sink(
         from connector.alerts.webhook import WebhookAlertSink
 
         sinks.append(WebhookAlertSink(a.webhook, clock=clock))
+    if settings.areas and a.email is not None:
+        sinks.extend(area_deliverers({w: x.email for w, x in settings.areas.items()}, a.email))
     sinks.extend(extra)
     return AlertManager(
         store,
@@ -524,4 +638,6 @@ def build_alert_sink(
         digest_after=a.digest_after,
         clock=clock,
         tz=settings.policy.tz,
+        placement=placement if settings.areas else None,
+        area_digest_at=a.area_digest_at,
     )

@@ -11,6 +11,7 @@ import structlog
 
 if TYPE_CHECKING:
     from connector.alerts.kinds import AlertKind
+    from connector.model.feeds import FeedSet
 
 
 class Severity(StrEnum):
@@ -67,6 +68,14 @@ class RunAwareSink(AlertSink, Protocol):
     def run_started(self, run_id: str) -> None: ...
 
     def run_finished(self, run_id: str, *, full: bool = True) -> None: ...
+
+
+@runtime_checkable
+class FeedAwareSink(AlertSink, Protocol):
+    """A sink that places alerts by the feeds a run read (the alert manager: which
+    area's monitors get a person's alerts, connector.alerts.areas)."""
+
+    def observe(self, feeds: FeedSet) -> None: ...
 
 
 class LogAlertSink:

@@ -18,9 +18,11 @@ from connector.logs import configure
 from connector.reconcile.render import SUMMARY_VIEW_FIRST, SUMMARY_VIEW_OVER
 
 if TYPE_CHECKING:
+    from connector.alerts.areas import AreaIndex
     from connector.alerts.manager import AlertManager
     from connector.alerts.notify import RequesterNotifier
     from connector.app import Runtime
+    from connector.model.feeds import FeedSet
     from connector.model.plan import Plan
 
 DEFAULT_CONFIG = Path("/etc/misync/misync.toml")
@@ -86,7 +88,23 @@ def alert_manager(rt: Runtime) -> Iterator[AlertManager]:
     from connector.alerts.manager import build_alert_sink
 
     with rt.store() as store, rt.audit() as audit:
-        yield build_alert_sink(rt.settings, store, audit, clock=rt.clock)
+        yield build_alert_sink(rt.settings, store, audit, clock=rt.clock, placement=area_placement)
+
+
+def area_placement(feeds: FeedSet) -> AreaIndex:
+    """Where a person's alerts go (``[areas.W]`` monitors, connector.alerts.areas): the
+    area of their organization, and for a separation the area of the organization they
+    separated from (the newest separation row's). The one place alerts are placed: it
+    uses the report's placement (``areas_of``), so a page and its alerts agree."""
+    from connector.alerts.areas import AreaIndex
+    from connector.report.model import areas_of
+
+    areas = areas_of(feeds)
+    left: dict[str, str] = {}
+    for row in sorted(feeds.separations, key=lambda r: r.separated_at):
+        if row.org_id in areas.orgs:
+            left[row.person_id] = areas.orgs[row.org_id]
+    return AreaIndex(current=areas.people, separated_from=left)
 
 
 @contextmanager

@@ -11,6 +11,8 @@ from connector.errors import ExitCode, MisyncError
 
 if TYPE_CHECKING:
     from connector.app import Runtime
+    from connector.feeds import FeedLayout
+
 
 def run_command(rt: Runtime, args: argparse.Namespace, out: TextIO, run_id: str) -> int:
     from connector.daemon import Daemon
@@ -82,7 +84,7 @@ def _file_problems(rt: Runtime, *, allow_missing_feeds: bool) -> tuple[list[str]
     columns, the schedule, every secret file, the alert and notification paths."""
     from connector.alerts.manager import config_problems
     from connector.daemon import check_schedule
-    from connector.feeds import FeedLayout, check_headers, load_feed_layout
+    from connector.feeds import check_headers, load_feed_layout
     from connector.feeds.layout import FeedLayoutError
     from connector.settings import ConfigError, check_secrets
 
@@ -112,7 +114,29 @@ def _file_problems(rt: Runtime, *, allow_missing_feeds: bool) -> tuple[list[str]
     except ConfigError as exc:
         problems.append(str(exc))
     problems += config_problems(s)  # alert and notification secrets, templates, metrics
+    if s.areas and layout is not None and s.feeds.dir.is_dir():
+        warnings += _unknown_areas(rt, layout)
     return problems, warnings
+
+
+def _unknown_areas(rt: Runtime, layout: FeedLayout) -> list[str]:
+    """``[areas.W]`` sections whose W is in no row of the organizations feed: their
+    monitors would get nothing (a typo, or an area not delivered yet)."""
+    from connector.feeds import read_feed
+    from connector.model.feeds import FeedName, FeedState
+
+    s = rt.settings
+    records, state, detail = read_feed(s.feeds, FeedName.ORGANIZATIONS, layout)
+    file = s.feeds.dir / layout.files[FeedName.ORGANIZATIONS]
+    if state is not FeedState.OK:
+        return [f"areas: {file} cannot be read to check the area names: {detail}"]
+    known = {o.wda for o in records}
+    return [
+        f"areas.{name}: no row of {file} has wda {name!r}; its monitors get nothing "
+        f"(known: {', '.join(sorted(known)) or 'none'})"
+        for name in sorted(s.areas)
+        if name not in known
+    ]
 
 
 def _connection_problems(

@@ -505,6 +505,18 @@ def check_headers(settings: FeedsSettings, layout: FeedLayout | None = None) -> 
     return problems
 
 
+def read_feed(
+    settings: FeedsSettings, name: FeedName, layout: FeedLayout | None = None
+) -> tuple[list[Any], FeedState, str]:
+    """One feed's valid records, its state and the detail (``config check``'s look at
+    the organizations feed); no settle wait."""
+    layout = layout or load_feed_layout(settings.mapping)
+    records, _, state, detail, _ = _read_one(
+        name, settings.dir / layout.files[name], layout, settings
+    )
+    return records, state, detail
+
+
 def read_feeds(
     settings: FeedsSettings,
     *,

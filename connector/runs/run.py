@@ -42,7 +42,7 @@ from typing import Any, Protocol
 import structlog
 
 from connector import archive
-from connector.alerts import AlertSink, RunAwareSink, kinds
+from connector.alerts import AlertSink, FeedAwareSink, RunAwareSink, kinds
 from connector.app import Runtime
 from connector.archive.inputs import archive_run
 from connector.audit import UNKEYED_WARNING, AuditLog, AuditWriteError
@@ -65,6 +65,7 @@ from connector.runs.recovery import recover_interrupted
 from connector.state import FeedHealthRow, Store, state_lock
 from connector.timefmt import when
 
+SEPARATED = "separated"  # the reason code of a separation (policy 3.g.ix, 3.h.viii)
 ENABLED_ACCOUNTS = "enabled_accounts"  # state meta: enabled accounts after the last run
 
 
@@ -283,6 +284,8 @@ class Run:
         # re-rendered from the trail (connector.records.read_run)
         audit.append("plan", plan_record(plan, tz, inputs), run_id=run_id)
         _record_decisions(store, audit, ev, run_id, log)
+        if alerts is not None and isinstance(alerts, FeedAwareSink):
+            alerts.observe(ev.feeds)  # the areas its people's alerts go to (issue 16)
         if self.observer is not None:
             # what the run read (the notifier: requesters, emails), then the plan
             self.observer.evaluated(ev.feeds, ev.decisions, plan.as_of)
@@ -368,6 +371,14 @@ class Run:
                 )
                 if alert is not None:
                     alerts.send(alert)
+                codes = [r.code for r in a.reasons]
+                if o.status == OutcomeStatus.OK and a.op is Op.DISABLE and SEPARATED in codes:
+                    done = when(self.rt.clock(), self.rt.rules.tz)
+                    alerts.send(
+                        kinds.separation_disabled(
+                            a.account_id or a.key, a.person_id, ",".join(codes), run_id, done
+                        )
+                    )
             if observer is not None:
                 observer.outcome(o)
 

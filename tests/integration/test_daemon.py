@@ -8,7 +8,9 @@
   daemon keeps working); a good one is taken;
 - SIGTERM during an apply: the operation in flight finishes and is journaled, the rest
   are recorded as not attempted, exit 0, a consistent journal and an intact trail;
-- systemd's notify socket receives READY=1, STATUS= and WATCHDOG=1.
+- systemd's notify socket receives READY=1, STATUS= and WATCHDOG=1;
+- a separation carried out by the fast path is mailed to the monitors of that person's
+  area ([areas.W]), once, and to no other area (aiosmtpd on loopback).
 
 Every wait polls for its condition with a generous timeout (the machine is shared).
 """
@@ -406,3 +408,49 @@ def test_a_separation_appended_before_the_first_poll_is_seen(
     assert took < 30
     d.proc.send_signal(signal.SIGTERM)
     assert d.proc.wait(TIMEOUT) == 0
+
+
+AREA_STATEWIDE = "itsd@esd.example.gov"
+AREA_MONITORS = {"WDA-04": "wda04@lwdb04.example.org", "WDA-07": "wda07@lwdb07.example.org"}
+
+
+def test_the_fast_path_tells_the_area_of_a_separation_carried_out_once(
+    tmp_path: Path, ldap_scope: Any, smtp_server: Any, start_daemon: Callable[..., Daemon]
+) -> None:
+    feeds, state, cfg = tmp_path / "feeds", tmp_path / "state", tmp_path / "misync.toml"
+    ids = write_world(feeds, 3)  # LWDB04 in WDA-04; WDA-07 has an organization, no one left
+    append_row(feeds / "organizations.csv", "LWDB07,Pacific Mountain WDC,lwdb,WDA-07")
+    write_config(cfg, feeds, state, ldap_scope)
+    areas = "".join(f'\n[areas.{w}]\nemail = ["{a}"]\n' for w, a in AREA_MONITORS.items())
+    with cfg.open("a", encoding="utf-8") as f:
+        f.write(
+            f"""
+[alerts.email]
+host = "{smtp_server.host}"
+port = {smtp_server.port}
+starttls = false
+to = ["{AREA_STATEWIDE}"]
+{areas}"""
+        )
+    d = start_daemon(cfg, state)
+    first = d.wait_event(lambda e: e.get("event") == "run.finished")
+    assert first["summary"]["create_ok"] == 3, first
+
+    mark = len(d.events())
+    sep_at = datetime.now(LA) - timedelta(minutes=5)
+    append_row(feeds / "separations.csv", f"{ids[0]},LWDB04,{sep_at.isoformat()},resignation")
+    assert until(lambda: ldap_enabled(ldap_scope, ids[0]) is False, TIMEOUT)
+    d.wait_event(lambda e: e.get("event") == "run.finished", after=mark)
+
+    def inbox(address: str) -> list[str]:
+        return [str(m["Subject"]) for _, rcpt, m in smtp_server.messages if address in rcpt]
+
+    assert until(lambda: len(inbox(AREA_MONITORS["WDA-04"])) >= 1, TIMEOUT)
+    time.sleep(3)  # the watcher polls every 0.5 s: a duplicate would have come by now
+    (got,) = inbox(AREA_MONITORS["WDA-04"])
+    assert got.startswith("[misync] WDA-04 INFO: separation.disabled uid=")
+    assert inbox(AREA_MONITORS["WDA-07"]) == []
+    assert not [s for s in inbox(AREA_STATEWIDE) if "separation.disabled" in s]
+    body = next(m for _, r, m in smtp_server.messages if AREA_MONITORS["WDA-04"] in r).get_content()
+    assert f"person_id: {ids[0]}" in body and "--wda WDA-04" in body
+    assert not [p for p in ids[1:] if p in body]
