@@ -193,6 +193,7 @@ def areas_of(feeds: FeedSet) -> Areas:
         person_row = FeedName(r.feed) in (FeedName.WORKERS, FeedName.SEPARATIONS)
         if person_row and r.key and r.org in orgs:
             people.setdefault(r.key, orgs[r.org])
+            directory.setdefault(r.key, Person(r.key, "", r.org, org_names[r.org], orgs[r.org]))
     for s in sorted(feeds.separations, key=lambda s: s.separated_at):
         evidence[(s.source.file, s.source.line)] = s.org_id
         if s.org_id in orgs:

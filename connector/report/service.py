@@ -83,11 +83,13 @@ def run_report(rt: Runtime, run_id: str, *, wda: str | None = None) -> Report:
             f"run {run_id}'s inputs are not archived (before the archive, or pruned): "
             "people are placed and named by the feeds as they are today",
         )
+        plan = report.plan
     else:
-        feeds, decisions = archived
+        feeds, decisions, replayed = archived
+        plan = _with_evidence(report.plan, replayed)
     areas = areas_of(feeds)
     _check_area(areas, wda)
-    scoped = scope_to_wda(report.plan, wda, areas, decisions)
+    scoped = scope_to_wda(plan, wda, areas, decisions)
     keep = {a.key for a in (*scoped.actions, *(h.action for h in (*scoped.held, *scoped.accepted)))}
     return dataclasses.replace(
         report,
@@ -99,9 +101,24 @@ def run_report(rt: Runtime, run_id: str, *, wda: str | None = None) -> Report:
     )
 
 
+def _with_evidence(recorded: Plan, replayed: Plan) -> Plan:
+    """The run's recorded plan, each action's reasons with the evidence rows (file and
+    line) the replayed plan gives them: an ``operation`` record keeps a reason's code,
+    clause and message but not its evidence, which places a mover's separation-driven
+    disable in the area they left. The replay gave the very plan the trail recorded
+    (its checksum is checked first), so these are the run's own reasons."""
+    by_key = {a.key: a for a in replayed.actions}
+    actions = []
+    for a in recorded.actions:
+        r = by_key.get(a.key)
+        same = r is not None and [x.code for x in r.reasons] == [x.code for x in a.reasons]
+        actions.append(dataclasses.replace(a, reasons=r.reasons) if same and r else a)
+    return dataclasses.replace(recorded, actions=tuple(actions))
+
+
 def _archived_inputs(
     rt: Runtime, run_id: str, records: list[tuple[str, str, str]]
-) -> tuple[FeedSet, Mapping[str, Decision]] | None:
+) -> tuple[FeedSet, Mapping[str, Decision], Plan] | None:
     """The feeds the run read and the decisions they gave, from its archived inputs
     (connector.archive), so that its page places people in the areas they were in that
     day; None when the run has none archived (before the archive, or pruned).
@@ -122,7 +139,7 @@ def _archived_inputs(
             f"run {run_id}: its archived inputs do not give the plan the trail recorded"
             f" (misync audit replay {run_id})"
         )
-    return r.feeds, r.decisions
+    return r.feeds, r.decisions, r.plan
 
 
 class UnknownAreaError(MisyncError):
