@@ -427,16 +427,19 @@ class _Page:
         subjects = {pid, who.org_id if who else None} - {None, ""}
         rows = [r for r in self.plan.rejected if r.key in subjects]
         cited = ", ".join(dict.fromkeys(f"{r.file} line {r.line}" for r in rows))
-        if h.code == HeldCode.REJECTED_ROW or (h.code == HeldCode.FEED_UNHEALTHY and rows):
-            return (
-                f"a row about this person could not be read ({cited or 'see Rejected rows'}); "
-                "it may change their access, so misync neither confirms nor removes it. "
-                "Who acts: whoever keeps that row (the organization's HR for the roster and "
-                "separations, the requester for a request) corrects it and ITSD delivers "
-                "the feed again; misync then acts at its next run."
-            )
+        row_words = (
+            f"a row about this person could not be read ({cited or 'see Rejected rows'}); "
+            "it may change their access, so misync neither confirms nor removes it. "
+            "Who acts: whoever keeps that row (the organization's HR for the roster and "
+            "separations, the requester for a request) corrects it and ITSD delivers "
+            "the feed again; misync then acts at its next run."
+        )
+        bad = [f for f in self.plan.feeds if not f.healthy]
+        if h.code == HeldCode.REJECTED_ROW or (
+            h.code == HeldCode.FEED_UNHEALTHY and rows and not bad
+        ):
+            return row_words
         if h.code == HeldCode.FEED_UNHEALTHY:
-            bad = [f for f in self.plan.feeds if not f.healthy]
             if not bad:  # a rejected row of another area's (a requester's) is the cause
                 return (
                     "not carried out: a row it relies on (its requester's, say) could not be "
@@ -449,6 +452,7 @@ class _Page:
                 f"not carried out while {files} cannot be used. Who acts: ITSD and the "
                 "feed's owner fix the file; nothing in this person's rows is for the board "
                 "to correct. misync acts at the first run after a good delivery."
+                + (f" Also: {row_words}" if rows else "")
             )
         return _HELD_FOR_AREA.get(HeldCode(h.code), h.message)
 
