@@ -19,11 +19,13 @@ import json
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from connector import app
 from tests.integration import test_end_to_end as e2e
 from tests.integration.test_report import CHROMIUM, Dom, chromium, console_problems
 
@@ -319,6 +321,7 @@ def check_page(
 def test_each_area_sees_all_of_its_items_and_nothing_of_another(
     demo: dict[str, Any],
     capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     feeds = Path(demo["feeds"])
     write(feeds, first_world())
@@ -351,9 +354,23 @@ def test_each_area_sees_all_of_its_items_and_nothing_of_another(
             demo, capsys, f"reviewed-{wda}", "--plan", str(plan_file), "--wda", wda
         )
     statewide = report(demo, capsys, "statewide")
+    later = e2e.NOW + timedelta(minutes=30)  # run B half an hour after run A
+    monkeypatch.setattr(app, "now", lambda: later)
     run_b, _ = apply(demo, capsys)
     for wda in AREAS:
         pages[f"run B {wda}"] = report(demo, capsys, f"runb-{wda}", "--run", run_b, "--wda", wda)
+
+    # who had access in WDA7 as run B read the directory: the mover's account too
+    code, out = run(
+        demo, "audit", "access", "--at", "2026-11-25T18:30:00Z", "--wda", "WDA7",
+        "--format", "json", capsys=capsys,
+    )  # fmt: skip
+    assert code == 0, demo["last_err"]
+    access = json.loads(out)
+    assert access["run"]["run_id"] == run_b
+    held_by = {r["person_id"] for r in access["accounts"]}
+    assert {"P7001", "P7100"} <= held_by
+    assert not held_by & {"P8001", "P8002", "P9001", "P9002"}
 
     # the feeds change after the runs: run pages show the runs as they were
     write(feeds, third_world())
