@@ -61,17 +61,17 @@ class Areas:
     """Which WDA each person, organization and row belongs to (from one set of feeds).
 
     ``people`` and ``orgs`` are the current areas (person -> WDA, org -> WDA);
-    ``evidence`` the organization of each roster and separation row by ``(file, line)``
-    (what a reason's ``source`` cites); ``rejected`` the area of each rejected row by
-    ``(file, line)``, read from its own columns when the feeds were read (a plan file or
-    an audit record does not carry them); ``row_areas`` the areas of the rejected rows
-    about each person; ``directory`` each person's name and organization; ``rows``
-    the accepted rows of each feed per area."""
+    ``evidence`` the person and organization of each roster and separation row by
+    ``(file, line)`` (what a reason's ``source`` cites); ``rejected`` the area of each
+    rejected row by ``(file, line, key)``, read from its own columns when the feeds
+    were read (a plan file or an audit record does not carry them); ``row_areas`` the
+    areas of the rejected rows about each person; ``directory`` each person's name and
+    organization; ``rows`` the accepted rows of each feed per area."""
 
     people: Mapping[str, str]
     orgs: Mapping[str, str]
-    evidence: Mapping[tuple[str, int], str] = field(default_factory=dict)
-    rejected: Mapping[tuple[str, int], str] = field(default_factory=dict)
+    evidence: Mapping[tuple[str, int], tuple[str, str]] = field(default_factory=dict)
+    rejected: Mapping[tuple[str, int, str], str] = field(default_factory=dict)
     directory: Mapping[str, Person] = field(default_factory=dict)
     org_names: Mapping[str, str] = field(default_factory=dict)
     rows: Mapping[str, Mapping[str, int]] = field(default_factory=dict)  # feed -> WDA -> n
@@ -86,26 +86,30 @@ class Areas:
     def of_org(self, org_id: str | None) -> str | None:
         return self.orgs.get(org_id) if org_id else None
 
-    def of_reasons(self, reasons: Iterable[Reason]) -> frozenset[str]:
-        """The areas of the organizations of the separation and roster rows ``reasons``
-        cite as evidence (the area a person separated from)."""
+    def _cited_org(self, person_id: str, r: Reason) -> str | None:
+        """The organization of the roster or separation row ``r`` cites, if that row is
+        ``person_id``'s (a plan placed by other feeds than its own may cite a line that
+        is now someone else's: that line is never taken for theirs)."""
+        if r.source is None:
+            return None
+        row = self.evidence.get((r.source.file, r.source.line))
+        return row[1] if row is not None and row[0] == person_id else None
+
+    def of_reasons(self, person_id: str, reasons: Iterable[Reason]) -> frozenset[str]:
+        """The areas of the organizations of ``person_id``'s separation and roster rows
+        that ``reasons`` cite as evidence (the area a person separated from)."""
         out = set()
         for r in reasons:
-            if r.source is None:
-                continue
-            org = self.evidence.get((r.source.file, r.source.line))
-            wda = self.of_org(org)
+            wda = self.of_org(self._cited_org(person_id, r))
             if wda:
                 out.add(wda)
         return frozenset(out)
 
-    def separated_from(self, reasons: Iterable[Reason]) -> tuple[str, ...]:
-        """The organizations of the separation rows ``reasons`` cite, in order."""
+    def separated_from(self, person_id: str, reasons: Iterable[Reason]) -> tuple[str, ...]:
+        """The organizations of ``person_id``'s separation rows ``reasons`` cite."""
         out: list[str] = []
         for r in reasons:
-            if r.code != "separated" or r.source is None:
-                continue
-            org = self.evidence.get((r.source.file, r.source.line))
+            org = self._cited_org(person_id, r) if r.code == "separated" else None
             if org and org not in out:
                 out.append(org)
         return tuple(out)
@@ -119,7 +123,7 @@ class Areas:
         if not person_id:
             return frozenset()
         current = self.of_person(person_id)
-        cited = self.of_reasons(reasons)
+        cited = self.of_reasons(person_id, reasons)
         return cited | {current} if current else cited
 
     def of_action(self, a: Action) -> frozenset[str]:
@@ -149,7 +153,7 @@ class Areas:
         row's ``wda``, a roster or separation row's ``org_id``, a contract's
         ``org_id``), else from its subject (the person's current area); None when
         nothing on the row says (the statewide page has it)."""
-        placed = self.rejected.get((r.file, r.line))
+        placed = self.rejected.get((r.file, r.line, r.key))
         if placed:
             return placed
         return _own_area(self, r)
@@ -188,21 +192,21 @@ def areas_of(feeds: FeedSet) -> Areas:
     org_names = {o.org_id: o.name for o in feeds.organizations}
     people: dict[str, str] = {}
     directory: dict[str, Person] = {}
-    evidence: dict[tuple[str, int], str] = {}
+    evidence: dict[tuple[str, int], tuple[str, str]] = {}
     for r in feeds.rejected:  # the weakest evidence of where a person is: a rejected row
         person_row = FeedName(r.feed) in (FeedName.WORKERS, FeedName.SEPARATIONS)
         if person_row and r.key and r.org in orgs:
             people.setdefault(r.key, orgs[r.org])
             directory.setdefault(r.key, Person(r.key, "", r.org, org_names[r.org], orgs[r.org]))
     for s in sorted(feeds.separations, key=lambda s: s.separated_at):
-        evidence[(s.source.file, s.source.line)] = s.org_id
+        evidence[(s.source.file, s.source.line)] = (s.person_id, s.org_id)
         if s.org_id in orgs:
             people[s.person_id] = orgs[s.org_id]
             directory[s.person_id] = Person(
                 s.person_id, "", s.org_id, org_names[s.org_id], orgs[s.org_id]
             )
     for w in feeds.workers:
-        evidence[(w.source.file, w.source.line)] = w.org_id
+        evidence[(w.source.file, w.source.line)] = (w.person_id, w.org_id)
         wda = orgs.get(w.org_id, "")
         if wda:
             people[w.person_id] = wda
@@ -214,13 +218,13 @@ def areas_of(feeds: FeedSet) -> Areas:
             wda,
         )
     partial = Areas(people, orgs)
-    rejected: dict[tuple[str, int], str] = {}
+    rejected: dict[tuple[str, int, str], str] = {}
     row_areas: dict[str, set[str]] = defaultdict(set)
     for r in feeds.rejected:
         placed = _own_area(partial, r)
         if placed is None:
             continue
-        rejected[(r.file, r.line)] = placed
+        rejected[(r.file, r.line, r.key)] = placed
         if r.key and FeedName(r.feed) not in ORG_KEYED_FEEDS:
             row_areas[r.key].add(placed)
     return Areas(

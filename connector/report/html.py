@@ -164,7 +164,7 @@ class _Page:
         org = f"{who.org_name} ({who.org_id})" if who.org_name else who.org_id
         left = [
             f"{areas.org_names.get(o, o)} ({o})"
-            for o in areas.separated_from(reasons)
+            for o in areas.separated_from(person_id, reasons)
             if o != who.org_id
         ]
         return join(

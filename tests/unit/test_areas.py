@@ -133,6 +133,7 @@ def _act(pid: str | None, *reasons: Reason, op: Op = Op.DISABLE) -> Action:
         pytest.param(_act("P7"), {"WDA7"}, id="action-of-a-person"),
         pytest.param(_act("MOVER", SEPARATED), {"WDA7", "WDA8"}, id="mover-disable"),
         pytest.param(_act("MOVER", op=Op.UPDATE), {"WDA8"}, id="mover-other-item"),
+        pytest.param(_act("P9", SEPARATED), {"WDA9"}, id="a-cited-line-now-someone-elses"),
         pytest.param(_act(None), set(), id="orphan"),
         pytest.param(_act("GHOST"), set(), id="person-in-no-feed"),
         pytest.param(_act("NEW7"), {"WDA7"}, id="person-only-in-a-rejected-roster-row"),
@@ -187,6 +188,13 @@ def test_a_rejected_row_is_placed_by_its_own_columns(
     # as a plan file or the trail gives it back (no area columns): the same answer
     bare = Rejection(r.feed, r.file, r.line, r.column, r.value, r.reason, key=r.key)
     assert AREAS.of_rejection(bare) == expected
+
+
+def test_a_plan_files_row_is_not_placed_by_another_row_now_at_its_line() -> None:
+    """A reviewed plan is placed by today's feeds: workers.csv line 6 is now NEW7's
+    (WDA7); the plan's row at that line was about someone else and stays statewide."""
+    old = Rejection("workers", "workers.csv", 6, "email", "x", "bad", key="SOMEONE")
+    assert AREAS.of_rejection(old) is None
 
 
 def test_known_areas_include_a_rejected_organization_rows_area() -> None:
