@@ -17,6 +17,9 @@ answer:
 - :meth:`Areas.of_action`, :meth:`Areas.of_breach`, :meth:`Areas.of_decision`: the
   same for those items; :meth:`Areas.of_held` (held and accepted actions) adds the area
   of every rejected row about the person, for a hold a rejected row causes.
+- :meth:`Areas.of_separated_person`: a person's separation-driven item when only the
+  person is known (an alert router's question): their current area and the area of
+  every organization they separated from.
 - :meth:`Areas.of_rejection`: a rejected row, by its own columns that say the area (an
   organization row's ``wda``, a roster or separation row's ``org_id``, a requester
   designation's ``wda``, a contract row's ``org_id``), else by its subject (the person
@@ -36,6 +39,7 @@ from dataclasses import dataclass, field
 from connector.model.decisions import Decision, Reason
 from connector.model.feeds import ORG_KEYED_FEEDS, FeedName, FeedSet, Rejection
 from connector.model.plan import Action, Breach, HeldAction, HeldCode, Plan
+from connector.model.records import WorkerStatus
 
 #: Held codes a rejected row about the person can cause (the planner's feed guard).
 ROW_CAUSED = frozenset({HeldCode.REJECTED_ROW, HeldCode.FEED_UNHEALTHY})
@@ -76,6 +80,7 @@ class Areas:
     org_names: Mapping[str, str] = field(default_factory=dict)
     rows: Mapping[str, Mapping[str, int]] = field(default_factory=dict)  # feed -> WDA -> n
     row_areas: Mapping[str, frozenset[str]] = field(default_factory=dict)  # person -> WDAs
+    left: Mapping[str, frozenset[str]] = field(default_factory=dict)  # person -> WDAs left
 
     # --- people and organizations --------------------------------------------------
 
@@ -113,6 +118,17 @@ class Areas:
             if org and org not in out:
                 out.append(org)
         return tuple(out)
+
+    def of_separated_person(self, person_id: str | None) -> frozenset[str]:
+        """The areas of a person's separation-driven item when only the person is known
+        (an alert about a separation carried out): their current area and the area of
+        every organization their separation rows (and a separated roster row) name.
+        Given the item's reasons, :meth:`of_item` is narrower: only the separation cited."""
+        if not person_id:
+            return frozenset()
+        current = self.of_person(person_id)
+        left = self.left.get(person_id, frozenset())
+        return left | {current} if current else left
 
     # --- items -----------------------------------------------------------------------
 
@@ -198,8 +214,11 @@ def areas_of(feeds: FeedSet) -> Areas:
         if person_row and r.key and r.org in orgs:
             people.setdefault(r.key, orgs[r.org])
             directory.setdefault(r.key, Person(r.key, "", r.org, org_names[r.org], orgs[r.org]))
+    left: dict[str, set[str]] = defaultdict(set)
     for s in sorted(feeds.separations, key=lambda s: s.separated_at):
         evidence[(s.source.file, s.source.line)] = (s.person_id, s.org_id)
+        if s.org_id in orgs:
+            left[s.person_id].add(orgs[s.org_id])
         if s.org_id in orgs:
             people[s.person_id] = orgs[s.org_id]
             directory[s.person_id] = Person(
@@ -208,6 +227,8 @@ def areas_of(feeds: FeedSet) -> Areas:
     for w in feeds.workers:
         evidence[(w.source.file, w.source.line)] = (w.person_id, w.org_id)
         wda = orgs.get(w.org_id, "")
+        if wda and w.status is WorkerStatus.SEPARATED:
+            left[w.person_id].add(wda)
         if wda:
             people[w.person_id] = wda
         directory[w.person_id] = Person(
@@ -236,6 +257,7 @@ def areas_of(feeds: FeedSet) -> Areas:
         org_names=org_names,
         rows=_rows(feeds, orgs, people),
         row_areas={p: frozenset(w) for p, w in row_areas.items()},
+        left={p: frozenset(w) for p, w in left.items()},
     )
 
 

@@ -197,6 +197,15 @@ def test_a_plan_files_row_is_not_placed_by_another_row_now_at_its_line() -> None
     assert AREAS.of_rejection(old) is None
 
 
+@pytest.mark.parametrize(
+    ("person", "expected"),
+    [("MOVER", {"WDA7", "WDA8"}), ("P7", {"WDA7"}), ("GHOST", set()), (None, set())],
+)
+def test_the_areas_of_a_persons_separation(person: str | None, expected: set[str]) -> None:
+    """What an alert router asks when it knows only the person: the area left too."""
+    assert AREAS.of_separated_person(person) == expected
+
+
 def test_known_areas_include_a_rejected_organization_rows_area() -> None:
     assert known_areas(AREAS) == ["WDA7", "WDA8", "WDA9"]
 
