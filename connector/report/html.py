@@ -19,7 +19,7 @@ from datetime import datetime
 
 from connector import __version__
 from connector.model.decisions import Reason
-from connector.model.feeds import FeedHealth
+from connector.model.feeds import FeedHealth, Rejection
 from connector.model.plan import Action, Breach, HeldAction, HeldCode, Op
 from connector.reconcile.render import human_duration
 from connector.report.markup import Markup, el, esc, join
@@ -120,6 +120,9 @@ class _Page:
     def __init__(self, report: Report) -> None:
         self.r = report
         self.plan = report.plan
+        self.rejected_by_key: dict[str, list[Rejection]] = defaultdict(list)
+        for rej in report.plan.rejected:
+            self.rejected_by_key[rej.key].append(rej)
 
     def when(self, value: datetime | None) -> str:
         if value is None:
@@ -424,8 +427,8 @@ class _Page:
             return h.message
         pid = h.action.person_id
         who = self.r.areas.who(pid) if self.r.areas is not None else None
-        subjects = {pid, who.org_id if who else None} - {None, ""}
-        rows = [r for r in self.plan.rejected if r.key in subjects]
+        subjects = [k for k in (pid, who.org_id if who else None) if k]
+        rows = [r for key in subjects for r in self.rejected_by_key.get(key, ())]
         cited = ", ".join(dict.fromkeys(f"{r.file} line {r.line}" for r in rows))
         row_words = (
             f"a row about this person could not be read ({cited or 'see Rejected rows'}); "
