@@ -423,6 +423,10 @@ def test_each_area_sees_all_of_its_items_and_nothing_of_another(
         assert any(r["attrs"].get("data-severity") == "breach" for r in mover), key
         assert len(mover) >= 2, key  # the breach and the disable
         assert all("separated from Harbor Works (O7)" in r["text"] for r in mover), key
+    # a run's page is the same page after the feeds changed (a transfer, a separation
+    # row removed): it shows the run as it was
+    for wda in AREAS:
+        assert dom[f"run B {wda}"][0] == dom[f"run B after {wda}"][0], wda
     # a cross-area requester's bare id is actionable and stays
     assert "R800" in dom["plan WDA7"][0]
     # the statewide page has what no area has: the orphans and the unplaceable row
