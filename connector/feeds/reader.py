@@ -63,6 +63,28 @@ UNIQUE_COLUMN: dict[FeedName, str] = {
     FeedName.REQUESTS: "request_id",
 }
 
+#: The columns of a row that say which area it is about (logical names): kept on its
+#: rejections (``Rejection.org``/``.wda``) so that a rejected row can be placed in an area.
+AREA_COLUMNS: dict[FeedName, tuple[str, str]] = {
+    FeedName.WORKERS: ("org", "org_id"),
+    FeedName.SEPARATIONS: ("org", "org_id"),
+    FeedName.ORGANIZATIONS: ("wda", "wda"),
+    FeedName.REQUESTERS: ("wda", "wda"),
+}
+
+
+def _area_fields(name: FeedName, values: Mapping[str, str] | Any) -> dict[str, str]:
+    """``{"org": …}`` or ``{"wda": …}`` read from a row's ``values`` (a mapping of
+    logical columns) or from its accepted record; {} for a feed without such a column."""
+    spec = AREA_COLUMNS.get(name)
+    if spec is None:
+        return {}
+    field_name, logical = spec
+    raw = values.get(logical, "") if isinstance(values, Mapping) else getattr(values, logical, "")
+    value = clean(str(raw or ""))
+    return {field_name: value} if value and not invisible(value) else {}
+
+
 #: How many other line numbers a duplicate-key rejection lists before "and N more".
 MAX_LINES_LISTED = 5
 
@@ -413,6 +435,7 @@ class _Rows:
         The row is rejected with its key, so what it would drive is held for that key,
         never read as a row with empty values."""
         key = clean(fields[self.key_at]) if self.key_at < len(fields) else ""
+        area = _area_fields(self.name, {k: fields[i] for k, i in self.index.items()})
         self.shapeless.append(
             Rejection(
                 self.name.value,
@@ -423,6 +446,7 @@ class _Rows:
                 "the last line has no line end: the file may have been cut short while it "
                 "was written, so this row is not trusted (a feed file ends with a line end)",
                 key=key,
+                **area,
             )
         )
 
@@ -445,9 +469,12 @@ class _Rows:
         for rec in self.records:  # an accepted record's fields are its row's values, cleaned
             u = getattr(rec, unique)
             if u in dups:
-                self.bad.append(
-                    (rec.source.line, getattr(rec, KEY_COLUMN[self.name]), u, {}, {unique: u})
-                )
+                values = {unique: u}
+                spec = AREA_COLUMNS.get(self.name)
+                if spec is not None:
+                    values[spec[1]] = getattr(rec, spec[1])
+                key = getattr(rec, KEY_COLUMN[self.name])
+                self.bad.append((rec.source.line, key, u, {}, values))
             else:
                 accepted.append(rec)
         self.records = accepted
@@ -466,11 +493,19 @@ class _Rows:
         for line, key, _, errors, row_values in self.bad:
             if not key:
                 unattributable.append(line)
+            area = _area_fields(self.name, row_values)
             for logical, reason in errors.items():
                 value = row_values.get(logical, "")
                 rejected.append(
                     Rejection(
-                        self.name.value, self.file, line, wanted[logical], value, reason, key=key
+                        self.name.value,
+                        self.file,
+                        line,
+                        wanted[logical],
+                        value,
+                        reason,
+                        key=key,
+                        **area,
                     )
                 )
         rejected.sort(key=lambda r: r.line)  # stable: a row's own rejections keep their order
@@ -651,6 +686,7 @@ def _reject_colliding_ids(
                         f"target ({match}): the directory cannot tell them apart, so every "
                         "row with either is rejected",
                         key=rec.person_id,
+                        **_area_fields(name, rec),
                     )
                 )
         if added:

@@ -57,6 +57,13 @@ class Rejection:
     value: str | None
     reason: str
     key: str = ""  # the row's subject as read (person_id, or org_id for org feeds), if any
+    # The row's own columns that say which area it is about, as read (empty when the row
+    # has none, or they could not be read): ``org`` is a roster or separation row's
+    # org_id, ``wda`` an organization or requester designation row's wda. They place the
+    # row in an area (connector.reconcile.areas) and are not written to plan files or the
+    # trail (a plan's checksum is what it was); a run's archived feeds give them back.
+    org: str = field(default="", compare=False)
+    wda: str = field(default="", compare=False)
 
     def __str__(self) -> str:
         where = f"{self.file} line {self.line}"

@@ -145,6 +145,20 @@ def _breach(b: Breach) -> dict[str, Any]:
     }
 
 
+def _rejection(r: Rejection) -> dict[str, Any]:
+    """A rejected row as plan files have always written it: its area columns (``org``,
+    ``wda``) stay out, so a plan's checksum and a replayed run's are what they were."""
+    return {
+        "feed": r.feed,
+        "file": r.file,
+        "line": r.line,
+        "column": r.column,
+        "value": r.value,
+        "reason": r.reason,
+        "key": r.key,
+    }
+
+
 def _feed(h: FeedHealth) -> dict[str, Any]:
     return {
         "feed": h.feed.value,
@@ -180,7 +194,7 @@ def _sections(plan: Plan) -> list[tuple[str, Any, bool]]:
         # past deadlines only (summary "breaches"); pre-breach warnings apart ("warnings")
         ("breaches", (_breach(b) for b in plan.breaches if b.severity == "breach"), True),
         ("warnings", (_breach(b) for b in plan.breaches if b.severity != "breach"), True),
-        ("rejected", (dataclasses.asdict(r) for r in plan.rejected), True),
+        ("rejected", (_rejection(r) for r in plan.rejected), True),
         ("feeds", (_feed(h) for h in plan.feeds), True),
     ]
 

@@ -33,6 +33,7 @@ from connector.errors import MisyncError
 from connector.model.decisions import Decision, Reason
 from connector.model.feeds import FeedHealth, FeedName, FeedState, Rejection
 from connector.model.plan import Action, Breach, HeldAction, Op, OutcomeStatus, Plan
+from connector.model.records import SourceRef
 from connector.reconcile.serialize import (
     change_from_dict,
     change_to_dict,
@@ -206,10 +207,21 @@ class RunRecords:
 
 
 def _reasons_in(items: Iterable[Mapping[str, Any]]) -> tuple[Reason, ...]:
-    return tuple(
-        Reason(code=r.get("code", ""), clause=r.get("clause", ""), message=r.get("message", ""))
-        for r in items
-    )
+    """Reasons as a record holds them: code, clause, message, and the evidence row
+    (``source``) where the record has it (held actions and deadlines do; an
+    ``operation`` record does not)."""
+    out = []
+    for r in items:
+        src = r.get("source")
+        out.append(
+            Reason(
+                code=r.get("code", ""),
+                clause=r.get("clause", ""),
+                message=r.get("message", ""),
+                source=SourceRef(src["feed"], src["file"], int(src["line"])) if src else None,
+            )
+        )
+    return tuple(out)
 
 
 def _action(d: Mapping[str, Any]) -> Action:

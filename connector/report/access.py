@@ -75,9 +75,10 @@ def access_at(rt: Runtime, instant: datetime, wda: str | None = None) -> AccessA
             continue
         pid = people.get(key(account.correlation)) if account.correlation else None
         area = areas.people.get(pid, "") if pid else ""
-        if wda is not None and area != wda:
-            continue
         d = r.decisions.get(pid) if pid else None
+        # a mover's account is also the area's they separated from (connector.reconcile.areas)
+        if wda is not None and wda not in (areas.of_decision(d) if d else {area}):
+            continue
         rows.append(
             AccessRow(
                 account.account_id,

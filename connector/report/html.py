@@ -19,9 +19,10 @@ from datetime import datetime
 
 from connector import __version__
 from connector.model.decisions import Reason
-from connector.model.plan import Action, Breach, Op
+from connector.model.feeds import FeedHealth, Rejection
+from connector.model.plan import Action, Breach, HeldAction, HeldCode, Op
 from connector.reconcile.render import human_duration
-from connector.report.markup import Markup, el, join
+from connector.report.markup import Markup, el, esc, join
 from connector.report.model import Report
 from connector.timefmt import when
 
@@ -119,6 +120,9 @@ class _Page:
     def __init__(self, report: Report) -> None:
         self.r = report
         self.plan = report.plan
+        self.rejected_by_key: dict[str, list[Rejection]] = defaultdict(list)
+        for rej in report.plan.rejected:
+            self.rejected_by_key[rej.key].append(rej)
 
     def when(self, value: datetime | None) -> str:
         if value is None:
@@ -149,6 +153,31 @@ class _Page:
                 )
             )
         return el("ul", items, class_="reasons") if items else Markup("-")
+
+    def person(self, person_id: str | None, reasons: Iterable[Reason] = ()) -> Markup:
+        """The person's id, and (when the feeds are known) their name and organization,
+        and the organization they separated from when that is another one: what the
+        reader needs to know whom to call. Only people the page is about reach here."""
+        if person_id is None:
+            return Markup("(no person)")
+        areas = self.r.areas
+        who = areas.who(person_id) if areas is not None else None
+        if areas is None or who is None:
+            return esc(person_id)
+        org = f"{who.org_name} ({who.org_id})" if who.org_name else who.org_id
+        left = [
+            f"{areas.org_names.get(o, o)} ({o})"
+            for o in areas.separated_from(person_id, reasons)
+            if o != who.org_id
+        ]
+        return join(
+            [
+                person_id,
+                el("div", el("b", who.name), class_="who") if who.name else None,
+                el("div", org, class_="org") if org else None,
+                el("div", "separated from ", "; ".join(left), class_="org") if left else None,
+            ]
+        )
 
     def account(self, a: Action) -> Markup:
         if a.account_id is None:
@@ -190,7 +219,7 @@ class _Page:
     def action_row(self, a: Action) -> Markup:
         return el(
             "tr",
-            el("td", a.person_id or "(no person)"),
+            el("td", self.person(a.person_id, a.reasons)),
             el("td", self.account(a)),
             el("td", self.reasons(a.reasons)),
             el("td", self.changes(a)),
@@ -244,8 +273,19 @@ class _Page:
                     "Scoped to the Workforce Development Area ",
                     el("b", self.r.wda),
                     ": only its people, their accounts, deadlines and rejected rows are "
-                    "shown; the plan checksum names the whole plan this page was cut from.",
+                    "shown, and every count is the area's; the plan checksum names the whole "
+                    "plan this page was cut from.",
                     class_="meta",
+                )
+                if self.r.wda is not None
+                else None,
+                el(
+                    "p",
+                    "Items whose area cannot be read (an account that matches no person, a "
+                    "rejected row with no organization, area or known person on it) are on "
+                    "the statewide page only (misync report without --wda).",
+                    class_="meta",
+                    id="statewide-note",
                 )
                 if self.r.wda is not None
                 else None,
@@ -367,7 +407,7 @@ class _Page:
         return el(
             "tr",
             el("td", el("span", b.severity.upper(), class_=f"sev-{b.severity}")),
-            el("td", b.person_id or "(no person)"),
+            el("td", self.person(b.person_id, b.reasons)),
             el(
                 "td",
                 el("code", b.account_id),
@@ -378,6 +418,46 @@ class _Page:
             data_row=True,
             data_severity=b.severity,
         )
+
+    def held_why(self, h: HeldAction) -> str:
+        """Why the action is held, for the reader of this page. The statewide page (ITSD)
+        has the planner's own words; an area's page (the board) says who must do what,
+        and no statewide count (the mass-disable guard's numbers are the state's)."""
+        if self.r.wda is None:
+            return h.message
+        pid = h.action.person_id
+        who = self.r.areas.who(pid) if self.r.areas is not None else None
+        subjects = [k for k in (pid, who.org_id if who else None) if k]
+        rows = [r for key in subjects for r in self.rejected_by_key.get(key, ())]
+        cited = ", ".join(dict.fromkeys(f"{r.file} line {r.line}" for r in rows))
+        row_words = (
+            f"a row about this person could not be read ({cited or 'see Rejected rows'}); "
+            "it may change their access, so misync neither confirms nor removes it. "
+            "Who acts: whoever keeps that row (the organization's HR for the roster and "
+            "separations, the requester for a request) corrects it and ITSD delivers "
+            "the feed again; misync then acts at its next run."
+        )
+        bad = [f for f in self.plan.feeds if not f.healthy]
+        if h.code == HeldCode.REJECTED_ROW or (
+            h.code == HeldCode.FEED_UNHEALTHY and rows and not bad
+        ):
+            return row_words
+        if h.code == HeldCode.FEED_UNHEALTHY:
+            if not bad:  # a rejected row of another area's (a requester's) is the cause
+                return (
+                    "not carried out: a row it relies on (its requester's, say) could not be "
+                    "read; that row is not this area's and is on the statewide page. Who "
+                    "acts: ITSD has it corrected; nothing in this person's rows is for the "
+                    "board to correct."
+                )
+            files = ", ".join(f"{f.file} ({f.state.value})" for f in bad)
+            return (
+                f"not carried out while {files} cannot be used. Who acts: ITSD and the "
+                "feed's owner fix the file; nothing in this person's rows is for the board "
+                "to correct. misync acts at the first run after a good delivery."
+                + (f" Also: {row_words}" if rows else "")
+            )
+        return _HELD_FOR_AREA.get(HeldCode(h.code), h.message)
 
     def held(self) -> Markup:
         p = self.plan
@@ -394,9 +474,9 @@ class _Page:
             by_code[f"{h.code} (accepted)" if state else h.code].append(
                 el(
                     "tr",
-                    el("td", el("b", h.code), el("div", h.message), el("div", state)),
+                    el("td", el("b", h.code), el("div", self.held_why(h)), el("div", state)),
                     el("td", a.op.value),
-                    el("td", a.person_id or "(no person)"),
+                    el("td", self.person(a.person_id, a.reasons)),
                     el("td", self.account(a)),
                     el("td", self.reasons(a.reasons)),
                     el("td", self.changes(a)),
@@ -475,6 +555,7 @@ class _Page:
         p = self.plan
         if not p.feeds:
             return Markup("")
+        wda = self.r.wda
         rows = [
             el(
                 "tr",
@@ -484,14 +565,24 @@ class _Page:
                     "td",
                     el("span", f.state.value, class_="feed-ok" if f.healthy else "feed-bad"),
                 ),
-                el("td", f.rows),
-                el("td", f.rejected),
+                el("td", f.rows, data_feed_rows=f.feed.value),
+                el("td", f.rejected, data_feed_rejected=f.feed.value),
                 el("td", self.when(f.modified_at) if f.modified_at else "-"),
-                el("td", f.detail or ""),
+                el("td", self.feed_detail(f)),
             )
             for f in p.feeds
         ]
-        head = ("feed", "file", "state", "rows", "rejected", "modified", "detail")
+        head: tuple[str, ...] = ("feed", "file", "state", "rows", "rejected", "modified", "detail")
+        if wda is not None:
+            head = (
+                "feed",
+                "file",
+                "state (whole file)",
+                f"rows in {wda}",
+                f"rejected in {wda}",
+                "modified",
+                "detail (whole file)",
+            )
         return join(
             [
                 el("h2", "Feed health", id="feeds"),
@@ -502,6 +593,18 @@ class _Page:
                     id="feeds-table",
                 ),
             ]
+        )
+
+    def feed_detail(self, f: FeedHealth) -> str:
+        """Why a feed is not usable. On an area's page the file's own numbers (a shrunk
+        feed's row counts) are the whole file's, so only the state is said there."""
+        if not f.detail or self.r.wda is None:
+            return f.detail or ""
+        if f.healthy:
+            return ""
+        return (
+            f"the whole file is {f.state.value}; ITSD and the feed's owner fix it "
+            "(the statewide page has the details)"
         )
 
     def page(self) -> str:
@@ -554,6 +657,29 @@ class _Page:
             + "\n"
         )
 
+
+#: What an area's page says of a hold that is not about the area's own rows: who acts.
+_HELD_FOR_AREA: dict[HeldCode, str] = {
+    HeldCode.MASS_DISABLE_GUARD: (
+        "held by the statewide mass-disable guard: this plan disables more accounts at once "
+        "without positive evidence (such as a separation or a contract end) than misync "
+        "allows across the state. Who acts: ITSD reviews the statewide plan and carries it "
+        "out (--override-guard); the board can confirm whether this person still needs access."
+    ),
+    HeldCode.QUARANTINED: (
+        "the directory refused this change at several runs in a row. Who acts: ITSD "
+        "investigates and releases it (misync held approve); nothing for the board."
+    ),
+    HeldCode.AMBIGUOUS_CORRELATION: (
+        "more than one directory account carries this person's id. Who acts: ITSD resolves "
+        "the duplicate accounts; nothing for the board."
+    ),
+    HeldCode.DISABLED_OUTSIDE_MISYNC: (
+        "the account was locked outside misync (perhaps for an incident), so misync does not "
+        "unlock it. Who acts: the security administrator decides (misync held approve or "
+        "accept); the board can confirm the person should have access."
+    ),
+}
 
 _OUTCOMES = frozenset({"ok", "failed", "held", "accepted", "not attempted"})
 

@@ -1,21 +1,31 @@
 """What a report shows: a plan (or a run's record of one), scoped to a WDA if asked.
 
 Pure: no I/O. The app gathers a plan and the feeds (or a run's audit records) and
-calls these; :mod:`connector.report.html` turns the result into a page.
+calls these; :mod:`connector.report.html` turns the result into a page. Which area an
+item belongs to is :mod:`connector.reconcile.areas` (re-exported here: ``areas_of``,
+``Areas``, ``scope_to_wda``).
 """
 
 from __future__ import annotations
 
-import dataclasses
-from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 
-from connector.model.decisions import Decision
-from connector.model.feeds import ORG_KEYED_FEEDS, FeedSet, Rejection
 from connector.model.plan import Plan
+from connector.reconcile.areas import Areas, Person, areas_of, known_areas, scope_to_wda
 from connector.records import read_run
+
+__all__ = [
+    "Areas",
+    "Outcome",
+    "Person",
+    "Report",
+    "areas_of",
+    "known_areas",
+    "report_from_audit",
+    "scope_to_wda",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,67 +49,9 @@ class Report:
     run_status: str | None = None
     outcomes: Mapping[str, Outcome] = field(default_factory=dict)  # by Action.key
     notes: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class Areas:
-    """Which WDA each person and each organization belongs to (from the feeds)."""
-
-    people: Mapping[str, str]
-    orgs: Mapping[str, str]
-
-    def of_rejection(self, r: Rejection) -> str | None:
-        if not r.key:
-            return None
-        if r.feed in ORG_KEYED_FEEDS:
-            return self.orgs.get(r.key)
-        return self.people.get(r.key)
-
-
-def areas_of(feeds: FeedSet) -> Areas:
-    """A person's WDA is their organization's: the roster row's, else the newest
-    separation row's (the same rule the policy engine uses for the requester check)."""
-    orgs = {o.org_id: o.wda for o in feeds.organizations}
-    people: dict[str, str] = {}
-    for s in sorted(feeds.separations, key=lambda s: s.separated_at):
-        if s.org_id in orgs:
-            people[s.person_id] = orgs[s.org_id]
-    for w in feeds.workers:
-        if w.org_id in orgs:
-            people[w.person_id] = orgs[w.org_id]
-    return Areas(people, orgs)
-
-
-def scope_to_wda(
-    plan: Plan,
-    wda: str,
-    areas: Areas,
-    decisions: Mapping[str, Decision] | None = None,
-) -> Plan:
-    """The part of ``plan`` about one WDA's people and organizations, and nothing else.
-
-    An action, hold or deadline about a person in no WDA (an orphan account, a person in
-    no feed that names an organization) is left out; so is a rejected row whose subject
-    cannot be placed in a WDA. Both stay in the unscoped report. Feed health is about
-    files, not people, and is kept."""
-
-    def mine(person_id: str | None) -> bool:
-        return person_id is not None and areas.people.get(person_id) == wda
-
-    counts: dict[str, int] = {}
-    if decisions is not None:
-        counts = dict(
-            Counter(d.status.value for pid, d in decisions.items() if mine(pid)).most_common()
-        )
-    return dataclasses.replace(
-        plan,
-        actions=tuple(a for a in plan.actions if mine(a.person_id)),
-        held=tuple(h for h in plan.held if mine(h.action.person_id)),
-        accepted=tuple(h for h in plan.accepted if mine(h.action.person_id)),
-        breaches=tuple(b for b in plan.breaches if mine(b.person_id)),
-        rejected=tuple(r for r in plan.rejected if areas.of_rejection(r) == wda),
-        decisions=counts,
-    )
+    #: where people and rows are (names and organizations on the page; with ``wda``,
+    #: what the area's reader is told); None: ids only
+    areas: Areas | None = None
 
 
 # --- a run, re-read from the audit trail ------------------------------------------

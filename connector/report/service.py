@@ -10,15 +10,24 @@ from __future__ import annotations
 import dataclasses
 import os
 import tempfile
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from connector.errors import MisyncError
+from connector.model.decisions import Decision
 from connector.model.feeds import FeedSet
 from connector.model.plan import Plan
 from connector.report.html import render_html
-from connector.report.model import Areas, Report, areas_of, report_from_audit, scope_to_wda
+from connector.report.model import (
+    Areas,
+    Report,
+    areas_of,
+    known_areas,
+    report_from_audit,
+    scope_to_wda,
+)
 from connector.runs import evaluate, make_plan
 
 if TYPE_CHECKING:
@@ -36,45 +45,85 @@ def plan_report(
 ) -> Report:
     """A report of ``plan``, or of a plan made now (reading the feeds and the target).
 
-    With ``wda``, only that Workforce Development Area's part (the feeds tell which
-    people and organizations are in it)."""
+    With ``wda``, only that Workforce Development Area's part, placed by the feeds read
+    now (connector.reconcile.areas): a reviewed plan file keeps no feeds, so its page
+    places its items by the feeds as they are when the page is made."""
     with rt.store() as store:
         ev = evaluate(rt, store, as_of or (plan.as_of if plan else rt.clock()))
         if plan is None:
             plan, ev = make_plan(rt, store, ev.as_of, override_guard=override_guard, evaluation=ev)
+    areas = areas_of(ev.feeds)
     if wda is not None:
-        plan = scope_to_wda(plan, wda, _areas(ev.feeds, wda), ev.decisions)
-    return Report(plan=plan, tz=rt.rules.tz, generated_at=rt.clock(), title=title, wda=wda)
+        _check_area(areas, wda)
+        plan = scope_to_wda(plan, wda, areas, ev.decisions)
+    return Report(
+        plan=plan, tz=rt.rules.tz, generated_at=rt.clock(), title=title, wda=wda, areas=areas
+    )
 
 
 def run_report(rt: Runtime, run_id: str, *, wda: str | None = None) -> Report:
-    """Re-render a run's report from the audit trail (``RunNotFoundError`` if unknown)."""
+    """Re-render a run's report from the audit trail (``RunNotFoundError`` if unknown).
+
+    With ``wda``, people and rows are placed (and named) by the feeds the run read, from
+    its archived inputs, so the page shows the run as it was however the feeds changed
+    since; a run with no archived inputs (before the archive, or pruned) is placed by
+    today's feeds, and its page says so."""
     with rt.audit() as trail:
         records = [(r.kind, r.at, r.data) for r in trail.run_records(run_id)]
     report = report_from_audit(records, run_id, tz=rt.rules.tz, generated_at=rt.clock())
-    if wda is None:
+    if wda is None:  # the statewide page (the daemon writes one per run): ids, no replay
         return report
-    feeds = _archived_feeds(rt, run_id, records)
-    if feeds is None:  # a run before the archive, or pruned: today's feeds place people
+    archived = _archived_inputs(rt, run_id, records)
+    notes = report.notes
+    if archived is None:  # a run before the archive, or pruned: today's feeds place people
         with rt.store() as store:
-            feeds = evaluate(rt, store, report.plan.as_of).feeds
-    scoped = scope_to_wda(report.plan, wda, _areas(feeds, wda))
-    keep = {a.key for a in (*scoped.actions, *(h.action for h in scoped.held))}
+            ev = evaluate(rt, store, report.plan.as_of)
+        feeds, decisions = ev.feeds, None
+        notes += (
+            f"run {run_id}'s inputs are not archived (before the archive, or pruned): "
+            "people are placed and named by the feeds as they are today",
+        )
+        plan = report.plan
+    else:
+        feeds, decisions, replayed = archived
+        plan = _with_evidence(report.plan, replayed)
+    areas = areas_of(feeds)
+    _check_area(areas, wda)
+    scoped = scope_to_wda(plan, wda, areas, decisions)
+    keep = {a.key for a in (*scoped.actions, *(h.action for h in (*scoped.held, *scoped.accepted)))}
     return dataclasses.replace(
         report,
         plan=scoped,
         wda=wda,
         outcomes={k: v for k, v in report.outcomes.items() if k in keep},
+        notes=notes,
+        areas=areas,
     )
 
 
-def _archived_feeds(
+def _with_evidence(recorded: Plan, replayed: Plan) -> Plan:
+    """The run's recorded plan, each action's reasons with the evidence rows (file and
+    line) the replayed plan gives them: an ``operation`` record keeps a reason's code,
+    clause and message but not its evidence, which places a mover's separation-driven
+    disable in the area they left. The replay gave the very plan the trail recorded
+    (its checksum is checked first), so these are the run's own reasons."""
+    by_key = {a.key: a for a in replayed.actions}
+    actions = []
+    for a in recorded.actions:
+        r = by_key.get(a.key)
+        same = r is not None and [x.code for x in r.reasons] == [x.code for x in a.reasons]
+        actions.append(dataclasses.replace(a, reasons=r.reasons) if same and r else a)
+    return dataclasses.replace(recorded, actions=tuple(actions))
+
+
+def _archived_inputs(
     rt: Runtime, run_id: str, records: list[tuple[str, str, str]]
-) -> FeedSet | None:
-    """The feeds the run read, from its archived inputs (connector.archive), so that its
-    page places people in the areas they were in that day; None when the run has none
-    archived (before the archive, or pruned). ``ArchiveError`` (exit 6) when they are
-    altered or missing, or do not give the plan the trail recorded."""
+) -> tuple[FeedSet, Mapping[str, Decision], Plan] | None:
+    """The feeds the run read and the decisions they gave, from its archived inputs
+    (connector.archive), so that its page places people in the areas they were in that
+    day; None when the run has none archived (before the archive, or pruned).
+    ``ArchiveError`` (exit 6) when they are altered or missing, or do not give the plan
+    the trail recorded."""
     import json
 
     from connector.archive import ArchiveError, ArchiveStore
@@ -90,22 +139,20 @@ def _archived_feeds(
             f"run {run_id}: its archived inputs do not give the plan the trail recorded"
             f" (misync audit replay {run_id})"
         )
-    return r.feeds
+    return r.feeds, r.decisions, r.plan
 
 
 class UnknownAreaError(MisyncError):
     """``--wda`` names no area of the organizations feed (exit 2, listing the known ones)."""
 
 
-def _areas(feeds: FeedSet, wda: str) -> Areas:
-    areas = areas_of(feeds)
-    known = sorted(set(areas.orgs.values()))
+def _check_area(areas: Areas, wda: str) -> None:
+    known = known_areas(areas)
     if wda not in known:
         raise UnknownAreaError(
             f"--wda {wda}: no organization in the organizations feed is in that WDA "
             f"(known: {', '.join(known) or 'none'})"
         )
-    return areas
 
 
 def write_html(path: Path, report: Report) -> Path:
