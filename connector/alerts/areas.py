@@ -70,15 +70,13 @@ class AreaIndex:
     """Which areas a person's events belong to, as the feeds of the last run say."""
 
     current: Mapping[str, str]  # person -> WDA of their organization (areas_of)
-    separated_from: Mapping[str, str]  # person -> WDA of their newest separation row's org
+    # person -> WDAs of the organizations their separation rows name (Areas.left)
+    separated_from: Mapping[str, frozenset[str]]
 
     def of(self, person_id: str | None, *, separation: bool) -> tuple[str, ...]:
         if not person_id:
             return ()
-        out: list[str] = []
-        left = self.separated_from.get(person_id) if separation else None
-        if left:
-            out.append(left)
+        out: list[str] = sorted(self.separated_from.get(person_id, ())) if separation else []
         now = self.current.get(person_id)
         if now and now not in out:
             out.append(now)

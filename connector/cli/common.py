@@ -93,18 +93,14 @@ def alert_manager(rt: Runtime) -> Iterator[AlertManager]:
 
 def area_placement(feeds: FeedSet) -> AreaIndex:
     """Where a person's alerts go (``[areas.W]`` monitors, connector.alerts.areas): the
-    area of their organization, and for a separation the area of the organization they
-    separated from (the newest separation row's). The one place alerts are placed: it
-    uses the report's placement (``areas_of``), so a page and its alerts agree."""
+    area of their organization, and for a separation also the area of every organization
+    their separation rows name. The one place alerts are placed: it is the pages'
+    placement (connector.reconcile.areas), so a page and its alerts agree."""
     from connector.alerts.areas import AreaIndex
-    from connector.report.model import areas_of
+    from connector.reconcile.areas import areas_of
 
     areas = areas_of(feeds)
-    left: dict[str, str] = {}
-    for row in sorted(feeds.separations, key=lambda r: r.separated_at):
-        if row.org_id in areas.orgs:
-            left[row.person_id] = areas.orgs[row.org_id]
-    return AreaIndex(current=areas.people, separated_from=left)
+    return AreaIndex(current=areas.people, separated_from=areas.left)
 
 
 @contextmanager

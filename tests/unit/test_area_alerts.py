@@ -33,7 +33,7 @@ INDEX = AreaIndex(
         "P5": "WDA-08",
         "M1": "WDA-08",
     },
-    separated_from={"M1": "WDA-07"},
+    separated_from={"M1": frozenset({"WDA-07"})},
 )
 
 
