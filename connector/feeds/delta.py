@@ -179,12 +179,12 @@ def read_delta(
     layout: FeedLayout,
     settings: FeedsSettings,
     old: Version,
-    unique_holders: Mapping[str, int] | None = None,
+    unique_holders: Mapping[str, Any] | None = None,
     deadline: float | None = None,
 ) -> Delta | None:
     """The new version of ``path`` read against ``old`` (the version the last run read),
     only its changed lines parsed; None when the file is still ``old`` (same path,
-    size and mtime). ``unique_holders``: for a feed with a primary key, the line of
+    size and mtime). ``unique_holders``: for a feed with a primary key, the record of
     the accepted row holding each key in ``old`` (rejected rows are in
     ``old.rejected``). Raises ``NoDelta`` when the change cannot be read row by row."""
     try:
@@ -301,7 +301,7 @@ def _no_duplicates_across(
     touched: set[str],
     gone: set[int],
     old: Version,
-    holders: Mapping[str, int],
+    holders: Mapping[str, Any],
 ) -> None:
     """In a feed with a primary key (the roster: person_id), a changed row whose key an
     unchanged row also has makes both duplicates (or stops them being duplicates): the
@@ -310,7 +310,8 @@ def _no_duplicates_across(
     if KEY_COLUMN[name] != UNIQUE_COLUMN[name]:
         raise NoDelta(f"{file}: its primary key is not its subject")
     for key in touched:
-        line = holders.get(key)
+        holder = holders.get(key)
+        line = holder.source.line if holder is not None else None
         if line is not None and line not in gone:
             raise NoDelta(f"{file} line {line}: {key} is also on an unchanged row")
     for r in old.rejected:

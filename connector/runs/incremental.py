@@ -85,6 +85,27 @@ class Incremental:
     evaluation: Evaluation
     touched: frozenset[str]
     changed_lines: int
+    index: PolicyIndex  # the feeds by person, as they are now
+
+    def feeds_about(self, people: Iterable[str]) -> FeedSet:
+        """The rows about ``people`` (their roster, separation, training and NDA rows and
+        their requests), with every organization, contract and requester designation,
+        every rejected row and every feed's health: all a plan for them looks up (the
+        planner's lookups are by person), without a pass over everyone's rows."""
+        idx = self.index
+        ps = list(people)
+
+        def rows(by_person: Mapping[str, tuple[Any, ...]]) -> tuple[Any, ...]:
+            return tuple(r for p in ps for r in by_person.get(p, ()))
+
+        return dataclasses.replace(
+            self.evaluation.feeds,
+            workers=tuple(idx.workers[p] for p in ps if p in idx.workers),
+            separations=rows(idx.separations),
+            training=rows(idx.training),
+            ndas=rows(idx.ndas),
+            requests=rows(idx.requests),
+        )
 
 
 def _max_age(rt: Runtime) -> timedelta | None:
@@ -256,11 +277,7 @@ def _update(
                 layout=layout,
                 settings=s,
                 old=base.versions[name],
-                unique_holders=(
-                    {p: w.source.line for p, w in base.index.workers.items()}
-                    if name is FeedName.WORKERS
-                    else None
-                ),
+                unique_holders=base.index.workers if name is FeedName.WORKERS else None,
                 deadline=deadline,
             )
             if d is not None:
@@ -307,7 +324,7 @@ def _update(
     requesters = base.requesters
     made = Baseline(new_ev, versions, index, until, requesters, rejected)
     lines = sum(d.changed_lines for d in deltas.values())
-    return Incremental(new_ev, touched, lines), made
+    return Incremental(new_ev, touched, lines, index), made
 
 
 def _feeds(

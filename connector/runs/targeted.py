@@ -41,8 +41,8 @@ def changed_and_not_entitled(
     """People (``among`` them, or everyone) whose decision changed since it was last
     recorded and who are not entitled now: the ones a changed feed may have just taken
     access from."""
-    old = store.decision_digests()
     people = ev.decisions.keys() if among is None else [p for p in among if p in ev.decisions]
+    old = store.decision_digests(None if among is None else people)
     return {
         pid
         for pid in people
@@ -95,6 +95,10 @@ class TargetedPeople:
         if ctx.alerts is not None and ambiguous:  # one alert for the cause, as the full run's
             ctx.alerts.send(kinds.ambiguous_held(ambiguous, ctx.run_id))
         scoped = Evaluation(as_of, ev.feeds, {p: ev.decisions[p] for p in people})
+        # the planner looks rows up by person: given only theirs when they are indexed
+        planned_from = (
+            scoped if inc is None else Evaluation(as_of, inc.feeds_about(people), scoped.decisions)
+        )
         total = enabled_total(store)
         plan = _disables_only(
             build_plan(
@@ -102,7 +106,7 @@ class TargetedPeople:
                     rt,
                     store,
                     as_of=as_of,
-                    evaluation=scoped,
+                    evaluation=planned_from,
                     accounts=accounts,
                     target=description,
                     enabled_total=total,

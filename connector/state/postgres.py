@@ -663,8 +663,13 @@ class PgStateStore(FeedStamps):
                 [(k, v, run_id) for k, v in rows.items()],
             )
 
-    def decision_digests(self) -> dict[str, str]:
-        return {r[0]: r[1] for r in self._query("select person_id, digest from decisions")}
+    def decision_digests(self, among: Iterable[str] | None = None) -> dict[str, str]:
+        if among is None:
+            return {r[0]: r[1] for r in self._query("select person_id, digest from decisions")}
+        rows = self._query(
+            "select person_id, digest from decisions where person_id = any(%s)", (list(among),)
+        )
+        return {r[0]: r[1] for r in rows}
 
     def record_decision_digests(self, changed: Mapping[str, str]) -> None:
         if not changed:
