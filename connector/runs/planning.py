@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import gc
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -232,14 +232,19 @@ def plan_inputs(
     accounts: Iterable[Account],
     target: str,
     override_guard: bool = False,
+    people: Collection[str] | None = None,
     **extra: Any,
 ) -> PlanInputs:
     """The planner's inputs for one run: the evaluation and the accounts read, with what
     the settings and the state store add (logon IDs, quarantine, misync's own disables,
     operators' decisions on held actions, guard thresholds). One place, so the full,
     incremental and targeted runs cannot drift apart; ``extra`` sets the rest (a plan
-    cache, the enabled-account total)."""
+    cache, the enabled-account total). ``people``: a targeted plan's people; when none
+    of them is entitled (no logon ID is proposed, nobody is created or updated) only
+    their own logon IDs are read, not every one ever assigned."""
     s = rt.settings
+    decisions = evaluation.decisions
+    everyone = people is None or any(decisions[p].entitled for p in people if p in decisions)
     inputs = PlanInputs(
         as_of=as_of,
         feeds=evaluation.feeds,
@@ -247,8 +252,8 @@ def plan_inputs(
         accounts=accounts,
         mapping=rt.mapping,
         target=target,
-        known_logon_ids=store.logon_ids(),
-        taken_logon_ids=frozenset(store.taken_logon_ids()),
+        known_logon_ids=store.logon_ids(None if everyone else people),
+        taken_logon_ids=frozenset(store.taken_logon_ids() if everyone else ()),
         quarantined=frozenset(store.quarantined(s.apply.quarantine_after)),
         disabled_by_misync=store.misync_disabled(),
         reenable_external=s.apply.reenable_external_disables,

@@ -107,6 +107,7 @@ class TargetedPeople:
                     store,
                     as_of=as_of,
                     evaluation=planned_from,
+                    people=people,
                     accounts=accounts,
                     target=description,
                     enabled_total=total,

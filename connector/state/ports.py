@@ -57,7 +57,9 @@ class MetaStore(Protocol):
 class LogonIdStore(Protocol):
     """Logon IDs (3.j.ii): assigned once, kept for life, never given to anyone else."""
 
-    def logon_ids(self) -> dict[str, str]: ...
+    def logon_ids(self, among: Iterable[str] | None = None) -> dict[str, str]:
+        """person_id -> logon ID, for everyone or only ``among``."""
+        ...
 
     def taken_logon_ids(self) -> set[str]: ...
 
