@@ -57,7 +57,7 @@ from connector.model.identity import IdMatch
 from connector.policy.engine import PolicyIndex
 from connector.policy.engine import evaluate as evaluate_person
 from connector.policy.horizon import valid_until
-from connector.runs.planning import Evaluation, RejectionLog
+from connector.runs.planning import Evaluation, RejectionLog, horizon
 from connector.state import Store
 
 #: the feeds read row by row (keyed by person); a change anywhere else reads them whole
@@ -206,7 +206,7 @@ class FeedDeltas:
             ev,
             versions,
             PolicyIndex.build(feeds),
-            valid_until(feeds, ev.as_of, rt.rules, max_feed_age=_max_age(rt)),
+            horizon(rt, ev),  # computed once per evaluation (the reconcile's, often)
             frozenset(d.person_id for d in feeds.requesters),
             rejected,
         )
@@ -313,6 +313,7 @@ def _update(
         health={name: feeds.health[name] for name in deltas},
     )
     until = min(base.until, valid_until(added, as_of, rt.rules, max_feed_age=_max_age(rt)))
+    new_ev.memo["horizon"] = until  # sooner than a pass over every row might say: safe
     versions = {
         name: deltas[name].version if name in deltas else base.versions[name]
         for name in DELTA_FEEDS

@@ -7,7 +7,7 @@ import gc
 import threading
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -46,6 +46,26 @@ class Evaluation:
     as_of: datetime
     feeds: FeedSet
     decisions: Mapping[str, Decision]
+    #: what is computed once per evaluation and reused (``horizon``)
+    memo: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+
+def horizon(rt: Runtime, ev: Evaluation) -> datetime:
+    """Until when ``ev``'s decisions are what the policy gives with the feeds unchanged
+    (``connector.policy.horizon.valid_until``, one pass over every row): computed once
+    per evaluation and kept with it, for the reconcile cycle, the timed job's
+    ``still_current`` and the fast path's baseline alike. A value set by whoever made
+    the evaluation (the fast path's, connector.runs.incremental) may be sooner than
+    ``valid_until`` would say, never later."""
+    until = ev.memo.get("horizon")
+    if until is None:
+        hours = rt.settings.feeds.max_age_hours
+        until = valid_until(
+            ev.feeds, ev.as_of, rt.rules, max_feed_age=timedelta(hours=hours) if hours else None
+        )
+        ev.memo["horizon"] = until
+    assert isinstance(until, datetime)
+    return until
 
 
 def evaluate(
@@ -108,11 +128,7 @@ def still_current(rt: Runtime, ev: Evaluation, now: datetime) -> bool:
                 return False
         elif st is None or not unchanged_since(h.stamp, path, st):
             return False
-    hours = s.max_age_hours
-    horizon = valid_until(
-        ev.feeds, ev.as_of, rt.rules, max_feed_age=timedelta(hours=hours) if hours else None
-    )
-    return now < horizon
+    return now < horizon(rt, ev)
 
 
 class RejectionLog:

@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 
 from connector.app import Runtime
+from connector.policy.horizon import valid_until
 from connector.runs.incremental import FeedDeltas
-from connector.runs.planning import Evaluation, evaluate
+from connector.runs.planning import Evaluation, evaluate, horizon
 from connector.settings import load_settings
 from tests.configs import ldap_toml
 from tests.integration.test_daemon import LA, append_row, write_world
@@ -215,6 +216,11 @@ def test_a_chain_of_changes_stays_equal_to_the_full_evaluation(tmp_path: Path) -
             full = evaluate(rt, store, now)
         assert inc is not None
         _same(inc.evaluation, full)
+        # the horizon it carries (from the baseline's and the changed rows') is never
+        # later than a pass over every row gives
+        assert horizon(rt, inc.evaluation) <= valid_until(
+            full.feeds, now, rt.rules, max_feed_age=None
+        )
         deltas.offer(rt, inc.evaluation)
         deltas.resolved(rt)
     sep = next(r for r in full.feeds.separations if r.person_id == "P5004")
