@@ -45,8 +45,10 @@ from connector import app, runs  # noqa: E402
 from connector.devtools.slapd import LocalSlapd  # noqa: E402
 from connector.logs import configure  # noqa: E402
 from connector.model.accounts import Account  # noqa: E402
+from connector.policy.instants import next_instants  # noqa: E402
 from connector.runs import FreshPlan, Run  # noqa: E402
 from connector.runs.incremental import FeedDeltas  # noqa: E402
+from connector.runs.planning import horizon  # noqa: E402
 from connector.runs.targeted import TargetedPeople, run_targeted  # noqa: E402
 from connector.settings import load_settings  # noqa: E402
 from connector.state import StateStore  # noqa: E402
@@ -104,11 +106,21 @@ dir = "{work / "state"}"
             settle = base.settings.feeds.settle_seconds
             # the daemon's first reconcile: its evaluation becomes the fast path's baseline
             deltas = FeedDeltas()
-            first = Run(base, FreshPlan(), evaluated=lambda ev: deltas.offer(base, ev)).execute()
+            seen: list[runs.Evaluation] = []
+
+            def offered(ev: runs.Evaluation) -> None:
+                seen.append(ev)
+                deltas.offer(base, ev)
+
+            first = Run(base, FreshPlan(), evaluated=offered).execute()
             assert first is not None
             assert not first.plan.actions, first.plan.summary
+            # the horizon: one pass over the rows the daemon's reconcile makes anyway
             t0 = time.perf_counter()
-            deltas.resolved(base)
+            horizon(base, seen[-1])
+            horizon_s = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            deltas.resolved(base)  # the index by person: the baseline's own upkeep
             upkeep_s = time.perf_counter() - t0
 
             def delivery(offset: int) -> None:
@@ -132,11 +144,16 @@ dir = "{work / "state"}"
             inc = Run(
                 measured(inc_read),
                 TargetedPeople(None, kind="fastpath", deltas=deltas),
-                evaluated=lambda ev: deltas.offer(base, ev),
+                evaluated=offered,
             ).execute()
             inc_s = time.perf_counter() - t0
             assert inc is not None
             assert inc.report.counts == {"disable_ok": K}, inc.report.counts
+            # what the daemon does next (not on the disable's clock): re-plan the timed job
+            t0 = time.perf_counter()
+            assert runs.still_current(base, seen[-1], base.clock())
+            next_instants(seen[-1].feeds, seen[-1].decisions, base.clock(), base.rules, limit=1)
+            timed_s = time.perf_counter() - t0
             t0 = time.perf_counter()
             deltas.resolved(base)
             inc_upkeep_s = time.perf_counter() - t0
@@ -165,7 +182,9 @@ dir = "{work / "state"}"
         "n": n,
         "incremental_s": inc_s,
         "incremental_read": inc_read[0],
+        "horizon_after_full_run_s": horizon_s,
         "upkeep_after_full_run_s": upkeep_s,
+        "timed_replan_after_fast_path_s": timed_s,
         "upkeep_after_fast_path_s": inc_upkeep_s,
         "whole_read_s": fast_s,
         "whole_read_feeds_policy_s": eval_s,
@@ -185,14 +204,17 @@ def main() -> int:
     sizes = [int(a) for a in args] or [2000, 20000]
     rows = [one(n) for n in sizes]
     print(
-        f"{'accounts':>9} {'fast path':>10} {'read':>5} {'upkeep':>7} {'whole-read fp':>14}"
-        f" {'feeds+policy':>13} {'full run':>9} {'read':>7}"
+        f"{'accounts':>9} {'fast path':>10} {'read':>5} {'upkeep':>7} {'horizon':>8}"
+        f" {'timed replan':>13} {'whole-read fp':>14} {'feeds+policy':>13} {'full run':>9}"
+        f" {'read':>7} {'RSS MB':>7}"
     )
     for r in rows:
         print(
             f"{r['n']:>9} {r['incremental_s']:>9.2f}s {r['incremental_read']:>5}"
-            f" {r['upkeep_after_full_run_s']:>6.2f}s {r['whole_read_s']:>13.2f}s"
+            f" {r['upkeep_after_full_run_s']:>6.2f}s {r['horizon_after_full_run_s']:>7.2f}s"
+            f" {r['timed_replan_after_fast_path_s']:>12.2f}s {r['whole_read_s']:>13.2f}s"
             f" {r['whole_read_feeds_policy_s']:>12.2f}s {r['full_s']:>8.2f}s {r['full_read']:>7}"
+            f" {r['peak_rss_mb']:>7.0f}"
         )
     ratio = rows[-1]["incremental_s"] / rows[0]["incremental_s"]
     print(
