@@ -35,6 +35,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
+from connector.errors import MisyncError
 from connector.feeds.layout import FeedLayout
 from connector.feeds.reader import (
     KEY_COLUMN,
@@ -56,9 +57,9 @@ MAX_CHANGED_LINES = 20_000
 MIN_CHANGED_LINES = 50  # a small file may change whole: it is cheap either way
 
 
-class NoDelta(Exception):
-    """The change cannot be read row by row; ``str()`` says why (the caller reads the
-    feeds whole)."""
+class NoDelta(MisyncError):
+    """The change cannot be read row by row; ``str()`` says why (caught by the fast
+    path, which reads the feeds whole instead: never shown as an error)."""
 
 
 @dataclass(frozen=True)
