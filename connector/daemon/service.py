@@ -6,7 +6,9 @@ Jobs (each ``max_instances=1``, misfires coalesced, intervals from ``[daemon]``)
   interval or a cron expression;
 - ``watch``: polls the access-ending feeds (size/mtime/hash); a settled change since what
   the last run evaluated (its baseline) runs a targeted disable of the people who lost
-  access (a run of ``TargetedPeople``, no full scan);
+  access (a run of ``TargetedPeople``, no full scan), evaluating only the changed
+  separation and roster rows when it can (``FeedDeltas``: the last finished run's
+  evaluation is kept for that; connector.runs.incremental);
 - ``timed``: one date job at the next instant where access ends without a feed change
   (``connector.policy.instants``), re-planned after every run from that run's
   evaluation (the feeds are read again only if they changed since);

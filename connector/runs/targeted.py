@@ -11,8 +11,11 @@ for every operation, held actions alerted. Only disables are carried out: create
 enables and updates need the whole directory (logon IDs in use, drift) and wait for the
 next full reconcile, which plans them anyway.
 
-Cost: one feed read and one evaluation (they grow with the feeds, not the directory),
-then one indexed search per person in scope.
+Cost: the daemon's fast path, given its baseline (``deltas``,
+connector.runs.incremental), reads only the changed rows of the separations and roster
+files and re-evaluates only their people; otherwise (and for timed runs) one feed read
+and one evaluation (they grow with the feeds, not the directory). Then one indexed
+search per person in scope.
 """
 
 from __future__ import annotations
