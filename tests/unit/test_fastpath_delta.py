@@ -261,3 +261,16 @@ def test_a_file_replaced_wholesale_is_read_whole(
     _rewrite(rt.settings.feeds.dir / "workers.csv", lambda ls: [*ls[:2], *reversed(ls[2:])])
     with rt.store() as store:
         assert deltas.evaluate(rt, store, rt.clock()) is None
+
+
+def test_a_file_still_being_written_is_never_read_by_row(tmp_path: Path) -> None:
+    """The settle rule holds on this path too: a file changed less than
+    ``feeds.settle_seconds`` ago is waited for, and one still changing when
+    ``feeds.settle_max_seconds`` runs out is not read (the whole read then decides)."""
+    rt = _runtime(tmp_path)
+    deltas, _ = _baseline(rt)
+    feeds = rt.settings.feeds.model_copy(update={"settle_seconds": 30.0, "settle_max_seconds": 0.3})
+    rt.settings = rt.settings.model_copy(update={"feeds": feeds})
+    _two_halves(rt.settings.feeds.dir)  # just written: younger than 30 s
+    with rt.store() as store:
+        assert deltas.evaluate(rt, store, rt.clock()) is None
