@@ -1,21 +1,31 @@
-"""Separation fast path cost at 2k and 20k accounts (issue 10: "cost must not grow with
-the directory").
+"""Separation fast path cost at several sizes (issue 10: "cost must not grow with the
+directory"; issue 18: "a fast path flat in N").
 
 For each N: N entitled people and N matching accounts (bulk-loaded into a private slapd),
 one full apply (records the decisions and the enabled-account count, changes nothing),
-then K separations are appended to the feed and, in the same run, timed:
+kept as the daemon keeps it (``FeedDeltas``: the fast path's baseline; the time it takes
+to prepare, after that run, is ``upkeep``). Then, in the same run, K separations are
+appended to the feed for each of (each delivery waits ``feeds.settle_seconds`` first, so
+that the figures are the work, not the settle rule's deliberate wait):
 
-- the full reconcile a scheduler without a fast path would need (``run_apply``);
-- the fast path (``run_targeted``): feeds + policy, then one ``find`` per changed person;
-  its feeds+policy share is timed apart (it grows with the feeds, not the directory).
+- the daemon's fast path (``TargetedPeople`` with the baseline): the changed rows only,
+  then one ``find`` per changed person;
+- the fast path reading the feeds whole (as before issue 18, and the fallback whenever
+  the incremental path declines): its feeds+policy share is timed apart;
+- the full reconcile a scheduler without a fast path would need (``run_apply``).
 
-Prints the accounts each read from the directory (the fast path's is K, whatever N) and
-the times. Usage: ``.venv/bin/python bench/fastpath_scale.py [N ...]`` (default 2000
-20000). Not part of the timed test run.
+Prints the accounts each read from the directory (the fast path's is K, whatever N), the
+times and peak RSS, and the ratio of the daemon's fast path at the largest N to the
+smallest (the target: <= 2). ``--json FILE`` writes the figures. Usage:
+``.venv/bin/python bench/fastpath_scale.py [--json FILE] [N ...]`` (default 2000 20000).
+Not part of the timed test run.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import resource
 import shutil
 import sys
 import tempfile
@@ -35,7 +45,11 @@ from connector import app, runs  # noqa: E402
 from connector.devtools.slapd import LocalSlapd  # noqa: E402
 from connector.logs import configure  # noqa: E402
 from connector.model.accounts import Account  # noqa: E402
-from connector.runs.targeted import run_targeted  # noqa: E402
+from connector.policy.instants import next_instants  # noqa: E402
+from connector.runs import FreshPlan, Run  # noqa: E402
+from connector.runs.incremental import FeedDeltas  # noqa: E402
+from connector.runs.planning import horizon  # noqa: E402
+from connector.runs.targeted import TargetedPeople, run_targeted  # noqa: E402
 from connector.settings import load_settings  # noqa: E402
 from connector.state import StateStore  # noqa: E402
 from connector.targets.base import Target  # noqa: E402
@@ -89,14 +103,32 @@ group_base_dn = "ou=groups,{SUFFIX}"
 dir = "{work / "state"}"
 """)
             base = app.Runtime(load_settings(cfg))
-            first = runs.run_apply(base)
+            settle = base.settings.feeds.settle_seconds
+            # the daemon's first reconcile: its evaluation becomes the fast path's baseline
+            deltas = FeedDeltas()
+            seen: list[runs.Evaluation] = []
+
+            def offered(ev: runs.Evaluation) -> None:
+                seen.append(ev)
+                deltas.offer(base, ev)
+
+            first = Run(base, FreshPlan(), evaluated=offered).execute()
+            assert first is not None
             assert not first.plan.actions, first.plan.summary
+            # the horizon: one pass over the rows the daemon's reconcile makes anyway
+            t0 = time.perf_counter()
+            horizon(base, seen[-1])
+            horizon_s = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            deltas.resolved(base)  # the index by person: the baseline's own upkeep
+            upkeep_s = time.perf_counter() - t0
 
             def delivery(offset: int) -> None:
                 sep = datetime.now(UTC) - timedelta(minutes=1)
                 with (work / "feeds" / "separations.csv").open("a") as f:
                     for i in range(offset, offset + K):
                         f.write(f"P{i},CBO1,{sep.isoformat()},quit\n")
+                time.sleep(settle + 0.2)  # the settle rule's wait is not the fast path's work
 
             def measured(tally: list[int]) -> app.Runtime:
                 rt = app.Runtime(base.settings)
@@ -105,9 +137,28 @@ dir = "{work / "state"}"
                 )
                 return rt
 
-            # the fast path: K separations, one find each
+            # the daemon's fast path: the changed rows, then one find per changed person
             delivery(0)
-            # its share that depends on the feeds, not the directory: read + evaluate
+            inc_read = [0]
+            t0 = time.perf_counter()
+            inc = Run(
+                measured(inc_read),
+                TargetedPeople(None, kind="fastpath", deltas=deltas),
+                evaluated=offered,
+            ).execute()
+            inc_s = time.perf_counter() - t0
+            assert inc is not None
+            assert inc.report.counts == {"disable_ok": K}, inc.report.counts
+            # what the daemon does next (not on the disable's clock): re-plan the timed job
+            t0 = time.perf_counter()
+            assert runs.still_current(base, seen[-1], base.clock())
+            next_instants(seen[-1].feeds, seen[-1].decisions, base.clock(), base.rules, limit=1)
+            timed_s = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            deltas.resolved(base)
+            inc_upkeep_s = time.perf_counter() - t0
+            # the fast path reading the feeds whole (the fallback); its feeds + policy share
+            delivery(K)
             t0 = time.perf_counter()
             with StateStore(base.settings.state.db) as store:
                 runs.evaluate(base, store, base.clock())
@@ -119,7 +170,7 @@ dir = "{work / "state"}"
             assert fast is not None
             assert fast.report.counts == {"disable_ok": K}, fast.report.counts
             # the same delivery handled by a full reconcile instead
-            delivery(K)
+            delivery(2 * K)
             full_read = [0]
             t0 = time.perf_counter()
             full = runs.run_apply(measured(full_read))
@@ -129,32 +180,56 @@ dir = "{work / "state"}"
         shutil.rmtree(work, ignore_errors=True)
     return {
         "n": n,
-        "fast_s": fast_s,
-        "eval_s": eval_s,
-        "fast_read": fast_read[0],
+        "incremental_s": inc_s,
+        "incremental_read": inc_read[0],
+        "horizon_after_full_run_s": horizon_s,
+        "upkeep_after_full_run_s": upkeep_s,
+        "timed_replan_after_fast_path_s": timed_s,
+        "upkeep_after_fast_path_s": inc_upkeep_s,
+        "whole_read_s": fast_s,
+        "whole_read_feeds_policy_s": eval_s,
+        "whole_read_read": fast_read[0],
         "full_s": full_s,
         "full_read": full_read[0],
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
 
 
 def main() -> int:
     configure("warning", "console")
-    sizes = [int(a) for a in sys.argv[1:]] or [2000, 20000]
+    args = sys.argv[1:]
+    out = None
+    if args[:1] == ["--json"]:
+        out, args = Path(args[1]), args[2:]
+    sizes = [int(a) for a in args] or [2000, 20000]
     rows = [one(n) for n in sizes]
     print(
-        f"{'accounts':>9} {'fast path':>10} {'feeds+policy':>13} {'directory':>10} {'read':>5}"
-        f" {'full run':>9} {'read':>7}"
+        f"{'accounts':>9} {'fast path':>10} {'read':>5} {'upkeep':>7} {'horizon':>8}"
+        f" {'timed replan':>13} {'whole-read fp':>14} {'feeds+policy':>13} {'full run':>9}"
+        f" {'read':>7} {'RSS MB':>7}"
     )
     for r in rows:
         print(
-            f"{r['n']:>9} {r['fast_s']:>9.2f}s {r['eval_s']:>12.2f}s"
-            f" {r['fast_s'] - r['eval_s']:>9.2f}s {r['fast_read']:>5}"
-            f" {r['full_s']:>8.2f}s {r['full_read']:>7}"
+            f"{r['n']:>9} {r['incremental_s']:>9.2f}s {r['incremental_read']:>5}"
+            f" {r['upkeep_after_full_run_s']:>6.2f}s {r['horizon_after_full_run_s']:>7.2f}s"
+            f" {r['timed_replan_after_fast_path_s']:>12.2f}s {r['whole_read_s']:>13.2f}s"
+            f" {r['whole_read_feeds_policy_s']:>12.2f}s {r['full_s']:>8.2f}s {r['full_read']:>7}"
+            f" {r['peak_rss_mb']:>7.0f}"
         )
+    ratio = rows[-1]["incremental_s"] / rows[0]["incremental_s"]
     print(
-        "fast path = feeds+policy (grows with the feeds) + directory (one find per changed"
-        " person: K, whatever the directory size)"
+        f"fast path at {rows[-1]['n']} / at {rows[0]['n']}: {ratio:.2f}x (target <= 2x); "
+        "upkeep = preparing the baseline after the full run (not on the fast path's clock)"
     )
+    if out is not None:
+        body = {
+            "when": datetime.now(UTC).isoformat(timespec="seconds"),
+            "load_average": os.getloadavg(),
+            "k_separations": K,
+            "rows": rows,
+            "ratio_largest_to_smallest": ratio,
+        }
+        out.write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
     return 0
 
 

@@ -6,7 +6,9 @@ Jobs (each ``max_instances=1``, misfires coalesced, intervals from ``[daemon]``)
   interval or a cron expression;
 - ``watch``: polls the access-ending feeds (size/mtime/hash); a settled change since what
   the last run evaluated (its baseline) runs a targeted disable of the people who lost
-  access (a run of ``TargetedPeople``, no full scan);
+  access (a run of ``TargetedPeople``, no full scan), evaluating only the changed
+  separation and roster rows when it can (``FeedDeltas``: the last finished run's
+  evaluation is kept for that; connector.runs.incremental);
 - ``timed``: one date job at the next instant where access ends without a feed change
   (``connector.policy.instants``), re-planned after every run from that run's
   evaluation (the feeds are read again only if they changed since);
@@ -88,6 +90,7 @@ from connector.runs import (
     still_current,
 )
 from connector.runs.cycle import CyclePlanner
+from connector.runs.incremental import FeedDeltas
 from connector.settings import ConfigError, DaemonSettings, Settings
 from connector.state import FencedError
 
@@ -208,6 +211,9 @@ class Daemon:
         # rows already logged (each logged when it appears and once when it is gone)
         self._last_ev: Evaluation | None = None
         self._rejections = RejectionLog()
+        # the fast path's baseline: the last evaluation a finished run made, so that a
+        # changed separation or roster file costs its changed rows (runs.incremental)
+        self._deltas = FeedDeltas()
         self._fast_people: set[str] = set()  # disables a fast path left undone: try again
         self._timed_people: set[str] = set()  # people of a failed timed run: try again
         self._backoff = {"fastpath": Backoff(), "timed": Backoff()}
@@ -334,6 +340,7 @@ class Daemon:
             self.rt, self.alerts, self.observer, self._resources = new, alerts, observer, resources
             old_resources.close()
             self._last_ev = None  # a new mapping or policy: evaluate afresh
+            self._deltas.forget()
             if new.settings.feeds != old.feeds:
                 self._watcher = self._make_watcher(new)
                 self._baseline_from_store()
@@ -402,6 +409,7 @@ class Daemon:
         host, pid = socket.gethostname(), os.getpid()
         self._log.warning("leader.takeover", epoch=p.epoch, previous=p.detail)
         self.alerts.send(kinds.leader_takeover(p.epoch, host, pid, p.detail))
+        self._deltas.forget()  # the other leader's runs are not in it
         self._baseline_from_store()
         self._schedule_all(first=True)
         if not self.rt.settings.daemon.run_on_start:
@@ -418,6 +426,7 @@ class Daemon:
                 return
             self._leading = False
         epoch = self.rt.leader_epoch
+        self._deltas.forget()
         for job in LEADER_JOBS:
             self._drop_job(job)
         self._leadership.close()
@@ -440,10 +449,25 @@ class Daemon:
         every = timedelta(seconds=rt.settings.daemon.full_scan_interval_seconds)
         return CyclePlanner(rt, full_every=every, rejections=self._rejections)
 
+    def _settle_baseline(self, ok: bool) -> None:
+        """After a reconcile or fast path: the evaluation of a run that finished is the
+        fast path's next baseline (its decisions are recorded); after a failure there is
+        none, and the next fast path reads the feeds whole."""
+        if not ok:
+            self._deltas.forget()
+            return
+        try:
+            self._deltas.resolved(self.rt)
+        except Exception as exc:  # noqa: BLE001 -- only the next fast path's speed is at stake
+            self._log.warning("fastpath.baseline_failed", error=str(exc), exc_info=_is_bug(exc))
+            self._deltas.forget()
+
     def _evaluated(self, ev: Evaluation) -> None:
         """A run evaluated the feeds: keep the evaluation (the timed job is planned from
-        it) and make what it read the watcher's baseline."""
+        it), offer it as the fast path's baseline and make what it read the watcher's
+        baseline."""
         self._last_ev = ev
+        self._deltas.offer(self.rt, ev)
         self._watcher.baseline(
             {Path(h.stamp.path): h.stamp.digest for h in ev.feeds.health.values() if h.stamp}
         )
@@ -570,6 +594,7 @@ class Daemon:
             self._fast_pending = False
             # full scan or only what changed since the last read (CyclePlanner)
             ok, result = self._run("reconcile", IncrementalCycle(self._reconciler))
+            self._settle_baseline(ok)
             if ok:
                 # it planned every disable the fast path and the timed job would have:
                 # what they failed to do is done or planned again, their alerts close
@@ -643,8 +668,15 @@ class Daemon:
         again = frozenset(self._fast_people)
         ok, result = self._run(
             "fastpath",
-            TargetedPeople(None, kind="fastpath", also=again, rejections=self._rejections),
+            TargetedPeople(
+                None,
+                kind="fastpath",
+                also=again,
+                rejections=self._rejections,
+                deltas=self._deltas,
+            ),
         )
+        self._settle_baseline(ok)
         if ok:
             undone = _undone_disables(result)
             self._fast_people = set(undone)
@@ -665,6 +697,9 @@ class Daemon:
             ok, result = self._run(
                 "timed", TargetedPeople(people, kind="timed", rejections=self._rejections)
             )
+            # a timed run records only its own people's decisions: the next fast path
+            # reads the feeds whole (and its run makes the next baseline)
+            self._deltas.forget()
             undone = _undone_disables(result) if ok else set(people)
             self._timed_people = set(undone)
             if not undone:

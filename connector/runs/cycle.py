@@ -61,7 +61,6 @@ import structlog
 from connector.app import Runtime
 from connector.model.accounts import Account
 from connector.model.plan import Plan
-from connector.policy.horizon import valid_until
 from connector.reconcile import build_plan, seal
 from connector.reconcile.planner import PlanCache
 from connector.runs.planning import (
@@ -69,6 +68,7 @@ from connector.runs.planning import (
     RejectionLog,
     collector_paused,
     evaluate,
+    horizon,
     plan_inputs,
 )
 from connector.state import Store
@@ -201,14 +201,8 @@ class CyclePlanner:
         ):
             return self._ev, False
         ev = evaluate(self.rt, store, now, rejections=self._rejections)
-        hours = self.rt.settings.feeds.max_age_hours
         self._ev, self._feeds_fp = ev, fp
-        self._ev_until = valid_until(
-            ev.feeds,
-            now,
-            self.rt.rules,
-            max_feed_age=timedelta(hours=hours) if hours else None,
-        )
+        self._ev_until = horizon(self.rt, ev)  # kept with ev: the daemon reuses it
         return ev, True
 
     # -- the directory -----------------------------------------------------------------------

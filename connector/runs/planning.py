@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import gc
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -46,6 +46,26 @@ class Evaluation:
     as_of: datetime
     feeds: FeedSet
     decisions: Mapping[str, Decision]
+    #: what is computed once per evaluation and reused (``horizon``)
+    memo: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+
+def horizon(rt: Runtime, ev: Evaluation) -> datetime:
+    """Until when ``ev``'s decisions are what the policy gives with the feeds unchanged
+    (``connector.policy.horizon.valid_until``, one pass over every row): computed once
+    per evaluation and kept with it, for the reconcile cycle, the timed job's
+    ``still_current`` and the fast path's baseline alike. A value set by whoever made
+    the evaluation (the fast path's, connector.runs.incremental) may be sooner than
+    ``valid_until`` would say, never later."""
+    until = ev.memo.get("horizon")
+    if until is None:
+        hours = rt.settings.feeds.max_age_hours
+        until = valid_until(
+            ev.feeds, ev.as_of, rt.rules, max_feed_age=timedelta(hours=hours) if hours else None
+        )
+        ev.memo["horizon"] = until
+    assert isinstance(until, datetime)
+    return until
 
 
 def evaluate(
@@ -108,11 +128,7 @@ def still_current(rt: Runtime, ev: Evaluation, now: datetime) -> bool:
                 return False
         elif st is None or not unchanged_since(h.stamp, path, st):
             return False
-    hours = s.max_age_hours
-    horizon = valid_until(
-        ev.feeds, ev.as_of, rt.rules, max_feed_age=timedelta(hours=hours) if hours else None
-    )
-    return now < horizon
+    return now < horizon(rt, ev)
 
 
 class RejectionLog:
@@ -232,14 +248,19 @@ def plan_inputs(
     accounts: Iterable[Account],
     target: str,
     override_guard: bool = False,
+    people: Collection[str] | None = None,
     **extra: Any,
 ) -> PlanInputs:
     """The planner's inputs for one run: the evaluation and the accounts read, with what
     the settings and the state store add (logon IDs, quarantine, misync's own disables,
     operators' decisions on held actions, guard thresholds). One place, so the full,
     incremental and targeted runs cannot drift apart; ``extra`` sets the rest (a plan
-    cache, the enabled-account total)."""
+    cache, the enabled-account total). ``people``: a targeted plan's people; when none
+    of them is entitled (no logon ID is proposed, nobody is created or updated) only
+    their own logon IDs are read, not every one ever assigned."""
     s = rt.settings
+    decisions = evaluation.decisions
+    everyone = people is None or any(decisions[p].entitled for p in people if p in decisions)
     inputs = PlanInputs(
         as_of=as_of,
         feeds=evaluation.feeds,
@@ -247,8 +268,8 @@ def plan_inputs(
         accounts=accounts,
         mapping=rt.mapping,
         target=target,
-        known_logon_ids=store.logon_ids(),
-        taken_logon_ids=frozenset(store.taken_logon_ids()),
+        known_logon_ids=store.logon_ids(None if everyone else people),
+        taken_logon_ids=frozenset(store.taken_logon_ids() if everyone else ()),
         quarantined=frozenset(store.quarantined(s.apply.quarantine_after)),
         disabled_by_misync=store.misync_disabled(),
         reenable_external=s.apply.reenable_external_disables,

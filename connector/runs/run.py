@@ -67,6 +67,7 @@ from connector.timefmt import when
 
 SEPARATED = "separated"  # the reason code of a separation (policy 3.g.ix, 3.h.viii)
 ENABLED_ACCOUNTS = "enabled_accounts"  # state meta: enabled accounts after the last run
+FEW_DECISIONS = 2000  # up to this many, a run reads only its people's recorded digests
 
 
 class RunObserver(Protocol):
@@ -494,7 +495,9 @@ def enabled_total(store: Store) -> int | None:
 
 def _record_decisions(store: Store, audit: AuditLog, ev: Evaluation, run_id: str, log: Any) -> None:
     """Audit and log one event per decision *change* (not per person per run)."""
-    old = store.decision_digests()
+    # a targeted run's few people are looked up one by one, a full run's read in one go
+    few = len(ev.decisions) <= FEW_DECISIONS
+    old = store.decision_digests(ev.decisions.keys() if few else None)
     changed: dict[str, str] = {}
     records: list[tuple[str, dict[str, Any]]] = []
     for pid, d in ev.decisions.items():

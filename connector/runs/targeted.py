@@ -11,8 +11,11 @@ for every operation, held actions alerted. Only disables are carried out: create
 enables and updates need the whole directory (logon IDs in use, drift) and wait for the
 next full reconcile, which plans them anyway.
 
-Cost: one feed read and one evaluation (they grow with the feeds, not the directory),
-then one indexed search per person in scope.
+Cost: the daemon's fast path, given its baseline (``deltas``,
+connector.runs.incremental), reads only the changed rows of the separations and roster
+files and re-evaluates only their people; otherwise (and for timed runs) one feed read
+and one evaluation (they grow with the feeds, not the directory). Then one indexed
+search per person in scope.
 """
 
 from __future__ import annotations
@@ -28,20 +31,25 @@ from connector.model.accounts import Account
 from connector.model.plan import Op, Plan
 from connector.reconcile import build_plan, seal
 from connector.records import decision_digest
+from connector.runs.incremental import FeedDeltas
 from connector.runs.planning import Evaluation, RejectionLog, evaluate, plan_inputs
 from connector.runs.run import ApplyResult, Planned, Run, RunContext, RunObserver, enabled_total
 from connector.state import Store
 from connector.targets.base import PermanentTargetError
 
 
-def changed_and_not_entitled(store: Store, ev: Evaluation) -> set[str]:
-    """People whose decision changed since it was last recorded and who are not
-    entitled now: the ones a changed feed may have just taken access from."""
-    old = store.decision_digests()
+def changed_and_not_entitled(
+    store: Store, ev: Evaluation, among: Collection[str] | None = None
+) -> set[str]:
+    """People (``among`` them, or everyone) whose decision changed since it was last
+    recorded and who are not entitled now: the ones a changed feed may have just taken
+    access from."""
+    people = ev.decisions.keys() if among is None else [p for p in among if p in ev.decisions]
+    old = store.decision_digests(None if among is None else people)
     return {
         pid
-        for pid, d in ev.decisions.items()
-        if not d.entitled and old.get(pid) != decision_digest(d)
+        for pid in people
+        if not (d := ev.decisions[pid]).entitled and old.get(pid) != decision_digest(d)
     }
 
 
@@ -52,20 +60,34 @@ class TargetedPeople:
     is recorded already), those who lost access, reading only their own accounts.
     Plans nothing (None) when there is nobody to look at.
 
-    ``rejections`` logs the rejected rows (see ``evaluate``)."""
+    ``rejections`` logs the rejected rows (see ``evaluate``). With ``deltas`` (the
+    daemon's fast path, ``person_ids`` None) the feeds are evaluated again only for the
+    people whose separation or roster rows changed since the last run's evaluation
+    (connector.runs.incremental), when it can vouch for that; they are then the only
+    candidates (everyone else's decision is the one the store has seen)."""
 
     person_ids: Collection[str] | None
     kind: str = "targeted"
     also: Collection[str] = ()
     rejections: RejectionLog | None = None
+    deltas: FeedDeltas | None = None
 
     def plan(self, ctx: RunContext) -> Planned | None:
         rt, store, log = ctx.rt, ctx.store, ctx.log
         as_of = rt.clock()
-        ev = evaluate(rt, store, as_of, rejections=self.rejections)
+        among: Collection[str] | None = None
+        inc = None
+        if self.deltas is not None and self.person_ids is None:
+            inc = self.deltas.evaluate(rt, store, as_of, rejections=self.rejections)
+        if inc is not None:
+            ev, among = inc.evaluation, inc.touched
+        else:
+            ev = evaluate(rt, store, as_of, rejections=self.rejections)
         ctx.evaluated(ev)
         wanted = (
-            changed_and_not_entitled(store, ev) if self.person_ids is None else set(self.person_ids)
+            changed_and_not_entitled(store, ev, among)
+            if self.person_ids is None
+            else set(self.person_ids)
         )
         wanted |= {p for p in self.also if not (p in ev.decisions and ev.decisions[p].entitled)}
         people = sorted(p for p in wanted if p in ev.decisions)
@@ -76,6 +98,10 @@ class TargetedPeople:
         if ctx.alerts is not None and ambiguous:  # one alert for the cause, as the full run's
             ctx.alerts.send(kinds.ambiguous_held(ambiguous, ctx.run_id))
         scoped = Evaluation(as_of, ev.feeds, {p: ev.decisions[p] for p in people})
+        # the planner looks rows up by person: given only theirs when they are indexed
+        planned_from = (
+            scoped if inc is None else Evaluation(as_of, inc.feeds_about(people), scoped.decisions)
+        )
         total = enabled_total(store)
         plan = _disables_only(
             build_plan(
@@ -83,7 +109,8 @@ class TargetedPeople:
                     rt,
                     store,
                     as_of=as_of,
-                    evaluation=scoped,
+                    evaluation=planned_from,
+                    people=people,
                     accounts=accounts,
                     target=description,
                     enabled_total=total,

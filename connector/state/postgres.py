@@ -428,8 +428,13 @@ class PgStateStore(FeedStamps):
 
     # -- logon IDs (3.j.ii) ---------------------------------------------------------------
 
-    def logon_ids(self) -> dict[str, str]:
-        return {r[0]: r[1] for r in self._query("select person_id, logon_id from logon_ids")}
+    def logon_ids(self, among: Iterable[str] | None = None) -> dict[str, str]:
+        if among is None:
+            return {r[0]: r[1] for r in self._query("select person_id, logon_id from logon_ids")}
+        rows = self._query(
+            "select person_id, logon_id from logon_ids where person_id = any(%s)", (list(among),)
+        )
+        return {r[0]: r[1] for r in rows}
 
     def taken_logon_ids(self) -> set[str]:
         return {r[0].lower() for r in self._query("select logon_id from logon_ids")}
@@ -663,8 +668,13 @@ class PgStateStore(FeedStamps):
                 [(k, v, run_id) for k, v in rows.items()],
             )
 
-    def decision_digests(self) -> dict[str, str]:
-        return {r[0]: r[1] for r in self._query("select person_id, digest from decisions")}
+    def decision_digests(self, among: Iterable[str] | None = None) -> dict[str, str]:
+        if among is None:
+            return {r[0]: r[1] for r in self._query("select person_id, digest from decisions")}
+        rows = self._query(
+            "select person_id, digest from decisions where person_id = any(%s)", (list(among),)
+        )
+        return {r[0]: r[1] for r in rows}
 
     def record_decision_digests(self, changed: Mapping[str, str]) -> None:
         if not changed:

@@ -267,6 +267,9 @@ def test_fast_path_timed_action_reload_and_notify(
     planned = d.wait_event(lambda e: e.get("event") == "targeted.planned", after=mark)
     assert planned["kind"] == "fastpath"
     assert planned["people"] == 1 and planned["accounts"] == 1 and planned["disables"] == 1
+    # from the reconcile's evaluation and the changed row only (connector.runs.incremental)
+    inc = d.wait_event(lambda e: e.get("event") == "fastpath.incremental", after=mark)
+    assert inc["people"] == 1 and inc["changed_lines"] == 1
     fast = d.wait_event(lambda e: e.get("event") == "run.finished", after=mark)
     assert fast["status"] == "ok" and fast["summary"]["disable_ok"] == 1
     # every run keeps its HTML report, rendered from the audit trail

@@ -183,6 +183,8 @@ def test_logon_ids_unique_case_insensitive_for_life(
             store.reserve_logon_id(*last)
     assert store.logon_ids() == {"P1": "alee"}
     assert store.taken_logon_ids() == {"alee"}
+    assert store.logon_ids(["P1", "P2", "P9"]) == {"P1": "alee"}
+    assert store.logon_ids(["P9"]) == {}
 
 
 def test_logon_id_races_from_threads_give_it_to_one(store: Store) -> None:
@@ -415,6 +417,10 @@ def test_feed_state(store: Store) -> None:
     store.record_decision_digests({"P1": "y"})
     digests = store.decision_digests()
     assert (len(digests), digests["P1"], digests["P2"]) == (2000, "y", "x")
+    # a targeted run asks only for its people (more than one SQLite batch of them here)
+    among = [f"P{i}" for i in range(1, 1200, 2)] + ["P1", "nobody"]
+    few = store.decision_digests(among)
+    assert few == {p: digests[p] for p in among if p in digests} and len(few) == 600
     health = [
         FeedHealthRow("workers", "ok", 90, 0, "", T0, "r2", T0),
         FeedHealthRow("ndas", "stale", 5, 1, "old", None, "r2", T0),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 
 from connector.state.rows import (
@@ -27,8 +27,21 @@ class SqliteFeedState(SqliteBase, FeedStamps):
                 [(k, v, run_id) for k, v in rows.items()],
             )
 
-    def decision_digests(self) -> dict[str, str]:
-        return dict(self._query("select person_id, digest from decisions"))
+    def decision_digests(self, among: Iterable[str] | None = None) -> dict[str, str]:
+        if among is None:
+            return dict(self._query("select person_id, digest from decisions"))
+        wanted = list(dict.fromkeys(among))
+        out: dict[str, str] = {}
+        for i in range(0, len(wanted), 500):  # under SQLite's limit of bound parameters
+            chunk = wanted[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            out.update(
+                self._query(
+                    f"select person_id, digest from decisions where person_id in ({marks})",  # noqa: S608 -- placeholders only
+                    tuple(chunk),
+                )
+            )
+        return out
 
     def record_decision_digests(self, changed: Mapping[str, str]) -> None:
         with self._tx() as db:

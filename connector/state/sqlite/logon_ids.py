@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from connector.state.rows import (
     LogonIdConflictError,
 )
@@ -12,8 +14,17 @@ class SqliteLogonIds(SqliteBase):
     """Logon IDs (3.j.ii): assigned once, kept for life, never given to anyone else;
     compared case-insensitively."""
 
-    def logon_ids(self) -> dict[str, str]:
-        return dict(self._query("select person_id, logon_id from logon_ids"))
+    def logon_ids(self, among: Iterable[str] | None = None) -> dict[str, str]:
+        if among is None:
+            return dict(self._query("select person_id, logon_id from logon_ids"))
+        wanted = list(dict.fromkeys(among))
+        out: dict[str, str] = {}
+        for i in range(0, len(wanted), 500):  # under SQLite's limit of bound parameters
+            chunk = wanted[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            sql = f"select person_id, logon_id from logon_ids where person_id in ({marks})"  # noqa: S608 -- placeholders only
+            out.update(self._query(sql, tuple(chunk)))
+        return out
 
     def taken_logon_ids(self) -> set[str]:
         return {row[0].lower() for row in self._query("select logon_id from logon_ids")}
