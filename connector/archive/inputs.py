@@ -9,6 +9,15 @@ guard thresholds) and the directory accounts as read, in 64 buckets by account i
 that an unchanged bucket is not stored again. Its digest goes into the run's ``plan``
 audit record (``inputs``): the hash-chained trail vouches for the manifest, the
 manifest for every blob.
+
+A ``BucketCache`` (the daemon's reconciles keep one across cycles) spares a run the
+serialising and hashing of the buckets whose accounts did not change since the last run
+archived through it: a bucket's digest is reused only when its accounts are equal, in
+the same order, to those it was made from (the planner keeps an unchanged account's
+object, so this is mostly an identity check), and its archived object is the very file
+the digest was written to (same inode, size and modification time). Anything else (a
+changed account, a pruned or replaced object, a digest that names another file) and
+the bucket is serialised and hashed again, so the manifest names what was read.
 """
 
 from __future__ import annotations
@@ -16,7 +25,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -90,6 +100,51 @@ def _json(value: Any) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+def bucket_bytes(accounts: Sequence[Account]) -> bytes:
+    """One bucket's archived bytes: its accounts as JSON, sorted by account id."""
+    return _json(sorted(map(account_to_dict, accounts), key=lambda d: str(d["id"]).lower()))
+
+
+@dataclass(frozen=True)
+class _Cached:
+    members: tuple[Account, ...]  # the bucket's accounts, in the order the run read them
+    digest: str
+    stamp: tuple[int, int, int]  # its object file's (inode, size, mtime_ns) when cached
+
+
+class BucketCache:
+    """The account buckets of the last run archived through it (module docstring).
+    ``serialised``: how many buckets that run serialised and hashed (0-64)."""
+
+    def __init__(self) -> None:
+        self._root: Path | None = None
+        self._buckets: dict[int, _Cached] = {}
+        self.serialised = 0
+
+    def digests(self, archive: ArchiveStore, buckets: Sequence[Sequence[Account]]) -> list[str]:
+        """Each bucket's digest, its bytes archived; reused where nothing changed."""
+        if self._root != archive.root:  # another archive (state.dir changed): start over
+            self._root, self._buckets = archive.root, {}
+        out: list[str] = []
+        serialised = 0
+        for i, accounts in enumerate(buckets):
+            members = tuple(accounts)
+            hit = self._buckets.get(i)
+            if hit is None or hit.members != members or archive.stamp(hit.digest) != hit.stamp:
+                digest = archive.put(bucket_bytes(members))
+                stamp = archive.stamp(digest)
+                serialised += 1
+                if stamp is None:  # cannot be: put just wrote it (or found it)
+                    self._buckets.pop(i, None)
+                else:
+                    self._buckets[i] = _Cached(members, digest, stamp)
+            else:
+                digest = hit.digest
+            out.append(digest)
+        self.serialised = serialised
+        return out
+
+
 def archive_run(  # noqa: PLR0913 -- keyword-only, one per fact the manifest records
     archive: ArchiveStore,
     rec: Recorder,
@@ -102,9 +157,11 @@ def archive_run(  # noqa: PLR0913 -- keyword-only, one per fact the manifest rec
     scoped: bool,
     reviewed: bool = False,
     at: datetime,
+    cache: BucketCache | None = None,
 ) -> str | None:
     """Write the run's inputs and manifest; the manifest's digest (None when the source
-    noted no plan inputs: a reviewed plan's run records what confirmed it)."""
+    noted no plan inputs: a reviewed plan's run records what confirmed it). ``cache``:
+    the account buckets of the last run archived through it (``BucketCache``)."""
     inputs = rec.inputs
     if inputs is None:
         return None
@@ -135,10 +192,13 @@ def archive_run(  # noqa: PLR0913 -- keyword-only, one per fact the manifest rec
             "digest": h.digest,
             "blob": blob,
         }
-    buckets: list[list[dict[str, Any]]] = [[] for _ in range(BUCKETS)]
+    buckets: list[list[Account]] = [[] for _ in range(BUCKETS)]
     for a in rec.accounts:
-        buckets[bucket_of(a.account_id)].append(account_to_dict(a))
-    accounts = [archive.put(_json(sorted(b, key=lambda d: str(d["id"]).lower()))) for b in buckets]
+        buckets[bucket_of(a.account_id)].append(a)
+    if cache is None:
+        accounts = [archive.put(bucket_bytes(b)) for b in buckets]
+    else:
+        accounts = cache.digests(archive, buckets)
     state = {
         "known_logon_ids": dict(inputs.known_logon_ids),
         "taken_logon_ids": sorted(inputs.taken_logon_ids),

@@ -51,6 +51,15 @@ class ArchiveStore:
     def has(self, digest: str) -> bool:
         return self._object(digest).is_file()
 
+    def stamp(self, digest: str) -> tuple[int, int, int] | None:
+        """The object file of ``digest``: (inode, size, mtime_ns); None when missing. A
+        cached digest is reused only while its file is the one it was written to."""
+        try:
+            st = self._object(digest).stat()
+        except OSError:
+            return None
+        return (st.st_ino, st.st_size, st.st_mtime_ns)
+
     def put(self, data: bytes) -> str:
         """Store ``data``; its sha256 (hex). Written only if not there yet."""
         digest = sha256(data)

@@ -139,6 +139,9 @@ class Planned:
     #: a reviewed plan (``apply --plan``): what the run noted is the fresh read that
     #: confirmed it, which its replay checks it against (connector.archive)
     reviewed: bool = False
+    #: the account buckets the source's last run archived (the daemon's reconciles keep
+    #: one across cycles: an unchanged bucket is not serialised and hashed again)
+    archive_cache: archive.BucketCache | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -260,6 +263,7 @@ class Run:
                     scoped=planned.scope is not None,
                     reviewed=planned.reviewed,
                     at=rt.clock(),
+                    cache=planned.archive_cache,
                 )
         except OSError as exc:  # nothing recorded or changed yet: the run stops here
             raise archive.ArchiveWriteError(

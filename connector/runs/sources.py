@@ -73,4 +73,10 @@ class IncrementalCycle:
     def plan(self, ctx: RunContext) -> Planned:
         r = self.reconciler.cycle(ctx.store)
         ctx.evaluated(r.evaluation)
-        return Planned(r.plan, r.evaluation, None, self.reconciler.enabled_accounts)
+        return Planned(
+            r.plan,
+            r.evaluation,
+            None,
+            self.reconciler.enabled_accounts,
+            archive_cache=self.reconciler.archive_cache,
+        )
