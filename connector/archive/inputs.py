@@ -49,12 +49,13 @@ def bucket_of(account_id: str) -> int:
 
 
 def account_to_dict(a: Account) -> dict[str, Any]:
+    """``a`` as JSON-ready data (its attribute values' tuples are written as arrays)."""
     return {
         "id": a.account_id,
         "corr": a.correlation,
         "logon": a.logon_id,
         "enabled": a.enabled,
-        "attrs": {k: list(v) for k, v in a.attributes.items()},
+        "attrs": dict(a.attributes),
         "groups": sorted(a.groups),
     }
 
@@ -102,7 +103,11 @@ def _json(value: Any) -> bytes:
 
 def bucket_bytes(accounts: Sequence[Account]) -> bytes:
     """One bucket's archived bytes: its accounts as JSON, sorted by account id."""
-    return _json(sorted(map(account_to_dict, accounts), key=lambda d: str(d["id"]).lower()))
+    return _json([account_to_dict(a) for a in sorted(accounts, key=_id_key)])
+
+
+def _id_key(a: Account) -> str:
+    return a.account_id.lower()
 
 
 @dataclass(frozen=True)
