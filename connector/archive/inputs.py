@@ -38,7 +38,8 @@ from connector.model.accounts import Account
 from connector.model.feeds import FeedName
 from connector.model.plan import HeldDecision
 from connector.policy import PolicyRules
-from connector.settings import Settings
+from connector.reconcile import PlanInputs
+from connector.settings import FeedsSettings, Settings
 
 FORMAT = 1
 BUCKETS = 64
@@ -150,28 +151,10 @@ class BucketCache:
         return out
 
 
-def archive_run(  # noqa: PLR0913 -- keyword-only, one per fact the manifest records
-    archive: ArchiveStore,
-    rec: Recorder,
-    *,
-    run_id: str,
-    kind: str,
-    settings: Settings,
-    rules: PolicyRules,
-    checksum: str,
-    scoped: bool,
-    reviewed: bool = False,
-    at: datetime,
-    cache: BucketCache | None = None,
-) -> str | None:
-    """Write the run's inputs and manifest; the manifest's digest (None when the source
-    noted no plan inputs: a reviewed plan's run records what confirmed it). ``cache``:
-    the account buckets of the last run archived through it (``BucketCache``)."""
-    inputs = rec.inputs
-    if inputs is None:
-        return None
+def _feeds(archive: ArchiveStore, inputs: PlanInputs, s: FeedsSettings) -> dict[str, Any]:
+    """Each feed file as the run judged it, its bytes archived (an unchanged file is
+    named by its digest: neither read nor compressed again)."""
     feeds: dict[str, Any] = {}
-    s = settings.feeds
     layout = load_feed_layout(s.mapping)
     for name in FeedName:
         h = inputs.feeds.health.get(name)
@@ -197,6 +180,36 @@ def archive_run(  # noqa: PLR0913 -- keyword-only, one per fact the manifest rec
             "digest": h.digest,
             "blob": blob,
         }
+    return feeds
+
+
+def archive_run(  # noqa: PLR0913 -- keyword-only, one per fact the manifest records
+    archive: ArchiveStore,
+    rec: Recorder,
+    *,
+    run_id: str,
+    kind: str,
+    settings: Settings,
+    rules: PolicyRules,
+    checksum: str,
+    scoped: bool,
+    reviewed: bool = False,
+    at: datetime,
+    cache: BucketCache | None = None,
+    planned_from: Mapping[str, str] | None = None,
+    saved_plan: bool = False,
+) -> str | None:
+    """Write the run's inputs and manifest; the manifest's digest (None when the source
+    noted no plan inputs: a reviewed plan's run records what confirmed it). ``cache``:
+    the account buckets of the last run archived through it (``BucketCache``).
+    ``planned_from``: a reviewed plan's run, the saved plan's inputs (``id``,
+    ``manifest``) it was made from. ``saved_plan``: the inputs of ``misync plan -o``
+    (``run_id`` is the plan's id), kept as a saved plan's, not a run's."""
+    inputs = rec.inputs
+    if inputs is None:
+        return None
+    s = settings.feeds
+    feeds = _feeds(archive, inputs, s)
     buckets: list[list[Account]] = [[] for _ in range(BUCKETS)]
     for a in rec.accounts:
         buckets[bucket_of(a.account_id)].append(a)
@@ -243,7 +256,11 @@ def archive_run(  # noqa: PLR0913 -- keyword-only, one per fact the manifest rec
         "accounts": accounts,
         "account_count": len(rec.accounts),
         "blobs": blobs,
+        **({"planned_from": dict(planned_from)} if planned_from else {}),
     }
     digest = archive.put(_json(manifest))
-    archive.record_run(run_id, digest, at)
+    if saved_plan:
+        archive.record_plan(run_id, digest, at)
+    else:
+        archive.record_run(run_id, digest, at)
     return digest

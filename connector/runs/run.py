@@ -142,6 +142,9 @@ class Planned:
     #: the account buckets the source's last run archived (the daemon's reconciles keep
     #: one across cycles: an unchanged bucket is not serialised and hashed again)
     archive_cache: archive.BucketCache | None = field(default=None, repr=False)
+    #: a reviewed plan's run: the archived inputs the saved plan was made from
+    #: (``misync plan -o``: ``id``, ``manifest``), named in the run's archived inputs
+    planned_from: Mapping[str, str] | None = None
 
 
 @dataclass
@@ -264,6 +267,7 @@ class Run:
                     reviewed=planned.reviewed,
                     at=rt.clock(),
                     cache=planned.archive_cache,
+                    planned_from=planned.planned_from,
                 )
         except OSError as exc:  # nothing recorded or changed yet: the run stops here
             raise archive.ArchiveWriteError(

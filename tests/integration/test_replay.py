@@ -325,3 +325,82 @@ def test_a_daemon_cycle_serialises_only_the_buckets_whose_accounts_changed(
     for run_id in run_ids:
         assert main(["-c", str(cfg), "audit", "replay", run_id]) == ExitCode.OK
         assert "matches the trail" in capsys.readouterr().out
+
+
+def test_a_saved_plan_names_its_archived_inputs_and_its_run_replays_them(
+    tmp_path: Path, ldap_scope: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``plan -o`` archives the inputs the plan was made from and names them beside the
+    file's checksum; the run that carries the plan out records them, and its replay
+    rebuilds the reviewed plan from them (one altered byte: exit 6). Retention keeps
+    them as long as the run; a plan file naming inputs that are not its own is carried
+    out all the same, naming none."""
+    feeds, state, cfg = tmp_path / "feeds", tmp_path / "state", tmp_path / "misync.toml"
+    write_world(feeds, 4)
+    write_config(cfg, feeds, state, ldap_scope)
+    saved = tmp_path / "plan.json"
+    assert main(["-c", str(cfg), "plan", "-o", str(saved)]) == ExitCode.OK
+    capsys.readouterr()
+    body = json.loads(saved.read_text(encoding="utf-8"))
+    named = body["inputs"]
+    archive = ArchiveStore(state / "archive")
+    assert [(p, m) for p, m, _ in archive.plans()] == [(named["id"], named["manifest"])]
+    assert list(archive.runs()) == []  # a saved plan is no run (explain --at passes it by)
+    manifest = json.loads(archive.get(named["manifest"]))
+    assert (manifest["kind"], manifest["checksum"]) == ("plan", body["checksum"])
+
+    # the world moves on between review and apply: the plan still holds (nothing drifted)
+    (feeds / "training.csv").write_text(
+        (feeds / "training.csv").read_text(encoding="utf-8") + "P9999,MIS Basic,2025-09-10\n"
+    )
+    code = main(["-c", str(cfg), "apply", "--plan", str(saved), "--format", "json"])
+    out = capsys.readouterr().out
+    assert code == ExitCode.OK, out
+    run_id = json.loads(out)["run_id"]
+    run_manifest = _manifest(archive, run_id)
+    assert run_manifest["reviewed"] and run_manifest["planned_from"] == named
+
+    def replay_out(*args: str) -> tuple[int, str]:
+        code = main(["-c", str(cfg), "audit", "replay", *args])
+        return code, capsys.readouterr().out
+
+    code, out = replay_out(run_id)
+    assert code == ExitCode.OK, out
+    assert f"run {run_id}: a reviewed plan (apply --plan): its 4 actions" in out
+    assert (
+        f"run {run_id}: its plan was made by misync plan -o ({named['id']}, as of"
+        f" {manifest['as_of']}): rebuilt from that plan's archived inputs, checksum"
+        f" {body['checksum']} matches the trail"
+    ) in out
+
+    # retention: the saved plan's entry goes, its inputs stay while the run is kept
+    (plan_at,) = [at for _, _, at in archive.plans()]
+    (run_at,) = [at for _, _, at in archive.runs()]
+    assert plan_at < run_at
+    assert archive.prune(run_at, run_at) == 0
+    assert list(archive.plans()) == []
+    code, out = replay_out(run_id)
+    assert code == ExitCode.OK and "rebuilt from that plan's archived inputs" in out, out
+
+    # one altered byte of the saved plan's inputs (its manifest: the rest is shared with
+    # the run's own): exit 6, naming them
+    obj = archive.root / "objects" / named["manifest"][:2] / named["manifest"][2:]
+    data = bytearray(zlib.decompress(obj.read_bytes()))
+    data[2] ^= 1
+    obj.write_bytes(zlib.compress(bytes(data)))
+    code, out = replay_out(run_id)
+    assert code == ExitCode.TAMPERED, out
+    assert f"the inputs of its saved plan {named['id']}" in out
+
+    # a plan file naming inputs that are not its own: carried out, naming none
+    assert main(["-c", str(cfg), "plan", "-o", str(saved)]) == ExitCode.OK
+    capsys.readouterr()
+    other = json.loads(saved.read_text(encoding="utf-8"))
+    text = saved.read_text(encoding="utf-8").replace(
+        other["inputs"]["manifest"], named["manifest"]
+    )
+    saved.write_text(text, encoding="utf-8")
+    code = main(["-c", str(cfg), "apply", "--plan", str(saved), "--format", "json"])
+    out = capsys.readouterr().out
+    assert code == ExitCode.OK, out
+    assert "planned_from" not in _manifest(archive, json.loads(out)["run_id"])
