@@ -51,8 +51,8 @@ def _archive_inputs(rt: Runtime, rec: Recorder, plan: Plan, plan_id: str) -> dic
     """``plan -o``: the inputs the plan was made from, into the archive as a saved
     plan's (``plans/PLAN_ID.json``, kept ``archive.keep_days``), under the state
     folder's lock (retention must not remove them while they are written); the
-    ``inputs`` the plan file names. Nothing archived (exit 3) if another run holds the
-    state folder or the archive cannot be written."""
+    ``inputs`` the plan file names. Nothing archived and no file written if another
+    run holds the state folder (exit 7) or the archive cannot be written (exit 3)."""
     from connector.archive import ArchiveStore, ArchiveWriteError
     from connector.archive.inputs import archive_run
     from connector.runs.planning import collector_paused
