@@ -26,6 +26,7 @@ from connector.runs import ApplyResult, IncrementalCycle, Run, run_apply
 from connector.runs.cycle import CyclePlanner
 from connector.runs.targeted import run_targeted
 from connector.settings import load_settings
+from connector.state import state_lock
 from tests.integration import test_end_to_end as e2e
 from tests.integration.test_daemon import LA, append_row, write_config, write_world
 
@@ -339,6 +340,9 @@ def test_a_saved_plan_names_its_archived_inputs_and_its_run_replays_them(
     write_world(feeds, 4)
     write_config(cfg, feeds, state, ldap_scope)
     saved = tmp_path / "plan.json"
+    with state_lock(state):  # another run holds the state folder: no inputs, no file
+        assert main(["-c", str(cfg), "plan", "-o", str(saved)]) == ExitCode.BUSY
+    assert not saved.exists()
     assert main(["-c", str(cfg), "plan", "-o", str(saved)]) == ExitCode.OK
     capsys.readouterr()
     body = json.loads(saved.read_text(encoding="utf-8"))
