@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from contextlib import nullcontext
 from typing import TYPE_CHECKING, TextIO
 
 import structlog
@@ -26,9 +27,12 @@ def plan_command(rt: Runtime, args: argparse.Namespace, out: TextIO, run_id: str
 
     log = structlog.get_logger("misync.cli")
     as_of = args.as_of or rt.clock()
-    with rt.store() as store, archive.recording() as rec:
+    # only a saved plan keeps what it read (the accounts, for the archive)
+    recording = archive.recording() if args.out else nullcontext(None)
+    with rt.store() as store, recording as rec:
         plan, _ = runs.make_plan(rt, store, as_of, override_guard=args.override_guard)
     if args.out:  # streamed: a large plan is never held as one string
+        assert rec is not None
         inputs = _archive_inputs(rt, rec, plan, run_id)
         with args.out.open("w", encoding="utf-8") as f:
             write_plan(plan, f, inputs)
