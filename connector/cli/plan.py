@@ -103,7 +103,9 @@ def apply_command(rt: Runtime, args: argparse.Namespace, out: TextIO, run_id: st
     progress = ApplyProgress(
         out if args.format == "text" else None,
         sys.stderr,
-        render=lambda p: "" if shown else render_plan(p, limit=view_limit(args, p), tz=rt.rules.tz),
+        render=lambda p: (
+            "" if shown else render_plan(p, limit=view_limit(args, p), tz=rt.rules.tz)
+        ),
     )
     with alert_manager(rt) as alerts, requester_notifier(rt) as notifier:
         try:

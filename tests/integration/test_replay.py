@@ -400,9 +400,7 @@ def test_a_saved_plan_names_its_archived_inputs_and_its_run_replays_them(
     assert main(["-c", str(cfg), "plan", "-o", str(saved)]) == ExitCode.OK
     capsys.readouterr()
     other = json.loads(saved.read_text(encoding="utf-8"))
-    text = saved.read_text(encoding="utf-8").replace(
-        other["inputs"]["manifest"], named["manifest"]
-    )
+    text = saved.read_text(encoding="utf-8").replace(other["inputs"]["manifest"], named["manifest"])
     saved.write_text(text, encoding="utf-8")
     code = main(["-c", str(cfg), "apply", "--plan", str(saved), "--format", "json"])
     out = capsys.readouterr().out
