@@ -10,6 +10,7 @@ content-addressed (sha256) and compressed (zlib) in ``state.dir/archive/``, so t
 """
 
 from connector.archive.capture import Recorder, note, recording
+from connector.archive.inputs import BucketCache
 from connector.archive.store import (
     ArchiveError,
     ArchiveStore,
@@ -21,6 +22,7 @@ __all__ = [
     "ArchiveError",
     "ArchiveStore",
     "ArchiveWriteError",
+    "BucketCache",
     "Recorder",
     "note",
     "prune_archive",

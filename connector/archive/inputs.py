@@ -9,6 +9,15 @@ guard thresholds) and the directory accounts as read, in 64 buckets by account i
 that an unchanged bucket is not stored again. Its digest goes into the run's ``plan``
 audit record (``inputs``): the hash-chained trail vouches for the manifest, the
 manifest for every blob.
+
+A ``BucketCache`` (the daemon's reconciles keep one across cycles) spares a run the
+serialising and hashing of the buckets whose accounts did not change since the last run
+archived through it: a bucket's digest is reused only when its accounts are equal, in
+the same order, to those it was made from (the planner keeps an unchanged account's
+object, so this is mostly an identity check), and its archived object is the very file
+the digest was written to (same inode, size and modification time). Anything else (a
+changed account, a pruned or replaced object, a digest that names another file) and
+the bucket is serialised and hashed again, so the manifest names what was read.
 """
 
 from __future__ import annotations
@@ -16,7 +25,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -28,7 +38,8 @@ from connector.model.accounts import Account
 from connector.model.feeds import FeedName
 from connector.model.plan import HeldDecision
 from connector.policy import PolicyRules
-from connector.settings import Settings
+from connector.reconcile import PlanInputs
+from connector.settings import FeedsSettings, Settings
 
 FORMAT = 1
 BUCKETS = 64
@@ -39,12 +50,13 @@ def bucket_of(account_id: str) -> int:
 
 
 def account_to_dict(a: Account) -> dict[str, Any]:
+    """``a`` as JSON-ready data (its attribute values' tuples are written as arrays)."""
     return {
         "id": a.account_id,
         "corr": a.correlation,
         "logon": a.logon_id,
         "enabled": a.enabled,
-        "attrs": {k: list(v) for k, v in a.attributes.items()},
+        "attrs": dict(a.attributes),
         "groups": sorted(a.groups),
     }
 
@@ -90,26 +102,59 @@ def _json(value: Any) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def archive_run(  # noqa: PLR0913 -- keyword-only, one per fact the manifest records
-    archive: ArchiveStore,
-    rec: Recorder,
-    *,
-    run_id: str,
-    kind: str,
-    settings: Settings,
-    rules: PolicyRules,
-    checksum: str,
-    scoped: bool,
-    reviewed: bool = False,
-    at: datetime,
-) -> str | None:
-    """Write the run's inputs and manifest; the manifest's digest (None when the source
-    noted no plan inputs: a reviewed plan's run records what confirmed it)."""
-    inputs = rec.inputs
-    if inputs is None:
-        return None
+def bucket_bytes(accounts: Sequence[Account]) -> bytes:
+    """One bucket's archived bytes: its accounts as JSON, sorted by account id."""
+    return _json([account_to_dict(a) for a in sorted(accounts, key=_id_key)])
+
+
+def _id_key(a: Account) -> str:
+    return a.account_id.lower()
+
+
+@dataclass(frozen=True)
+class _Cached:
+    members: tuple[Account, ...]  # the bucket's accounts, in the order the run read them
+    digest: str
+    stamp: tuple[int, int, int]  # its object file's (inode, size, mtime_ns) when cached
+
+
+class BucketCache:
+    """The account buckets of the last run archived through it (module docstring).
+    ``serialised``: how many buckets that run serialised and hashed (0-64)."""
+
+    def __init__(self) -> None:
+        self._root: Path | None = None
+        self._buckets: dict[int, _Cached] = {}
+        self.serialised = 0
+
+    def digests(self, archive: ArchiveStore, buckets: Sequence[Sequence[Account]]) -> list[str]:
+        """Each bucket's digest, its bytes archived; reused where nothing changed."""
+        if self._root != archive.root:  # another archive (state.dir changed): start over
+            self._root, self._buckets = archive.root, {}
+        out: list[str] = []
+        serialised = 0
+        for i, accounts in enumerate(buckets):
+            members = tuple(accounts)
+            hit = self._buckets.get(i)
+            if hit is None or hit.members != members or archive.stamp(hit.digest) != hit.stamp:
+                digest = archive.put(bucket_bytes(members))
+                stamp = archive.stamp(digest)
+                serialised += 1
+                if stamp is None:  # cannot be: put just wrote it (or found it)
+                    self._buckets.pop(i, None)
+                else:
+                    self._buckets[i] = _Cached(members, digest, stamp)
+            else:
+                digest = hit.digest
+            out.append(digest)
+        self.serialised = serialised
+        return out
+
+
+def _feeds(archive: ArchiveStore, inputs: PlanInputs, s: FeedsSettings) -> dict[str, Any]:
+    """Each feed file as the run judged it, its bytes archived (an unchanged file is
+    named by its digest: neither read nor compressed again)."""
     feeds: dict[str, Any] = {}
-    s = settings.feeds
     layout = load_feed_layout(s.mapping)
     for name in FeedName:
         h = inputs.feeds.health.get(name)
@@ -135,10 +180,43 @@ def archive_run(  # noqa: PLR0913 -- keyword-only, one per fact the manifest rec
             "digest": h.digest,
             "blob": blob,
         }
-    buckets: list[list[dict[str, Any]]] = [[] for _ in range(BUCKETS)]
+    return feeds
+
+
+def archive_run(  # noqa: PLR0913 -- keyword-only, one per fact the manifest records
+    archive: ArchiveStore,
+    rec: Recorder,
+    *,
+    run_id: str,
+    kind: str,
+    settings: Settings,
+    rules: PolicyRules,
+    checksum: str,
+    scoped: bool,
+    reviewed: bool = False,
+    at: datetime,
+    cache: BucketCache | None = None,
+    planned_from: Mapping[str, str] | None = None,
+    saved_plan: bool = False,
+) -> str | None:
+    """Write the run's inputs and manifest; the manifest's digest (None when the source
+    noted no plan inputs: a reviewed plan's run records what confirmed it). ``cache``:
+    the account buckets of the last run archived through it (``BucketCache``).
+    ``planned_from``: a reviewed plan's run, the saved plan's inputs (``id``,
+    ``manifest``) it was made from. ``saved_plan``: the inputs of ``misync plan -o``
+    (``run_id`` is the plan's id), kept as a saved plan's, not a run's."""
+    inputs = rec.inputs
+    if inputs is None:
+        return None
+    s = settings.feeds
+    feeds = _feeds(archive, inputs, s)
+    buckets: list[list[Account]] = [[] for _ in range(BUCKETS)]
     for a in rec.accounts:
-        buckets[bucket_of(a.account_id)].append(account_to_dict(a))
-    accounts = [archive.put(_json(sorted(b, key=lambda d: str(d["id"]).lower()))) for b in buckets]
+        buckets[bucket_of(a.account_id)].append(a)
+    if cache is None:
+        accounts = [archive.put(bucket_bytes(b)) for b in buckets]
+    else:
+        accounts = cache.digests(archive, buckets)
     state = {
         "known_logon_ids": dict(inputs.known_logon_ids),
         "taken_logon_ids": sorted(inputs.taken_logon_ids),
@@ -178,7 +256,11 @@ def archive_run(  # noqa: PLR0913 -- keyword-only, one per fact the manifest rec
         "accounts": accounts,
         "account_count": len(rec.accounts),
         "blobs": blobs,
+        **({"planned_from": dict(planned_from)} if planned_from else {}),
     }
     digest = archive.put(_json(manifest))
-    archive.record_run(run_id, digest, at)
+    if saved_plan:
+        archive.record_plan(run_id, digest, at)
+    else:
+        archive.record_run(run_id, digest, at)
     return digest

@@ -3,7 +3,10 @@
 ``objects/ab/cdef...`` holds the zlib-compressed bytes whose sha256 is ``abcdef...``; a
 blob already there is not written again (an unchanged feed or account bucket costs
 nothing in the next run). ``runs/<run_id>.json`` names a run's manifest and when it was
-archived; ``pruned/<run_id>.json`` says when retention removed a run's inputs. Every
+archived; ``plans/<id>.json`` the manifest of the inputs a saved plan (``misync plan
+-o``) was made from, which no run carried out yet (not in the audit trail, so never
+a run to replay or explain); ``pruned/<run_id>.json`` says when retention removed a
+run's inputs. Every
 read checks the bytes against their name: a missing or altered blob is an
 ``ArchiveError`` (exit 6, as a tampered trail), never silently something else.
 """
@@ -51,6 +54,15 @@ class ArchiveStore:
     def has(self, digest: str) -> bool:
         return self._object(digest).is_file()
 
+    def stamp(self, digest: str) -> tuple[int, int, int] | None:
+        """The object file of ``digest``: (inode, size, mtime_ns); None when missing. A
+        cached digest is reused only while its file is the one it was written to."""
+        try:
+            st = self._object(digest).stat()
+        except OSError:
+            return None
+        return (st.st_ino, st.st_size, st.st_mtime_ns)
+
     def put(self, data: bytes) -> str:
         """Store ``data``; its sha256 (hex). Written only if not there yet."""
         digest = sha256(data)
@@ -78,6 +90,20 @@ class ArchiveStore:
         body = json.dumps({"manifest": manifest, "at": at.isoformat()}).encode()
         _write_atomic(self.root / "runs" / f"{run_id}.json", body)
 
+    def record_plan(self, plan_id: str, manifest: str, at: datetime) -> None:
+        """The inputs of a saved plan (``misync plan -o``): kept as a run's are, until
+        ``keep_days`` after ``at``; a run that carries the plan out names them too."""
+        body = json.dumps({"manifest": manifest, "at": at.isoformat()}).encode()
+        _write_atomic(self.root / "plans" / f"{plan_id}.json", body)
+
+    def _entries(self, folder: str) -> Iterator[tuple[str, str, datetime]]:
+        path = self.root / folder
+        if not path.is_dir():
+            return
+        for entry in sorted(path.glob("*.json")):
+            d = json.loads(entry.read_text())
+            yield entry.stem, str(d["manifest"]), datetime.fromisoformat(d["at"])
+
     def run_manifest(self, run_id: str) -> str | None:
         """The manifest digest the archive holds for ``run_id`` (None: none)."""
         try:
@@ -93,34 +119,38 @@ class ArchiveStore:
 
     def runs(self) -> Iterator[tuple[str, str, datetime]]:
         """(run id, manifest digest, archived at) of every run still archived."""
-        folder = self.root / "runs"
-        if not folder.is_dir():
-            return
-        for path in sorted(folder.glob("*.json")):
-            d = json.loads(path.read_text())
-            yield path.stem, str(d["manifest"]), datetime.fromisoformat(d["at"])
+        return self._entries("runs")
+
+    def plans(self) -> Iterator[tuple[str, str, datetime]]:
+        """(plan id, manifest digest, archived at) of every saved plan's inputs."""
+        return self._entries("plans")
 
     def size(self) -> int:
         """Bytes on disk of every blob."""
         return sum(p.stat().st_size for p in (self.root / "objects").rglob("*") if p.is_file())
 
     def prune(self, before: datetime, now: datetime) -> int:
-        """Remove the runs archived before ``before`` (each noted in ``pruned/``) and the
-        blobs no remaining run refers to; the number of runs removed."""
+        """Remove the runs archived before ``before`` (each noted in ``pruned/``), the
+        saved plans' inputs archived before it, and the blobs no remaining run or saved
+        plan refers to; the number of runs removed."""
         removed = 0
+        dropped = False  # any entry, a run's or a saved plan's
         keep: set[str] | None = set()
-        for run_id, manifest, at in list(self.runs()):
+        entries = [("runs", *e) for e in self.runs()] + [("plans", *e) for e in self.plans()]
+        for folder, run_id, manifest, at in entries:
             if at < before:
-                body = json.dumps({"at": now.isoformat(), "archived_at": at.isoformat()})
-                _write_atomic(self.root / "pruned" / f"{run_id}.json", body.encode())
-                (self.root / "runs" / f"{run_id}.json").unlink()
-                removed += 1
+                if folder == "runs":  # a saved plan is no run: nothing to say of it later
+                    body = json.dumps({"at": now.isoformat(), "archived_at": at.isoformat()})
+                    _write_atomic(self.root / "pruned" / f"{run_id}.json", body.encode())
+                    removed += 1
+                (self.root / folder / f"{run_id}.json").unlink()
+                dropped = True
             elif keep is not None:
                 refs = _referenced(self, manifest)
                 # a kept run's manifest that is altered or missing: no blob is removed,
                 # so that what it named stays for whoever investigates (audit replay)
                 keep = None if refs is None else keep | refs | {manifest}
-        if removed and keep is not None:
+        if dropped and keep is not None:
             for path in (self.root / "objects").rglob("*"):
                 if path.is_file() and path.parent.name + path.name not in keep:
                     path.unlink()
@@ -136,6 +166,10 @@ def _referenced(store: ArchiveStore, manifest: str) -> set[str] | None:
     refs = {f["blob"] for f in m.get("feeds", {}).values() if f.get("blob")}
     refs.update(m.get("accounts", []))
     refs.update(v for k, v in m.get("blobs", {}).items() if v)
+    planned = (m.get("planned_from") or {}).get("manifest")
+    if planned:  # a reviewed plan's run keeps the inputs the plan was made from
+        refs.add(planned)
+        refs.update(_referenced(store, planned) or ())
     return refs
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from contextlib import nullcontext
 from typing import TYPE_CHECKING, TextIO
 
 import structlog
@@ -14,22 +15,27 @@ from connector.errors import ExitCode
 
 if TYPE_CHECKING:
     from connector.app import Runtime
+    from connector.archive import Recorder
     from connector.model.plan import Plan
 
 
 def plan_command(rt: Runtime, args: argparse.Namespace, out: TextIO, run_id: str) -> int:
     """The dry run: the plan as text or JSON (``-o`` writes the reviewable file)."""
-    from connector import runs
+    from connector import archive, runs
     from connector.reconcile.render import render_plan
     from connector.reconcile.serialize import write_plan
 
     log = structlog.get_logger("misync.cli")
     as_of = args.as_of or rt.clock()
-    with rt.store() as store:
+    # only a saved plan keeps what it read (the accounts, for the archive)
+    recording = archive.recording() if args.out else nullcontext(None)
+    with rt.store() as store, recording as rec:
         plan, _ = runs.make_plan(rt, store, as_of, override_guard=args.override_guard)
     if args.out:  # streamed: a large plan is never held as one string
+        assert rec is not None
+        inputs = _archive_inputs(rt, rec, plan, run_id)
         with args.out.open("w", encoding="utf-8") as f:
-            write_plan(plan, f)
+            write_plan(plan, f, inputs)
             f.write("\n")
     if args.format == "json":
         write_plan(plan, out)
@@ -45,6 +51,41 @@ def plan_command(rt: Runtime, args: argparse.Namespace, out: TextIO, run_id: str
     return ExitCode.OK
 
 
+def _archive_inputs(rt: Runtime, rec: Recorder, plan: Plan, plan_id: str) -> dict[str, str]:
+    """``plan -o``: the inputs the plan was made from, into the archive as a saved
+    plan's (``plans/PLAN_ID.json``, kept ``archive.keep_days``), under the state
+    folder's lock (retention must not remove them while they are written); the
+    ``inputs`` the plan file names. Nothing archived and no file written if another
+    run holds the state folder (exit 7) or the archive cannot be written (exit 3)."""
+    from connector.archive import ArchiveStore, ArchiveWriteError
+    from connector.archive.inputs import archive_run
+    from connector.runs.planning import collector_paused
+    from connector.state import state_lock
+
+    folder = rt.settings.state.dir / "archive"
+    try:
+        with state_lock(rt.settings.state.dir), collector_paused():
+            digest = archive_run(
+                ArchiveStore(folder),
+                rec,
+                run_id=plan_id,
+                kind="plan",
+                settings=rt.settings,
+                rules=rt.rules,
+                checksum=plan.checksum,
+                scoped=False,
+                at=rt.clock(),
+                saved_plan=True,
+            )
+    except OSError as exc:
+        raise ArchiveWriteError(
+            f"{folder}: the plan's inputs could not be archived: {exc}; no plan file written"
+        ) from exc
+    assert digest is not None  # make_plan always notes its inputs
+    structlog.get_logger("misync.cli").info("plan.archived", inputs=digest)
+    return {"id": plan_id, "manifest": digest}
+
+
 def apply_command(rt: Runtime, args: argparse.Namespace, out: TextIO, run_id: str) -> int:
     """Plan now (or take a reviewed plan) and carry it out, journaled and audited."""
     from connector import runs
@@ -52,7 +93,7 @@ def apply_command(rt: Runtime, args: argparse.Namespace, out: TextIO, run_id: st
     from connector.audit import AuditIntegrityError, AuditWriteError
     from connector.reconcile.render import render_plan
 
-    reviewed = _reviewed_plan(args)
+    reviewed, planned_from = _reviewed_plan(args)
     shown = False  # the plan was printed before the question
     if reviewed is None and not args.yes and isatty(sys.stdin):
         reviewed = _ask_before_apply(rt, args, out)  # raises UserError on "no"
@@ -75,6 +116,7 @@ def apply_command(rt: Runtime, args: argparse.Namespace, out: TextIO, run_id: st
                 run_id=run_id,
                 alerts=alerts,
                 observer=runs.Observers(progress, notifier),
+                planned_from=planned_from,
             )
         except runs.DriftError as exc:
             lines = "\n".join(f"  {d}" for d in exc.drifted)
@@ -107,17 +149,18 @@ def apply_command(rt: Runtime, args: argparse.Namespace, out: TextIO, run_id: st
     return ExitCode.OK if result.status == "ok" else ExitCode.INCOMPLETE
 
 
-def _reviewed_plan(args: argparse.Namespace) -> Plan | None:
-    """The reviewed plan of ``apply --plan FILE`` (checked against ``--checksum``), or
-    None without ``--plan``."""
-    from connector.reconcile import PlanFormatError, plan_from_json
+def _reviewed_plan(args: argparse.Namespace) -> tuple[Plan | None, dict[str, str] | None]:
+    """The reviewed plan of ``apply --plan FILE`` (checked against ``--checksum``) and
+    the archived inputs the file names (``plan -o``), or None without ``--plan``."""
+    from connector.reconcile import PlanFormatError
+    from connector.reconcile.serialize import read_plan_file
 
     if not args.plan_file:
         if args.checksum:
             raise UserError("--checksum goes with --plan")
-        return None
+        return None, None
     try:
-        reviewed = plan_from_json(
+        reviewed, inputs = read_plan_file(
             args.plan_file.read_text(encoding="utf-8"), source=str(args.plan_file)
         )
     except OSError as exc:
@@ -129,7 +172,7 @@ def _reviewed_plan(args: argparse.Namespace) -> Plan | None:
             f"refused: {args.plan_file} is {reviewed.checksum}, not the approved {args.checksum}",
             ExitCode.REFUSED,
         )
-    return reviewed
+    return reviewed, inputs
 
 
 def _ask_before_apply(rt: Runtime, args: argparse.Namespace, out: TextIO) -> Plan:

@@ -21,8 +21,9 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from connector.app import Runtime
+    from connector.archive.replay import Replayed
     from connector.audit.trail import AuditRecord
-    from connector.model.plan import Plan
+    from connector.model.plan import Action, Op, Plan
 
 
 def _differences(recorded: Plan, replayed: Plan) -> list[str]:
@@ -38,18 +39,28 @@ def _differences(recorded: Plan, replayed: Plan) -> list[str]:
     return out or ["  the actions agree; the held actions, deadlines or feeds differ"]
 
 
-def _reviewed(run_id: str, records: Sequence[AuditRecord], rebuilt: Plan, out: TextIO) -> int:
+def _reviewed(
+    store: Any, run_id: str, records: Sequence[AuditRecord], result: Replayed, out: TextIO
+) -> int:
     """A reviewed plan's run (``apply --plan``): the archive holds the fresh read that
     confirmed it; every action the trail recorded must be in the plan rebuilt from it,
-    with the same changes (as ``apply --plan`` confirmed it at the time)."""
+    with the same changes (as ``apply --plan`` confirmed it at the time). A plan file
+    made by ``plan -o`` named the inputs it was made from: the plan rebuilt from them
+    must be the very plan the trail recorded (``_planned``)."""
+    code = _confirmed(run_id, records, result.plan, out)
+    planned = result.manifest.get("planned_from")
+    return max(code, _planned(store, run_id, planned, records, out)) if planned else code
+
+
+def _confirmed(run_id: str, records: Sequence[AuditRecord], rebuilt: Plan, out: TextIO) -> int:
     from connector.records import read_run
 
     recorded = read_run([(r.kind, r.at, r.data) for r in records], run_id).plan
-    fresh = {(a.op, a.key): a for a in rebuilt.actions}
+    fresh = {_identity(a): a for a in rebuilt.actions}
     bad = [
         f"  not what the archived inputs give: {a.op.value} {a.key}"
         for a in recorded.actions
-        if (a.op, a.key) not in fresh or fresh[(a.op, a.key)].changes != a.changes
+        if _identity(a) not in fresh or fresh[_identity(a)].changes != a.changes
     ]
     if bad:
         out.write(f"run {run_id}: REPLAY DIFFERS: the archived inputs do not confirm it\n")
@@ -60,6 +71,48 @@ def _reviewed(run_id: str, records: Sequence[AuditRecord], rebuilt: Plan, out: T
         f" are each what the archived inputs give (rebuilt {rebuilt.checksum})\n"
     )
     return ExitCode.OK
+
+
+def _planned(
+    store: Any, run_id: str, planned: dict[str, str], records: Sequence[AuditRecord], out: TextIO
+) -> int:
+    """A reviewed plan's run whose plan file named its inputs (``plan -o``): the plan
+    rebuilt from those archived inputs must be the very plan the trail recorded."""
+    from connector.archive import ArchiveError
+    from connector.archive.replay import replay
+    from connector.records import read_run
+
+    plan_id = planned["id"]
+    try:
+        r = replay(store, plan_id, planned["manifest"])
+    except ArchiveError as exc:
+        out.write(
+            f"run {run_id}: ARCHIVE ALTERED OR MISSING: the inputs of its saved plan"
+            f" {plan_id}: {exc}\n"
+        )
+        return ExitCode.TAMPERED
+    recorded = read_run([(x.kind, x.at, x.data) for x in records], run_id).plan
+    if r.plan.checksum != recorded.checksum:
+        out.write(
+            f"run {run_id}: REPLAY DIFFERS: its saved plan {plan_id}'s archived inputs give"
+            f" {r.plan.checksum}, the trail recorded {recorded.checksum}\n"
+        )
+        out.write("".join(line + "\n" for line in _differences(recorded, r.plan)))
+        return ExitCode.TAMPERED
+    out.write(
+        f"run {run_id}: its plan was made by misync plan -o ({plan_id}, as of"
+        f" {r.manifest['as_of']}): rebuilt from that plan's archived inputs, checksum"
+        f" {r.plan.checksum} matches the trail\n"
+    )
+    return ExitCode.OK
+
+
+def _identity(a: Action) -> tuple[Op, str]:
+    """An action as planned: a create by its person (the trail's operation record also
+    names the account it created, which the plan could not)."""
+    from connector.model.plan import Op
+
+    return (a.op, f"person:{a.person_id}" if a.op is Op.CREATE else a.key)
 
 
 def _archived_runs(trail: Any) -> list[str]:
@@ -125,7 +178,7 @@ def replay_command(rt: Runtime, args: argparse.Namespace, out: TextIO) -> int:
                 worst = max(worst, ExitCode.TAMPERED)
                 continue
             if result.manifest.get("reviewed"):
-                worst = max(worst, _reviewed(run_id, records, result.plan, out))
+                worst = max(worst, _reviewed(store, run_id, records, result, out))
                 continue
             got, want = result.plan.checksum, plan_rec["checksum"]
             if got == want:

@@ -4,6 +4,12 @@ The checksum is the sha256 of the canonical JSON of the plan without its
 ``checksum`` field (keys sorted, no insignificant white space, UTF-8). It names the
 plan: ``apply --plan FILE`` recomputes it and refuses a file whose content does not
 match, so a reviewed plan cannot be edited on its way to apply.
+
+Beside the checksum, and outside it, a plan file made by ``misync plan -o`` names the
+archived inputs it was made from (``inputs``: the plan's ``id`` and the ``manifest``
+digest, connector.archive). It is a pointer, not part of the plan: the run that
+carries the plan out records it only if those inputs are archived and rebuild this
+very plan (``audit replay`` checks it again).
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import dataclasses
 import hashlib
 import io
 import json
+import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, TextIO
@@ -210,8 +217,11 @@ _canon = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=Fa
 _line = json.JSONEncoder(ensure_ascii=False).encode
 
 
+_OUTSIDE = frozenset({"checksum", "inputs"})  # fields the checksum does not cover
+
+
 def _canonical(body: Mapping[str, Any]) -> bytes:
-    content = {k: v for k, v in body.items() if k != "checksum"}
+    content = {k: v for k, v in body.items() if k not in _OUTSIDE}
     return json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
@@ -244,10 +254,11 @@ def seal(plan: Plan) -> Plan:
     return dataclasses.replace(plan, checksum=plan_checksum(plan))
 
 
-def write_plan(plan: Plan, out: TextIO) -> None:
+def write_plan(plan: Plan, out: TextIO, inputs: Mapping[str, str] | None = None) -> None:
     """Write the JSON plan to ``out`` as it goes, one action (or held action, breach,
     rejection, feed) per line. A sealed plan keeps its checksum (it is frozen, so the
-    seal still holds); an unsealed one is sealed here."""
+    seal still holds); an unsealed one is sealed here. ``inputs``: the archived inputs
+    it was made from (``id``, ``manifest``), written beside the checksum."""
     checksum = plan.checksum or plan_checksum(plan)
     out.write("{\n")
     for key, value, is_list in _sections(plan):
@@ -261,6 +272,8 @@ def write_plan(plan: Plan, out: TextIO) -> None:
             out.write(_line(item))
             sep = ",\n    "
         out.write("\n  ],\n" if sep != "\n    " else "],\n")
+    if inputs:
+        out.write(f"  {_line('inputs')}: {_line(dict(inputs))},\n")
     out.write(f"  {_line('checksum')}: {_line(checksum)}\n}}")
 
 
@@ -336,6 +349,11 @@ def held_from_dict(h: dict[str, Any]) -> HeldAction:
 
 def plan_from_json(text: str, *, source: str = "plan") -> Plan:
     """Parse and verify a plan file. Raises ``PlanFormatError`` naming what is wrong."""
+    return read_plan_file(text, source=source)[0]
+
+
+def read_plan_file(text: str, *, source: str = "plan") -> tuple[Plan, dict[str, str] | None]:
+    """``plan_from_json``, and the archived inputs the file names (None: none)."""
     try:
         body = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -388,4 +406,19 @@ def plan_from_json(text: str, *, source: str = "plan") -> Plan:
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise PlanFormatError(f"{source}: malformed plan: {exc!r}") from exc
-    return plan
+    inputs = body.get("inputs")
+    if inputs is None:
+        return plan, None
+    if (
+        not isinstance(inputs, dict)
+        or set(inputs) != {"id", "manifest"}
+        or not isinstance(inputs["id"], str)
+        or not isinstance(inputs["manifest"], str)
+        or not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", inputs["id"])
+        or not re.fullmatch(r"[0-9a-f]{64}", inputs["manifest"])
+    ):
+        raise PlanFormatError(
+            f'{source}: field inputs: expected {{"id": ..., "manifest": ...}}'
+            f" (the archived inputs the plan was made from), got {json.dumps(inputs)[:80]}"
+        )
+    return plan, {"id": inputs["id"], "manifest": inputs["manifest"]}

@@ -3,7 +3,7 @@ it (connector.runs.run has the run itself and the order of its steps)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from connector.alerts import AlertSink
 from connector.app import Runtime
@@ -21,10 +21,14 @@ def run_apply(
     alerts: AlertSink | None = None,
     observer: RunObserver | None = None,
     should_stop: Callable[[], bool] | None = None,
+    planned_from: Mapping[str, str] | None = None,
 ) -> ApplyResult:
     """Plan now (``FreshPlan``) or take a reviewed plan (``ReviewedPlan``), then carry
-    it out, journaling and auditing it all. Raises like any run (``Run.execute``)."""
-    source = FreshPlan(override_guard) if plan is None else ReviewedPlan(plan)
+    it out, journaling and auditing it all. Raises like any run (``Run.execute``).
+    ``planned_from``: the archived inputs the reviewed plan's file names."""
+    source = (
+        FreshPlan(override_guard) if plan is None else ReviewedPlan(plan, planned_from=planned_from)
+    )
     result = Run(
         rt, source, run_id=run_id, alerts=alerts, observer=observer, should_stop=should_stop
     ).execute()

@@ -59,6 +59,7 @@ from typing import Any
 import structlog
 
 from connector.app import Runtime
+from connector.archive import BucketCache
 from connector.model.accounts import Account
 from connector.model.plan import Plan
 from connector.reconcile import build_plan, seal
@@ -138,6 +139,9 @@ class CyclePlanner:
         self._ev_until: datetime | None = None
         self._cache = PlanCache()  # desired accounts and diffs of what did not change
         self._no_mark = ""  # why incremental reads are off (warned once), "" when they work
+        #: the account buckets of the last cycle's archived inputs (connector.archive):
+        #: the accounts this planner kept unchanged are not serialised and hashed again
+        self.archive_cache = BucketCache()
 
     @property
     def enabled_accounts(self) -> int | None:

@@ -141,6 +141,12 @@ class Planned:
     #: a reviewed plan (``apply --plan``): what the run noted is the fresh read that
     #: confirmed it, which its replay checks it against (connector.archive)
     reviewed: bool = False
+    #: the account buckets the source's last run archived (the daemon's reconciles keep
+    #: one across cycles: an unchanged bucket is not serialised and hashed again)
+    archive_cache: archive.BucketCache | None = field(default=None, repr=False)
+    #: a reviewed plan's run: the archived inputs the saved plan was made from
+    #: (``misync plan -o``: ``id``, ``manifest``), named in the run's archived inputs
+    planned_from: Mapping[str, str] | None = None
 
 
 @dataclass
@@ -262,6 +268,8 @@ class Run:
                     scoped=planned.scope is not None,
                     reviewed=planned.reviewed,
                     at=rt.clock(),
+                    cache=planned.archive_cache,
+                    planned_from=planned.planned_from,
                 )
         except OSError as exc:  # nothing recorded or changed yet: the run stops here
             raise archive.ArchiveWriteError(

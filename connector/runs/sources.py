@@ -5,6 +5,7 @@ the daemon's incremental reconcile cycle."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from connector.model.accounts import Account
@@ -53,12 +54,55 @@ class ReviewedPlan:
 
     reviewed: Plan
     kind: str = "apply"
+    #: the archived inputs the plan file names (``misync plan -o``: ``id``, ``manifest``)
+    planned_from: Mapping[str, str] | None = None
 
     def plan(self, ctx: RunContext) -> Planned:
         watch = _EnabledWatch(ctx.store.misync_disabled())
         ev = confirm_plan(ctx.rt, ctx.store, self.reviewed, observe=watch)
         ctx.evaluated(ev)
-        return Planned(self.reviewed, ev, None, watch.enabled, watch.reenabled, reviewed=True)
+        return Planned(
+            self.reviewed,
+            ev,
+            None,
+            watch.enabled,
+            watch.reenabled,
+            reviewed=True,
+            planned_from=self._planned_from(ctx),
+        )
+
+    def _planned_from(self, ctx: RunContext) -> Mapping[str, str] | None:
+        """The saved plan's inputs, if the archive holds them as that plan's (its
+        manifest is intact, of that plan id, made by ``misync plan`` with this very
+        checksum); otherwise a warning, and the run names none. ``audit replay`` of the
+        run rebuilds the plan from them."""
+        named = self.planned_from
+        if named is None:
+            return None
+        from connector.archive import ArchiveError, ArchiveStore
+        from connector.archive.replay import load_manifest
+
+        why = ""
+        try:
+            m = load_manifest(
+                ArchiveStore(ctx.rt.settings.state.dir / "archive"), named["manifest"]
+            )
+        except ArchiveError as exc:
+            why = str(exc)
+        else:
+            if (m.get("run_id"), m.get("kind")) != (named["id"], "plan"):
+                why = f"they are not the inputs of saved plan {named['id']}"
+            elif m.get("checksum") != self.reviewed.checksum:
+                why = f"they are those of plan {m.get('checksum')}, not {self.reviewed.checksum}"
+        if why:
+            ctx.log.warning(
+                "run.plan_inputs_unconfirmed",
+                plan=named["id"],
+                inputs=named["manifest"],
+                detail=f"the plan file's archived inputs are not recorded: {why}",
+            )
+            return None
+        return named
 
 
 @dataclass(frozen=True)
@@ -73,4 +117,10 @@ class IncrementalCycle:
     def plan(self, ctx: RunContext) -> Planned:
         r = self.reconciler.cycle(ctx.store)
         ctx.evaluated(r.evaluation)
-        return Planned(r.plan, r.evaluation, None, self.reconciler.enabled_accounts)
+        return Planned(
+            r.plan,
+            r.evaluation,
+            None,
+            self.reconciler.enabled_accounts,
+            archive_cache=self.reconciler.archive_cache,
+        )

@@ -5,6 +5,7 @@ archived byte fails the replay with exit 6 (``TAMPERED``)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import zlib
 from datetime import datetime, timedelta
@@ -15,15 +16,17 @@ import pytest
 
 from connector import app
 from connector.app import Runtime
-from connector.archive import ArchiveStore
+from connector.archive import ArchiveStore, inputs
 from connector.cli import main
 from connector.daemon import Daemon
 from connector.errors import ExitCode
+from connector.model.accounts import Account
 from connector.reconcile import plan_from_json
 from connector.runs import ApplyResult, IncrementalCycle, Run, run_apply
 from connector.runs.cycle import CyclePlanner
 from connector.runs.targeted import run_targeted
 from connector.settings import load_settings
+from connector.state import state_lock
 from tests.integration import test_end_to_end as e2e
 from tests.integration.test_daemon import LA, append_row, write_config, write_world
 
@@ -242,3 +245,164 @@ def test_a_run_whose_inputs_cannot_be_archived_changes_nothing(
     assert code == ExitCode.UNAVAILABLE, out
     assert "the run's inputs could not be archived" in demo["last_err"]
     assert e2e.entry(demo["scope"], "aortiz") is None  # nothing was created
+
+
+def _manifest(archive: ArchiveStore, run_id: str) -> dict[str, Any]:
+    digest = archive.run_manifest(run_id)
+    assert digest is not None
+    return dict(json.loads(archive.get(digest)))
+
+
+def test_a_daemon_cycle_serialises_only_the_buckets_whose_accounts_changed(
+    tmp_path: Path,
+    ldap_scope: Any,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The daemon's reconciles keep each account bucket's digest between cycles: a cycle
+    after a change to one account serialises and writes only that account's bucket, and
+    a cached digest in doubt (it names another object, or its object is gone) is made
+    again from the accounts, so the manifest never names what was not read."""
+    feeds, state, cfg = tmp_path / "feeds", tmp_path / "state", tmp_path / "misync.toml"
+    ids = write_world(feeds, 8)
+    write_config(cfg, feeds, state, ldap_scope)
+    rt = Runtime(load_settings(cfg))
+    planner = CyclePlanner(rt)
+    archive = ArchiveStore(state / "archive")
+    serialised: list[str] = []
+    real = inputs.account_to_dict
+
+    def spy(a: Account) -> dict[str, Any]:
+        serialised.append(a.account_id)
+        return real(a)
+
+    monkeypatch.setattr(inputs, "account_to_dict", spy)
+
+    def cycle() -> tuple[str, dict[str, Any]]:
+        serialised.clear()
+        r = Run(rt, IncrementalCycle(planner)).execute()
+        assert r is not None
+        return r.run_id, _manifest(archive, r.run_id)
+
+    cycle()  # creates the accounts (the directory it read was empty)
+    cycle()  # reads the new accounts
+    assert serialised  # new accounts: their buckets are serialised
+    run_ids = [cycle()[0]]
+    assert serialised == []  # nothing changed: no bucket serialised again
+    sep = datetime.now(LA) - timedelta(minutes=1)
+    append_row(feeds / "separations.csv", f"{ids[0]},LWDB04,{sep.isoformat()},quit")
+    run_id, before = cycle()  # disables ids[0]'s account (it read the account enabled)
+    run_ids.append(run_id)
+    assert serialised == []
+    run_id, after = cycle()  # reads the account disabled: its bucket alone changed
+    run_ids.append(run_id)
+    pairs = zip(before["accounts"], after["accounts"], strict=True)
+    changed = [i for i, (a, b) in enumerate(pairs) if a != b]
+    assert len(changed) == 1
+    i = changed[0]
+    bucket = json.loads(archive.get(after["accounts"][i]))
+    assert any(d["corr"] == ids[0] and not d["enabled"] for d in bucket)
+    assert sorted(serialised) == sorted(d["id"] for d in bucket)  # that bucket, only it
+    assert planner.archive_cache.serialised == 1
+
+    # a cached digest in doubt is not believed: one naming another bucket's object ...
+    other = next(d for j, d in enumerate(after["accounts"]) if j != i and d != after["accounts"][i])
+    cached = planner.archive_cache._buckets[i]
+    planner.archive_cache._buckets[i] = dataclasses.replace(cached, digest=other)
+    run_id, m = cycle()
+    run_ids.append(run_id)
+    assert m["accounts"] == after["accounts"]  # what was read, not what the cache said
+    assert planner.archive_cache.serialised == 1
+    # ... or one whose object is gone (removed by hand, or by retention)
+    obj = archive.root / "objects" / cached.digest[:2] / cached.digest[2:]
+    obj.unlink()
+    run_id, m = cycle()
+    run_ids.append(run_id)
+    assert m["accounts"] == after["accounts"]
+    assert obj.is_file()  # written again
+    assert json.loads(archive.get(cached.digest)) == bucket
+
+    capsys.readouterr()
+    for run_id in run_ids:
+        assert main(["-c", str(cfg), "audit", "replay", run_id]) == ExitCode.OK
+        assert "matches the trail" in capsys.readouterr().out
+
+
+def test_a_saved_plan_names_its_archived_inputs_and_its_run_replays_them(
+    tmp_path: Path, ldap_scope: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``plan -o`` archives the inputs the plan was made from and names them beside the
+    file's checksum; the run that carries the plan out records them, and its replay
+    rebuilds the reviewed plan from them (one altered byte: exit 6). Retention keeps
+    them as long as the run; a plan file naming inputs that are not its own is carried
+    out all the same, naming none."""
+    feeds, state, cfg = tmp_path / "feeds", tmp_path / "state", tmp_path / "misync.toml"
+    write_world(feeds, 4)
+    write_config(cfg, feeds, state, ldap_scope)
+    saved = tmp_path / "plan.json"
+    with state_lock(state):  # another run holds the state folder: no inputs, no file
+        assert main(["-c", str(cfg), "plan", "-o", str(saved)]) == ExitCode.BUSY
+    assert not saved.exists()
+    assert main(["-c", str(cfg), "plan", "-o", str(saved)]) == ExitCode.OK
+    capsys.readouterr()
+    body = json.loads(saved.read_text(encoding="utf-8"))
+    named = body["inputs"]
+    archive = ArchiveStore(state / "archive")
+    assert [(p, m) for p, m, _ in archive.plans()] == [(named["id"], named["manifest"])]
+    assert list(archive.runs()) == []  # a saved plan is no run (explain --at passes it by)
+    manifest = json.loads(archive.get(named["manifest"]))
+    assert (manifest["kind"], manifest["checksum"]) == ("plan", body["checksum"])
+
+    # the world moves on between review and apply: the plan still holds (nothing drifted)
+    (feeds / "training.csv").write_text(
+        (feeds / "training.csv").read_text(encoding="utf-8") + "P9999,MIS Basic,2025-09-10\n"
+    )
+    code = main(["-c", str(cfg), "apply", "--plan", str(saved), "--format", "json"])
+    out = capsys.readouterr().out
+    assert code == ExitCode.OK, out
+    run_id = json.loads(out)["run_id"]
+    run_manifest = _manifest(archive, run_id)
+    assert run_manifest["reviewed"] and run_manifest["planned_from"] == named
+
+    def replay_out(*args: str) -> tuple[int, str]:
+        code = main(["-c", str(cfg), "audit", "replay", *args])
+        return code, capsys.readouterr().out
+
+    code, out = replay_out(run_id)
+    assert code == ExitCode.OK, out
+    assert f"run {run_id}: a reviewed plan (apply --plan): its 4 actions" in out
+    assert (
+        f"run {run_id}: its plan was made by misync plan -o ({named['id']}, as of"
+        f" {manifest['as_of']}): rebuilt from that plan's archived inputs, checksum"
+        f" {body['checksum']} matches the trail"
+    ) in out
+
+    # retention: the saved plan's entry goes, its inputs stay while the run is kept
+    (plan_at,) = [at for _, _, at in archive.plans()]
+    (run_at,) = [at for _, _, at in archive.runs()]
+    assert plan_at < run_at
+    assert archive.prune(run_at, run_at) == 0
+    assert list(archive.plans()) == []
+    code, out = replay_out(run_id)
+    assert code == ExitCode.OK and "rebuilt from that plan's archived inputs" in out, out
+
+    # one altered byte of the saved plan's inputs (its manifest: the rest is shared with
+    # the run's own): exit 6, naming them
+    obj = archive.root / "objects" / named["manifest"][:2] / named["manifest"][2:]
+    data = bytearray(zlib.decompress(obj.read_bytes()))
+    data[2] ^= 1
+    obj.write_bytes(zlib.compress(bytes(data)))
+    code, out = replay_out(run_id)
+    assert code == ExitCode.TAMPERED, out
+    assert f"the inputs of its saved plan {named['id']}" in out
+
+    # a plan file naming inputs that are not its own: carried out, naming none
+    assert main(["-c", str(cfg), "plan", "-o", str(saved)]) == ExitCode.OK
+    capsys.readouterr()
+    other = json.loads(saved.read_text(encoding="utf-8"))
+    text = saved.read_text(encoding="utf-8").replace(other["inputs"]["manifest"], named["manifest"])
+    saved.write_text(text, encoding="utf-8")
+    code = main(["-c", str(cfg), "apply", "--plan", str(saved), "--format", "json"])
+    out = capsys.readouterr().out
+    assert code == ExitCode.OK, out
+    assert "planned_from" not in _manifest(archive, json.loads(out)["run_id"])
