@@ -53,7 +53,7 @@ import uuid
 from collections.abc import Callable
 from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -210,6 +210,8 @@ class Daemon:
         self._rejections = RejectionLog()
         self._fast_people: set[str] = set()  # disables a fast path left undone: try again
         self._timed_people: set[str] = set()  # people of a failed timed run: try again
+        # the latest instant a timed job took: an earlier one is never due again
+        self._timed_taken = datetime(1970, 1, 1, tzinfo=UTC)
         self._backoff = {"fastpath": Backoff(), "timed": Backoff()}
         self._watcher = self._make_watcher(rt)
         self._reconciler = self._make_reconciler(rt)
@@ -528,6 +530,10 @@ class Daemon:
         try:
             now = rt.clock()
             ev = self._last_ev
+            # instants that passed since the evaluation the last run acted on (a run that
+            # evaluated before one and ended after it: a long reconcile, the first one
+            # after a start or a takeover): nobody carried them out, they are due now
+            missed = self._missed_instants(ev, now) if ev is not None else None
             if ev is None or not still_current(rt, ev, now):
                 with rt.store() as store:
                     ev = evaluate(rt, store, now, rejections=self._rejections)
@@ -538,6 +544,15 @@ class Daemon:
         except Exception as exc:  # noqa: BLE001 -- a job never raises into the scheduler
             self._log.error("timed.plan_failed", error=str(exc), exc_info=_is_bug(exc))
             return
+        if missed is not None:
+            self._log.warning(
+                "timed.overdue",
+                at=missed.at.isoformat(),
+                people=sorted(missed.people)[:20],
+                count=len(missed.people),
+                detail="passed during a run that had evaluated before it: carried out now",
+            )
+            upcoming = [missed]
         if not upcoming:
             if self._scheduler.get_job("timed") is not None:
                 self._scheduler.remove_job("timed")
@@ -546,7 +561,7 @@ class Daemon:
         due = upcoming[0]
         self._scheduler.add_job(
             self._job_timed,
-            DateTrigger(run_date=due.at),
+            DateTrigger(run_date=max(due.at, datetime.now(self.rt.settings.policy.tz))),
             args=[due],
             id="timed",
             replace_existing=True,
@@ -558,6 +573,20 @@ class Daemon:
             people=sorted(due.people)[:20],
             count=len(due.people),
         )
+
+    def _missed_instants(self, ev: Evaluation, now: datetime) -> DueChange | None:
+        """The instants in (``ev.as_of``, ``now``] that no timed job has taken yet, as
+        one change due at the latest of them (None if there are none)."""
+        passed = [
+            d
+            for d in next_instants(ev.feeds, ev.decisions, ev.as_of, self.rt.rules, limit=10_000)
+            if d.at <= now and d.at > self._timed_taken
+        ]
+        if not passed:
+            return None
+        people = frozenset().union(*(d.people for d in passed))
+        why = tuple(w for d in passed for w in d.why)
+        return DueChange(at=passed[-1].at, people=people, why=why)
 
     # -- jobs ---------------------------------------------------------------------------
 
@@ -659,6 +688,8 @@ class Daemon:
     def _job_timed(self, due: DueChange) -> None:
         if not self._leads():
             return
+        # taken (before the run lock: a run in flight may end first and plan again)
+        self._timed_taken = max(self._timed_taken, due.at)
         self._log.info("timed.due", at=due.at.isoformat(), why=list(due.why)[:20])
         with self._run_lock:
             people = frozenset(due.people | self._timed_people)
