@@ -89,7 +89,7 @@ from connector.runs import (
 )
 from connector.runs.cycle import CyclePlanner
 from connector.settings import ConfigError, DaemonSettings, Settings
-from connector.state import FencedError
+from connector.state import FencedError, clear_leader_mark, mark_leader
 
 if TYPE_CHECKING:
     from connector.state.postgres import LeaderPoll, PgLeadership
@@ -275,6 +275,8 @@ class Daemon:
             self._scheduler.shutdown(wait=False)
         self._publish_schedule(stopped=True)
         if self._leadership is not None:
+            if self._leading:
+                self._mark_leader(None)
             self._leadership.close()  # the standby takes over at its next poll
         self._resources.close()
         self._log.info("daemon.stopped")
@@ -392,8 +394,7 @@ class Daemon:
         """How long after a renewal began this daemon still counts itself the leader:
         the lease less a safety margin (two polls, at least a quarter of the lease), so
         it stops before a standby may take over."""
-        st = self.rt.settings.state
-        return st.lease_seconds - max(2 * st.leader_poll_seconds, st.lease_seconds / 4)
+        return self.rt.settings.state.lease_margin_seconds
 
     def _take_over(self, p: LeaderPoll, t0: float) -> None:
         assert p.epoch is not None
@@ -402,6 +403,7 @@ class Daemon:
             self._lease_until = t0 + self._lease_margin()
             self._leading = True
         host, pid = socket.gethostname(), os.getpid()
+        self._mark_leader(p.epoch)
         self._log.warning("leader.takeover", epoch=p.epoch, previous=p.detail)
         self.alerts.send(kinds.leader_takeover(p.epoch, host, pid, p.detail))
         self._baseline_from_store()
@@ -422,11 +424,25 @@ class Daemon:
         epoch = self.rt.leader_epoch
         for job in LEADER_JOBS:
             self._drop_job(job)
+        self._mark_leader(None)
         self._leadership.close()
         host, pid = socket.gethostname(), os.getpid()
         self._log.error("leader.stepped_down", epoch=epoch, reason=reason)
         self.alerts.send(kinds.leader_stepped_down(epoch, host, pid, reason))
         self.notifier.status(f"standby (stepped down from epoch {epoch}): {reason}")
+
+    def _mark_leader(self, epoch: int | None) -> None:
+        """Mark the state folder as this leading daemon's (a command run with the same
+        folder acts under its epoch, between its runs: connector.runs.fence), or clear
+        the mark (None). A folder that cannot be written only makes such commands refuse."""
+        folder = self.rt.settings.state.dir
+        try:
+            if epoch is None:
+                clear_leader_mark(folder)
+            else:
+                mark_leader(folder, epoch, os.getpid())
+        except OSError as exc:
+            self._log.warning("leader.mark_failed", folder=str(folder), error=str(exc))
 
     def _leads(self) -> bool:
         return self._leading and not self._stop.is_set()

@@ -413,3 +413,83 @@ def test_a_timed_disable_due_during_a_failover_happens_within_60_s(
     assert verify.returncode == 0, verify.stdout + verify.stderr
     b.proc.send_signal(signal.SIGTERM)
     assert b.proc.wait(60) == 0
+
+
+def _apply(cfg: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, "-c", str(cfg), "apply", "--format", "json"],
+        capture_output=True,
+        text=True,
+        check=False,
+        stdin=subprocess.DEVNULL,
+        timeout=120,
+    )
+
+
+def test_a_manual_apply_on_postgresql_is_fenced_by_the_leader(
+    tmp_path: Path, ldap_scope: Any, pg_url: str, start_daemon: Callable[..., Daemon]
+) -> None:
+    """``misync apply`` on PostgreSQL: refused (exit 7, naming the leader) from another
+    state folder while a daemon leads; carried out under the daemon's epoch with the
+    daemon's own folder; with no daemon leading, the command leads itself under a new
+    epoch and gives the leadership up at the end."""
+    import socket
+
+    from tests.integration.test_daemon import LA, append_row, ldap_enabled
+
+    feeds = tmp_path / "feeds"
+    ids = write_world(feeds, 3)
+    cfg_a, state_a = ha_config(tmp_path, "a", feeds, ldap_scope, pg_url)
+    cfg_b, _ = ha_config(tmp_path, "b", feeds, ldap_scope, pg_url)  # "the other host"
+    a = start_daemon(cfg_a, state_a)
+    a.wait_event(_is("leader.takeover"))
+    a.wait_event(_is("run.finished"))
+    # separations the daemon does not act on by itself here (no watcher, hourly reconcile)
+    gone = (datetime.now(LA) - timedelta(minutes=1)).isoformat()
+    append_row(feeds / "separations.csv", f"{ids[0]},LWDB04,{gone},resignation")
+    with PgStateStore.from_url(pg_url) as store:
+        before = len(store.journal())
+
+    refused = _apply(cfg_b)
+    assert refused.returncode == 7, refused.stdout + refused.stderr
+    host = socket.gethostname()
+    assert f"misync on {host} (pid {a.proc.pid}) leads, epoch 1" in refused.stderr, refused.stderr
+    assert ldap_enabled(ldap_scope, ids[0]) is True
+    with PgStateStore.from_url(pg_url) as store:
+        assert len(store.journal()) == before  # nothing journaled, nothing done
+
+    # the daemon's own configuration (its state folder, this host): under its epoch
+    done = _apply(cfg_a)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert ldap_enabled(ldap_scope, ids[0]) is False
+    with PgStateStore.from_url(pg_url) as store:
+        leader = store.leader()
+    assert leader is not None and (leader.epoch, leader.pid) == (1, a.proc.pid), leader
+
+    # no daemon leads: the command leads (epoch 2) and lets go at the end
+    a.proc.send_signal(signal.SIGTERM)
+    assert a.proc.wait(60) == 0
+    assert not (state_a / "misync.leader").exists()
+    append_row(feeds / "separations.csv", f"{ids[1]},LWDB04,{gone},resignation")
+    led = _apply(cfg_b)
+    assert led.returncode == 0, led.stdout + led.stderr
+    assert ldap_enabled(ldap_scope, ids[1]) is False
+    assert ldap_enabled(ldap_scope, ids[2]) is True
+    with PgStateStore.from_url(pg_url) as store:
+        leader = store.leader()
+        journal = store.journal()
+    assert leader is not None and leader.epoch == 2 and leader.pid != a.proc.pid, leader
+    disables = [j.person_id for j in journal if j.op == "disable" and j.outcome == "ok"]
+    assert sorted(disables) == sorted(ids[:2]), disables
+    # the lock is free again: a daemon started now leads under epoch 3
+    b = start_daemon(cfg_b, tmp_path / "state-b")
+    took = b.wait_event(_is("leader.takeover"))
+    assert took["epoch"] == 3, took
+    b.proc.send_signal(signal.SIGTERM)
+    assert b.proc.wait(60) == 0
+    audited = sorted(
+        r["data"]["journal"]
+        for r in audit_records(cfg_b)
+        if r.get("kind") == "operation" and "journal" in r["data"]
+    )
+    assert audited == sorted(j.id for j in journal)
