@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from connector.app import Runtime
-from connector.state import StateBusyError, leader_mark
+from connector.state import StateBusyError, StateUnavailableError, leader_mark
 
 if TYPE_CHECKING:
     from connector.state.postgres import PgLeadership
@@ -78,11 +78,12 @@ def command_fence(rt: Runtime) -> Iterator[Callable[[], bool]]:
             finally:
                 rt.leader_epoch = None
             return
-        if row is None:
+        if row is None and p.detail:  # the database did not answer (poll never raises)
+            raise StateUnavailableError(f"{p.detail}; nothing was done")
+        if row is None:  # another process is taking the leadership at this moment
             raise LeaderBusyError(
-                f"state database {leadership.where}: "
-                f"{p.detail or 'another misync process holds the leadership'}; "
-                "nothing was done"
+                f"state database {leadership.where}: another misync process is taking "
+                "the leadership; try again. Nothing was done"
             )
         raise LeaderBusyError(
             f"state database {leadership.where}: misync on {row.host} (pid {row.pid}) "

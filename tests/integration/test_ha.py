@@ -6,19 +6,22 @@ subprocesses against a real slapd and a private PostgreSQL, on the real clock:
   passes, no account is created twice;
 - the leader is paused (SIGSTOP) past its lease: the standby ends its session, takes
   over and finishes; resumed (SIGCONT), the old leader journals nothing more (fenced),
-  starts no further directory operation, steps down and alerts.
+  starts no further directory operation, steps down and alerts;
+- PostgreSQL restarted under both daemons: they recover without a restart;
+- a separation that lands during a failover is disabled within 60 s;
+- a timed disable due during a failover happens within 60 s of its instant, once;
+- a manual ``misync apply`` is fenced by the leader (refused elsewhere, under the
+  daemon's epoch with its state folder, leading itself when no daemon leads).
 
-Leases are short here (6 s, polls every second) to keep the run short; the defaults
-are 15 s and 2 s. The opt-in HA profile (``MISYNC_HA=1 pytest -m ha
-tests/integration/test_ha.py``, not in ``deploy/test.sh``) adds PostgreSQL restarted
-under both daemons and a separation that lands during a failover; takeover statistics
-over many kills are ``bench/takeover.py``.
+All in the default run (``deploy/test.sh``, so ``.ci/run``); ``pytest -m ha`` selects
+them. Leases are short here (6 s, polls every second) to keep the run short; the
+defaults are 15 s and 2 s. Takeover statistics over many kills are
+``bench/takeover.py``.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -36,7 +39,7 @@ from connector.errors import MisyncError
 from connector.state.postgres import PgStateStore
 from tests.integration.test_daemon import N_STOP, Daemon, write_config, write_world
 
-pytestmark = [pytest.mark.slapd, pytest.mark.postgresql]
+pytestmark = [pytest.mark.slapd, pytest.mark.postgresql, pytest.mark.ha]
 __all__ = ["start_daemon"]
 
 from tests.integration.test_daemon import start_daemon  # noqa: E402 - the fixture, by name
@@ -210,11 +213,6 @@ def test_a_paused_leader_is_fenced_when_it_resumes(
         assert d.proc.wait(60) == 0
 
 
-HA = os.environ.get("MISYNC_HA") == "1"
-
-
-@pytest.mark.ha
-@pytest.mark.skipif(not HA, reason="HA profile: MISYNC_HA=1 pytest -m ha")
 def test_postgresql_restarted_under_both_daemons_they_recover_without_a_restart(
     tmp_path: Path, ldap_scope: Any, start_daemon: Callable[..., Daemon]
 ) -> None:
@@ -278,8 +276,6 @@ def until_leader(url: str, *, above: int, timeout: float) -> bool:
     return False
 
 
-@pytest.mark.ha
-@pytest.mark.skipif(not HA, reason="HA profile: MISYNC_HA=1 pytest -m ha")
 def test_a_separation_that_lands_during_a_failover_is_disabled_within_60_s(
     tmp_path: Path, ldap_scope: Any, pg_url: str, start_daemon: Callable[..., Daemon]
 ) -> None:
