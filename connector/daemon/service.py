@@ -549,8 +549,10 @@ class Daemon:
             # instants that passed since the evaluation the last run acted on (a run that
             # evaluated before one and ended after it: a long reconcile, the first one
             # after a start or a takeover): nobody carried them out, they are due now
-            missed = self._missed_instants(ev, now) if ev is not None else None
+            # (none while the evaluation still holds: no instant passed since it)
+            missed = None
             if ev is None or not still_current(rt, ev, now):
+                missed = self._missed_instants(ev, now) if ev is not None else None
                 with rt.store() as store:
                     ev = evaluate(rt, store, now, rejections=self._rejections)
                 # for the timed job only: not the watcher's baseline, which is what a
