@@ -232,3 +232,37 @@ def test_a_command_refuses_while_a_daemon_leads_elsewhere(pg_url: str, tmp_path:
         assert rt.leader_epoch is None
     finally:
         daemon.close()
+
+
+def test_a_command_with_the_leading_daemons_folder_acts_under_its_epoch_and_is_fenced(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """On the leader's host with the daemon's state folder (its ``misync.leader`` mark)
+    a command journals under the daemon's epoch; once another host takes over, its
+    journal writes are refused. A mark that does not match the leader is refused."""
+    import socket
+
+    from connector.state import mark_leader
+
+    st = StateSettings(dir=tmp_path, url=pg_url, lease_seconds=5, leader_poll_seconds=1)
+    here = socket.gethostname()
+    daemon, other = PgLeadership(st, host=here, pid=4242), PgLeadership(st, host="hostB", pid=2)
+    try:
+        assert daemon.poll().event == "acquired"
+        mark_leader(tmp_path, 7, 4242)  # a stale mark: another epoch
+        with pytest.raises(LeaderBusyError), command_fence(_command_runtime(st)):
+            pass
+        mark_leader(tmp_path, 1, 4242)
+        rt = _command_runtime(st)
+        with command_fence(rt) as should_stop:
+            assert rt.leader_epoch == 1 and not should_stop()
+            with PgStateStore.from_url(pg_url, epoch=rt.leader_epoch) as store:
+                assert len(_begin(store, "j1")) == 1
+                daemon.close()  # the other host takes over
+                assert other.poll().event == "acquired"
+                with pytest.raises(FencedError):
+                    _begin(store, "j2")
+        assert rt.leader_epoch is None
+    finally:
+        daemon.close()
+        other.close()
