@@ -52,7 +52,8 @@ MEANING: dict[ExitCode, str] = {
     ExitCode.TAMPERED: "audit verify: the trail was altered; apply, held: the trail does not "
     "match its anchor, so nothing was done; audit replay: an archived input is missing or "
     "altered, or the rebuilt plan differs from the trail's",
-    ExitCode.BUSY: "another misync run holds the state folder; nothing was done",
+    ExitCode.BUSY: "another misync run holds the state folder, or another host's daemon "
+    "leads; nothing was done",
     ExitCode.CHANGES: "plan --detailed-exitcode: the plan has actions",
     ExitCode.ATTENTION: "plan --detailed-exitcode: actions are held or feeds are not usable "
     "(review needed; takes precedence over 8)",

@@ -283,6 +283,13 @@ class StateSettings(_Section):
     def backend(self) -> Literal["sqlite", "postgresql"]:
         return "postgresql" if self.url else "sqlite"
 
+    @property
+    def lease_margin_seconds(self) -> float:
+        """How long after a renewal began a leader (daemon or command) still counts
+        itself leading: the lease less a safety margin (two polls, at least a quarter of
+        the lease), so that it stops before a standby may take over."""
+        return self.lease_seconds - max(2 * self.leader_poll_seconds, self.lease_seconds / 4)
+
     def db_password(self) -> str | None:
         """The PostgreSQL password from ``password_file`` (or the env), None if neither."""
         if self.password_file is None and self.password is None:

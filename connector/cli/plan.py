@@ -109,15 +109,19 @@ def apply_command(rt: Runtime, args: argparse.Namespace, out: TextIO, run_id: st
     )
     with alert_manager(rt) as alerts, requester_notifier(rt) as notifier:
         try:
-            result = runs.run_apply(
-                rt,
-                plan=reviewed,
-                override_guard=args.override_guard,
-                run_id=run_id,
-                alerts=alerts,
-                observer=runs.Observers(progress, notifier),
-                planned_from=planned_from,
-            )
+            # PostgreSQL: one writer across the hosts (lead, act under this host's
+            # leading daemon, or refuse: connector.runs.fence)
+            with runs.command_fence(rt) as should_stop:
+                result = runs.run_apply(
+                    rt,
+                    plan=reviewed,
+                    override_guard=args.override_guard,
+                    run_id=run_id,
+                    alerts=alerts,
+                    observer=runs.Observers(progress, notifier),
+                    planned_from=planned_from,
+                    should_stop=should_stop,
+                )
         except runs.DriftError as exc:
             lines = "\n".join(f"  {d}" for d in exc.drifted)
             raise UserError(f"refused: {exc}\n{lines}".rstrip(), ExitCode.REFUSED) from exc

@@ -55,7 +55,7 @@ import uuid
 from collections.abc import Callable
 from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -92,7 +92,7 @@ from connector.runs import (
 from connector.runs.cycle import CyclePlanner
 from connector.runs.incremental import FeedDeltas
 from connector.settings import ConfigError, DaemonSettings, Settings
-from connector.state import FencedError
+from connector.state import FencedError, clear_leader_mark, mark_leader
 
 if TYPE_CHECKING:
     from connector.state.postgres import LeaderPoll, PgLeadership
@@ -216,6 +216,8 @@ class Daemon:
         self._deltas = FeedDeltas()
         self._fast_people: set[str] = set()  # disables a fast path left undone: try again
         self._timed_people: set[str] = set()  # people of a failed timed run: try again
+        # the latest instant a timed job took: an earlier one is never due again
+        self._timed_taken = datetime(1970, 1, 1, tzinfo=UTC)
         self._backoff = {"fastpath": Backoff(), "timed": Backoff()}
         self._watcher = self._make_watcher(rt)
         self._reconciler = self._make_reconciler(rt)
@@ -279,6 +281,8 @@ class Daemon:
             self._scheduler.shutdown(wait=False)
         self._publish_schedule(stopped=True)
         if self._leadership is not None:
+            if self._leading:
+                self._mark_leader(None)
             self._leadership.close()  # the standby takes over at its next poll
         self._resources.close()
         self._log.info("daemon.stopped")
@@ -397,8 +401,7 @@ class Daemon:
         """How long after a renewal began this daemon still counts itself the leader:
         the lease less a safety margin (two polls, at least a quarter of the lease), so
         it stops before a standby may take over."""
-        st = self.rt.settings.state
-        return st.lease_seconds - max(2 * st.leader_poll_seconds, st.lease_seconds / 4)
+        return self.rt.settings.state.lease_margin_seconds
 
     def _take_over(self, p: LeaderPoll, t0: float) -> None:
         assert p.epoch is not None
@@ -407,6 +410,7 @@ class Daemon:
             self._lease_until = t0 + self._lease_margin()
             self._leading = True
         host, pid = socket.gethostname(), os.getpid()
+        self._mark_leader(p.epoch)
         self._log.warning("leader.takeover", epoch=p.epoch, previous=p.detail)
         self.alerts.send(kinds.leader_takeover(p.epoch, host, pid, p.detail))
         self._deltas.forget()  # the other leader's runs are not in it
@@ -429,11 +433,25 @@ class Daemon:
         self._deltas.forget()
         for job in LEADER_JOBS:
             self._drop_job(job)
+        self._mark_leader(None)
         self._leadership.close()
         host, pid = socket.gethostname(), os.getpid()
         self._log.error("leader.stepped_down", epoch=epoch, reason=reason)
         self.alerts.send(kinds.leader_stepped_down(epoch, host, pid, reason))
         self.notifier.status(f"standby (stepped down from epoch {epoch}): {reason}")
+
+    def _mark_leader(self, epoch: int | None) -> None:
+        """Mark the state folder as this leading daemon's (a command run with the same
+        folder acts under its epoch, between its runs: connector.runs.fence), or clear
+        the mark (None). A folder that cannot be written only makes such commands refuse."""
+        folder = self.rt.settings.state.dir
+        try:
+            if epoch is None:
+                clear_leader_mark(folder)
+            else:
+                mark_leader(folder, epoch, os.getpid())
+        except OSError as exc:
+            self._log.warning("leader.mark_failed", folder=str(folder), error=str(exc))
 
     def _leads(self) -> bool:
         return self._leading and not self._stop.is_set()
@@ -552,7 +570,13 @@ class Daemon:
         try:
             now = rt.clock()
             ev = self._last_ev
+            # instants that passed since the evaluation the last run acted on (a run that
+            # evaluated before one and ended after it: a long reconcile, the first one
+            # after a start or a takeover): nobody carried them out, they are due now
+            # (none while the evaluation still holds: no instant passed since it)
+            missed = None
             if ev is None or not still_current(rt, ev, now):
+                missed = self._missed_instants(ev, now) if ev is not None else None
                 with rt.store() as store:
                     ev = evaluate(rt, store, now, rejections=self._rejections)
                 # for the timed job only: not the watcher's baseline, which is what a
@@ -562,6 +586,15 @@ class Daemon:
         except Exception as exc:  # noqa: BLE001 -- a job never raises into the scheduler
             self._log.error("timed.plan_failed", error=str(exc), exc_info=_is_bug(exc))
             return
+        if missed is not None:
+            self._log.warning(
+                "timed.overdue",
+                at=missed.at.isoformat(),
+                people=sorted(missed.people)[:20],
+                count=len(missed.people),
+                detail="passed during a run that had evaluated before it: carried out now",
+            )
+            upcoming = [missed]
         if not upcoming:
             if self._scheduler.get_job("timed") is not None:
                 self._scheduler.remove_job("timed")
@@ -570,7 +603,7 @@ class Daemon:
         due = upcoming[0]
         self._scheduler.add_job(
             self._job_timed,
-            DateTrigger(run_date=due.at),
+            DateTrigger(run_date=max(due.at, datetime.now(self.rt.settings.policy.tz))),
             args=[due],
             id="timed",
             replace_existing=True,
@@ -582,6 +615,20 @@ class Daemon:
             people=sorted(due.people)[:20],
             count=len(due.people),
         )
+
+    def _missed_instants(self, ev: Evaluation, now: datetime) -> DueChange | None:
+        """The instants in (``ev.as_of``, ``now``] that no timed job has taken yet, as
+        one change due at the latest of them (None if there are none)."""
+        passed = [
+            d
+            for d in next_instants(ev.feeds, ev.decisions, ev.as_of, self.rt.rules, limit=10_000)
+            if d.at <= now and d.at > self._timed_taken
+        ]
+        if not passed:
+            return None
+        people = frozenset().union(*(d.people for d in passed))
+        why = tuple(w for d in passed for w in d.why)
+        return DueChange(at=passed[-1].at, people=people, why=why)
 
     # -- jobs ---------------------------------------------------------------------------
 
@@ -691,6 +738,8 @@ class Daemon:
     def _job_timed(self, due: DueChange) -> None:
         if not self._leads():
             return
+        # taken (before the run lock: a run in flight may end first and plan again)
+        self._timed_taken = max(self._timed_taken, due.at)
         self._log.info("timed.due", at=due.at.isoformat(), why=list(due.why)[:20])
         with self._run_lock:
             people = frozenset(due.people | self._timed_people)

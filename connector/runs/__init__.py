@@ -11,6 +11,7 @@ daemon (connector.daemon) decides *when* to run.
 
 from connector.records import decision_digest
 from connector.runs.apply import run_apply
+from connector.runs.fence import LeaderBusyError, command_fence
 from connector.runs.planning import (
     DriftError,
     Evaluation,
@@ -39,6 +40,7 @@ __all__ = [
     "Evaluation",
     "FreshPlan",
     "IncrementalCycle",
+    "LeaderBusyError",
     "Observers",
     "PlanSource",
     "Planned",
@@ -48,6 +50,7 @@ __all__ = [
     "RunContext",
     "RunObserver",
     "TargetedPeople",
+    "command_fence",
     "confirm_plan",
     "decision_digest",
     "evaluate",

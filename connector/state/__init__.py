@@ -9,7 +9,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from connector.state.errors import FencedError, StateUnavailableError
-from connector.state.lock import StateBusyError, state_lock
+from connector.state.lock import (
+    StateBusyError,
+    clear_leader_mark,
+    leader_mark,
+    mark_leader,
+    state_lock,
+)
 from connector.state.ports import Store
 from connector.state.rows import (
     AlertRow,
@@ -40,6 +46,9 @@ __all__ = [
     "StateStore",
     "StateUnavailableError",
     "Store",
+    "clear_leader_mark",
+    "leader_mark",
+    "mark_leader",
     "open_store",
     "require_postgresql",
     "state_lock",

@@ -1,5 +1,10 @@
 """One run at a time per state folder: an exclusive ``flock`` on ``misync.lock``.
 
+With a PostgreSQL store the daemon that leads also marks its state folder
+(``misync.leader``: its epoch and pid), so that a command run with the same folder on
+the same host knows it may act under that epoch, between the daemon's runs
+(``connector.runs.fence``).
+
 Two applies on one state folder would each plan from the same snapshot and write the
 same accounts, and each would take the other's open journal entries for a crash. The
 lock is advisory, held by the process for the whole run, and released by the kernel
@@ -42,3 +47,28 @@ def state_lock(directory: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # closing the descriptor releases the lock
+
+
+LEADER_MARK = "misync.leader"
+
+
+def mark_leader(directory: Path, epoch: int, pid: int) -> None:
+    """The daemon leads under ``epoch``: say so in its state folder (replaced at once)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = directory / f"{LEADER_MARK}.tmp"
+    tmp.write_text(f"{epoch} {pid}\n", encoding="ascii")
+    tmp.replace(directory / LEADER_MARK)
+
+
+def clear_leader_mark(directory: Path) -> None:
+    """The daemon no longer leads (stepped down, stopped)."""
+    (directory / LEADER_MARK).unlink(missing_ok=True)
+
+
+def leader_mark(directory: Path) -> tuple[int, int] | None:
+    """(epoch, pid) of the daemon that marked ``directory`` as leading, or None."""
+    try:
+        epoch, pid = (directory / LEADER_MARK).read_text(encoding="ascii").split()
+        return int(epoch), int(pid)
+    except (OSError, ValueError):
+        return None

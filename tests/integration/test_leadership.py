@@ -4,12 +4,16 @@ writer whose epoch is no longer current."""
 
 from __future__ import annotations
 
+import os
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
+from connector.runs.fence import LeaderBusyError, command_fence
 from connector.settings import StateSettings
 from connector.state import FencedError
 from connector.state.postgres import PgLeadership, PgStateStore
@@ -150,3 +154,115 @@ def test_the_lease_must_outlast_four_polls(lease: int, poll: float, ok: bool) ->
     else:
         with pytest.raises(ValidationError, match=r"at least 4 x state\.leader_poll_seconds"):
             StateSettings(lease_seconds=lease, leader_poll_seconds=poll)
+
+
+def _command_runtime(st: StateSettings) -> Any:
+    """What ``command_fence`` uses of a runtime: the state settings and the epoch."""
+    return SimpleNamespace(settings=SimpleNamespace(state=st), leader_epoch=None)
+
+
+def test_a_command_that_leads_renews_its_lease_and_a_standby_waits(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """``misync apply`` with no daemon leading takes the leadership (connector.runs.fence):
+    it renews its lease for as long as it runs (a standby never ends it), journals under
+    its epoch, and gives the leadership up at the end."""
+    st = StateSettings(dir=tmp_path, url=pg_url, lease_seconds=3, leader_poll_seconds=0.5)
+    rt = _command_runtime(st)
+    standby = PgLeadership(st, host="hostB", pid=2)
+    try:
+        with command_fence(rt) as should_stop:
+            assert rt.leader_epoch == 1
+            end = time.monotonic() + 1.5 * st.lease_seconds  # past one lease
+            while time.monotonic() < end:
+                assert standby.poll().event == "standby"
+                assert not should_stop()
+                time.sleep(0.3)
+            with PgStateStore.from_url(pg_url, epoch=rt.leader_epoch) as store:
+                assert len(_begin(store, "c1")) == 1
+        assert rt.leader_epoch is None
+        got = standby.poll()
+        assert (got.event, got.epoch) == ("acquired", 2), got
+        assert f"(pid {os.getpid()}), epoch 1" in got.detail
+    finally:
+        standby.close()
+
+
+def test_a_command_whose_lease_was_ended_stops_and_is_fenced(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """A command that stopped renewing (paused, hung) is ended by a standby like a
+    daemon: its run stops (``should_stop``) and its journal writes are refused."""
+    st = StateSettings(dir=tmp_path, url=pg_url, lease_seconds=3, leader_poll_seconds=0.5)
+    rt = _command_runtime(st)
+    standby = PgLeadership(st, host="hostB", pid=2)
+    try:
+        with command_fence(rt) as should_stop:
+            epoch = rt.leader_epoch
+            with PgStateStore.from_url(pg_url) as admin:
+                for _ in range(20):  # as if its renewals had stopped
+                    admin._conn.execute(
+                        "update leader set renewed_at = now() - interval '1 minute' where id = 1"
+                    )
+                    if standby.poll().detail == "the leader's lease ran out: ended its session":
+                        break
+            end = time.monotonic() + 10
+            while time.monotonic() < end and not should_stop():
+                time.sleep(0.1)
+            assert should_stop()
+            assert standby.poll().event == "acquired"
+            with (
+                PgStateStore.from_url(pg_url, epoch=epoch) as store,
+                pytest.raises(FencedError),
+            ):
+                _begin(store, "c2")
+    finally:
+        standby.close()
+
+
+def test_a_command_refuses_while_a_daemon_leads_elsewhere(pg_url: str, tmp_path: Path) -> None:
+    st = StateSettings(dir=tmp_path, url=pg_url, lease_seconds=5, leader_poll_seconds=1)
+    daemon = PgLeadership(st, host="hostA", pid=1)
+    try:
+        assert daemon.poll().event == "acquired"
+        rt = _command_runtime(st)
+        busy = r"misync on hostA \(pid 1\) leads, epoch 1"
+        with pytest.raises(LeaderBusyError, match=busy), command_fence(rt):
+            pass
+        assert rt.leader_epoch is None
+    finally:
+        daemon.close()
+
+
+def test_a_command_with_the_leading_daemons_folder_acts_under_its_epoch_and_is_fenced(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """On the leader's host with the daemon's state folder (its ``misync.leader`` mark)
+    a command journals under the daemon's epoch; once another host takes over, its
+    journal writes are refused. A mark that does not match the leader is refused."""
+    import socket
+
+    from connector.state import mark_leader
+
+    st = StateSettings(dir=tmp_path, url=pg_url, lease_seconds=5, leader_poll_seconds=1)
+    here = socket.gethostname()
+    daemon, other = PgLeadership(st, host=here, pid=4242), PgLeadership(st, host="hostB", pid=2)
+    try:
+        assert daemon.poll().event == "acquired"
+        mark_leader(tmp_path, 7, 4242)  # a stale mark: another epoch
+        with pytest.raises(LeaderBusyError), command_fence(_command_runtime(st)):
+            pass
+        mark_leader(tmp_path, 1, 4242)
+        rt = _command_runtime(st)
+        with command_fence(rt) as should_stop:
+            assert rt.leader_epoch == 1 and not should_stop()
+            with PgStateStore.from_url(pg_url, epoch=rt.leader_epoch) as store:
+                assert len(_begin(store, "j1")) == 1
+                daemon.close()  # the other host takes over
+                assert other.poll().event == "acquired"
+                with pytest.raises(FencedError):
+                    _begin(store, "j2")
+        assert rt.leader_epoch is None
+    finally:
+        daemon.close()
+        other.close()
