@@ -272,7 +272,7 @@ class Executor:
 
     def _check_deadline(self) -> None:
         if self._should_stop():  # finish what is in flight, record the rest
-            self._stop("misync was stopping (SIGTERM)")
+            self._stop("misync was told to stop (SIGTERM, or its leadership lease was lost)")
         if self._deadline is not None and self._clock() >= self._deadline:
             self._stop(
                 f"the run deadline (apply.run_deadline_seconds = {self._deadline_seconds:g}) passed"
