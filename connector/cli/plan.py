@@ -26,7 +26,9 @@ def plan_command(rt: Runtime, args: argparse.Namespace, out: TextIO, run_id: str
     log = structlog.get_logger("misync.cli")
     as_of = args.as_of or rt.clock()
     with rt.store() as store:
-        plan, _ = runs.make_plan(rt, store, as_of, override_guard=args.override_guard)
+        plan, _ = runs.make_plan(
+            rt, store, as_of, override_guard=args.override_guard, full_scan=args.full_scan
+        )
     if args.out:  # streamed: a large plan is never held as one string
         with args.out.open("w", encoding="utf-8") as f:
             write_plan(plan, f)
@@ -62,9 +64,7 @@ def apply_command(rt: Runtime, args: argparse.Namespace, out: TextIO, run_id: st
     progress = ApplyProgress(
         out if args.format == "text" else None,
         sys.stderr,
-        render=lambda p: (
-            "" if shown else render_plan(p, limit=view_limit(args, p), tz=rt.rules.tz)
-        ),
+        render=lambda p: "" if shown else render_plan(p, limit=view_limit(args, p), tz=rt.rules.tz),
     )
     with alert_manager(rt) as alerts, requester_notifier(rt) as notifier:
         try:
@@ -72,6 +72,7 @@ def apply_command(rt: Runtime, args: argparse.Namespace, out: TextIO, run_id: st
                 rt,
                 plan=reviewed,
                 override_guard=args.override_guard,
+                full_scan=args.full_scan,
                 run_id=run_id,
                 alerts=alerts,
                 observer=runs.Observers(progress, notifier),
@@ -144,7 +145,9 @@ def _ask_before_apply(rt: Runtime, args: argparse.Namespace, out: TextIO) -> Pla
     from connector.reconcile.render import render_plan
 
     with rt.store() as store:
-        plan, _ = runs.make_plan(rt, store, rt.clock(), override_guard=args.override_guard)
+        plan, _ = runs.make_plan(
+            rt, store, rt.clock(), override_guard=args.override_guard, full_scan=args.full_scan
+        )
     # with --format json standard output is for the JSON: the plan goes to the terminal
     screen = out if args.format == "text" else sys.stderr
     screen.write(render_plan(plan, limit=view_limit(args, plan), tz=rt.rules.tz))

@@ -17,14 +17,21 @@ def run_apply(
     *,
     plan: Plan | None = None,
     override_guard: bool = False,
+    full_scan: bool = False,
     run_id: str | None = None,
     alerts: AlertSink | None = None,
     observer: RunObserver | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> ApplyResult:
     """Plan now (``FreshPlan``) or take a reviewed plan (``ReviewedPlan``), then carry
-    it out, journaling and auditing it all. Raises like any run (``Run.execute``)."""
-    source = FreshPlan(override_guard) if plan is None else ReviewedPlan(plan)
+    it out, journaling and auditing it all. The directory is read warm unless
+    ``full_scan`` or a doubt (connector.runs.directory). Raises like any run
+    (``Run.execute``)."""
+    source: FreshPlan | ReviewedPlan = (
+        FreshPlan(override_guard, full_scan=full_scan)
+        if plan is None
+        else ReviewedPlan(plan, full_scan=full_scan)
+    )
     result = Run(
         rt, source, run_id=run_id, alerts=alerts, observer=observer, should_stop=should_stop
     ).execute()
