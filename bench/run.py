@@ -10,7 +10,10 @@ one thing measured; times are taken inside the child, after imports):
 - world A, N people, directory in line: the raw ``ldapsearch`` dump and a bare ldap3
   paged scan (``paged_search(generator=True)`` on a SYNC connection, ldap3's defaults)
   of the same attributes, misync's directory read alone, the idle full cycle
-  (``make_plan``: feeds + policy + read + diff, as ``misync plan``), and the daemon's
+  (``make_plan`` with a full scan: feeds + policy + read + diff, as ``misync plan
+  --full-scan``), the warm plan (``misync plan`` after a full-scan plan saved the
+  snapshot and K accounts were changed behind its back: feeds + policy + the stored
+  snapshot and the K entries + diff; its phases timed apart), and the daemon's
   cycles (``CyclePlanner``: first full cycle, a full cycle with unchanged feeds, an
   incremental cycle after K accounts were changed behind its back, which must find them);
 - world B, N people, 94% of the accounts stale: the first plan, written to a file as
@@ -187,7 +190,7 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
             t0 = time.perf_counter()
 
             def plan_and_write() -> Any:
-                plan, _ = runs.make_plan(rt, store, now)
+                plan, _ = runs.make_plan(rt, store, now, full_scan=True)
                 if phase == "first_plan":
                     with Path(c["plan_out"]).open("w", encoding="utf-8") as f:
                         write_plan(plan, f)
@@ -198,20 +201,22 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
         out["summary"] = plan.summary
         if phase == "first_plan":
             out["plan_file_mb"] = round(Path(c["plan_out"]).stat().st_size / 2**20, 1)
+    elif phase == "warm_plan":
+        out |= _warm_plan(args, rt, c)
     elif phase == "cycles":
         out |= _cycles(rt, c)
     elif phase == "modify_ldif":
         with rt.store() as store:
-            plan, _ = runs.make_plan(rt, store, now)
+            plan, _ = runs.make_plan(rt, store, now, full_scan=True)
         out["summary"] = plan.summary
         out["modifies"] = _write_modify_ldif(plan, Path(c["ldif"]))
     elif phase == "apply":
         with rt.store() as store:
             t0 = time.perf_counter()
-            runs.make_plan(rt, store, now)
+            runs.make_plan(rt, store, now, full_scan=True)
             out["plan_seconds"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        result = runs.run_apply(rt)
+        result = runs.run_apply(rt, full_scan=True)  # as measured before warm plans
         out["seconds"] = time.perf_counter() - t0
         out["counts"] = result.report.counts
         out["failed"] = len(result.report.failed)
@@ -222,10 +227,75 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-def _cycles(rt: Any, c: dict[str, Any]) -> dict[str, Any]:
-    """The daemon's cycles; K accounts changed behind its back must be found."""
+def _change_behind_back(c: dict[str, Any], tag: str) -> None:
+    """K accounts of entitled people get another display name, with ldap3 directly."""
     import ldap3
 
+    time.sleep(1.1)  # modifyTimestamp has one-second steps (the margin is 0 here)
+    conn = ldap3.Connection(ldap3.Server(c["url"]), c["root_dn"], c["password"], auto_bind=True)
+    n = c["n"]
+    ppl = [p for p in gen.people(n, max(len(gen.WDAS), n // 400), 1021) if not p.separated]
+    for i, person in enumerate(ppl[: c["behind_back"]]):
+        conn.modify(
+            f"uid={person.uid},{gen.PEOPLE}",
+            {"displayName": [(ldap3.MODIFY_REPLACE, [f"changed behind its back {tag} {i}"])]},
+        )
+    conn.unbind()
+
+
+def _warm_plan(args: argparse.Namespace, rt: Any, c: dict[str, Any]) -> dict[str, Any]:
+    """``misync plan`` from the stored snapshot: a full-scan plan saves it, K accounts
+    change behind misync's back, then the warm plan is timed (the whole, and its phases:
+    feeds and policy, the directory, the rest of the plan) and checked against a
+    full-scan plan at the same instant (same checksum)."""
+    from connector import runs
+    from connector.runs.directory import DirectoryReader
+
+    out: dict[str, Any] = {}
+    now = datetime.now(UTC)
+    with rt.store() as store:
+        runs.make_plan(rt, store, now, full_scan=True)  # saves the snapshot
+        _change_behind_back(c, str(time.time()))
+
+        def warm() -> Any:
+            t0 = time.perf_counter()
+            ev = runs.evaluate(rt, store, now)
+            out["feeds_seconds"] = time.perf_counter() - t0
+            plan, _ = runs.make_plan(rt, store, now, evaluation=ev)
+            return plan
+
+        t0 = time.perf_counter()
+        plan = _profiled(args, warm)
+        out["seconds"] = time.perf_counter() - t0
+        rss_after_plan = rss_mb()
+        out["read"] = {"warm": plan.read.warm, "reason": plan.read.reason}
+        out["entries_read"] = plan.read.entries
+        out["found"] = plan.summary["update"]
+        # the directory part alone, as the plan did it (the stored snapshot, the mark,
+        # the changed entries), without saving
+        target = rt.target()
+        t0 = time.perf_counter()
+        reader = DirectoryReader(rt, store, target, save=False)
+        sum(1 for _ in reader.accounts())
+        out["directory_seconds"] = time.perf_counter() - t0
+        target.close()
+        out["plan_rest_seconds"] = out["seconds"] - out["feeds_seconds"] - out["directory_seconds"]
+        cold, _ = runs.make_plan(rt, store, now, full_scan=True)
+        out["same_checksum_as_full_scan"] = cold.checksum == plan.checksum
+        # what a full scan pays to keep the snapshot (encode every account, write it)
+        for save in (False, True):
+            target = rt.target()
+            t0 = time.perf_counter()
+            reader = DirectoryReader(rt, store, target, full_scan=True, save=save)
+            sum(1 for _ in reader.accounts())
+            out[f"full_read_{'save' if save else 'nosave'}_seconds"] = time.perf_counter() - t0
+            target.close()
+    out["rss_mb"] = rss_after_plan
+    return out
+
+
+def _cycles(rt: Any, c: dict[str, Any]) -> dict[str, Any]:
+    """The daemon's cycles; K accounts changed behind its back must be found."""
     from connector.runs.cycle import CyclePlanner
 
     out: dict[str, Any] = {}
@@ -238,17 +308,7 @@ def _cycles(rt: Any, c: dict[str, Any]) -> dict[str, Any]:
         warm = rec.cycle(store, full=True)
         out["warm_full_seconds"] = time.perf_counter() - t0
         out["warm_full_reevaluated"] = warm.reevaluated
-        time.sleep(1.1)  # modifyTimestamp has one-second steps (the margin is 0 here)
-        conn = ldap3.Connection(ldap3.Server(c["url"]), c["root_dn"], c["password"], auto_bind=True)
-        n = c["n"]
-        ppl = [p for p in gen.people(n, max(len(gen.WDAS), n // 400), 1021) if not p.separated]
-        for i, person in enumerate(ppl[: c["behind_back"]]):
-            uid = person.uid
-            conn.modify(
-                f"uid={uid},{gen.PEOPLE}",
-                {"displayName": [(ldap3.MODIFY_REPLACE, [f"changed behind its back {i}"])]},
-            )
-        conn.unbind()
+        _change_behind_back(c, "cycle")
         t0 = time.perf_counter()
         inc = rec.cycle(store)
         out["incremental_seconds"] = time.perf_counter() - t0
@@ -302,7 +362,7 @@ def measure(args: argparse.Namespace, phase: str, spec: dict[str, Any], *, repea
     runs_: list[dict[str, Any]] = []
     for _ in range(repeat):
         cmd = [sys.executable, __file__, "--child", phase, "--spec", json.dumps(spec)]
-        if args.profile and phase in ("read", "plan", "first_plan"):
+        if args.profile and phase in ("read", "plan", "first_plan", "warm_plan"):
             cmd.append("--profile")
         res = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if res.returncode != 0:
@@ -345,6 +405,11 @@ def main() -> int:
         action="store_true",
         help="only the apply world, its accounts stale in attributes only (no group moves)",
     )
+    p.add_argument(
+        "--only-plans",
+        action="store_true",
+        help="only world A: the baselines, the read, the cold and warm plans, the cycles",
+    )
     p.add_argument("--out", type=Path, help="JSON results (default bench/results/bench-N.json)")
     p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument("--spec", help=argparse.SUPPRESS)
@@ -372,10 +437,15 @@ def main() -> int:
         fig["read"] = measure(args, "read", a | {"config": cfg}, repeat=rep)
         cfg = str(_config(da, sa.url, sa.root_dn, sa.root_password, da / "state-plan"))
         fig["idle_plan"] = measure(args, "plan", a | {"config": cfg}, repeat=rep)
+        cfg = str(_config(da, sa.url, sa.root_dn, sa.root_password, da / "state-warm"))
+        spec = a | {"config": cfg, "behind_back": args.behind_back, "n": n}
+        fig["warm_plan"] = measure(args, "warm_plan", spec, repeat=rep)
         cfg = str(_config(da, sa.url, sa.root_dn, sa.root_password, da / "state-cycles"))
         spec = a | {"config": cfg, "behind_back": args.behind_back, "n": n}
         fig["cycles"] = measure(args, "cycles", spec)
         sa.stop()
+        if args.only_plans:
+            return _report(args, fig, out, started, n, apply_n)
         # world B: 94% stale
         sb, b, db = world(work, "first", n, drift=0.94)
         servers.append(sb)
@@ -406,22 +476,59 @@ def main() -> int:
             s.stop()
         shutil.rmtree(work, ignore_errors=True)
 
+    return _report(args, fig, out, started, n, apply_n)
+
+
+def _report(
+    args: argparse.Namespace,
+    fig: dict[str, Any],
+    out: Path,
+    started: datetime,
+    n: int,
+    apply_n: int,
+) -> int:
+    """The table of every figure measured, printed and written to ``out``."""
+    rep = args.repeat
     cy = fig["cycles"]
-    rows = [
-        ("idle full cycle (misync plan)", fig["idle_plan"], "bare_ldap3", 1.3),
+    rows: list[tuple[str, dict[str, Any], str, float | None]] = [
+        ("idle full cycle (misync plan --full-scan)", fig["idle_plan"], "bare_ldap3", 1.3),
+        ("warm plan (misync plan, K changed)", fig["warm_plan"], "bare_ldap3", 0.3),
+        (
+            "warm plan: feeds and policy",
+            _fig(fig["warm_plan"], "feeds_seconds"),
+            "bare_ldap3",
+            None,
+        ),
+        (
+            "warm plan: directory",
+            _fig(fig["warm_plan"], "directory_seconds"),
+            "bare_ldap3",
+            None,
+        ),
+        (
+            "warm plan: desired accounts, diff, seal",
+            _fig(fig["warm_plan"], "plan_rest_seconds"),
+            "bare_ldap3",
+            None,
+        ),
         ("daemon full cycle, feeds unchanged", _fig(cy, "warm_full_seconds"), "bare_ldap3", 1.3),
         ("incremental cycle", _fig(cy, "incremental_seconds"), "ldapsearch", 3.0),
-        ("first plan, 94% updates (plan -o)", fig["first_plan"], "idle_plan", 2.0),
-        ("apply of the updates (plan + execute)", fig["apply"], "ldapmodify", 1.5),
-        (
-            "apply, execution only",
-            {
-                "seconds": fig["apply"]["seconds"] - fig["apply"]["plan_seconds"],
-                "rss_mb": fig["apply"]["rss_mb"],
-            },
-            "ldapmodify",
-            1.5,
-        ),
+    ]
+    if "apply" in fig:  # not with --only-plans
+        rows += [
+            ("first plan, 94% updates (plan -o)", fig["first_plan"], "idle_plan", 2.0),
+            ("apply of the updates (plan + execute)", fig["apply"], "ldapmodify", 1.5),
+            (
+                "apply, execution only",
+                {
+                    "seconds": fig["apply"]["seconds"] - fig["apply"]["plan_seconds"],
+                    "rss_mb": fig["apply"]["rss_mb"],
+                },
+                "ldapmodify",
+                1.5,
+            ),
+        ]
+    rows += [
         ("misync directory read alone", fig["read"], "bare_ldap3", None),
         ("bare ldap3 paged scan", fig["bare_ldap3"], "ldapsearch", None),
     ]
@@ -466,6 +573,12 @@ def main() -> int:
             f"{r['figure']:40} {r['seconds']:8.2f} {r['rss_mb']:7.0f}  {r['baseline']:12} "
             f"{r['baseline_seconds']:7.2f} {r['ratio']:5.2f}x {goal} {met}"
         )
+    wp = fig["warm_plan"]
+    print(
+        f"warm plan: {wp['found']} of {args.behind_back} accounts changed behind its back "
+        f"found, {wp['entries_read']} entries read, read={wp['read']}, same checksum as a "
+        f"full scan: {wp['same_checksum_as_full_scan']}"
+    )
     print(
         f"incremental cycle: {cy['incremental_found']} of {args.behind_back} accounts changed "
         f"behind its back found, {cy['incremental_read']} read, full={cy['incremental_full']}"
