@@ -82,8 +82,8 @@ def describe_read(r: DirectoryRead, tz: tzinfo | None = None) -> str:
         return (
             f"directory: warm read at {_when(r.read_at, tz)}: the stored snapshot "
             f"(last full scan {_when(r.full_scan_at, tz)}) and the {r.entries} entries "
-            f"changed since its mark ({r.accounts} accounts); accounts deleted or moved "
-            "out of scope since that full scan show only in a full scan (--full-scan)"
+            f"changed since its mark ({r.accounts} accounts); an account deleted or moved "
+            "out of scope since that full scan is seen by the next full scan (--full-scan)"
         )
     return f"directory: full scan at {_when(r.read_at, tz)} ({r.accounts} accounts): {r.reason}"
 

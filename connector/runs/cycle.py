@@ -48,6 +48,7 @@ A ``CyclePlanner`` is not thread-safe: one cycle at a time (the daemon runs one)
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -60,7 +61,7 @@ import structlog
 
 from connector.app import Runtime
 from connector.model.accounts import Account
-from connector.model.plan import Plan
+from connector.model.plan import DirectoryRead, Plan
 from connector.policy.horizon import valid_until
 from connector.reconcile import build_plan, seal
 from connector.reconcile.planner import PlanCache
@@ -147,6 +148,18 @@ class CyclePlanner:
                 plan = self._plan(store, ev, now, target.description, override_guard)
             finally:
                 target.close()
+        # how the directory was read, as a plan says it (outside the checksum)
+        plan = dataclasses.replace(
+            plan,
+            read=DirectoryRead(
+                warm=not reason,
+                reason=reason,
+                read_at=now,
+                full_scan_at=self._full_at or now,
+                entries=read,
+                accounts=len(self._accounts or {}),
+            ),
+        )
         self._log.info(
             "cycle.done",
             full=bool(reason),

@@ -128,13 +128,21 @@ def test_the_cli_says_which_read_it_did(
 
 
 def test_warm_plan_after_a_daemon_cycle(world: World) -> None:
-    cycle = CyclePlanner(world.rt).cycle(world.store)
+    daemon = CyclePlanner(world.rt)
+    cycle = daemon.cycle(world.store)
     assert cycle.full
+    assert cycle.plan.read is not None  # the daemon's plans say it too
+    assert not cycle.plan.read.warm
     lock(world, "ewalsh")
     warm = warm_equals_cold(world)
     assert warm.read is not None
     assert warm.read.full_scan_at == NOW  # the daemon's full scan
     assert warm.read.entries == 1
+    # the daemon's next cycle (after two plans saved their views) plans the same
+    again = daemon.cycle(world.store)
+    assert again.plan.read is not None
+    assert again.plan.read.warm
+    assert again.plan.checksum == warm.checksum
 
 
 def test_a_warm_apply_acts_on_what_the_directory_holds_now(world: World) -> None:
