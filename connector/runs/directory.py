@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timedelta
@@ -70,14 +71,16 @@ def account_to_json(a: Account) -> str:
 
 
 def account_from_json(text: str) -> Account:
+    """A snapshot row back as an account. Values are interned, as the LDAP adapter's
+    are: offices, organizations, profiles and group names repeat across 100k accounts."""
     d = json.loads(text)
     return Account(
         account_id=d["id"],
         correlation=d["corr"],
         logon_id=d["logon"],
         enabled=bool(d["enabled"]),
-        attributes={k: tuple(v) for k, v in d["attrs"].items()},
-        groups=frozenset(d["groups"]),
+        attributes={sys.intern(k): tuple(map(sys.intern, v)) for k, v in d["attrs"].items()},
+        groups=frozenset(map(sys.intern, d["groups"])),
     )
 
 
