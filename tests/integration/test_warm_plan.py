@@ -155,8 +155,11 @@ def test_a_warm_apply_acts_on_what_the_directory_holds_now(world: World) -> None
     assert result.plan.read is not None
     assert result.plan.read.warm
     assert ops(result.plan)["P1005"] == "enable"
-    after = CyclePlanner(world.rt).cycle(StateStore(world.rt.settings.state.db))
-    assert "P1005" not in ops(after.plan)
+    with StateStore(world.rt.settings.state.db) as store:
+        after = plan(world, store=store)
+    assert "P1005" not in ops(after)
+    assert after.read is not None
+    assert after.read.warm  # the apply kept the snapshot: its own writes read since its mark
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
