@@ -26,14 +26,15 @@ did, why, and as of when: ``Plan.read``):
 - an entry changed since the mark carries another account's correlation (a rename, a
   duplicate), or a new entry correlates to nobody (it may be a renamed orphan).
 
-Each read saves what it saw: a warm read writes the changed rows and its new mark, a
-full scan the whole snapshot. Several processes share the store (the daemon, plans,
-applies; SQLite or PostgreSQL), so a snapshot is only ever written whole or onto the
-very view it was derived from: rows changed relative to a view go in only if the
-store's ``generation`` is still that view's (compare-and-set, ``save_snapshot(expect=)``),
-and the store is loaded as one state (its generation read before and after). Any
-(rows, mark) pair written this way is true: an entry that is not as the rows say was
-changed at or after the mark, and the next reader reads it again.
+A full scan saves what it read, whole, so that the next plan is warm without a daemon;
+a warm read saves nothing (it read only a few entries, which the next reader reads
+again). Several processes share the store (the daemon, plans, applies; SQLite or
+PostgreSQL), so a snapshot is only ever written whole or onto the very view it was
+derived from: the daemon's rows changed relative to its view go in only if the store's
+``generation`` is still that view's (compare-and-set, ``save_snapshot(expect=)``), and
+the store is loaded as one state (its generation read before and after). Any (rows,
+mark) pair written this way is true: an entry that is not as the rows say was changed
+at or after the mark, and the next reader reads it again.
 """
 
 from __future__ import annotations
@@ -129,11 +130,11 @@ def fold_changes(
 
 class DirectoryReader:
     """One plan's view of the directory: ``accounts()`` streams it (warm or a full scan,
-    as the module's docstring says) and saves it to the store once it was read to the
-    end; ``read`` then says how it was read.
+    as the module's docstring says; a full scan is saved to the store once it was read
+    to the end); ``read`` then says how it was read.
 
-    ``full_scan``: read the whole directory whatever the snapshot. ``save``: keep what
-    was read in the store (False: a read that must leave the state as it is)."""
+    ``full_scan``: read the whole directory whatever the snapshot. ``save``: keep a full
+    scan in the store (False: a read that must leave the state as it is)."""
 
     def __init__(
         self,
@@ -218,16 +219,9 @@ class DirectoryReader:
             return None, doubt
         accounts.update(upserts)
         full_at = datetime.fromisoformat(meta["full_at"])
-        if self.save:
-            saved = self.store.save_snapshot(
-                {**meta, "mark": mark, "generation": new_generation()},
-                {k: account_to_json(a) for k, a in upserts.items()},
-                [],
-                replace=False,
-                expect=generation,
-            )
-            if not saved:  # another process saved its own view meanwhile: it stays
-                self._log.info("directory.snapshot_not_saved", reason="saved by another process")
+        # nothing saved: the next reader reads the same few entries again, and a save
+        # here would make the daemon write its whole view at its next cycle (its own
+        # save would no longer go onto the snapshot it last saved)
         self._read = DirectoryRead(
             warm=True,
             reason="",

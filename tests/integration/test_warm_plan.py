@@ -60,7 +60,9 @@ def test_warm_plan_equals_a_full_scan_after_changes_behind_its_back(world: World
     assert first.read is not None
     assert not first.read.warm
     assert "no stored snapshot" in first.read.reason
+    saved = world.store.snapshot_meta()
     idle = plan(world)  # the first plan saved what it read
+    assert world.store.snapshot_meta() == saved  # a warm read saves nothing
     assert idle.read is not None
     assert idle.read.warm
     assert idle.read.entries == 0
@@ -138,7 +140,7 @@ def test_warm_plan_after_a_daemon_cycle(world: World) -> None:
     assert warm.read is not None
     assert warm.read.full_scan_at == NOW  # the daemon's full scan
     assert warm.read.entries == 1
-    # the daemon's next cycle (after two plans saved their views) plans the same
+    # the daemon's next cycle (after a full-scan plan saved its view) plans the same
     again = daemon.cycle(world.store)
     assert again.plan.read is not None
     assert again.plan.read.warm
@@ -159,7 +161,7 @@ def test_a_warm_apply_acts_on_what_the_directory_holds_now(world: World) -> None
         after = plan(world, store=store)
     assert "P1005" not in ops(after)
     assert after.read is not None
-    assert after.read.warm  # the apply kept the snapshot: its own writes read since its mark
+    assert after.read.warm  # the daemon's snapshot, and the apply's writes since its mark
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
@@ -167,10 +169,10 @@ def test_a_plan_saved_between_two_daemon_cycles_leaves_a_true_snapshot(
     world: World, backend: str, request: pytest.FixtureRequest
 ) -> None:
     """The daemon keeps its view in memory and writes only the rows it sees change. A
-    plan saved its own view in between (ewalsh locked); the lock is then lifted, which
-    the daemon does not see as a change (its view never had the lock). Its next save
-    must not leave the plan's row (locked) under its own later mark: it goes onto the
-    plan's save only by compare-and-set, else it writes its whole view."""
+    full-scan plan saved its own view in between (ewalsh locked); the lock is then
+    lifted, which the daemon does not see as a change (its view never had the lock).
+    Its next save must not leave the plan's row (locked) under its own later mark: it
+    goes onto its own last save only (compare-and-set), else it writes its whole view."""
     store: Store = world.store
     if backend == "postgresql":
         from connector.state.postgres import PgStateStore
@@ -180,7 +182,7 @@ def test_a_plan_saved_between_two_daemon_cycles_leaves_a_true_snapshot(
     daemon.cycle(store)  # view: ewalsh not locked
     time.sleep(1.1)  # modifyTimestamp has one-second steps; the mark too
     lock(world, "ewalsh")
-    assert plan(world, store=store).read.warm  # type: ignore[union-attr]
+    assert not plan(world, store=store, full_scan=True).read.warm  # type: ignore[union-attr]
     lock(world, "ewalsh", locked=False)  # back as the daemon last saw it
     time.sleep(1.1)
     daemon.cycle(store)  # incremental: ewalsh is as it holds it, nothing to write
