@@ -245,22 +245,75 @@ class DirectoryReader:
         target = self.target
         mark = target.high_water_mark() if isinstance(target, IncrementalTarget) else None
         save = self.save and isinstance(target, IncrementalTarget)  # SCIM: nothing to keep
-        rows: dict[str, str] = {}
+        writer = _ChunkedSnapshot(self.store) if save else None
         count = 0
         for a in target.snapshot():
             count += 1
-            if save:
-                rows[a.account_id.lower()] = account_to_json(a)
+            if writer is not None:
+                writer.add(a)
             yield a
-        # read to the end: a partial read raised above and is never saved
-        if save:
-            meta = {"fingerprint": fingerprint(self.rt, target), "generation": new_generation()}
+        # read to the end: a partial read raised above and is never taken for a snapshot
+        if writer is not None:
+            meta = {"fingerprint": fingerprint(self.rt, target)}
             if mark is not None:
                 meta |= {"mark": mark, "full_at": now.isoformat()}
             else:
                 meta["no_mark"] = no_mark_warning(target.description)
-            self.store.save_snapshot(meta, rows, [], replace=True)
+            if not writer.finish(meta):
+                self._log.info("directory.snapshot_not_saved", reason="saved by another process")
         self._read = DirectoryRead(
             warm=False, reason=reason, read_at=now, full_scan_at=now, entries=count, accounts=count
         )
         self._log.info("directory.read", mode="full_scan", reason=reason, read=count)
+
+
+#: Rows of a full scan written per transaction (a 100k scan never holds all its rows).
+SAVE_CHUNK = 5000
+
+
+class _ChunkedSnapshot:
+    """A full scan written to the store as it streams past, ``SAVE_CHUNK`` rows at a
+    time, so that the rows of 100k accounts are never held at once (~60 MB of JSON).
+
+    The first chunk empties the stored snapshot and leaves a meta with a new
+    ``generation`` and no mark: while the scan runs, and for good if it stops, readers
+    find no usable snapshot (a full scan for them; the daemon writes its whole view at
+    its next save). Every later chunk and the final meta go in only onto that very
+    generation (compare-and-set): if another process saved a whole view meanwhile, it
+    stays and this scan saves nothing more. The final meta (fingerprint, mark, time of
+    the full scan) is written only once the scan was read to the end."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.generation = new_generation()
+        self.rows: dict[str, str] = {}
+        self.started = False
+        self.lost = False  # another process saved its view since our first chunk
+
+    def add(self, account: Account) -> None:
+        if self.lost:
+            return
+        self.rows[account.account_id.lower()] = account_to_json(account)
+        if len(self.rows) >= SAVE_CHUNK:
+            self._flush()
+
+    def _flush(self) -> None:
+        meta = {"generation": self.generation}
+        if not self.started:
+            self.store.save_snapshot(meta, self.rows, [], replace=True)
+            self.started = True
+        elif not self.store.save_snapshot(
+            meta, self.rows, [], replace=False, expect=self.generation
+        ):
+            self.lost = True
+        self.rows = {}
+
+    def finish(self, meta: Mapping[str, str]) -> bool:
+        """Write the last rows and the meta; False when another process saved since."""
+        if self.lost:
+            return False
+        whole = {**meta, "generation": new_generation()}
+        if not self.started:  # one chunk: rows and meta in one transaction
+            self.store.save_snapshot(whole, self.rows, [], replace=True)
+            return True
+        return self.store.save_snapshot(whole, self.rows, [], replace=False, expect=self.generation)

@@ -276,17 +276,35 @@ def test_every_doubt_falls_back_to_a_full_scan_and_says_so(
         assert made.checksum == plan(world, full_scan=True).checksum
 
 
-def test_a_snapshot_read_only_in_part_is_never_saved(world: World) -> None:
-    plan(world)
+@pytest.mark.parametrize(("read", "kept"), [(1, True), (3, False)], ids=["1-read", "3-read"])
+def test_a_snapshot_read_only_in_part_is_never_taken_for_one(
+    world: World, monkeypatch: pytest.MonkeyPatch, read: int, kept: bool
+) -> None:
+    """A full scan is saved in chunks (here 2 rows) as it streams past. Stopped before
+    its first chunk, the stored snapshot stays as it was; after it, the stored one is
+    gone (no mark, no fingerprint) and the next plan scans in full: never a partial one."""
+    from connector.runs import directory
+
+    monkeypatch.setattr(directory, "SAVE_CHUNK", 2)
+    first = plan(world)  # saved in chunks of 2, read to the end
+    assert plan(world).read.warm  # type: ignore[union-attr]
+    assert warm_equals_cold(world).checksum == first.checksum
     before = (world.store.snapshot_meta(), world.store.load_snapshot())
     target = world.rt.target()
-    reader = DirectoryReader(world.rt, world.store, target, full_scan=True)
-    stream = reader.accounts()
-    next(stream)
+    stream = DirectoryReader(world.rt, world.store, target, full_scan=True).accounts()
+    for _ in range(read):
+        next(stream)
     stream.close()  # the read stopped (a failed page raises the same way)
     target.close()
-    assert (world.store.snapshot_meta(), world.store.load_snapshot()) == before
-    assert plan(world).read.warm  # type: ignore[union-attr]
+    assert ((world.store.snapshot_meta(), world.store.load_snapshot()) == before) is kept
+    after = plan(world)
+    assert after.read is not None
+    if kept:
+        assert after.read.warm
+    else:
+        assert not after.read.warm
+        assert "no stored snapshot" in after.read.reason
+    assert after.checksum == first.checksum
 
 
 def test_a_snapshot_saved_while_it_is_loaded_is_a_doubt(world: World) -> None:
