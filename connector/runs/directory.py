@@ -208,8 +208,10 @@ class DirectoryReader:
         rows = self.store.load_snapshot()
         if self.store.snapshot_meta().get("generation", "") != generation:
             return None, "the stored snapshot changed while it was read"
-        mark = target.high_water_mark()  # before the read, as always
-        if mark is None:
+        # the server must still give a mark (its modifyTimestamp readable to us), else
+        # its changed entries may be invisible too; the mark itself is not kept: a warm
+        # read saves nothing
+        if target.high_water_mark() is None:
             return None, "the server's change mark is unreadable"
         accounts = {k: account_from_json(v) for k, v in rows.items()}
         del rows
