@@ -10,7 +10,10 @@ one thing measured; times are taken inside the child, after imports):
 - world A, N people, directory in line: the raw ``ldapsearch`` dump and a bare ldap3
   paged scan (``paged_search(generator=True)`` on a SYNC connection, ldap3's defaults)
   of the same attributes, misync's directory read alone, the idle full cycle
-  (``make_plan``: feeds + policy + read + diff, as ``misync plan``), and the daemon's
+  (``make_plan`` with a full scan: feeds + policy + read + diff, as ``misync plan
+  --full-scan``), the warm plan (``misync plan`` after a full-scan plan saved the
+  snapshot and K accounts were changed behind its back: feeds + policy + the stored
+  snapshot and the K entries + diff; its phases timed apart), and the daemon's
   cycles (``CyclePlanner``: first full cycle, a full cycle with unchanged feeds, an
   incremental cycle after K accounts were changed behind its back, which must find them);
 - world B, N people, 94% of the accounts stale: the first plan, written to a file as
@@ -148,25 +151,7 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
         out["rss_mb"] = children_rss_mb()
         return out
     if phase == "bare_ldap3":
-        import ldap3
-
-        conn = ldap3.Connection(
-            ldap3.Server(c["url"], get_info=ldap3.NONE),
-            c["root_dn"],
-            c["password"],
-            client_strategy=ldap3.SYNC,
-            auto_bind=True,
-            raise_exceptions=True,
-        )
-        t0 = time.perf_counter()
-        n = 0
-        for _entry in conn.extend.standard.paged_search(
-            gen.PEOPLE, FILTER, ldap3.LEVEL, attributes=ATTRS, paged_size=1000, generator=True
-        ):
-            n += 1
-        out["seconds"] = time.perf_counter() - t0
-        out["entries"] = n
-        conn.unbind()
+        out["seconds"], out["entries"] = _bare_scan(c)
         out["rss_mb"] = rss_mb()
         return out
 
@@ -187,7 +172,7 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
             t0 = time.perf_counter()
 
             def plan_and_write() -> Any:
-                plan, _ = runs.make_plan(rt, store, now)
+                plan, _ = runs.make_plan(rt, store, now, full_scan=True)
                 if phase == "first_plan":
                     with Path(c["plan_out"]).open("w", encoding="utf-8") as f:
                         write_plan(plan, f)
@@ -198,20 +183,22 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
         out["summary"] = plan.summary
         if phase == "first_plan":
             out["plan_file_mb"] = round(Path(c["plan_out"]).stat().st_size / 2**20, 1)
+    elif phase == "warm_plan":
+        out |= _warm_plan(args, rt, c)
     elif phase == "cycles":
         out |= _cycles(rt, c)
     elif phase == "modify_ldif":
         with rt.store() as store:
-            plan, _ = runs.make_plan(rt, store, now)
+            plan, _ = runs.make_plan(rt, store, now, full_scan=True)
         out["summary"] = plan.summary
         out["modifies"] = _write_modify_ldif(plan, Path(c["ldif"]))
     elif phase == "apply":
         with rt.store() as store:
             t0 = time.perf_counter()
-            runs.make_plan(rt, store, now)
+            runs.make_plan(rt, store, now, full_scan=True)
             out["plan_seconds"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        result = runs.run_apply(rt)
+        result = runs.run_apply(rt, runs.FreshPlan(full_scan=True))  # as measured before warm plans
         out["seconds"] = time.perf_counter() - t0
         out["counts"] = result.report.counts
         out["failed"] = len(result.report.failed)
@@ -222,10 +209,125 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-def _cycles(rt: Any, c: dict[str, Any]) -> dict[str, Any]:
-    """The daemon's cycles; K accounts changed behind its back must be found."""
+def _bare_scan(c: dict[str, Any]) -> tuple[float, int]:
+    """The baseline: a bare ldap3 paged scan of the managed attributes (seconds, entries)."""
     import ldap3
 
+    conn = ldap3.Connection(
+        ldap3.Server(c["url"], get_info=ldap3.NONE),
+        c["root_dn"],
+        c["password"],
+        client_strategy=ldap3.SYNC,
+        auto_bind=True,
+        raise_exceptions=True,
+    )
+    t0 = time.perf_counter()
+    n = 0
+    for _entry in conn.extend.standard.paged_search(
+        gen.PEOPLE, FILTER, ldap3.LEVEL, attributes=ATTRS, paged_size=1000, generator=True
+    ):
+        n += 1
+    seconds = time.perf_counter() - t0
+    conn.unbind()
+    return seconds, n
+
+
+def _change_behind_back(c: dict[str, Any], tag: str) -> None:
+    """K accounts of entitled people get another display name, with ldap3 directly."""
+    import ldap3
+
+    time.sleep(1.1)  # modifyTimestamp has one-second steps (the margin is 0 here)
+    conn = ldap3.Connection(ldap3.Server(c["url"]), c["root_dn"], c["password"], auto_bind=True)
+    n = c["n"]
+    ppl = [p for p in gen.people(n, max(len(gen.WDAS), n // 400), 1021) if not p.separated]
+    for i, person in enumerate(ppl[: c["behind_back"]]):
+        conn.modify(
+            f"uid={person.uid},{gen.PEOPLE}",
+            {"displayName": [(ldap3.MODIFY_REPLACE, [f"changed behind its back {tag} {i}"])]},
+        )
+    conn.unbind()
+
+
+def _warm_plan(args: argparse.Namespace, rt: Any, c: dict[str, Any]) -> dict[str, Any]:
+    """``misync plan`` from the stored snapshot: a full-scan plan saves it; then, in
+    ``rounds`` rounds, a bare ldap3 scan (the baseline, taken seconds from the figure:
+    the machine is shared), K accounts changed behind misync's back, and the warm plan
+    timed (the whole, and its phases: feeds and policy, the directory, the rest). The
+    round of the median ratio is kept, with its phases and its baseline; each warm plan
+    is checked against a full-scan plan at the same instant (same checksum)."""
+    import gc
+
+    from connector import runs
+    from connector.runs.directory import DirectoryReader
+    from connector.runs.planning import collector_paused
+
+    now = datetime.now(UTC)
+    rounds: list[dict[str, Any]] = []
+    with rt.store() as store:
+        runs.make_plan(rt, store, now, full_scan=True)  # saves the snapshot
+        rss_after_first = rss_mb()
+        for i in range(c.get("rounds", 3)):
+            r: dict[str, Any] = {"bare_seconds": _bare_scan(c)[0]}
+            _change_behind_back(c, f"{time.time()} {i}")
+
+            gc.collect()  # the last round's plans are gone, as in a new process
+
+            def warm(r: dict[str, Any] = r) -> Any:
+                # as make_plan does it (the collector paused for the whole plan), with
+                # the feeds timed apart
+                with collector_paused():
+                    t0 = time.perf_counter()
+                    ev = runs.evaluate(rt, store, now)
+                    r["feeds_seconds"] = time.perf_counter() - t0
+                    plan, _ = runs.make_plan(rt, store, now, evaluation=ev)
+                    return plan
+
+            t0 = time.perf_counter()
+            plan = _profiled(args, warm) if i == 0 else warm()
+            r["seconds"] = time.perf_counter() - t0
+            r["read"] = {"warm": plan.read.warm, "reason": plan.read.reason}
+            r["entries_read"] = plan.read.entries
+            r["found"] = plan.summary["update"]
+            # the directory part alone, as the plan did it (the stored snapshot, the
+            # mark, the changed entries), without saving
+            target = rt.target()
+            with collector_paused():
+                t0 = time.perf_counter()
+                sum(1 for _ in DirectoryReader(rt, store, target, save=False).accounts())
+                r["directory_seconds"] = time.perf_counter() - t0
+            target.close()
+            r["plan_rest_seconds"] = r["seconds"] - r["feeds_seconds"] - r["directory_seconds"]
+            r["ratio"] = r["seconds"] / r["bare_seconds"]
+            cold, _ = runs.make_plan(rt, store, now, full_scan=True)
+            r["same_checksum_as_full_scan"] = cold.checksum == plan.checksum
+            rounds.append(r)
+            del plan, cold
+        rss_after_plans = rss_mb()
+        # what a full scan pays to keep the snapshot (encode every account, write it)
+        out: dict[str, Any] = {}
+        for save in (False, True, False, True):
+            gc.collect()
+            target = rt.target()
+            with collector_paused():
+                t0 = time.perf_counter()
+                reader = DirectoryReader(rt, store, target, full_scan=True, save=save)
+                sum(1 for _ in reader.accounts())
+                key = f"full_read_{'save' if save else 'nosave'}_seconds"
+                out[key] = min(out.get(key, 1e9), time.perf_counter() - t0)
+            target.close()
+    # the round of the median ratio, with its own baseline (a round's ratio is what
+    # survives the load of a shared machine; the fastest round may have had a slow scan)
+    median = sorted(rounds, key=lambda r: r["ratio"])[len(rounds) // 2]
+    out |= median
+    out["round_ratios"] = [round(r["ratio"], 3) for r in rounds]
+    out["all_checksums_equal"] = all(r["same_checksum_as_full_scan"] for r in rounds)
+    out["rss_mb"] = rss_after_plans  # the peak: full-scan plans too
+    out["rss_after_first_full_scan_plan_mb"] = rss_after_first
+    return out
+
+
+def _cycles(rt: Any, c: dict[str, Any]) -> dict[str, Any]:
+    """The daemon's cycles; K accounts changed behind its back must be found."""
     from connector.runs.cycle import CyclePlanner
 
     out: dict[str, Any] = {}
@@ -238,17 +340,7 @@ def _cycles(rt: Any, c: dict[str, Any]) -> dict[str, Any]:
         warm = rec.cycle(store, full=True)
         out["warm_full_seconds"] = time.perf_counter() - t0
         out["warm_full_reevaluated"] = warm.reevaluated
-        time.sleep(1.1)  # modifyTimestamp has one-second steps (the margin is 0 here)
-        conn = ldap3.Connection(ldap3.Server(c["url"]), c["root_dn"], c["password"], auto_bind=True)
-        n = c["n"]
-        ppl = [p for p in gen.people(n, max(len(gen.WDAS), n // 400), 1021) if not p.separated]
-        for i, person in enumerate(ppl[: c["behind_back"]]):
-            uid = person.uid
-            conn.modify(
-                f"uid={uid},{gen.PEOPLE}",
-                {"displayName": [(ldap3.MODIFY_REPLACE, [f"changed behind its back {i}"])]},
-            )
-        conn.unbind()
+        _change_behind_back(c, "cycle")
         t0 = time.perf_counter()
         inc = rec.cycle(store)
         out["incremental_seconds"] = time.perf_counter() - t0
@@ -302,7 +394,7 @@ def measure(args: argparse.Namespace, phase: str, spec: dict[str, Any], *, repea
     runs_: list[dict[str, Any]] = []
     for _ in range(repeat):
         cmd = [sys.executable, __file__, "--child", phase, "--spec", json.dumps(spec)]
-        if args.profile and phase in ("read", "plan", "first_plan"):
+        if args.profile and phase in ("read", "plan", "first_plan", "warm_plan"):
             cmd.append("--profile")
         res = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if res.returncode != 0:
@@ -345,6 +437,11 @@ def main() -> int:
         action="store_true",
         help="only the apply world, its accounts stale in attributes only (no group moves)",
     )
+    p.add_argument(
+        "--only-plans",
+        action="store_true",
+        help="only world A: the baselines, the read, the cold and warm plans, the cycles",
+    )
     p.add_argument("--out", type=Path, help="JSON results (default bench/results/bench-N.json)")
     p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument("--spec", help=argparse.SUPPRESS)
@@ -372,10 +469,19 @@ def main() -> int:
         fig["read"] = measure(args, "read", a | {"config": cfg}, repeat=rep)
         cfg = str(_config(da, sa.url, sa.root_dn, sa.root_password, da / "state-plan"))
         fig["idle_plan"] = measure(args, "plan", a | {"config": cfg}, repeat=rep)
+        cfg = str(_config(da, sa.url, sa.root_dn, sa.root_password, da / "state-warm"))
+        spec = a | {"config": cfg, "behind_back": args.behind_back, "n": n}
+        fig["warm_plan"] = measure(args, "warm_plan", spec | {"rounds": max(rep, 2)})
+        fig["bare_interleaved"] = {
+            "seconds": fig["warm_plan"]["bare_seconds"],
+            "rss_mb": fig["bare_ldap3"]["rss_mb"],
+        }
         cfg = str(_config(da, sa.url, sa.root_dn, sa.root_password, da / "state-cycles"))
         spec = a | {"config": cfg, "behind_back": args.behind_back, "n": n}
         fig["cycles"] = measure(args, "cycles", spec)
         sa.stop()
+        if args.only_plans:
+            return _report(args, fig, out, started, n, apply_n)
         # world B: 94% stale
         sb, b, db = world(work, "first", n, drift=0.94)
         servers.append(sb)
@@ -406,24 +512,62 @@ def main() -> int:
             s.stop()
         shutil.rmtree(work, ignore_errors=True)
 
+    return _report(args, fig, out, started, n, apply_n)
+
+
+def _report(
+    args: argparse.Namespace,
+    fig: dict[str, Any],
+    out: Path,
+    started: datetime,
+    n: int,
+    apply_n: int,
+) -> int:
+    """The table of every figure measured, printed and written to ``out``."""
+    rep = args.repeat
     cy = fig["cycles"]
-    rows = [
-        ("idle full cycle (misync plan)", fig["idle_plan"], "bare_ldap3", 1.3),
+    rows: list[tuple[str, dict[str, Any], str, float | None]] = [
+        ("idle full cycle (misync plan --full-scan)", fig["idle_plan"], "bare_ldap3", 1.3),
+        ("warm plan (misync plan, K changed)", fig["warm_plan"], "bare_interleaved", 0.3),
+        (
+            "warm plan: feeds and policy",
+            _fig(fig["warm_plan"], "feeds_seconds"),
+            "bare_interleaved",
+            None,
+        ),
+        (
+            "warm plan: directory",
+            _fig(fig["warm_plan"], "directory_seconds"),
+            "bare_interleaved",
+            None,
+        ),
+        (
+            "warm plan: desired accounts, diff, seal",
+            _fig(fig["warm_plan"], "plan_rest_seconds"),
+            "bare_interleaved",
+            None,
+        ),
         ("daemon full cycle, feeds unchanged", _fig(cy, "warm_full_seconds"), "bare_ldap3", 1.3),
         ("incremental cycle", _fig(cy, "incremental_seconds"), "ldapsearch", 3.0),
-        ("first plan, 94% updates (plan -o)", fig["first_plan"], "idle_plan", 2.0),
-        ("apply of the updates (plan + execute)", fig["apply"], "ldapmodify", 1.5),
-        (
-            "apply, execution only",
-            {
-                "seconds": fig["apply"]["seconds"] - fig["apply"]["plan_seconds"],
-                "rss_mb": fig["apply"]["rss_mb"],
-            },
-            "ldapmodify",
-            1.5,
-        ),
+    ]
+    if "apply" in fig:  # not with --only-plans
+        rows += [
+            ("first plan, 94% updates (plan -o)", fig["first_plan"], "idle_plan", 2.0),
+            ("apply of the updates (plan + execute)", fig["apply"], "ldapmodify", 1.5),
+            (
+                "apply, execution only",
+                {
+                    "seconds": fig["apply"]["seconds"] - fig["apply"]["plan_seconds"],
+                    "rss_mb": fig["apply"]["rss_mb"],
+                },
+                "ldapmodify",
+                1.5,
+            ),
+        ]
+    rows += [
         ("misync directory read alone", fig["read"], "bare_ldap3", None),
         ("bare ldap3 paged scan", fig["bare_ldap3"], "ldapsearch", None),
+        ("bare ldap3 scan, between the warm plans", fig["bare_interleaved"], "bare_ldap3", None),
     ]
     table = []
     for label, f, base, target in rows:
@@ -466,6 +610,15 @@ def main() -> int:
             f"{r['figure']:40} {r['seconds']:8.2f} {r['rss_mb']:7.0f}  {r['baseline']:12} "
             f"{r['baseline_seconds']:7.2f} {r['ratio']:5.2f}x {goal} {met}"
         )
+    wp = fig["warm_plan"]
+    print(
+        f"warm plan: {wp['found']} of {args.behind_back} accounts changed behind its back "
+        f"found, {wp['entries_read']} entries read, read={wp['read']}, same checksum as a "
+        f"full scan: {wp['all_checksums_equal']}; ratio to the bare scan just before, by "
+        f"round: {wp['round_ratios']}; a full scan saving the snapshot "
+        f"{wp['full_read_save_seconds']:.2f} s, not saving it "
+        f"{wp['full_read_nosave_seconds']:.2f} s"
+    )
     print(
         f"incremental cycle: {cy['incremental_found']} of {args.behind_back} accounts changed "
         f"behind its back found, {cy['incremental_read']} read, full={cy['incremental_full']}"

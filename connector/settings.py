@@ -333,6 +333,19 @@ class ArchiveSettings(_Section):
     keep_days: int = Field(default=400, ge=1)
 
 
+class PlanSettings(_Section):
+    """``misync plan`` and ``misync apply``: warm reads of the directory
+    (connector.runs.directory)."""
+
+    # A plan or apply starts from the state store's snapshot of the directory and reads
+    # only what changed since its mark, if the snapshot's last full scan is at most this
+    # old (deletions and moves out of scope show only in a full scan); else, and with
+    # --full-scan, it reads the whole directory. 0: always a full scan. The default
+    # covers the daemon's hourly full scan (daemon.full_scan_interval_seconds, at the
+    # first reconcile after it) with margin.
+    warm_max_age_seconds: float = Field(default=7200.0, ge=0)
+
+
 class ReportSettings(_Section):
     """HTML reports of daemon runs, kept in ``state.dir/reports`` (``misync report``)."""
 
@@ -484,6 +497,7 @@ class Settings(BaseSettings):
     state: StateSettings = StateSettings()
     audit: AuditSettings = AuditSettings()
     daemon: DaemonSettings = DaemonSettings()
+    plan: PlanSettings = PlanSettings()
     log: LogSettings = LogSettings()
     report: ReportSettings = ReportSettings()
     alerts: AlertsSettings = AlertsSettings()

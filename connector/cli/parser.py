@@ -91,6 +91,13 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+FULL_SCAN_HELP = (
+    "read the whole directory, not the stored snapshot and what changed since it (a warm "
+    "read, used when the snapshot's last full scan is at most plan.warm_max_age_seconds old "
+    "and nothing gives a doubt)"
+)
+
+
 def _add_plan(sub: _Subcommands) -> None:
     plan = sub.add_parser("plan", help="dry run: what would change, and why")
     plan.add_argument("--as-of", type=_instant, help="evaluate at this instant: " + INSTANT_HELP)
@@ -121,6 +128,7 @@ def _add_plan(sub: _Subcommands) -> None:
         action="store_true",
         help="do not hold back unexplained disables (mass-disable guard)",
     )
+    plan.add_argument("--full-scan", action="store_true", help=FULL_SCAN_HELP)
     plan.add_argument(
         "--detailed-exitcode",
         action="store_true",
@@ -157,6 +165,7 @@ def _add_apply(sub: _Subcommands) -> None:
         action="store_true",
         help="list every planned action before applying, even when the plan is large",
     )
+    apply.add_argument("--full-scan", action="store_true", help=FULL_SCAN_HELP)
     apply.add_argument(
         "-y",
         "--yes",
@@ -202,6 +211,7 @@ def _add_report(sub: _Subcommands) -> None:
         action="store_true",
         help="show unexplained disables as actions, not held (as plan --override-guard)",
     )
+    report.add_argument("--full-scan", action="store_true", help=FULL_SCAN_HELP)
 
 
 def _add_run(sub: _Subcommands) -> None:

@@ -30,7 +30,9 @@ def plan_command(rt: Runtime, args: argparse.Namespace, out: TextIO, run_id: str
     # only a saved plan keeps what it read (the accounts, for the archive)
     recording = archive.recording() if args.out else nullcontext(None)
     with rt.store() as store, recording as rec:
-        plan, _ = runs.make_plan(rt, store, as_of, override_guard=args.override_guard)
+        plan, _ = runs.make_plan(
+            rt, store, as_of, override_guard=args.override_guard, full_scan=args.full_scan
+        )
     if args.out:  # streamed: a large plan is never held as one string
         assert rec is not None
         inputs = _archive_inputs(rt, rec, plan, run_id)
@@ -103,23 +105,26 @@ def apply_command(rt: Runtime, args: argparse.Namespace, out: TextIO, run_id: st
     progress = ApplyProgress(
         out if args.format == "text" else None,
         sys.stderr,
-        render=lambda p: (
-            "" if shown else render_plan(p, limit=view_limit(args, p), tz=rt.rules.tz)
-        ),
+        render=lambda p: "" if shown else render_plan(p, limit=view_limit(args, p), tz=rt.rules.tz),
     )
     with alert_manager(rt) as alerts, requester_notifier(rt) as notifier:
         try:
             # PostgreSQL: one writer across the hosts (lead, act under this host's
             # leading daemon, or refuse: connector.runs.fence)
             with runs.command_fence(rt) as should_stop:
+                source: runs.PlanSource = (
+                    runs.FreshPlan(args.override_guard, full_scan=args.full_scan)
+                    if reviewed is None
+                    else runs.ReviewedPlan(
+                        reviewed, full_scan=args.full_scan, planned_from=planned_from
+                    )
+                )
                 result = runs.run_apply(
                     rt,
-                    plan=reviewed,
-                    override_guard=args.override_guard,
+                    source,
                     run_id=run_id,
                     alerts=alerts,
                     observer=runs.Observers(progress, notifier),
-                    planned_from=planned_from,
                     should_stop=should_stop,
                 )
         except runs.DriftError as exc:
@@ -191,7 +196,9 @@ def _ask_before_apply(rt: Runtime, args: argparse.Namespace, out: TextIO) -> Pla
     from connector.reconcile.render import render_plan
 
     with rt.store() as store:
-        plan, _ = runs.make_plan(rt, store, rt.clock(), override_guard=args.override_guard)
+        plan, _ = runs.make_plan(
+            rt, store, rt.clock(), override_guard=args.override_guard, full_scan=args.full_scan
+        )
     # with --format json standard output is for the JSON: the plan goes to the terminal
     screen = out if args.format == "text" else sys.stderr
     screen.write(render_plan(plan, limit=view_limit(args, plan), tz=rt.rules.tz))

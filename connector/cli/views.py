@@ -12,6 +12,7 @@ from connector.errors import ExitCode
 if TYPE_CHECKING:
     from connector.app import Runtime
 
+
 def explain_command(rt: Runtime, args: argparse.Namespace, out: TextIO, run_id: str) -> int:
     import json
 
@@ -77,6 +78,7 @@ def report_command(rt: Runtime, args: argparse.Namespace, out: TextIO, run_id: s
             plan=reviewed,
             wda=args.wda,
             override_guard=args.override_guard,
+            full_scan=args.full_scan,
         )
     if args.out:
         write_html(args.out, report)

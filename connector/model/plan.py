@@ -141,6 +141,22 @@ class Breach:
 
 
 @dataclass(frozen=True, slots=True)
+class DirectoryRead:
+    """How a plan saw the directory: ``warm`` (the state store's snapshot with only what
+    changed since its mark read; connector.runs.directory) or a full scan, and why.
+
+    Not part of the plan's checksum: a warm plan and a full-scan plan of the same
+    directory at the same instant are the same plan (same actions, same checksum)."""
+
+    warm: bool
+    reason: str  # why a full scan ("" when warm)
+    read_at: datetime  # when the directory was read
+    full_scan_at: datetime  # the last full scan the view rests on (read_at for a full scan)
+    entries: int  # entries read from the directory (warm: those changed since the mark)
+    accounts: int  # accounts in the view
+
+
+@dataclass(frozen=True, slots=True)
 class Plan:
     as_of: datetime
     target: str  # describes the target and managed scope, e.g. "ldap://h:389 ou=people,dc=x"
@@ -157,6 +173,7 @@ class Plan:
     feeds: tuple[FeedHealth, ...] = ()
     decisions: dict[str, int] = field(default_factory=dict)  # count per decision status
     checksum: str = ""
+    read: DirectoryRead | None = None  # how the directory was read (not in the checksum)
 
     @property
     def summary(self) -> dict[str, int]:

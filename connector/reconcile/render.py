@@ -6,7 +6,7 @@ from collections import Counter
 from datetime import datetime, timedelta, tzinfo
 
 from connector.model.decisions import Decision, Reason
-from connector.model.plan import Action, Breach, Op, Plan
+from connector.model.plan import Action, Breach, DirectoryRead, Op, Plan
 from connector.timefmt import when
 
 
@@ -76,6 +76,18 @@ SUMMARY_VIEW_OVER = 200  # plans with more actions default to the summary view
 SUMMARY_VIEW_FIRST = 10  # ... which lists the first this many of each op
 
 
+def describe_read(r: DirectoryRead, tz: tzinfo | None = None) -> str:
+    """How the plan read the directory, in one line (the text plan, the HTML report)."""
+    if r.warm:
+        return (
+            f"directory: warm read at {_when(r.read_at, tz)}: the stored snapshot "
+            f"(last full scan {_when(r.full_scan_at, tz)}) and the {r.entries} entries "
+            f"changed since its mark ({r.accounts} accounts); an account deleted or moved "
+            "out of scope since that full scan is seen by the next full scan (--full-scan)"
+        )
+    return f"directory: full scan at {_when(r.read_at, tz)} ({r.accounts} accounts): {r.reason}"
+
+
 def render_plan(plan: Plan, *, limit: int | None = None, tz: tzinfo | None = None) -> str:
     """The plan for people. ``limit`` gives the summary view: counts by op and by reason
     code, then the first ``limit`` actions of each op (and of each other list).
@@ -87,6 +99,8 @@ def render_plan(plan: Plan, *, limit: int | None = None, tz: tzinfo | None = Non
         "summary: " + ", ".join(f"{k} {v}" for k, v in s.items()),
         "decisions: " + ", ".join(f"{k} {v}" for k, v in plan.decisions.items()),
     ]
+    if plan.read is not None:
+        out.append(describe_read(plan.read, tz))
     bad_feeds = [f for f in plan.feeds if not f.healthy]
     if bad_feeds:
         out.append("")

@@ -10,6 +10,11 @@ archived inputs it was made from (``inputs``: the plan's ``id`` and the ``manife
 digest, connector.archive). It is a pointer, not part of the plan: the run that
 carries the plan out records it only if those inputs are archived and rebuild this
 very plan (``audit replay`` checks it again).
+
+The ``read`` field (how the directory was read: warm from the stored snapshot or a full
+scan, and as of when) is outside the checksum too: it says how the plan was made, not
+what it does, so a warm plan and a full-scan plan of the same directory at the same
+instant carry the same checksum. Nothing ``apply --plan`` does depends on it.
 """
 
 from __future__ import annotations
@@ -27,7 +32,16 @@ from connector.errors import MisyncError
 from connector.model.accounts import Change, ChangeKind, DesiredAccount
 from connector.model.decisions import Reason
 from connector.model.feeds import FeedHealth, FeedName, FeedState, Rejection
-from connector.model.plan import Action, Breach, HeldAction, HeldDecision, Op, Plan, Reopened
+from connector.model.plan import (
+    Action,
+    Breach,
+    DirectoryRead,
+    HeldAction,
+    HeldDecision,
+    Op,
+    Plan,
+    Reopened,
+)
 from connector.model.records import SourceRef
 from connector.timefmt import when
 
@@ -206,8 +220,36 @@ def _sections(plan: Plan) -> list[tuple[str, Any, bool]]:
     ]
 
 
+def read_to_json(r: DirectoryRead) -> dict[str, Any]:
+    return {
+        "mode": "warm" if r.warm else "full_scan",
+        "reason": r.reason,
+        "read_at": _dt(r.read_at),
+        "full_scan_at": _dt(r.full_scan_at),
+        "entries_read": r.entries,
+        "accounts": r.accounts,
+    }
+
+
+def read_from_json(d: Mapping[str, Any]) -> DirectoryRead:
+    return DirectoryRead(
+        warm=d["mode"] == "warm",
+        reason=str(d.get("reason", "")),
+        read_at=datetime.fromisoformat(d["read_at"]),
+        full_scan_at=datetime.fromisoformat(d["full_scan_at"]),
+        entries=int(d["entries_read"]),
+        accounts=int(d["accounts"]),
+    )
+
+
+#: Fields of a plan file outside its checksum (see the module's docstring).
+UNSEALED = frozenset({"checksum", "read", "inputs"})
+
+
 def plan_to_dict(plan: Plan) -> dict[str, Any]:
     body = {k: list(v) if is_list else v for k, v, is_list in _sections(plan)}
+    if plan.read is not None:
+        body["read"] = read_to_json(plan.read)
     body["checksum"] = plan.checksum
     return body
 
@@ -217,11 +259,9 @@ _canon = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=Fa
 _line = json.JSONEncoder(ensure_ascii=False).encode
 
 
-_OUTSIDE = frozenset({"checksum", "inputs"})  # fields the checksum does not cover
-
 
 def _canonical(body: Mapping[str, Any]) -> bytes:
-    content = {k: v for k, v in body.items() if k not in _OUTSIDE}
+    content = {k: v for k, v in body.items() if k not in UNSEALED}
     return json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
@@ -272,6 +312,8 @@ def write_plan(plan: Plan, out: TextIO, inputs: Mapping[str, str] | None = None)
             out.write(_line(item))
             sep = ",\n    "
         out.write("\n  ],\n" if sep != "\n    " else "],\n")
+    if plan.read is not None:
+        out.write(f"  {_line('read')}: {_line(read_to_json(plan.read))},\n")
     if inputs:
         out.write(f"  {_line('inputs')}: {_line(dict(inputs))},\n")
     out.write(f"  {_line('checksum')}: {_line(checksum)}\n}}")
@@ -403,6 +445,7 @@ def read_plan_file(text: str, *, source: str = "plan") -> tuple[Plan, dict[str, 
             ),
             decisions=dict(body.get("decisions", {})),
             checksum=stated,
+            read=read_from_json(body["read"]) if body.get("read") else None,
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise PlanFormatError(f"{source}: malformed plan: {exc!r}") from exc

@@ -39,6 +39,7 @@ from connector.reconcile.serialize import (
     change_to_dict,
     held_from_dict,
     plan_to_dict,
+    read_from_json,
 )
 from connector.timefmt import when
 
@@ -89,6 +90,9 @@ def plan_record(plan: Plan, tz: tzinfo, inputs: str | None = None) -> dict[str, 
         "feed_health": body["feeds"],
         "decisions": body["decisions"],
         **({"inputs": inputs} if inputs else {}),
+        # how the directory was read: warm (the stored snapshot and what changed since
+        # its mark) or a full scan, and why (connector.runs.directory)
+        **({"read": body["read"]} if "read" in body else {}),
     }
 
 
@@ -320,5 +324,6 @@ def read_run(records: Iterable[tuple[str, str, str]], run_id: str) -> RunRecords
         feeds=tuple(_feed(f) for f in plan_rec.get("feed_health", ())),
         decisions=dict(plan_rec.get("decisions", {})),
         checksum=str(plan_rec.get("checksum", "")),
+        read=read_from_json(plan_rec["read"]) if plan_rec.get("read") else None,
     )
     return RunRecords(run_id, plan, outcomes, status, complete="rejected" in plan_rec)

@@ -21,7 +21,7 @@ from connector import __version__
 from connector.model.decisions import Reason
 from connector.model.feeds import FeedHealth, Rejection
 from connector.model.plan import Action, Breach, HeldAction, HeldCode, Op
-from connector.reconcile.render import human_duration
+from connector.reconcile.render import describe_read, human_duration
 from connector.report.markup import Markup, el, esc, join
 from connector.report.model import Report
 from connector.timefmt import when
@@ -263,10 +263,16 @@ class _Page:
         ]
         if self.r.run_id is not None:
             meta += [" · run ", el("code", self.r.run_id), " status ", el("b", self.r.run_status)]
+        read = (
+            el("p", describe_read(p.read, self.r.tz), class_="meta", id="directory-read")
+            if p.read is not None
+            else ""
+        )
         return join(
             [
                 el("h1", self.r.title, scope),
                 el("p", meta, class_="meta"),
+                read,
                 [el("p", n, class_="meta") for n in self.r.notes],
                 el(
                     "p",

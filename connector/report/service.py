@@ -42,6 +42,7 @@ def plan_report(
     wda: str | None = None,
     override_guard: bool = False,
     title: str = "misync plan",
+    full_scan: bool = False,
 ) -> Report:
     """A report of ``plan``, or of a plan made now (reading the feeds and the target).
 
@@ -51,7 +52,14 @@ def plan_report(
     with rt.store() as store:
         ev = evaluate(rt, store, as_of or (plan.as_of if plan else rt.clock()))
         if plan is None:
-            plan, ev = make_plan(rt, store, ev.as_of, override_guard=override_guard, evaluation=ev)
+            plan, ev = make_plan(
+                rt,
+                store,
+                ev.as_of,
+                override_guard=override_guard,
+                evaluation=ev,
+                full_scan=full_scan,
+            )
     areas = areas_of(ev.feeds)
     if wda is not None:
         _check_area(areas, wda)

@@ -3,34 +3,34 @@ it (connector.runs.run has the run itself and the order of its steps)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
 from connector.alerts import AlertSink
 from connector.app import Runtime
-from connector.model.plan import Plan
-from connector.runs.run import ApplyResult, Run, RunObserver
-from connector.runs.sources import FreshPlan, ReviewedPlan
+from connector.runs.run import ApplyResult, PlanSource, Run, RunObserver
+from connector.runs.sources import FreshPlan
 
 
 def run_apply(
     rt: Runtime,
+    source: PlanSource | None = None,
     *,
-    plan: Plan | None = None,
-    override_guard: bool = False,
     run_id: str | None = None,
     alerts: AlertSink | None = None,
     observer: RunObserver | None = None,
     should_stop: Callable[[], bool] | None = None,
-    planned_from: Mapping[str, str] | None = None,
 ) -> ApplyResult:
-    """Plan now (``FreshPlan``) or take a reviewed plan (``ReviewedPlan``), then carry
-    it out, journaling and auditing it all. Raises like any run (``Run.execute``).
-    ``planned_from``: the archived inputs the reviewed plan's file names."""
-    source = (
-        FreshPlan(override_guard) if plan is None else ReviewedPlan(plan, planned_from=planned_from)
-    )
+    """Plan now (``source`` None: a ``FreshPlan()``) or take a reviewed plan
+    (``ReviewedPlan``), then carry it out, journaling and auditing it all. The
+    directory is read warm unless the source says ``full_scan`` or there is a doubt
+    (connector.runs.directory). Raises like any run (``Run.execute``)."""
     result = Run(
-        rt, source, run_id=run_id, alerts=alerts, observer=observer, should_stop=should_stop
+        rt,
+        source or FreshPlan(),
+        run_id=run_id,
+        alerts=alerts,
+        observer=observer,
+        should_stop=should_stop,
     ).execute()
     assert result is not None  # a full run always plans
     return result

@@ -48,6 +48,7 @@ A ``CyclePlanner`` is not thread-safe: one cycle at a time (the daemon runs one)
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -61,9 +62,16 @@ import structlog
 from connector.app import Runtime
 from connector.archive import BucketCache
 from connector.model.accounts import Account
-from connector.model.plan import Plan
+from connector.model.plan import DirectoryRead, Plan
 from connector.reconcile import build_plan, seal
 from connector.reconcile.planner import PlanCache
+from connector.runs.directory import (
+    account_from_json,
+    account_to_json,
+    fingerprint,
+    fold_changes,
+    new_generation,
+)
 from connector.runs.planning import (
     Evaluation,
     RejectionLog,
@@ -84,33 +92,6 @@ class CycleResult:
     reason: str  # why a full scan ("" for an incremental cycle)
     read: int  # accounts read from the directory in this cycle
     reevaluated: bool  # the feeds were read and the policy evaluated in this cycle
-
-
-def account_to_json(a: Account) -> str:
-    return json.dumps(
-        {
-            "id": a.account_id,
-            "corr": a.correlation,
-            "logon": a.logon_id,
-            "enabled": a.enabled,
-            "attrs": {k: list(v) for k, v in a.attributes.items()},
-            "groups": sorted(a.groups),
-        },
-        separators=(",", ":"),
-        ensure_ascii=False,
-    )
-
-
-def account_from_json(text: str) -> Account:
-    d = json.loads(text)
-    return Account(
-        account_id=d["id"],
-        correlation=d["corr"],
-        logon_id=d["logon"],
-        enabled=bool(d["enabled"]),
-        attributes={k: tuple(v) for k, v in d["attrs"].items()},
-        groups=frozenset(d["groups"]),
-    )
 
 
 class CyclePlanner:
@@ -142,6 +123,7 @@ class CyclePlanner:
         #: the account buckets of the last cycle's archived inputs (connector.archive):
         #: the accounts this planner kept unchanged are not serialised and hashed again
         self.archive_cache = BucketCache()
+        self._generation: str | None = None  # of the stored snapshot our view is saved as
 
     @property
     def enabled_accounts(self) -> int | None:
@@ -170,6 +152,18 @@ class CyclePlanner:
                 plan = self._plan(store, ev, now, target.description, override_guard)
             finally:
                 target.close()
+        # how the directory was read, as a plan says it (outside the checksum)
+        plan = dataclasses.replace(
+            plan,
+            read=DirectoryRead(
+                warm=not reason,
+                reason=reason,
+                read_at=now,
+                full_scan_at=self._full_at or now,
+                entries=read,
+                accounts=len(self._accounts or {}),
+            ),
+        )
         self._log.info(
             "cycle.done",
             full=bool(reason),
@@ -212,10 +206,11 @@ class CyclePlanner:
     # -- the directory -----------------------------------------------------------------------
 
     def _fingerprint(self, target: Target) -> str:
-        body = f"{target.description}\n{self.rt.settings.target!r}\n{self.rt.mapping!r}"
-        return hashlib.sha256(body.encode()).hexdigest()
+        return fingerprint(self.rt, target)
 
-    def _full_reason(self, store: Store, target: Target, now: datetime, full: bool) -> str:
+    def _full_reason(  # noqa: PLR0911 -- one return per reason
+        self, store: Store, target: Target, now: datetime, full: bool
+    ) -> str:
         if full:
             return "requested"
         if not isinstance(target, IncrementalTarget):
@@ -224,14 +219,25 @@ class CyclePlanner:
             meta = store.snapshot_meta()
             if meta.get("fingerprint") != self._fingerprint(target) or "mark" not in meta:
                 return "no snapshot of this target and mapping yet"
-            self._accounts = {k: account_from_json(v) for k, v in store.load_snapshot().items()}
-            self._mark = meta["mark"]
-            self._full_at = datetime.fromisoformat(meta["full_at"])
+            if not self._load(store, meta):
+                return "the stored snapshot changed while it was read"
         if self._mark is None or self._full_at is None:
             return "no high-water mark"
         if now - self._full_at >= self.full_every or now < self._full_at:
             return f"the last full scan is older than {self.full_every}"
         return ""
+
+    def _load(self, store: Store, meta: dict[str, str]) -> bool:
+        """Take the stored snapshot as our view, if it did not change while it was read
+        (its generation before and after)."""
+        rows = store.load_snapshot()
+        if store.snapshot_meta().get("generation", "") != meta.get("generation", ""):
+            return False
+        self._accounts = {k: account_from_json(v) for k, v in rows.items()}
+        self._generation = meta.get("generation", "")
+        self._mark = meta["mark"]
+        self._full_at = datetime.fromisoformat(meta["full_at"])
+        return True
 
     def _full(self, store: Store, target: Target, now: datetime) -> int:
         mark = target.high_water_mark() if isinstance(target, IncrementalTarget) else None
@@ -246,7 +252,9 @@ class CyclePlanner:
             fresh[key] = before if before is not None and before == a else a
         upserts = {k: a for k, a in fresh.items() if old.get(k) is not a}
         deletes = [k for k in old if k not in fresh]
-        self._save(store, target, mark, now, upserts, deletes, replace=self._accounts is None)
+        self._save(
+            store, target, mark=mark, full_at=now, view=fresh, upserts=upserts, deletes=deletes
+        )
         self._accounts, self._mark, self._full_at = fresh, mark, now
         return len(fresh)
 
@@ -269,31 +277,11 @@ class CyclePlanner:
             return 0, "the target gave no high-water mark"
         changes = target.changed_since(self._mark)
         accounts = self._accounts
-        same = self.rt.mapping.correlation_key  # P1001 = p1001 where the target says so
-        owner = {same(a.correlation): k for k, a in accounts.items() if a.correlation}
-        upserts: dict[str, Account] = {}
-        for a in changes.accounts:
-            key = a.account_id.lower()
-            held_by = owner.get(same(a.correlation)) if a.correlation else None
-            if held_by is not None and held_by != key:
-                return len(changes.accounts), (
-                    f"{a.account_id} carries the correlation of {held_by} (renamed or duplicated)"
-                )
-            if key not in accounts and not a.correlation:  # maybe a renamed uncorrelated one
-                return len(changes.accounts), f"{a.account_id} is new and correlates to nobody"
-            upserts[key] = a
-        if changes.groups_of is not None:  # a group changed: every account's groups again
-            for key, a in accounts.items():
-                if key in upserts:
-                    continue
-                groups = changes.groups_of(a.account_id)
-                if groups != a.groups:
-                    upserts[key] = Account(
-                        a.account_id, a.correlation, a.logon_id, a.enabled, a.attributes, groups
-                    )
-        upserts = {k: a for k, a in upserts.items() if accounts.get(k) != a}
+        upserts, doubt = fold_changes(accounts, changes, self.rt.mapping.correlation_key)
+        if doubt:
+            return len(changes.accounts), doubt
         accounts.update(upserts)
-        self._save(store, target, mark, self._full_at, upserts, [], replace=False)
+        self._save(store, target, mark=mark, full_at=self._full_at, view=accounts, upserts=upserts)
         self._mark = mark
         return len(changes.accounts), ""
 
@@ -301,24 +289,37 @@ class CyclePlanner:
         self,
         store: Store,
         target: Target,
+        *,
         mark: str | None,
         full_at: datetime | None,
+        view: dict[str, Account],
         upserts: dict[str, Account],
-        deletes: Iterable[str],
-        *,
-        replace: bool,
+        deletes: Iterable[str] = (),
     ) -> None:
-        meta = {"fingerprint": self._fingerprint(target)}
+        """Save ``view`` (the directory as now read): only the rows that changed since our
+        last save, and only onto that very save (compare-and-set on the stored
+        ``generation``); the whole view when there is no such save (first one, or a plan
+        or apply saved its own view since: connector.runs.directory)."""
+        generation = new_generation()
+        meta = {"fingerprint": self._fingerprint(target), "generation": generation}
         if mark is not None and full_at is not None:
             meta |= {"mark": mark, "full_at": full_at.isoformat()}
         elif self._no_mark:
             meta["no_mark"] = self._no_mark  # for misync status
-        store.save_snapshot(
+        saved = self._generation is not None and store.save_snapshot(
             meta,
             {k: account_to_json(a) for k, a in upserts.items()},
             deletes,
-            replace=replace,
+            replace=False,
+            expect=self._generation,
         )
+        if not saved:
+            if self._generation is not None:
+                self._log.info("cycle.snapshot_rewritten", reason="saved by another process")
+            store.save_snapshot(
+                meta, {k: account_to_json(a) for k, a in view.items()}, [], replace=True
+            )
+        self._generation = generation
 
     # -- the plan ------------------------------------------------------------------------------
 

@@ -3,6 +3,7 @@ reviewed plan against what the policy gives now (``apply --plan``)."""
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import threading
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
@@ -26,6 +27,7 @@ from connector.policy import evaluate_all
 from connector.policy.horizon import valid_until
 from connector.reconcile import PlanInputs, build_plan, seal
 from connector.reconcile.diff import account_digest
+from connector.runs.directory import DirectoryReader
 from connector.runs.held import plan_decisions
 from connector.state import Store
 
@@ -183,12 +185,18 @@ def make_plan(
     override_guard: bool = False,
     evaluation: Evaluation | None = None,
     observe: Callable[[Account], None] | None = None,
+    full_scan: bool = False,
 ) -> tuple[Plan, Evaluation]:
-    """Evaluate the feeds, read the target (paged, streamed), and build a sealed plan.
+    """Evaluate the feeds, read the target, and build a sealed plan.
 
-    ``observe`` sees every account as it streams past (no second read)."""
+    The target is read warm (the stored snapshot and what changed since its mark) when
+    nothing gives a doubt, else in full (paged, streamed); ``full_scan`` always reads it
+    in full (connector.runs.directory). ``plan.read`` says which. ``observe`` sees every
+    account as it streams past (no second read)."""
     with collector_paused():
-        return _make_plan(rt, store, as_of, override_guard, evaluation, observe)
+        return _make_plan(
+            rt, store, as_of, override_guard, evaluation, observe, full_scan=full_scan
+        )
 
 
 @contextmanager
@@ -219,24 +227,27 @@ def _make_plan(
     override_guard: bool,
     evaluation: Evaluation | None,
     observe: Callable[[Account], None] | None,
+    *,
+    full_scan: bool = False,
 ) -> tuple[Plan, Evaluation]:
     ev = evaluation or evaluate(rt, store, as_of)
     target = rt.target()
     try:
+        directory = DirectoryReader(rt, store, target, full_scan=full_scan)
         plan = build_plan(
             plan_inputs(
                 rt,
                 store,
                 as_of=as_of,
                 evaluation=ev,
-                accounts=_observed(target.snapshot(), observe),
+                accounts=_observed(directory.accounts(), observe),
                 target=target.description,
                 override_guard=override_guard,
             )
         )
     finally:
         target.close()
-    return seal(plan), ev
+    return seal(dataclasses.replace(plan, read=directory.read)), ev
 
 
 def plan_inputs(
@@ -299,12 +310,14 @@ def confirm_plan(
     plan: Plan,
     *,
     observe: Callable[[Account], None] | None = None,
+    full_scan: bool = False,
 ) -> Evaluation:
     """Refuse a reviewed plan if the target drifted since it was made, or if any action
     in it is not what Policy 1021 gives now.
 
-    One fresh plan answers both, from one paged read of the directory (with the
-    mass-disable guard overridden, so that it hides nothing):
+    One fresh plan answers both, from one read of the directory (warm unless
+    ``full_scan`` or a doubt: connector.runs.directory), with the mass-disable guard
+    overridden, so that it hides nothing:
 
     - drift: every account the plan touches must still read with the digest the plan
       recorded, and no account may have appeared for a planned create;
@@ -327,7 +340,9 @@ def confirm_plan(
         if observe is not None:
             observe(account)
 
-    fresh, ev = make_plan(rt, store, rt.clock(), override_guard=True, observe=watch)
+    fresh, ev = make_plan(
+        rt, store, rt.clock(), override_guard=True, observe=watch, full_scan=full_scan
+    )
     if fresh.target != plan.target:
         raise DriftError(
             f"the plan was made for {plan.target}, this configuration targets {fresh.target}",

@@ -33,15 +33,22 @@ class _EnabledWatch:
 
 @dataclass(frozen=True)
 class FreshPlan:
-    """Evaluate the feeds, read the whole directory, plan (``make_plan``)."""
+    """Evaluate the feeds, read the directory (warm, or in full on any doubt or with
+    ``full_scan``: connector.runs.directory), plan (``make_plan``)."""
 
     override_guard: bool = False
     kind: str = "apply"
+    full_scan: bool = False
 
     def plan(self, ctx: RunContext) -> Planned:
         watch = _EnabledWatch(ctx.store.misync_disabled())
         plan, ev = make_plan(
-            ctx.rt, ctx.store, ctx.rt.clock(), override_guard=self.override_guard, observe=watch
+            ctx.rt,
+            ctx.store,
+            ctx.rt.clock(),
+            override_guard=self.override_guard,
+            observe=watch,
+            full_scan=self.full_scan,
         )
         ctx.evaluated(ev)
         return Planned(plan, ev, None, watch.enabled, watch.reenabled)
@@ -50,16 +57,18 @@ class FreshPlan:
 @dataclass(frozen=True)
 class ReviewedPlan:
     """A reviewed plan, carried out only if a fresh plan confirms it (``confirm_plan``:
-    ``DriftError`` otherwise). One full read, as a fresh plan's."""
+    ``DriftError`` otherwise). One read, as a fresh plan's (warm unless ``full_scan``
+    or a doubt)."""
 
     reviewed: Plan
     kind: str = "apply"
+    full_scan: bool = False
     #: the archived inputs the plan file names (``misync plan -o``: ``id``, ``manifest``)
     planned_from: Mapping[str, str] | None = None
 
     def plan(self, ctx: RunContext) -> Planned:
         watch = _EnabledWatch(ctx.store.misync_disabled())
-        ev = confirm_plan(ctx.rt, ctx.store, self.reviewed, observe=watch)
+        ev = confirm_plan(ctx.rt, ctx.store, self.reviewed, observe=watch, full_scan=self.full_scan)
         ctx.evaluated(ev)
         return Planned(
             self.reviewed,

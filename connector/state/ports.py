@@ -200,7 +200,8 @@ class SnapshotStore(Protocol):
         deletes: Iterable[str],
         *,
         replace: bool,
-    ) -> None: ...
+        expect: str | None = None,
+    ) -> bool: ...
 
 
 @runtime_checkable

@@ -61,6 +61,7 @@ if TYPE_CHECKING:
 SCHEMA_LOCK = 0x6D6973796E630001
 AUDIT_LOCK = 0x6D6973796E630002
 LEADER_LOCK = 0x6D6973796E630003  # session-level: held by the leading daemon
+SNAPSHOT_LOCK = 0x6D6973796E630004  # one writer of the target snapshot at a time
 
 #: Every table of the state (not the audit trail), in the order ``state migrate`` fills
 #: them; ``is_empty`` looks at these and the audit tables.
@@ -918,9 +919,20 @@ class PgStateStore(FeedStamps):
         deletes: Iterable[str],
         *,
         replace: bool,
-    ) -> None:
+        expect: str | None = None,
+    ) -> bool:
+        """As the SQLite store's (``expect``: compare-and-set on the meta's
+        ``generation``); writers are serialised by a transaction-scoped advisory lock, so
+        the generation read after it is the one the write replaces."""
         gone = [(k,) for k in deletes]
         with self._tx() as cur:
+            cur.execute("select pg_advisory_xact_lock(%s)", (SNAPSHOT_LOCK,))
+            if expect is not None:
+                row = cur.execute(
+                    "select value from target_snapshot_meta where key = 'generation'"
+                ).fetchone()
+                if (row[0] if row else "") != expect:
+                    return False
             if replace:
                 cur.execute("delete from target_snapshot")
             if gone:
@@ -937,6 +949,7 @@ class PgStateStore(FeedStamps):
                     "insert into target_snapshot_meta(key, value) values (%s, %s)",
                     list(meta.items()),
                 )
+        return True
 
     # -- alerts ---------------------------------------------------------------------------
 

@@ -135,3 +135,29 @@ def test_status_says_nothing_before_any_cycle(tmp_path: Path, slapd: LocalSlapd)
         status = collect_status(rt.settings, store, rt.clock())
     assert status["warnings"] == []
     assert "warning:" not in render_status(status)
+
+
+@pytest.mark.parametrize(
+    ("bind_dn", "password", "hidden"),
+    [
+        pytest.param(HIDDEN, "blind-pw", True, id="modifyTimestamp-hidden"),
+        pytest.param(SERVICE, "seeing-pw", False, id="modifyTimestamp-readable"),
+    ],
+)
+def test_a_plan_reads_warm_only_where_the_mark_is_readable(
+    tmp_path: Path, slapd: LocalSlapd, bind_dn: str, password: str, hidden: bool
+) -> None:
+    """``misync plan`` (connector.runs.directory): with the mark hidden, every plan is a
+    full scan that says why; with it readable, the second plan is warm."""
+    from connector.runs import make_plan
+
+    cfg = _world(tmp_path, slapd, bind_dn, password)
+    rt = Runtime(load_settings(cfg))
+    with rt.store() as store:
+        reads = [make_plan(rt, store, rt.clock())[0].read for _ in range(2)]
+        assert ("no_mark" in store.snapshot_meta()) is hidden
+    assert all(r is not None for r in reads)
+    assert [r.warm for r in reads if r] == [False, not hidden]
+    if hidden:
+        assert reads[1] is not None
+        assert "no change mark" in reads[1].reason

@@ -22,7 +22,7 @@ from connector.daemon import Daemon
 from connector.errors import ExitCode
 from connector.model.accounts import Account
 from connector.reconcile import plan_from_json
-from connector.runs import ApplyResult, IncrementalCycle, Run, run_apply
+from connector.runs import ApplyResult, IncrementalCycle, ReviewedPlan, Run, run_apply
 from connector.runs.cycle import CyclePlanner
 from connector.runs.targeted import run_targeted
 from connector.settings import load_settings
@@ -186,7 +186,7 @@ def test_every_kind_of_run_is_archived_and_replays(
     append_row(feeds / "separations.csv", f"{ids[3]},LWDB04,{sep.isoformat()},quit")
     reviewed = tmp_path / "plan.json"
     assert main(["-c", str(cfg), "plan", "-o", str(reviewed)]) in (0, 8)
-    results.append(run_apply(rt, plan=plan_from_json(reviewed.read_text(encoding="utf-8"))))
+    results.append(run_apply(rt, ReviewedPlan(plan_from_json(reviewed.read_text(encoding="utf-8")))))
     done = [r for r in results if r is not None]
     assert len(done) == 5
     assert [sum(a.op.value == "disable" for a in r.plan.actions) for r in done[1:]] == [1] * 4

@@ -399,6 +399,24 @@ def test_snapshot(store: Store) -> None:
     assert store.snapshot_meta() == {"mark": "3"}
 
 
+def test_snapshot_compare_and_set(store: Store) -> None:
+    """A snapshot written relative to a view goes in only onto that view (its
+    ``generation``): the daemon, plans and applies share it (connector.runs.directory)."""
+    assert store.save_snapshot({"generation": "g1"}, {"a": "1"}, [], replace=True, expect="")
+    # another process saved g1 since our view "" was loaded: nothing is written
+    assert not store.save_snapshot(
+        {"generation": "x"}, {"b": "2"}, ["a"], replace=False, expect=""
+    )
+    assert store.load_snapshot() == {"a": "1"}
+    assert store.snapshot_meta() == {"generation": "g1"}
+    assert store.save_snapshot({"generation": "g2"}, {"b": "2"}, [], replace=False, expect="g1")
+    assert store.load_snapshot() == {"a": "1", "b": "2"}
+    assert store.snapshot_meta() == {"generation": "g2"}
+    # no expectation: written whatever is there (a whole view)
+    assert store.save_snapshot({"generation": "g3"}, {"c": "3"}, [], replace=True)
+    assert store.load_snapshot() == {"c": "3"}
+
+
 def test_failures_and_quarantine(store: Store) -> None:
     assert [store.record_failure("uid=a", T0, f"try {i}") for i in range(3)] == [1, 2, 3]
     assert store.quarantined(3) == {"uid=a": "try 2"}

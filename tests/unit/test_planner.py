@@ -385,6 +385,34 @@ def test_streamed_checksum_and_file_match_the_canonical_form(held: bool) -> None
     assert dataclasses.replace(again, checksum="") == dataclasses.replace(plan, checksum="")
 
 
+@pytest.mark.parametrize("warm", [True, False], ids=["warm", "full-scan"])
+def test_how_the_directory_was_read_is_in_the_file_and_outside_the_checksum(warm: bool) -> None:
+    """A warm plan and a full-scan plan of the same world carry the same checksum: the
+    ``read`` field round-trips, is outside the checksum, and editing it breaks nothing."""
+    from connector.model.plan import DirectoryRead
+    from connector.reconcile import seal
+
+    decisions = {"P1": entitled("P1"), "P2": separated("P2", deadline=NOW)}
+    fs = FeedSet(organizations=(ORG,), workers=(worker("P1"), worker("P2")), health=health())
+    plan = seal(build_plan(inputs(decisions, [account("P2", uid="b")], feeds=fs)))
+    read = DirectoryRead(
+        warm=warm,
+        reason="" if warm else "requested (--full-scan)",
+        read_at=NOW,
+        full_scan_at=NOW - timedelta(minutes=20) if warm else NOW,
+        entries=3 if warm else 1,
+        accounts=1,
+    )
+    with_read = dataclasses.replace(plan, read=read)
+    text = plan_to_json(with_read)
+    again = plan_from_json(text)
+    assert again.read == read
+    assert again.checksum == plan.checksum == plan_from_json(plan_to_json(plan)).checksum
+    body = json.loads(text)
+    body["read"]["mode"] = "full_scan" if warm else "warm"
+    assert plan_from_json(json.dumps(body)).checksum == plan.checksum
+
+
 def test_a_warm_plan_cache_gives_the_plan_a_cold_one_gives() -> None:
     """PlanCache reuses results only for the very same (frozen) inputs: a changed
     account or decision is rendered and compared again."""

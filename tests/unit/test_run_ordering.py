@@ -19,7 +19,7 @@ import pytest
 from connector.app import Runtime
 from connector.audit import AuditTrail, AuditWriteError
 from connector.model.accounts import Account
-from connector.runs import run_apply
+from connector.runs import ReviewedPlan, run_apply
 from connector.settings import load_settings
 from connector.targets.base import TargetNotRespondingError
 from connector.testing import MemoryDirectory, Write
@@ -273,7 +273,7 @@ def _reviewed(rt: Runtime, rec: _Recorder, hook: Any) -> Any:
 
     with rt.store() as store:
         plan, _ = make_plan(rt, store, AS_OF)
-    return run_apply(rt, plan=plan, alerts=rec, observer=rec)
+    return run_apply(rt, ReviewedPlan(plan), alerts=rec, observer=rec)
 
 
 def _cycle(rt: Runtime, rec: _Recorder, hook: Any) -> Any:
@@ -332,7 +332,7 @@ def test_every_plan_source_gets_the_same_opening_and_closing(
             plan, _ = make_plan(rt, store, AS_OF)
         monkeypatch.setattr(AuditTrail, "check", check)
         monkeypatch.setattr(AuditTrail, "append", append)
-        result = run_apply(rt, plan=plan, alerts=rec, observer=rec)
+        result = run_apply(rt, ReviewedPlan(plan), alerts=rec, observer=rec)
     else:
         monkeypatch.setattr(AuditTrail, "check", check)
         monkeypatch.setattr(AuditTrail, "append", append)

@@ -24,10 +24,23 @@ class SqliteSnapshot(SqliteBase):
         deletes: Iterable[str],
         *,
         replace: bool,
-    ) -> None:
+        expect: str | None = None,
+    ) -> bool:
         """One transaction: the snapshot rows that changed and the meta (mark, time of the
-        last full scan) that goes with them; ``replace`` drops every other row first."""
+        last full scan) that goes with them; ``replace`` drops every other row first.
+
+        ``expect``: write only if the stored snapshot is still the one with this
+        ``generation`` in its meta ("" for none) and return False otherwise, writing
+        nothing (another process saved its own view since: rows changed relative to a
+        view that is no longer there must not be written onto another one). Writers are
+        serialised by the immediate transaction."""
         with self._tx() as db:
+            if expect is not None:
+                row = db.execute(
+                    "select value from target_snapshot_meta where key = 'generation'"
+                ).fetchone()
+                if (row[0] if row else "") != expect:
+                    return False
             if replace:
                 db.execute("delete from target_snapshot")
             db.executemany(
@@ -41,3 +54,4 @@ class SqliteSnapshot(SqliteBase):
             db.executemany(
                 "insert into target_snapshot_meta(key, value) values (?, ?)", meta.items()
             )
+        return True
