@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import re
+import sys
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime
@@ -24,8 +25,22 @@ from connector.errors import MisyncError
 #: Columns whose values repeat across many rows (a course, an organization): the rows of
 #: one read share one string object per value, to keep memory near the data kept.
 SHARED_TEXT = frozenset(
-    {"course", "org_id", "wda", "counterparty", "designated_by", "requester_id", "profile"}
+    {
+        "course",
+        "org_id",
+        "wda",
+        "counterparty",
+        "designated_by",
+        "profile",
+        "office",
+        "given_name",
+        "reason",
+    }
 )
+#: Columns that hold person ids: interned, so that the rows of every feed (a person has
+#: about six) and the accounts read (``connector.targets.ldap`` interns the values it
+#: reads) share one string object per person.
+ID_TEXT = frozenset({"person_id", "requester_id", "supervisor_id"})
 #: Unicode categories of characters that cannot be seen in a value: control (Cc, which
 #: includes tab, CR and LF), format (Cf: BOM, zero-width space, bidi marks), and the
 #: line and paragraph separators (Zl, Zp).
@@ -91,6 +106,8 @@ class Row:
             return ""
         if col in SHARED_TEXT:  # one string object for a value many rows repeat
             return self._memo.setdefault(value, value)
+        if col in ID_TEXT:
+            return sys.intern(value)
         return value
 
     def date(self, col: str, *, required: bool = True) -> date | None:
@@ -111,11 +128,16 @@ class Row:
         return bool(value)
 
     def items(self, col: str) -> tuple[str, ...]:
-        raw = self.values.get(col, "")
-        return tuple(p.strip() for p in raw.split(";") if p.strip())
+        return _items(self.values.get(col, ""))
 
     def fail(self, col: str, reason: str) -> None:
         self.errors.setdefault(col, reason)
+
+
+@functools.lru_cache(maxsize=4096)  # lists of offices repeat: one tuple each
+def _items(raw: str) -> tuple[str, ...]:
+    # interned: the same office names are the values the accounts read hold
+    return tuple(sys.intern(p.strip()) for p in raw.split(";") if p.strip())
 
 
 @functools.lru_cache(maxsize=4096)  # feeds repeat dates: one object each (errors not cached)
@@ -131,6 +153,7 @@ def _date(raw: str) -> date:
 _INSTANT_FORM = "YYYY-MM-DDTHH:MM[:SS[.fff]] then Z or ±HH:MM, e.g. 2026-11-25T17:00:00-08:00"
 
 
+@functools.lru_cache(maxsize=4096)  # as dates (a batch of requests shares its instant)
 def _instant(raw: str) -> datetime:
     if _NAIVE.fullmatch(raw):
         raise BadValue(f"instant {raw!r} needs a UTC offset (e.g. 2026-11-25T17:00:00-08:00)")

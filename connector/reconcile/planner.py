@@ -37,6 +37,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from types import MappingProxyType
 from typing import Any, cast
 
 from connector.mapping.types import AccountMapping
@@ -72,6 +73,9 @@ OP_ORDER = {Op.DISABLE: 0, Op.UPDATE: 1, Op.ENABLE: 2, Op.CREATE: 3}
 # Feeds whose rows can end access (a separation, a disable request, a roster status, a
 # contract end); a training or NDA row only ever grants.
 ACCESS_ENDING_FEEDS = ALL_FEEDS - {FeedName.TRAINING, FeedName.NDAS}
+# The attributes of every stub (an account in line): one shared empty mapping, not a
+# dict each.
+_NO_ATTRIBUTES: Mapping[str, tuple[str, ...]] = MappingProxyType({})
 
 
 class PlanCache:
@@ -297,9 +301,15 @@ class _FeedGuard:
                 (self.unread_by_org if org_keyed else self.unread_by_person)[subject].append(
                     f"{r.file} line {r.line}"
                 )
-        self.requesters_of: dict[str, set[str]] = defaultdict(set)
+        # person id -> the keys of their requesters: one frozenset per distinct set (a
+        # few per area), shared, not a set per person
+        self.requesters_of: dict[str, frozenset[str]] = {}
+        shared: dict[frozenset[str], frozenset[str]] = {}
         for q in feeds.requests:
-            self.requesters_of[q.person_id].add(key(q.requester_id))
+            rid, have = key(q.requester_id), self.requesters_of.get(q.person_id, frozenset())
+            if rid not in have:
+                both = have | {rid}
+                self.requesters_of[q.person_id] = shared.setdefault(both, both)
 
     def blocked(self, person_id: str | None) -> frozenset[FeedName]:
         if person_id is None:
@@ -368,7 +378,7 @@ class _Planning:
         )
         if self.cache.diff(snap, desired, self.manage_groups):
             return snap
-        stub = Account(snap.account_id, snap.correlation, snap.logon_id, True)
+        stub = Account(snap.account_id, snap.correlation, snap.logon_id, True, _NO_ATTRIBUTES)
         self.settled[id(stub)] = self.cache.digest(snap)
         return stub
 
@@ -450,7 +460,8 @@ def _correlate(state: _Planning) -> tuple[dict[str, list[Account]], list[Account
     for snap in state.inp.accounts:
         enabled_count += snap.enabled
         if snap.logon_id:
-            target_logons.add(snap.logon_id.lower())
+            low = snap.logon_id.lower()  # the account's own string when already lower case
+            target_logons.add(snap.logon_id if low == snap.logon_id else low)
         pids = state.person_of.get(key(snap.correlation), []) if snap.correlation else []
         if len(pids) == 1:
             by_person[pids[0]].append(state.settle(snap, pids[0]))

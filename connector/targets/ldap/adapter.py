@@ -313,7 +313,9 @@ class LdapTarget:
             names = _decode(_get(raw, "cn"))
             for m in _decode(_get(raw, member)):
                 out[norm_dn(m)].update(names)
-        return {k: frozenset(v) for k, v in out.items()}
+        # one frozenset per distinct combination of groups (a handful), shared by members
+        shared: dict[frozenset[str], frozenset[str]] = {}
+        return {k: shared.setdefault(fs, fs) for k, v in out.items() for fs in (frozenset(v),)}
 
     def _account(self, item: dict[str, Any], groups: dict[str, frozenset[str]]) -> Account:
         raw = item.get("raw_attributes", {})
