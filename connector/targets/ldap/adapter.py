@@ -87,8 +87,11 @@ _SEARCH_RES_ENTRY = 4  # the LDAP protocolOp tag of a searchResEntry (RFC 4511)
 
 def norm_dn(dn: str) -> str:
     """Case- and space-insensitive form of a DN for comparisons."""
+    low = dn.lower()
+    if " " not in low and low.isprintable():  # no white space to drop (all of it but " "
+        return low  # is non-printable): the form is the lower-cased DN itself
     return ",".join(
-        "=".join(part.strip() for part in rdn.split("=", 1)) for rdn in dn.lower().split(",")
+        "=".join(part.strip() for part in rdn.split("=", 1)) for rdn in low.split(",")
     )
 
 
