@@ -34,7 +34,7 @@ Rules (SPEC.md "Interfaces" and "Authoritative feeds"):
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import MappingProxyType
@@ -259,7 +259,7 @@ def build_plan(inp: PlanInputs) -> Plan:
     state = _Planning(inp, guard)
     by_person, uncorrelated, enabled_count = _correlate(state)
     for person_id in sorted(inp.decisions):
-        accounts = by_person.pop(person_id, [])  # freed as the plan goes (a 100k read)
+        accounts = by_person.pop(person_id, ())  # freed as the plan goes (a 100k read)
         _plan_person(state, person_id, accounts)
     _plan_orphans(state, uncorrelated)
     actions, held = _mass_disable_guard(state.actions, state.held, enabled_count, inp)
@@ -342,12 +342,15 @@ class _Planning:
         self.key = guard.key
         self.workers = guard.workers
         self.orgs: dict[str, Organization] = {o.org_id: o for o in inp.feeds.organizations}
-        self.person_of: dict[str, list[str]] = defaultdict(list)  # key -> person ids in feeds
+        # key -> person ids in feeds (tuples: one id each but for colliding ids)
+        self.person_of: dict[str, tuple[str, ...]] = {}
         for pid in inp.decisions:
-            self.person_of[self.key(pid)].append(pid)
+            k = self.key(pid)
+            self.person_of[k] = (*self.person_of.get(k, ()), pid)
         # Accounts found in line while they stream past are kept as stubs (id, logon,
-        # digest): a 100k read then never holds every account's attributes at once.
-        self.settled: dict[int, str] = {}  # id(stub) -> digest of the account as read
+        # digest; their attributes are the shared ``_NO_ATTRIBUTES``): a 100k read then
+        # never holds every account's attributes at once.
+        self.settled: dict[str, str] = {}  # stub's account id -> digest of the account as read
         self.taken: set[str] = set()
         self.actions: list[Action] = []
         self.held: list[HeldAction] = []
@@ -357,8 +360,8 @@ class _Planning:
         self.reopened: list[Reopened] = []
 
     def on(self, acc: Account, op: Op, person_id: str | None, **fields: Any) -> Action:
-        if id(acc) in self.settled:
-            fields.setdefault("before", self.settled[id(acc)])
+        if _is_stub(acc):
+            fields.setdefault("before", self.settled[acc.account_id])
         return _on(acc, op, person_id, **fields)
 
     def settle(self, snap: Account, pid: str) -> Account:
@@ -379,7 +382,7 @@ class _Planning:
         if self.cache.diff(snap, desired, self.manage_groups):
             return snap
         stub = Account(snap.account_id, snap.correlation, snap.logon_id, True, _NO_ATTRIBUTES)
-        self.settled[id(stub)] = self.cache.digest(snap)
+        self.settled[stub.account_id] = self.cache.digest(snap)
         return stub
 
     def hold(self, action: Action, code: str, message: str) -> None:
@@ -449,11 +452,18 @@ class _Planning:
             )
 
 
-def _correlate(state: _Planning) -> tuple[dict[str, list[Account]], list[Account], int]:
+def _is_stub(acc: Account) -> bool:
+    """Whether ``acc`` is a stub ``_Planning.settle`` made (an account found in line)."""
+    return acc.attributes is _NO_ATTRIBUTES
+
+
+def _correlate(
+    state: _Planning,
+) -> tuple[dict[str, tuple[Account, ...]], list[Account], int]:
     """The directory by person (the target's matching rule), the accounts no person
     matches, and the enabled count; fills ``state.taken`` with the logon IDs in use."""
     key = state.key
-    by_person: dict[str, list[Account]] = defaultdict(list)
+    by_person: dict[str, tuple[Account, ...]] = {}  # a tuple each: one account, mostly
     uncorrelated: list[Account] = []
     enabled_count = 0
     target_logons: set[str] = set()
@@ -462,19 +472,20 @@ def _correlate(state: _Planning) -> tuple[dict[str, list[Account]], list[Account
         if snap.logon_id:
             low = snap.logon_id.lower()  # the account's own string when already lower case
             target_logons.add(snap.logon_id if low == snap.logon_id else low)
-        pids = state.person_of.get(key(snap.correlation), []) if snap.correlation else []
+        pids = state.person_of.get(key(snap.correlation), ()) if snap.correlation else ()
         if len(pids) == 1:
-            by_person[pids[0]].append(state.settle(snap, pids[0]))
+            pid = pids[0]
+            by_person[pid] = (*by_person.get(pid, ()), state.settle(snap, pid))
         elif pids:  # the reader rejects colliding feed ids; never guess between them
             for pid in pids:
-                by_person[pid].append(snap)
+                by_person[pid] = (*by_person.get(pid, ()), snap)
         else:
             uncorrelated.append(snap)
     state.taken = set(state.inp.taken_logon_ids) | target_logons
     return by_person, uncorrelated, enabled_count
 
 
-def _plan_person(state: _Planning, person_id: str, accounts: list[Account]) -> None:
+def _plan_person(state: _Planning, person_id: str, accounts: Sequence[Account]) -> None:
     """One person's decision against their account: a duplicate is held, an entitled
     person's account is created, enabled or updated, anybody else's is disabled."""
     same = state.person_of[state.key(person_id)]
@@ -490,7 +501,7 @@ def _plan_person(state: _Planning, person_id: str, accounts: list[Account]) -> N
 
 
 def _hold_ambiguous(
-    state: _Planning, person_id: str, accounts: list[Account], same: list[str]
+    state: _Planning, person_id: str, accounts: Sequence[Account], same: Sequence[str]
 ) -> None:
     mapping = state.mapping
     for dup_acc in accounts:
@@ -514,7 +525,7 @@ def _plan_entitled(
     worker = state.workers.get(person_id)
     if worker is None:  # cannot happen for an entitled person; be safe
         return
-    if acc is not None and id(acc) in state.settled:  # in line: only the unread-row hold
+    if acc is not None and _is_stub(acc):  # in line: only the unread-row hold
         state.hold_unread(acc, person_id, worker)
         return
     inp = state.inp
