@@ -101,8 +101,13 @@ class Row:
             return None
 
     def text(self, col: str, *, required: bool = True) -> str:
-        value = self.convert(col, str, required=required)
-        if not isinstance(value, str):
+        # ``convert(col, str, ...)`` without the call of ``str``: a text is any value
+        if col in self.errors:
+            return ""
+        value = self.values.get(col, "").strip()
+        if value == "":
+            if required:
+                self.errors[col] = "required value is empty"
             return ""
         if col in SHARED_TEXT:  # one string object for a value many rows repeat
             return self._memo.setdefault(value, value)

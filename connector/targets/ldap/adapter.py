@@ -112,6 +112,7 @@ class LdapTarget:
         self._base = norm_dn(settings.base_dn)
         names = [*mapping.managed_attributes, mapping.disable.attribute]
         self._spelling = {n.lower(): n for n in names}
+        self._spelled: dict[str, str | None] = {}  # attribute name as sent -> as mapped
         self._fetch = list(dict.fromkeys(names))
 
     @property
@@ -323,8 +324,11 @@ class LdapTarget:
     def _account(self, item: dict[str, Any], groups: dict[str, frozenset[str]]) -> Account:
         raw = item.get("raw_attributes", {})
         attrs: dict[str, Values] = {}
+        spelled = self._spelled
         for key, vals in raw.items():
-            name = self._spelling.get(key.lower())
+            if key not in spelled:  # each attribute name the server sends, once
+                spelled[key] = self._spelling.get(key.lower())
+            name = spelled[key]
             if name is not None and vals:  # ldap3 lists requested-but-absent attributes as []
                 attrs[name] = _decode(vals)
         m = self._m
