@@ -122,7 +122,7 @@ class Row:
         return self.convert(col, _instant, required=True)  # type: ignore[no-any-return]
 
     def enum(self, col: str, kind: type[E]) -> E | None:
-        return self.convert(col, lambda raw: _enum(raw, kind), required=True)  # type: ignore[no-any-return]
+        return self.convert(col, _enum_of(kind), required=True)  # type: ignore[no-any-return]
 
     def email(self, col: str, *, required: bool) -> str:
         value = self.convert(col, _email, required=required)
@@ -217,6 +217,12 @@ def _bool(raw: str) -> bool:
     if raw in ("true", "false"):
         return raw == "true"
     raise BadValue(f"not a boolean (true/false): {raw!r}")
+
+
+@functools.lru_cache(maxsize=64)
+def _enum_of(kind: type[E]) -> Callable[[str], E]:
+    """``_enum`` for one enumeration (one function per kind, not a closure per field)."""
+    return functools.partial(_enum, kind=kind)
 
 
 def _enum(raw: str, kind: type[E]) -> E:
