@@ -1,18 +1,19 @@
 """A cold plan's results are pinned: speed work on the per-person path changes nothing.
 
 A fixed world from ``bench/generate.py`` (300 people, 30% of the accounts stale, 5%
-missing, 3 orphans, 1% separated) with a few odd roster rows added (an internationalized
-address, a bad address, a single-label domain, a quoted local part, an invisible character) is loaded into a
-private slapd and planned by ``make_plan`` at a fixed instant. The digests below were
-computed with the code as it was before the cold-plan work of issue 18 (commit
-1309951); a change to row validation, policy evaluation, templates, the diff or the
+missing, 3 orphans, 1% separated) with a few odd rows added (an internationalized
+address, a bad address, a single-label domain, a quoted local part, an invisible
+character, a person id spelled two ways) is loaded into a private slapd and planned by
+``make_plan`` at a fixed instant. The digests below were computed with the code as it
+was before the cold-plan work of issue 18 (commit 1309951, this file run in a checkout
+of it); a change to row validation, policy evaluation, templates, the diff or the
 directory read that alters any record, decision or action makes them differ. Recompute
 them (``MISYNC_PRINT_GOLDEN=1``) only for a change that is meant to alter results, and
 say so in its commit.
 
-Hashed: every record and rejection the feeds yield, every decision (all their fields), and the
-plan as written (``plan_to_dict``) without what depends on the machine: the target's URL
-(a free port) and the feed files' modification times.
+Hashed: every record and rejection the feeds yield, every decision (all their fields),
+and the plan as written (``plan_to_dict``) without what depends on the machine: the
+target's URL (a free port) and the feed files' modification times.
 """
 
 from __future__ import annotations
@@ -44,9 +45,9 @@ import generate as gen  # noqa: E402
 
 AS_OF = datetime(2026, 12, 1, 20, 0, tzinfo=UTC)
 GOLDEN = {
-    "feeds": "9880d65e678cd87a333c2476afd20e20e865c04a0e6aadc2c01ae8c6ce4fffe3",
-    "decisions": "37b4acb56aba7c09403ccca1ffe45fe884d25325b27c9b10f59c3f83ece44262",
-    "plan": "1b40d46c0eccd7fe3f61e0ac7d6f693e7f01b495652a96781b925e39ae8a395d",
+    "feeds": "82311fad4efed8cb1689ab6f5f304890d675e68db027d2b84b1df8bf50abee7b",
+    "decisions": "1b6bbf3b691441dfc45edd7653cfc5331ff781899f9f714353167c429316a8b0",
+    "plan": "629e4e0b3108b137680bc7d317850666a3ae9c0bea3371bb6c2e713ee716e245",
 }
 ODD_WORKERS = [  # appended to workers.csv: accepted and rejected rows off the plain path
     "P9000001,O00000,Zoë,Müller,zoe.muller@bücher.example,Olympia,S0,active,",
@@ -57,6 +58,8 @@ ODD_WORKERS = [  # appended to workers.csv: accepted and rejected rows off the p
     "P9000006,O00005,Upper,Case,Upper.Case@EXAMPLE.ORG,Spokane,S5,active,",
 ]
 
+CLASHING_ID = "p0000007"  # another spelling of P0000007: every row with either is rejected
+
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
@@ -64,6 +67,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
     gen.generate(d, 300, drift=0.3, missing=0.05, orphans=3)
     with (d / "feeds" / "workers.csv").open("a", encoding="utf-8") as f:
         f.writelines(f"{row}\n" for row in ODD_WORKERS)
+    with (d / "feeds" / "training.csv").open("a", encoding="utf-8") as f:
+        f.write(f"{CLASHING_ID},MIS Basic,2025-02-01\n")  # P0000007 for the directory
     with LocalSlapd(d / "slapd", suffix=gen.SUFFIX) as server:
         server.bulk_load(d / "people.ldif")
         (d / "pw").write_text(server.root_password)
@@ -148,4 +153,5 @@ def test_a_cold_plan_of_the_fixed_world_is_what_it_was(world: Runtime) -> None:
     rejected = {r.key for r in feeds.rejected}
     assert {"P9000002", "P9000003", "P9000004", "P9000005"} <= rejected
     assert not {"P9000001", "P9000006"} & rejected
+    assert {"P0000007", CLASHING_ID} <= rejected
     assert got == GOLDEN
