@@ -259,7 +259,7 @@ def build_plan(inp: PlanInputs) -> Plan:
     state = _Planning(inp, guard)
     by_person, uncorrelated, enabled_count = _correlate(state)
     for person_id in sorted(inp.decisions):
-        accounts = by_person.pop(person_id, ())  # freed as the plan goes (a 100k read)
+        accounts = _accounts(by_person.pop(person_id, ()))  # freed as the plan goes
         _plan_person(state, person_id, accounts)
     _plan_orphans(state, uncorrelated)
     actions, held = _mass_disable_guard(state.actions, state.held, enabled_count, inp)
@@ -457,13 +457,19 @@ def _is_stub(acc: Account) -> bool:
     return acc.attributes is _NO_ATTRIBUTES
 
 
+def _accounts(found: Account | tuple[Account, ...]) -> tuple[Account, ...]:
+    """A person's accounts as ``_correlate`` keeps them: one account, or a tuple."""
+    return found if isinstance(found, tuple) else (found,)
+
+
 def _correlate(
     state: _Planning,
-) -> tuple[dict[str, tuple[Account, ...]], list[Account], int]:
+) -> tuple[dict[str, Account | tuple[Account, ...]], list[Account], int]:
     """The directory by person (the target's matching rule), the accounts no person
     matches, and the enabled count; fills ``state.taken`` with the logon IDs in use."""
     key = state.key
-    by_person: dict[str, tuple[Account, ...]] = {}  # a tuple each: one account, mostly
+    # person id -> their account (one, mostly: no container each), or a tuple of them
+    by_person: dict[str, Account | tuple[Account, ...]] = {}
     uncorrelated: list[Account] = []
     enabled_count = 0
     target_logons: set[str] = set()
@@ -473,14 +479,12 @@ def _correlate(
             low = snap.logon_id.lower()  # the account's own string when already lower case
             target_logons.add(snap.logon_id if low == snap.logon_id else low)
         pids = state.person_of.get(key(snap.correlation), ()) if snap.correlation else ()
-        if len(pids) == 1:
-            pid = pids[0]
-            by_person[pid] = (*by_person.get(pid, ()), state.settle(snap, pid))
-        elif pids:  # the reader rejects colliding feed ids; never guess between them
-            for pid in pids:
-                by_person[pid] = (*by_person.get(pid, ()), snap)
-        else:
+        if not pids:
             uncorrelated.append(snap)
+        for pid in pids:  # several: the reader rejects colliding ids; never guess
+            acc = state.settle(snap, pid) if len(pids) == 1 else snap
+            have = by_person.get(pid)
+            by_person[pid] = acc if have is None else (*_accounts(have), acc)
     state.taken = set(state.inp.taken_logon_ids) | target_logons
     return by_person, uncorrelated, enabled_count
 
