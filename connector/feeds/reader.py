@@ -358,6 +358,7 @@ class _Rows:
         build, memo = self.build, self.memo
         unique, key_at, width = self.unique, self.key_at, len(self.header)
         keep, reject = self.records.append, self.bad.append
+        feed = name.value  # an enum's value is a property: read it once, not per row
         count = 0
         while True:
             start = reader.line_num + 1
@@ -388,7 +389,7 @@ class _Rows:
             row = Row(values, memo)
             if suspicious:
                 _reject_invisible(row, values)
-            rec = build(row, SourceRef(name.value, file, start))
+            rec = build(row, SourceRef(feed, file, start))
             u = clean(values[unique]) if unique else ""
             if u:
                 self._seen(u, start)

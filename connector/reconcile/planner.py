@@ -117,6 +117,18 @@ class PlanCache:
         self._new[key] = (decision, worker, org, logon, mapping, desired, reason)
         return desired, reason
 
+    def desired_only(
+        self,
+        decision: Decision,
+        worker: Worker,
+        org: Organization | None,
+        logon: str,
+        mapping: AccountMapping,
+    ) -> DesiredAccount:
+        """``desired(...)[0]``: the account alone, for a person whose account may be in
+        line (the reason is worded only for an action)."""
+        return self.desired(decision, worker, org, logon, mapping)[0]
+
     def diff(
         self, acc: Account, desired: DesiredAccount, manage_groups: bool
     ) -> tuple[Change, ...]:
@@ -155,6 +167,16 @@ class _NoCache(PlanCache):
         mapping: AccountMapping,
     ) -> tuple[DesiredAccount, Reason]:
         return desired_account(decision, worker, org, logon, mapping), _entitled_reason(decision)
+
+    def desired_only(
+        self,
+        decision: Decision,
+        worker: Worker,
+        org: Organization | None,
+        logon: str,
+        mapping: AccountMapping,
+    ) -> DesiredAccount:
+        return desired_account(decision, worker, org, logon, mapping)  # no reason to word
 
     def diff(
         self, acc: Account, desired: DesiredAccount, manage_groups: bool
@@ -376,7 +398,7 @@ class _Planning:
         if not (inp.known_logon_ids.get(pid) or snap.logon_id):
             return snap
         logon = _logon_for(inp, pid, snap, worker, self.orgs, decision=decision, taken=set())
-        desired, _ = self.cache.desired(
+        desired = self.cache.desired_only(
             decision, worker, self.orgs.get(worker.org_id), logon, self.mapping
         )
         if self.cache.diff(snap, desired, self.manage_groups):
