@@ -2,6 +2,13 @@
 
     .venv/bin/python bench/run.py --n 100000            # the documented figures (~15 min)
     .venv/bin/python bench/run.py --n 10000 --profile   # the small profile (a few minutes)
+    .venv/bin/python bench/run.py --n 30000 --only-cold --before /tmp/old  # cold plans only
+
+``--only-cold`` measures world A's raw dump, bare ldap3 scan, read and idle cold plan
+only; ``--before TREE`` (a checkout of an earlier commit, e.g. ``git archive C | tar
+-x -C TREE``) also times that tree's idle cold plan and read in the same run, on the
+same slapd, against the same bare scan: a before/after pair that machine load cannot
+skew (the runs alternate).
 
 Builds three worlds with ``bench/generate.py`` (each a private slapd loaded with
 slapadd) and measures, each in its own child process (so that peak RSS is that of the
@@ -389,11 +396,26 @@ def _write_modify_ldif(plan: Any, path: Path) -> int:
 # -- the parent ------------------------------------------------------------------------------
 
 
-def measure(args: argparse.Namespace, phase: str, spec: dict[str, Any], *, repeat: int = 1) -> Any:
-    """Run a child ``repeat`` times; keep the fastest run (and the highest peak RSS)."""
+def measure(
+    args: argparse.Namespace,
+    phase: str,
+    spec: dict[str, Any],
+    *,
+    repeat: int = 1,
+    script: Path | None = None,
+) -> Any:
+    """Run a child ``repeat`` times; keep the fastest run (and the highest peak RSS).
+    ``script``: another tree's bench/run.py (``--before``)."""
     runs_: list[dict[str, Any]] = []
     for _ in range(repeat):
-        cmd = [sys.executable, __file__, "--child", phase, "--spec", json.dumps(spec)]
+        cmd = [
+            sys.executable,
+            str(script or __file__),
+            "--child",
+            phase,
+            "--spec",
+            json.dumps(spec),
+        ]
         if args.profile and phase in ("read", "plan", "first_plan", "warm_plan"):
             cmd.append("--profile")
         res = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -442,6 +464,16 @@ def main() -> int:
         action="store_true",
         help="only world A: the baselines, the read, the cold and warm plans, the cycles",
     )
+    p.add_argument(
+        "--only-cold",
+        action="store_true",
+        help="only world A's dump, bare scan, read and idle cold plan",
+    )
+    p.add_argument(
+        "--before",
+        type=Path,
+        help="with --only-cold: also time the cold plan and read of this tree (earlier code)",
+    )
     p.add_argument("--out", type=Path, help="JSON results (default bench/results/bench-N.json)")
     p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument("--spec", help=argparse.SUPPRESS)
@@ -460,6 +492,8 @@ def main() -> int:
     try:
         if args.only_apply:
             return _only_apply(args, work, apply_n, out, started)
+        if args.only_cold:
+            return _only_cold(args, work, n, out, started)
         # world A: in line
         sa, a, da = world(work, "idle", n)
         servers.append(sa)
@@ -668,6 +702,88 @@ def _only_apply(
         f"{a['seconds'] - a['plan_seconds']:.2f} s; ldapmodify {base:.2f} s; ratios "
         f"{result['apply_ratio']}x / {result['execution_ratio']}x; {out}"
     )
+    return 0
+
+
+def _only_cold(args: argparse.Namespace, work: Path, n: int, out: Path, started: datetime) -> int:
+    """World A alone: the raw dump, the bare ldap3 scan, misync's read and its idle cold
+    plan (and, with ``--before``, the earlier tree's read and plan), each ``--repeat``
+    times, interleaved so that load moves every figure alike."""
+    fig: dict[str, Any] = {}
+    sa, a, da = world(work, "idle", n)
+    before = args.before / "bench" / "run.py" if args.before else None
+    try:
+        cfg = str(_config(da, sa.url, sa.root_dn, sa.root_password, da / "state-plan"))
+        fig["ldapsearch"] = measure(args, "ldapsearch", a, repeat=args.repeat)
+        kinds = [("bare_ldap3", a, None), ("read", a | {"config": cfg}, None)]
+        kinds.append(("idle_plan", a | {"config": cfg}, None))
+        if before is not None:
+            bcfg = str(_config(da, sa.url, sa.root_dn, sa.root_password, da / "state-before"))
+            kinds.append(("before_read", a | {"config": bcfg}, before))
+            kinds.append(("before_plan", a | {"config": bcfg}, before))
+        runs_: dict[str, list[dict[str, Any]]] = {k: [] for k, _s, _t in kinds}
+        for _ in range(args.repeat):  # round-robin: one of each per round
+            for key, spec, script in kinds:
+                phase = {"idle_plan": "plan", "before_plan": "plan", "before_read": "read"}
+                runs_[key].append(measure(args, phase.get(key, key), spec, script=script))
+        for key, got in runs_.items():
+            best = min(got, key=lambda r: r["seconds"])
+            best["rss_mb"] = max(r["rss_mb"] for r in got)
+            best["all_seconds"] = [round(r["seconds"], 3) for r in got]
+            fig[key] = best
+    finally:
+        sa.stop()
+    base = fig["bare_ldap3"]["seconds"]
+    rows = [("idle_plan", "idle full cycle (misync plan)", 1.3), ("read", "misync read", None)]
+    if before is not None:
+        rows += [
+            ("before_plan", f"idle full cycle, before ({args.before.name})", 1.3),
+            ("before_read", f"misync read, before ({args.before.name})", None),
+        ]
+    table = [
+        {
+            "figure": label,
+            "seconds": round(fig[key]["seconds"], 3),
+            "rss_mb": round(fig[key]["rss_mb"], 1),
+            "baseline": "bare_ldap3",
+            "baseline_seconds": round(base, 3),
+            "ratio": round(fig[key]["seconds"] / base, 2),
+            "median_ratio": round(
+                sorted(fig[key]["all_seconds"])[len(fig[key]["all_seconds"]) // 2]
+                / sorted(fig["bare_ldap3"]["all_seconds"])[
+                    len(fig["bare_ldap3"]["all_seconds"]) // 2
+                ],
+                2,
+            ),
+            "target_ratio": target,
+            "met": None if target is None else fig[key]["seconds"] / base <= target,
+        }
+        for key, label, target in rows
+    ]
+    result = {
+        "n": n,
+        "only_cold": True,
+        "before": str(args.before) if args.before else None,
+        "repeat": args.repeat,
+        "started": started.isoformat(),
+        "finished": datetime.now(UTC).isoformat(),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "load_average": os.getloadavg(),
+            "python": platform.python_version(),
+        },
+        "table": table,
+        "figures": fig,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(f"\nN = {n}, cold plans only; load average {os.getloadavg()}; {out}")
+    print(f"bare ldap3 scan {base:.2f} s, {fig['bare_ldap3']['rss_mb']:.0f} MB")
+    for r in table:
+        print(
+            f"{r['figure']:45} {r['seconds']:8.2f} s {r['rss_mb']:6.0f} MB  {r['ratio']:5.2f}x "
+            f"(median {r['median_ratio']:.2f}x)"
+        )
     return 0
 
 

@@ -380,6 +380,7 @@ class _Rows:
         build, memo = self.build, self.memo
         unique, key_at, width = self.unique, self.key_at, len(self.header)
         keep, reject = self.records.append, self.bad.append
+        feed = name.value  # an enum's value is a property: read it once, not per row
         count = 0
         while True:
             start = reader.line_num + 1
@@ -410,7 +411,7 @@ class _Rows:
             row = Row(values, memo)
             if suspicious:
                 _reject_invisible(row, values)
-            rec = build(row, SourceRef(name.value, file, start))
+            rec = build(row, SourceRef(feed, file, start))
             u = clean(values[unique]) if unique else ""
             if u:
                 self._seen(u, start)
@@ -638,6 +639,40 @@ PERSON_ID_COLUMNS: dict[FeedName, tuple[str, ...]] = {
 }
 
 
+def _spellings(
+    read: dict[FeedName, tuple[list[Any], list[Rejection], FeedState, str, str]],
+    match: IdMatch,
+) -> dict[str, dict[str, object]]:
+    """Person id key -> spelling -> its first place ("file line N", or the SourceRef
+    that prints so), only for the keys spelled two ways or more. ``first`` holds every
+    key's first spelling and place (a person's rows name them about six times)."""
+    spellings: dict[str, dict[str, object]] = {}
+    first: dict[str, tuple[str, object]] = {}
+    key_of: dict[str, str] = {}  # spelling -> key (the rows share one string per id)
+
+    def see(value: str, place: object) -> None:
+        key = key_of.get(value)
+        if key is None:
+            key = key_of[value] = id_key(match, value)
+        seen = first.get(key)
+        if seen is None:
+            first[key] = (value, place)
+        elif seen[0] != value:
+            spellings.setdefault(key, {seen[0]: seen[1]}).setdefault(value, place)
+
+    for name, cols in PERSON_ID_COLUMNS.items():
+        records, rejections, _, _, _ = read[name]
+        for rec in records:
+            for col in cols:
+                value = getattr(rec, col)
+                if value:
+                    see(value, rec.source)
+        for rej in rejections:
+            if rej.key:
+                see(rej.key, f"{rej.file} line {rej.line}")
+    return spellings
+
+
 def _reject_colliding_ids(
     read: dict[FeedName, tuple[list[Any], list[Rejection], FeedState, str, str]],
     layout: FeedLayout,
@@ -647,17 +682,7 @@ def _reject_colliding_ids(
     ``match``, two strings in the feeds) to the rejections, in place. Rejected rows'
     subjects count as spellings too: an unreadable ``p1001`` row and an accepted
     ``P1001`` row are the same person for the directory."""
-    spellings: dict[str, dict[str, str]] = defaultdict(dict)  # key -> spelling -> place
-    for name, cols in PERSON_ID_COLUMNS.items():
-        records, rejections, _, _, _ = read[name]
-        for rec in records:
-            for col in cols:
-                value = getattr(rec, col)
-                if value:
-                    spellings[id_key(match, value)].setdefault(value, str(rec.source))
-        for rej in rejections:
-            if rej.key:
-                spellings[id_key(match, rej.key)].setdefault(rej.key, f"{rej.file} line {rej.line}")
+    spellings = _spellings(read, match)
     clashes = {
         value: places for places in spellings.values() if len(places) > 1 for value in places
     }

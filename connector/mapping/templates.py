@@ -80,6 +80,8 @@ def render(template: str, values: Mapping[str, str | tuple[str, ...]]) -> tuple[
     """Render to zero or more values. A template with ``{offices}`` yields one value per
     office; a rendering that is empty or whitespace yields no value."""
     parts, multi = _compiled(template)
+    if len(parts) == 1 and not parts[0][0] and not parts[0][2]:  # the whole template is
+        return _render_field(values.get(parts[0][1] or "", ""), multi)  # one field: "{email}"
     if multi:
         offices = values.get(MULTI_FIELD, ())
         items = (offices,) if isinstance(offices, str) else offices
@@ -88,6 +90,18 @@ def render(template: str, values: Mapping[str, str | tuple[str, ...]]) -> tuple[
         out = [_render_one(parts, values)]
     # interned: the same values repeat across people and in the accounts read
     return tuple(sys.intern(v) for v in out if v.strip())
+
+
+def _render_field(raw: str | tuple[str, ...], multi: bool) -> tuple[str, ...]:
+    """``render`` of a template that is one field and nothing else: the same values,
+    without formatting (most of a mapping's templates are such)."""
+    items = (raw,) if isinstance(raw, str) or not multi else raw
+    out = []
+    for item in items:
+        text = (item if isinstance(item, str) else ";".join(item)).strip()
+        if text:
+            out.append(sys.intern(text))
+    return tuple(out)
 
 
 def _render_one(

@@ -16,6 +16,8 @@ Values = tuple[str, ...]
 
 def normalize(values: Values) -> Values:
     """Canonical form for comparing multi-valued attributes: sorted, no duplicates, no blanks."""
+    if type(values) is tuple and len(values) <= 1:  # most attributes: already canonical
+        return values if not values or values[0] != "" else ()
     return tuple(sorted({v for v in values if v != ""}))
 
 

@@ -13,6 +13,7 @@ evidence; ``evidenced`` marks losses a feed row positively shows.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ from connector.policy.rules import PolicyRules
 from connector.timefmt import when as written
 
 
+@functools.lru_cache(maxsize=4096)  # a few hundred distinct days: one object each
 def day_start(d: date, tz: ZoneInfo) -> datetime:
     """The first instant of local day ``d`` (DST-safe)."""
     return datetime(d.year, d.month, d.day, tzinfo=tz)

@@ -34,9 +34,10 @@ Rules (SPEC.md "Interfaces" and "Authoritative feeds"):
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from types import MappingProxyType
 from typing import Any, cast
 
 from connector.mapping.types import AccountMapping
@@ -72,6 +73,9 @@ OP_ORDER = {Op.DISABLE: 0, Op.UPDATE: 1, Op.ENABLE: 2, Op.CREATE: 3}
 # Feeds whose rows can end access (a separation, a disable request, a roster status, a
 # contract end); a training or NDA row only ever grants.
 ACCESS_ENDING_FEEDS = ALL_FEEDS - {FeedName.TRAINING, FeedName.NDAS}
+# The attributes of every stub (an account in line): one shared empty mapping, not a
+# dict each.
+_NO_ATTRIBUTES: Mapping[str, tuple[str, ...]] = MappingProxyType({})
 
 
 class PlanCache:
@@ -113,6 +117,18 @@ class PlanCache:
         self._new[key] = (decision, worker, org, logon, mapping, desired, reason)
         return desired, reason
 
+    def desired_only(
+        self,
+        decision: Decision,
+        worker: Worker,
+        org: Organization | None,
+        logon: str,
+        mapping: AccountMapping,
+    ) -> DesiredAccount:
+        """``desired(...)[0]``: the account alone, for a person whose account may be in
+        line (the reason is worded only for an action)."""
+        return self.desired(decision, worker, org, logon, mapping)[0]
+
     def diff(
         self, acc: Account, desired: DesiredAccount, manage_groups: bool
     ) -> tuple[Change, ...]:
@@ -151,6 +167,16 @@ class _NoCache(PlanCache):
         mapping: AccountMapping,
     ) -> tuple[DesiredAccount, Reason]:
         return desired_account(decision, worker, org, logon, mapping), _entitled_reason(decision)
+
+    def desired_only(
+        self,
+        decision: Decision,
+        worker: Worker,
+        org: Organization | None,
+        logon: str,
+        mapping: AccountMapping,
+    ) -> DesiredAccount:
+        return desired_account(decision, worker, org, logon, mapping)  # no reason to word
 
     def diff(
         self, acc: Account, desired: DesiredAccount, manage_groups: bool
@@ -255,7 +281,7 @@ def build_plan(inp: PlanInputs) -> Plan:
     state = _Planning(inp, guard)
     by_person, uncorrelated, enabled_count = _correlate(state)
     for person_id in sorted(inp.decisions):
-        accounts = by_person.pop(person_id, [])  # freed as the plan goes (a 100k read)
+        accounts = _accounts(by_person.pop(person_id, ()))  # freed as the plan goes
         _plan_person(state, person_id, accounts)
     _plan_orphans(state, uncorrelated)
     actions, held = _mass_disable_guard(state.actions, state.held, enabled_count, inp)
@@ -297,9 +323,15 @@ class _FeedGuard:
                 (self.unread_by_org if org_keyed else self.unread_by_person)[subject].append(
                     f"{r.file} line {r.line}"
                 )
-        self.requesters_of: dict[str, set[str]] = defaultdict(set)
+        # person id -> the keys of their requesters: one frozenset per distinct set (a
+        # few per area), shared, not a set per person
+        self.requesters_of: dict[str, frozenset[str]] = {}
+        shared: dict[frozenset[str], frozenset[str]] = {}
         for q in feeds.requests:
-            self.requesters_of[q.person_id].add(key(q.requester_id))
+            rid, have = key(q.requester_id), self.requesters_of.get(q.person_id, frozenset())
+            if rid not in have:
+                both = have | {rid}
+                self.requesters_of[q.person_id] = shared.setdefault(both, both)
 
     def blocked(self, person_id: str | None) -> frozenset[FeedName]:
         if person_id is None:
@@ -332,12 +364,15 @@ class _Planning:
         self.key = guard.key
         self.workers = guard.workers
         self.orgs: dict[str, Organization] = {o.org_id: o for o in inp.feeds.organizations}
-        self.person_of: dict[str, list[str]] = defaultdict(list)  # key -> person ids in feeds
+        # key -> person ids in feeds (tuples: one id each but for colliding ids)
+        self.person_of: dict[str, tuple[str, ...]] = {}
         for pid in inp.decisions:
-            self.person_of[self.key(pid)].append(pid)
+            k = self.key(pid)
+            self.person_of[k] = (*self.person_of.get(k, ()), pid)
         # Accounts found in line while they stream past are kept as stubs (id, logon,
-        # digest): a 100k read then never holds every account's attributes at once.
-        self.settled: dict[int, str] = {}  # id(stub) -> digest of the account as read
+        # digest; their attributes are the shared ``_NO_ATTRIBUTES``): a 100k read then
+        # never holds every account's attributes at once.
+        self.settled: dict[str, str] = {}  # stub's account id -> digest of the account as read
         self.taken: set[str] = set()
         self.actions: list[Action] = []
         self.held: list[HeldAction] = []
@@ -347,8 +382,8 @@ class _Planning:
         self.reopened: list[Reopened] = []
 
     def on(self, acc: Account, op: Op, person_id: str | None, **fields: Any) -> Action:
-        if id(acc) in self.settled:
-            fields.setdefault("before", self.settled[id(acc)])
+        if _is_stub(acc):
+            fields.setdefault("before", self.settled[acc.account_id])
         return _on(acc, op, person_id, **fields)
 
     def settle(self, snap: Account, pid: str) -> Account:
@@ -363,13 +398,13 @@ class _Planning:
         if not (inp.known_logon_ids.get(pid) or snap.logon_id):
             return snap
         logon = _logon_for(inp, pid, snap, worker, self.orgs, decision=decision, taken=set())
-        desired, _ = self.cache.desired(
+        desired = self.cache.desired_only(
             decision, worker, self.orgs.get(worker.org_id), logon, self.mapping
         )
         if self.cache.diff(snap, desired, self.manage_groups):
             return snap
-        stub = Account(snap.account_id, snap.correlation, snap.logon_id, True)
-        self.settled[id(stub)] = self.cache.digest(snap)
+        stub = Account(snap.account_id, snap.correlation, snap.logon_id, True, _NO_ATTRIBUTES)
+        self.settled[stub.account_id] = self.cache.digest(snap)
         return stub
 
     def hold(self, action: Action, code: str, message: str) -> None:
@@ -439,31 +474,44 @@ class _Planning:
             )
 
 
-def _correlate(state: _Planning) -> tuple[dict[str, list[Account]], list[Account], int]:
+def _is_stub(acc: Account) -> bool:
+    """Whether ``acc`` is a stub ``_Planning.settle`` made (an account found in line)."""
+    return acc.attributes is _NO_ATTRIBUTES
+
+
+def _accounts(found: Account | tuple[Account, ...]) -> tuple[Account, ...]:
+    """A person's accounts as ``_correlate`` keeps them: one account, or a tuple."""
+    return found if isinstance(found, tuple) else (found,)
+
+
+def _correlate(
+    state: _Planning,
+) -> tuple[dict[str, Account | tuple[Account, ...]], list[Account], int]:
     """The directory by person (the target's matching rule), the accounts no person
     matches, and the enabled count; fills ``state.taken`` with the logon IDs in use."""
     key = state.key
-    by_person: dict[str, list[Account]] = defaultdict(list)
+    # person id -> their account (one, mostly: no container each), or a tuple of them
+    by_person: dict[str, Account | tuple[Account, ...]] = {}
     uncorrelated: list[Account] = []
     enabled_count = 0
     target_logons: set[str] = set()
     for snap in state.inp.accounts:
         enabled_count += snap.enabled
         if snap.logon_id:
-            target_logons.add(snap.logon_id.lower())
-        pids = state.person_of.get(key(snap.correlation), []) if snap.correlation else []
-        if len(pids) == 1:
-            by_person[pids[0]].append(state.settle(snap, pids[0]))
-        elif pids:  # the reader rejects colliding feed ids; never guess between them
-            for pid in pids:
-                by_person[pid].append(snap)
-        else:
+            low = snap.logon_id.lower()  # the account's own string when already lower case
+            target_logons.add(snap.logon_id if low == snap.logon_id else low)
+        pids = state.person_of.get(key(snap.correlation), ()) if snap.correlation else ()
+        if not pids:
             uncorrelated.append(snap)
+        for pid in pids:  # several: the reader rejects colliding ids; never guess
+            acc = state.settle(snap, pid) if len(pids) == 1 else snap
+            have = by_person.get(pid)
+            by_person[pid] = acc if have is None else (*_accounts(have), acc)
     state.taken = set(state.inp.taken_logon_ids) | target_logons
     return by_person, uncorrelated, enabled_count
 
 
-def _plan_person(state: _Planning, person_id: str, accounts: list[Account]) -> None:
+def _plan_person(state: _Planning, person_id: str, accounts: Sequence[Account]) -> None:
     """One person's decision against their account: a duplicate is held, an entitled
     person's account is created, enabled or updated, anybody else's is disabled."""
     same = state.person_of[state.key(person_id)]
@@ -479,7 +527,7 @@ def _plan_person(state: _Planning, person_id: str, accounts: list[Account]) -> N
 
 
 def _hold_ambiguous(
-    state: _Planning, person_id: str, accounts: list[Account], same: list[str]
+    state: _Planning, person_id: str, accounts: Sequence[Account], same: Sequence[str]
 ) -> None:
     mapping = state.mapping
     for dup_acc in accounts:
@@ -503,7 +551,7 @@ def _plan_entitled(
     worker = state.workers.get(person_id)
     if worker is None:  # cannot happen for an entitled person; be safe
         return
-    if acc is not None and id(acc) in state.settled:  # in line: only the unread-row hold
+    if acc is not None and _is_stub(acc):  # in line: only the unread-row hold
         state.hold_unread(acc, person_id, worker)
         return
     inp = state.inp

@@ -87,8 +87,11 @@ _SEARCH_RES_ENTRY = 4  # the LDAP protocolOp tag of a searchResEntry (RFC 4511)
 
 def norm_dn(dn: str) -> str:
     """Case- and space-insensitive form of a DN for comparisons."""
+    low = dn.lower()
+    if " " not in low and low.isprintable():  # no white space to drop (all of it but " "
+        return low  # is non-printable): the form is the lower-cased DN itself
     return ",".join(
-        "=".join(part.strip() for part in rdn.split("=", 1)) for rdn in dn.lower().split(",")
+        "=".join(part.strip() for part in rdn.split("=", 1)) for rdn in low.split(",")
     )
 
 
@@ -109,6 +112,7 @@ class LdapTarget:
         self._base = norm_dn(settings.base_dn)
         names = [*mapping.managed_attributes, mapping.disable.attribute]
         self._spelling = {n.lower(): n for n in names}
+        self._spelled: dict[str, str | None] = {}  # attribute name as sent -> as mapped
         self._fetch = list(dict.fromkeys(names))
 
     @property
@@ -313,13 +317,18 @@ class LdapTarget:
             names = _decode(_get(raw, "cn"))
             for m in _decode(_get(raw, member)):
                 out[norm_dn(m)].update(names)
-        return {k: frozenset(v) for k, v in out.items()}
+        # one frozenset per distinct combination of groups (a handful), shared by members
+        shared: dict[frozenset[str], frozenset[str]] = {}
+        return {k: shared.setdefault(fs, fs) for k, v in out.items() for fs in (frozenset(v),)}
 
     def _account(self, item: dict[str, Any], groups: dict[str, frozenset[str]]) -> Account:
         raw = item.get("raw_attributes", {})
         attrs: dict[str, Values] = {}
+        spelled = self._spelled
         for key, vals in raw.items():
-            name = self._spelling.get(key.lower())
+            if key not in spelled:  # each attribute name the server sends, once
+                spelled[key] = self._spelling.get(key.lower())
+            name = spelled[key]
             if name is not None and vals:  # ldap3 lists requested-but-absent attributes as []
                 attrs[name] = _decode(vals)
         m = self._m
@@ -592,8 +601,9 @@ def _get(raw: dict[str, Any], name: str) -> list[bytes]:
 def _decode(vals: Sequence[bytes | str]) -> Values:
     # interned: office, organization and profile values repeat across 100k accounts and
     # are the very strings the desired accounts render (connector.mapping.templates)
-    return tuple(
-        sys.intern(v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)) for v in vals
+    intern = sys.intern
+    return tuple(  # a list first: faster than a generator for a handful of values
+        [intern(v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)) for v in vals]
     )
 
 
