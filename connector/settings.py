@@ -245,6 +245,9 @@ class StateSettings(_Section):
     connect_timeout_seconds: int = Field(default=10, ge=1, le=300)
     # leadership of two daemons on one database (PostgreSQL): the leader renews its lease
     # every leader_poll_seconds; a standby ends a leader whose lease ran out and takes over
+    # how long `misync plan -o` waits for a run holding the state folder (a daemon cycle)
+    # to end before it gives up with exit 7; apply never waits (it says busy at once)
+    lock_wait_seconds: float = Field(default=300, ge=0, le=3600)
     lease_seconds: int = Field(default=15, ge=3, le=600)
     leader_poll_seconds: float = Field(default=2.0, gt=0, le=60)
 

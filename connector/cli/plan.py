@@ -57,8 +57,9 @@ def _archive_inputs(rt: Runtime, rec: Recorder, plan: Plan, plan_id: str) -> dic
     """``plan -o``: the inputs the plan was made from, into the archive as a saved
     plan's (``plans/PLAN_ID.json``, kept ``archive.keep_days``), under the state
     folder's lock (retention must not remove them while they are written); the
-    ``inputs`` the plan file names. Nothing archived and no file written if another
-    run holds the state folder (exit 7) or the archive cannot be written (exit 3)."""
+    ``inputs`` the plan file names. A run holding the state folder (a daemon cycle) is
+    waited for up to ``state.lock_wait_seconds``; nothing archived and no file written
+    if it still holds it then (exit 7) or the archive cannot be written (exit 3)."""
     from connector.archive import ArchiveStore, ArchiveWriteError
     from connector.archive.inputs import archive_run
     from connector.runs.planning import collector_paused
@@ -66,7 +67,10 @@ def _archive_inputs(rt: Runtime, rec: Recorder, plan: Plan, plan_id: str) -> dic
 
     folder = rt.settings.state.dir / "archive"
     try:
-        with state_lock(rt.settings.state.dir), collector_paused():
+        with (
+            state_lock(rt.settings.state.dir, wait_seconds=rt.settings.state.lock_wait_seconds),
+            collector_paused(),
+        ):
             digest = archive_run(
                 ArchiveStore(folder),
                 rec,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,18 +31,14 @@ class StateBusyError(MisyncError):
 
 
 @contextmanager
-def state_lock(directory: Path) -> Iterator[None]:
+def state_lock(directory: Path, *, wait_seconds: float = 0.0) -> Iterator[None]:
+    """Hold the state folder's lock; ``StateBusyError`` if another process holds it for
+    longer than ``wait_seconds`` (0: do not wait)."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "misync.lock"
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "?"
-            raise StateBusyError(
-                f"{path}: another misync run holds the state folder (pid {holder})"
-            ) from None
+        _take(fd, path, wait_seconds)
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield
@@ -72,3 +69,19 @@ def leader_mark(directory: Path) -> tuple[int, int] | None:
         return int(epoch), int(pid)
     except (OSError, ValueError):
         return None
+
+
+def _take(fd: int, path: Path, wait_seconds: float) -> None:
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "?"
+                waited = f", waited {wait_seconds:g} s" if wait_seconds else ""
+                raise StateBusyError(
+                    f"{path}: another misync run holds the state folder (pid {holder}{waited})"
+                ) from None
+            time.sleep(0.1)

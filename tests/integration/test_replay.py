@@ -340,7 +340,9 @@ def test_a_saved_plan_names_its_archived_inputs_and_its_run_replays_them(
     write_world(feeds, 4)
     write_config(cfg, feeds, state, ldap_scope)
     saved = tmp_path / "plan.json"
-    with state_lock(state):  # another run holds the state folder: no inputs, no file
+    with state_lock(state), pytest.MonkeyPatch.context() as mp:
+        # another run holds the state folder past the wait: no inputs, no file
+        mp.setenv("MISYNC_STATE__LOCK_WAIT_SECONDS", "0.3")
         assert main(["-c", str(cfg), "plan", "-o", str(saved)]) == ExitCode.BUSY
     assert not saved.exists()
     assert main(["-c", str(cfg), "plan", "-o", str(saved)]) == ExitCode.OK
