@@ -139,8 +139,14 @@ def test_a_cold_plan_of_the_fixed_world_is_what_it_was(world: Runtime) -> None:
     body = plan_to_dict(plan)
     body.pop("target")
     body.pop("checksum")
+    body.pop("read", None)  # how the directory was read (issue 18 item 1), not what it says
     for health in body["feeds"]:
         health.pop("modified_at")
+    # the area columns a rejection keeps (issue 16: placing it on an area's page) came
+    # after the golden values; everything else a rejection says is compared
+    records[-1] = [
+        {k: v for k, v in _plain(r).items() if k not in ("org", "wda")} for r in feeds.rejected
+    ]
     got = {
         "feeds": _digest(records),
         "decisions": _digest(ev.decisions),
