@@ -57,7 +57,7 @@ from connector.model.identity import IdMatch
 from connector.policy.engine import PolicyIndex
 from connector.policy.engine import evaluate as evaluate_person
 from connector.policy.horizon import valid_until
-from connector.runs.planning import Evaluation, RejectionLog, horizon
+from connector.runs.planning import Evaluation, RejectionLog, horizon, record_read
 from connector.state import Store
 
 #: the feeds read row by row (keyed by person); a change anywhere else reads them whole
@@ -234,21 +234,7 @@ class FeedDeltas:
             return None
         with self._lock:
             self._made = (result.evaluation, made)
-        feeds = result.evaluation.feeds
-        store.record_feed_stamps(
-            {
-                h.feed.value: (h.stamp.path, h.stamp.size, h.stamp.mtime_ns, h.stamp.digest)
-                for h in feeds.health.values()
-                if h.stamp is not None
-            }
-        )
-        log = structlog.get_logger("misync.feeds")
-        for h in feeds.health.values():
-            if not h.healthy:
-                log.warning(
-                    "feed.unusable", feed=h.feed.value, state=h.state.value, detail=h.detail
-                )
-        (rejections or RejectionLog(once=False)).log(feeds.rejected)
+        record_read(store, result.evaluation.feeds, rejections)
         self._log.info(
             "fastpath.incremental",
             people=len(result.touched),

@@ -70,6 +70,24 @@ def horizon(rt: Runtime, ev: Evaluation) -> datetime:
     return until
 
 
+def record_read(store: Store, feeds: FeedSet, rejections: RejectionLog | None) -> None:
+    """After a read of the feeds (whole, or by changed rows): record the stamps of what
+    was read for the next run, warn of each unusable feed, log the rejected rows through
+    ``rejections`` (the daemon's: each row once) or, without one, all of them."""
+    store.record_feed_stamps(
+        {
+            h.feed.value: (h.stamp.path, h.stamp.size, h.stamp.mtime_ns, h.stamp.digest)
+            for h in feeds.health.values()
+            if h.stamp is not None
+        }
+    )
+    log = structlog.get_logger("misync.feeds")
+    for h in feeds.health.values():
+        if not h.healthy:
+            log.warning("feed.unusable", feed=h.feed.value, state=h.state.value, detail=h.detail)
+    (rejections or RejectionLog(once=False)).log(feeds.rejected)
+
+
 def evaluate(
     rt: Runtime, store: Store, as_of: datetime, *, rejections: RejectionLog | None = None
 ) -> Evaluation:
@@ -89,18 +107,7 @@ def evaluate(
         id_match=rt.mapping.correlation_match,  # ids the target cannot tell apart are rejected
         seen=seen,
     )
-    store.record_feed_stamps(
-        {
-            h.feed.value: (h.stamp.path, h.stamp.size, h.stamp.mtime_ns, h.stamp.digest)
-            for h in feeds.health.values()
-            if h.stamp is not None
-        }
-    )
-    log = structlog.get_logger("misync.feeds")
-    for h in feeds.health.values():
-        if not h.healthy:
-            log.warning("feed.unusable", feed=h.feed.value, state=h.state.value, detail=h.detail)
-    (rejections or RejectionLog(once=False)).log(feeds.rejected)
+    record_read(store, feeds, rejections)
     return Evaluation(as_of, feeds, evaluate_all(feeds, as_of, rt.rules))
 
 
