@@ -16,9 +16,9 @@ What goes to an area, and only to it:
   their reminder).
 
 Where a person's event belongs (``AreaIndex.of``): the area of their organization
-(``connector.report.model.areas_of``: the roster's, else the newest separation's); for
-a separation-driven event also the area of the organization they separated from (the
-newest separation row's), so the area a mover left sees its local separated user.
+(``connector.reconcile.areas``: the roster's, else the newest separation's); for a
+separation-driven event also the area of every organization their separation rows name,
+so the area a mover left sees its local separated user.
 
 Each area is one ``Deliverer`` behind the ``AlertManager`` (named ``area:<WDA>``), so
 dedup, the digest limit, the retry of missed deliveries and the rule that a close goes
@@ -69,7 +69,7 @@ _RANK = {Severity.INFO: 0, Severity.WARNING: 1, Severity.CRITICAL: 2}
 class AreaIndex:
     """Which areas a person's events belong to, as the feeds of the last run say."""
 
-    current: Mapping[str, str]  # person -> WDA of their organization (areas_of)
+    current: Mapping[str, str]  # person -> WDA of their organization (Areas.people)
     # person -> WDAs of the organizations their separation rows name (Areas.left)
     separated_from: Mapping[str, frozenset[str]]
 
