@@ -26,8 +26,9 @@ did, why, and as of when: ``Plan.read``):
 - an entry changed since the mark carries another account's correlation (a rename, a
   duplicate), or a new entry correlates to nobody (it may be a renamed orphan).
 
-A full scan saves what it read, whole, so that the next plan is warm without a daemon;
-a warm read saves nothing (it read only a few entries, which the next reader reads
+A full scan by an apply saves what it read, whole, so that the next plan is warm without
+a daemon (``make_plan(save_snapshot=True)``; a dry run saves nothing); a warm read saves
+nothing (it read only a few entries, which the next reader reads
 again). Several processes share the store (the daemon, plans, applies; SQLite or
 PostgreSQL), so a snapshot is only ever written whole or onto the very view it was
 derived from: the daemon's rows changed relative to its view go in only if the store's

@@ -193,16 +193,26 @@ def make_plan(
     evaluation: Evaluation | None = None,
     observe: Callable[[Account], None] | None = None,
     full_scan: bool = False,
+    save_snapshot: bool = False,
 ) -> tuple[Plan, Evaluation]:
     """Evaluate the feeds, read the target, and build a sealed plan.
 
     The target is read warm (the stored snapshot and what changed since its mark) when
     nothing gives a doubt, else in full (paged, streamed); ``full_scan`` always reads it
     in full (connector.runs.directory). ``plan.read`` says which. ``observe`` sees every
-    account as it streams past (no second read)."""
+    account as it streams past (no second read). ``save_snapshot``: keep a full scan in
+    the store as the next warm read's snapshot (a run that applies: ``FreshPlan``,
+    ``ReviewedPlan``); a dry run leaves the store as it found it."""
     with collector_paused():
         return _make_plan(
-            rt, store, as_of, override_guard, evaluation, observe, full_scan=full_scan
+            rt,
+            store,
+            as_of,
+            override_guard,
+            evaluation,
+            observe,
+            full_scan=full_scan,
+            save_snapshot=save_snapshot,
         )
 
 
@@ -236,11 +246,12 @@ def _make_plan(
     observe: Callable[[Account], None] | None,
     *,
     full_scan: bool = False,
+    save_snapshot: bool = False,
 ) -> tuple[Plan, Evaluation]:
     ev = evaluation or evaluate(rt, store, as_of)
     target = rt.target()
     try:
-        directory = DirectoryReader(rt, store, target, full_scan=full_scan)
+        directory = DirectoryReader(rt, store, target, full_scan=full_scan, save=save_snapshot)
         plan = build_plan(
             plan_inputs(
                 rt,
@@ -348,7 +359,13 @@ def confirm_plan(
             observe(account)
 
     fresh, ev = make_plan(
-        rt, store, rt.clock(), override_guard=True, observe=watch, full_scan=full_scan
+        rt,
+        store,
+        rt.clock(),
+        override_guard=True,
+        observe=watch,
+        full_scan=full_scan,
+        save_snapshot=True,
     )
     if fresh.target != plan.target:
         raise DriftError(

@@ -49,6 +49,7 @@ class FreshPlan:
             override_guard=self.override_guard,
             observe=watch,
             full_scan=self.full_scan,
+            save_snapshot=True,
         )
         ctx.evaluated(ev)
         return Planned(plan, ev, None, watch.enabled, watch.reenabled)

@@ -10,7 +10,7 @@ import dataclasses
 import json
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
@@ -30,8 +30,14 @@ from tests.integration.test_cycle import world as world  # the fixture
 pytestmark = pytest.mark.slapd
 
 
-def plan(w: World, *, full_scan: bool = False, store: Store | None = None) -> Plan:
-    made, _ = runs.make_plan(w.rt, store or w.store, w.clock[0], full_scan=full_scan)
+def plan(
+    w: World, *, full_scan: bool = False, store: Store | None = None, save: bool = True
+) -> Plan:
+    """A plan as an apply makes it (a full scan is saved as the next snapshot; ``save``
+    False: as a dry run makes it)."""
+    made, _ = runs.make_plan(
+        w.rt, store or w.store, w.clock[0], full_scan=full_scan, save_snapshot=save
+    )
     assert made.read is not None
     return made
 
@@ -106,11 +112,16 @@ def test_the_cli_says_which_read_it_did(
         assert main(["plan", "-c", cfg, "--as-of", at, "--format", "json", *extra]) == 0
         return cast(dict[str, Any], json.loads(capsys.readouterr().out))
 
-    cold = cli()
-    assert cold["read"]["mode"] == "full_scan"
+    assert cli()["read"]["mode"] == "full_scan"
+    assert cli()["read"]["mode"] == "full_scan"  # a dry run saved no snapshot
+    assert world.store.snapshot_meta() == {}
+    # as an apply reads it, on the CLI's clock: its full scan is saved
+    wall = dataclasses.replace(world.rt, clock=lambda: datetime.now(UTC))
+    cold, _ = runs.make_plan(wall, world.store, NOW, save_snapshot=True)
+    assert cold.read is not None
     warm = cli()
-    assert warm["read"]["mode"] == "warm"
-    assert warm["read"]["full_scan_at"] == cold["read"]["read_at"]
+    assert warm["read"]["mode"] == "warm", warm["read"]
+    assert warm["read"]["full_scan_at"] == cold.read.read_at.replace(microsecond=0).isoformat()
     lock(world, "ewalsh")
     warm = cli()
     asked = cli("--full-scan")
