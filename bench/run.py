@@ -271,7 +271,7 @@ def _warm_plan(args: argparse.Namespace, rt: Any, c: dict[str, Any]) -> dict[str
     now = datetime.now(UTC)
     rounds: list[dict[str, Any]] = []
     with rt.store() as store:
-        runs.make_plan(rt, store, now, full_scan=True)  # saves the snapshot
+        runs.make_plan(rt, store, now, full_scan=True, save_snapshot=True)  # as an apply: saved
         rss_after_first = rss_mb()
         for i in range(c.get("rounds", 3)):
             r: dict[str, Any] = {"bare_seconds": _bare_scan(c)[0]}
