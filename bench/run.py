@@ -18,7 +18,7 @@ one thing measured; times are taken inside the child, after imports):
   paged scan (``paged_search(generator=True)`` on a SYNC connection, ldap3's defaults)
   of the same attributes, misync's directory read alone, the idle full cycle
   (``make_plan`` with a full scan: feeds + policy + read + diff, as ``misync plan
-  --full-scan``), the warm plan (``misync plan`` after a full-scan plan saved the
+  --full-scan``), the warm plan (``misync plan`` after an apply's full scan saved the
   snapshot and K accounts were changed behind its back: feeds + policy + the stored
   snapshot and the K entries + diff; its phases timed apart), and the daemon's
   cycles (``CyclePlanner``: first full cycle, a full cycle with unchanged feeds, an
