@@ -148,13 +148,14 @@ def test_a_plan_reads_warm_only_where_the_mark_is_readable(
     tmp_path: Path, slapd: LocalSlapd, bind_dn: str, password: str, hidden: bool
 ) -> None:
     """``misync plan`` (connector.runs.directory): with the mark hidden, every plan is a
-    full scan that says why; with it readable, the second plan is warm."""
+    full scan that says why; with it readable, a plan after an apply's full scan is warm."""
     from connector.runs import make_plan
 
     cfg = _world(tmp_path, slapd, bind_dn, password)
     rt = Runtime(load_settings(cfg))
     with rt.store() as store:
-        reads = [make_plan(rt, store, rt.clock())[0].read for _ in range(2)]
+        # the first as an apply reads (its full scan saved), the second a dry run
+        reads = [make_plan(rt, store, rt.clock(), save_snapshot=s)[0].read for s in (True, False)]
         assert ("no_mark" in store.snapshot_meta()) is hidden
     assert all(r is not None for r in reads)
     assert [r.warm for r in reads if r] == [False, not hidden]
