@@ -286,14 +286,7 @@ class AlertManager:
                     d.relay.send(daily_message(d, alert))
                     sent += 1
                 except Exception as exc:  # noqa: BLE001 -- a sink never fails the daemon's pass
-                    self._log.error(
-                        "alert.delivery_failed",
-                        sink=d.name,
-                        kind=alert.kind,
-                        key=alert.key,
-                        error=str(exc),
-                        exc_info=not isinstance(exc, MisyncError | OSError),
-                    )
+                    self._delivery_failed(d.name, alert, exc)
             return sent
 
     # -- internals ----------------------------------------------------------------------
@@ -472,15 +465,19 @@ class AlertManager:
             except Exception as exc:  # noqa: BLE001 -- a sink never fails a run; a bug logs its traceback
                 missed.append(sink.name)
                 self._down.add(sink.name)  # one failure per run: the next ones wait for remind
-                self._log.error(
-                    "alert.delivery_failed",
-                    sink=sink.name,
-                    kind=alert.kind,
-                    key=alert.key,
-                    error=str(exc),
-                    exc_info=not isinstance(exc, MisyncError | OSError),
-                )
+                self._delivery_failed(sink.name, alert, exc)
         return tuple(missed)
+
+    def _delivery_failed(self, sink: str, alert: Alert, exc: Exception) -> None:
+        """Log a failed delivery; a bug (not a relay or an OS error) with its traceback."""
+        self._log.error(
+            "alert.delivery_failed",
+            sink=sink,
+            kind=alert.kind,
+            key=alert.key,
+            error=str(exc),
+            exc_info=not isinstance(exc, MisyncError | OSError),
+        )
 
     def _audit(self, records: list[tuple[str, dict[str, Any]]]) -> None:
         if self.audit is None or not records:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
@@ -135,6 +135,20 @@ class SqliteBase:
     def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
             return self._db.execute(sql, args).fetchall()
+
+    def _pairs(self, sql: str, among: Iterable[str] | None) -> dict[str, str]:
+        """``sql`` (``select key, value from T``) as a dict; with ``among``, only those
+        keys (``where person_id in (...)``, in chunks under SQLite's limit of bound
+        parameters)."""
+        if among is None:
+            return dict(self._query(sql))
+        wanted = list(dict.fromkeys(among))
+        out: dict[str, str] = {}
+        for i in range(0, len(wanted), 500):
+            chunk = tuple(wanted[i : i + 500])
+            marks = ",".join("?" * len(chunk))
+            out.update(self._query(f"{sql} where person_id in ({marks})", chunk))
+        return out
 
     def close(self) -> None:
         with self._lock:

@@ -28,20 +28,7 @@ class SqliteFeedState(SqliteBase, FeedStamps):
             )
 
     def decision_digests(self, among: Iterable[str] | None = None) -> dict[str, str]:
-        if among is None:
-            return dict(self._query("select person_id, digest from decisions"))
-        wanted = list(dict.fromkeys(among))
-        out: dict[str, str] = {}
-        for i in range(0, len(wanted), 500):  # under SQLite's limit of bound parameters
-            chunk = wanted[i : i + 500]
-            marks = ",".join("?" * len(chunk))
-            out.update(
-                self._query(
-                    f"select person_id, digest from decisions where person_id in ({marks})",  # noqa: S608 -- placeholders only
-                    tuple(chunk),
-                )
-            )
-        return out
+        return self._pairs("select person_id, digest from decisions", among)
 
     def record_decision_digests(self, changed: Mapping[str, str]) -> None:
         with self._tx() as db:

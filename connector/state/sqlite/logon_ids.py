@@ -15,16 +15,7 @@ class SqliteLogonIds(SqliteBase):
     compared case-insensitively."""
 
     def logon_ids(self, among: Iterable[str] | None = None) -> dict[str, str]:
-        if among is None:
-            return dict(self._query("select person_id, logon_id from logon_ids"))
-        wanted = list(dict.fromkeys(among))
-        out: dict[str, str] = {}
-        for i in range(0, len(wanted), 500):  # under SQLite's limit of bound parameters
-            chunk = wanted[i : i + 500]
-            marks = ",".join("?" * len(chunk))
-            sql = f"select person_id, logon_id from logon_ids where person_id in ({marks})"  # noqa: S608 -- placeholders only
-            out.update(self._query(sql, tuple(chunk)))
-        return out
+        return self._pairs("select person_id, logon_id from logon_ids", among)
 
     def taken_logon_ids(self) -> set[str]:
         return {row[0].lower() for row in self._query("select logon_id from logon_ids")}
