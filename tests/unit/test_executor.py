@@ -408,3 +408,13 @@ def test_a_write_that_does_not_take_is_never_ok(op: Op) -> None:
     (o,) = report.outcomes
     assert (o.status, o.code) == ("failed", "not_effective")
     assert ("still disabled after enable" if op is Op.ENABLE else "still enabled after") in o.detail
+
+
+def test_a_run_told_to_stop_says_what_can_tell_it_to() -> None:
+    """``should_stop`` is the daemon's SIGTERM and a command's lost leadership lease
+    (connector.runs.fence): the stop reason names both, not SIGTERM alone."""
+    acts = [action(Op.DISABLE, f"A{i:02}") for i in range(3)]
+    report, _ = run_with(acts, FakeTarget([], {}, set()), should_stop=lambda: True)
+    assert "SIGTERM" in report.stopped
+    assert "lease was lost" in report.stopped
+    assert {o.status for o in report.outcomes} == {"not_attempted"}
