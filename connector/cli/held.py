@@ -14,6 +14,7 @@ from connector.errors import ExitCode
 if TYPE_CHECKING:
     from connector.app import Runtime
 
+
 def held_command(rt: Runtime, args: argparse.Namespace, out: TextIO, run_id: str = "") -> int:
     """``misync held list|accept|approve|revoke`` (and ``quarantine release``)."""
     import json
@@ -79,4 +80,3 @@ def quarantine_command(rt: Runtime, args: argparse.Namespace, out: TextIO, run_i
             raise UserError(f"{args.key!r} is not quarantined")
     args.held_command, args.key = "approve", f"quarantined:{args.key}"
     return held_command(rt, args, out, run_id)  # an alias: audited as an approval
-

@@ -30,9 +30,14 @@ def plan_command(rt: Runtime, args: argparse.Namespace, out: TextIO, run_id: str
     # only a saved plan keeps what it read (the accounts, for the archive)
     recording = archive.recording() if args.out else nullcontext(None)
     with rt.store() as store, recording as rec:
-        plan, _ = runs.make_plan(
-            rt, store, as_of, override_guard=args.override_guard, full_scan=args.full_scan
-        )
+        if args.out:  # a saved plan archives every input: the whole evaluation
+            plan, _ = runs.make_plan(
+                rt, store, as_of, override_guard=args.override_guard, full_scan=args.full_scan
+            )
+        else:  # may reuse the last whole plan's memo (connector.runs.memo)
+            plan = runs.dry_plan(
+                rt, store, as_of, override_guard=args.override_guard, full_scan=args.full_scan
+            )
     if args.out:  # streamed: a large plan is never held as one string
         assert rec is not None
         inputs = _archive_inputs(rt, rec, plan, run_id)

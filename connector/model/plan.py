@@ -154,6 +154,13 @@ class DirectoryRead:
     full_scan_at: datetime  # the last full scan the view rests on (read_at for a full scan)
     entries: int  # entries read from the directory (warm: those changed since the mark)
     accounts: int  # accounts in the view
+    #: the plan memo (a dry run, connector.runs.memo): when the whole plan it reused was
+    #: made (None: not reused), the people evaluated and planned again, and the accounts
+    #: left as that plan found them; or why it was not used ("" when not tried)
+    memo_at: datetime | None = None
+    replanned: int = 0
+    reused: int = 0
+    memo_unused: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -88,6 +88,20 @@ def describe_read(r: DirectoryRead, tz: tzinfo | None = None) -> str:
     return f"directory: full scan at {_when(r.read_at, tz)} ({r.accounts} accounts): {r.reason}"
 
 
+def describe_memo(r: DirectoryRead, tz: tzinfo | None = None) -> str:
+    """Whether a dry run reused the plan memo (connector.runs.memo), in one line ("" when
+    it did not try: a run that applies, a full scan)."""
+    if r.memo_at is not None:
+        return (
+            f"feeds and policy: the files are those of the whole plan of "
+            f"{_when(r.memo_at, tz)} (its memo): {r.replanned} people evaluated and planned "
+            f"again, {r.reused} accounts left as that plan found them"
+        )
+    if r.memo_unused:
+        return f"feeds and policy: every feed read and evaluated (the plan memo: {r.memo_unused})"
+    return ""
+
+
 def render_plan(plan: Plan, *, limit: int | None = None, tz: tzinfo | None = None) -> str:
     """The plan for people. ``limit`` gives the summary view: counts by op and by reason
     code, then the first ``limit`` actions of each op (and of each other list).
@@ -101,6 +115,9 @@ def render_plan(plan: Plan, *, limit: int | None = None, tz: tzinfo | None = Non
     ]
     if plan.read is not None:
         out.append(describe_read(plan.read, tz))
+        memo = describe_memo(plan.read, tz)
+        if memo:
+            out.append(memo)
     bad_feeds = [f for f in plan.feeds if not f.healthy]
     if bad_feeds:
         out.append("")

@@ -221,7 +221,7 @@ def _sections(plan: Plan) -> list[tuple[str, Any, bool]]:
 
 
 def read_to_json(r: DirectoryRead) -> dict[str, Any]:
-    return {
+    out: dict[str, Any] = {
         "mode": "warm" if r.warm else "full_scan",
         "reason": r.reason,
         "read_at": _dt(r.read_at),
@@ -229,9 +229,19 @@ def read_to_json(r: DirectoryRead) -> dict[str, Any]:
         "entries_read": r.entries,
         "accounts": r.accounts,
     }
+    if r.memo_at is not None:
+        out["memo"] = {
+            "whole_plan_at": _dt(r.memo_at),
+            "people_planned": r.replanned,
+            "accounts_reused": r.reused,
+        }
+    elif r.memo_unused:
+        out["memo"] = {"unused": r.memo_unused}
+    return out
 
 
 def read_from_json(d: Mapping[str, Any]) -> DirectoryRead:
+    memo: Mapping[str, Any] = d.get("memo") or {}
     return DirectoryRead(
         warm=d["mode"] == "warm",
         reason=str(d.get("reason", "")),
@@ -239,6 +249,10 @@ def read_from_json(d: Mapping[str, Any]) -> DirectoryRead:
         full_scan_at=datetime.fromisoformat(d["full_scan_at"]),
         entries=int(d["entries_read"]),
         accounts=int(d["accounts"]),
+        memo_at=datetime.fromisoformat(memo["whole_plan_at"]) if "whole_plan_at" in memo else None,
+        replanned=int(memo.get("people_planned", 0)),
+        reused=int(memo.get("accounts_reused", 0)),
+        memo_unused=str(memo.get("unused", "")),
     )
 
 
@@ -257,7 +271,6 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
 # The C encoder (no ``indent``): the pure-Python one was most of a large plan's cost.
 _canon = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
 _line = json.JSONEncoder(ensure_ascii=False).encode
-
 
 
 def _canonical(body: Mapping[str, Any]) -> bytes:

@@ -52,10 +52,17 @@ import structlog
 from connector.app import Runtime
 from connector.model.accounts import Account
 from connector.model.plan import DirectoryRead
+from connector.reconcile.settled import Seen
 from connector.state import Store
 from connector.targets.base import IncrementalTarget, Target, TargetChanges, no_mark_warning
 
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+def row_digest(text: str) -> str:
+    """The digest of an account's row as read (``account_to_json``): what the plan memo
+    compares (connector.runs.memo)."""
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
 def account_to_json(a: Account) -> str:
@@ -135,7 +142,9 @@ class DirectoryReader:
     to the end); ``read`` then says how it was read.
 
     ``full_scan``: read the whole directory whatever the snapshot. ``save``: keep a full
-    scan in the store (False: a read that must leave the state as it is)."""
+    scan in the store (False: a read that must leave the state as it is). ``digests``:
+    keep each account as read (``seen``: its id, correlation, logon ID and the digest
+    of its row), for the plan memo (connector.runs.memo)."""
 
     def __init__(
         self,
@@ -145,12 +154,15 @@ class DirectoryReader:
         *,
         full_scan: bool = False,
         save: bool = True,
+        digests: bool = False,
     ) -> None:
         self.rt = rt
         self.store = store
         self.target = target
         self.full_scan = full_scan
         self.save = save
+        #: lower-cased account id -> the account as read (with ``digests``)
+        self.seen: dict[str, Seen] | None = {} if digests else None
         self._read: DirectoryRead | None = None
         self._log = structlog.get_logger("misync.directory")
 
@@ -215,12 +227,16 @@ class DirectoryReader:
         if target.high_water_mark() is None:
             return None, "the server's change mark is unreadable"
         accounts = {k: account_from_json(v) for k, v in rows.items()}
-        del rows
         changes = target.changed_since(meta["mark"])
         upserts, doubt = fold_changes(accounts, changes, self.rt.mapping.correlation_key)
         if doubt:
             return None, doubt
         accounts.update(upserts)
+        if self.seen is not None:
+            for k, a in accounts.items():
+                text = account_to_json(a) if k in upserts else rows[k]
+                self.seen[k] = _seen(k, a, text)
+        del rows
         full_at = datetime.fromisoformat(meta["full_at"])
         # nothing saved: the next reader reads the same few entries again, and a save
         # here would make the daemon write its whole view at its next cycle (its own
@@ -250,10 +266,13 @@ class DirectoryReader:
         save = self.save and isinstance(target, IncrementalTarget)  # SCIM: nothing to keep
         writer = _ChunkedSnapshot(self.store) if save else None
         count = 0
+        seen = self.seen
         for a in target.snapshot():
             count += 1
-            if writer is not None:
-                writer.add(a)
+            text = writer.add(a) if writer is not None else None
+            if seen is not None:
+                k = a.account_id.lower()
+                seen[k] = _seen(k, a, text if text is not None else account_to_json(a))
             yield a
         # read to the end: a partial read raised above and is never taken for a snapshot
         if writer is not None:
@@ -268,6 +287,10 @@ class DirectoryReader:
             warm=False, reason=reason, read_at=now, full_scan_at=now, entries=count, accounts=count
         )
         self._log.info("directory.read", mode="full_scan", reason=reason, read=count)
+
+
+def _seen(key: str, a: Account, text: str) -> Seen:
+    return Seen(key, a.correlation, a.logon_id, row_digest(text))
 
 
 #: Rows of a full scan written per transaction (a 100k scan never holds all its rows).
@@ -293,12 +316,14 @@ class _ChunkedSnapshot:
         self.started = False
         self.lost = False  # another process saved its view since our first chunk
 
-    def add(self, account: Account) -> None:
+    def add(self, account: Account) -> str | None:
+        """Add one account; its row (None once another process saved its view)."""
         if self.lost:
-            return
-        self.rows[account.account_id.lower()] = account_to_json(account)
+            return None
+        text = self.rows[account.account_id.lower()] = account_to_json(account)
         if len(self.rows) >= SAVE_CHUNK:
             self._flush()
+        return text
 
     def _flush(self) -> None:
         meta = {"generation": self.generation}

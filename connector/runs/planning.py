@@ -27,6 +27,7 @@ from connector.policy import evaluate_all
 from connector.policy.horizon import valid_until
 from connector.reconcile import PlanInputs, build_plan, seal
 from connector.reconcile.diff import account_digest
+from connector.reconcile.settled import Seen
 from connector.runs.directory import DirectoryReader
 from connector.runs.held import plan_decisions
 from connector.state import Store
@@ -251,21 +252,106 @@ def _make_plan(
     ev = evaluation or evaluate(rt, store, as_of)
     target = rt.target()
     try:
-        directory = DirectoryReader(rt, store, target, full_scan=full_scan, save=save_snapshot)
+        directory = DirectoryReader(
+            rt, store, target, full_scan=full_scan, save=save_snapshot, digests=save_snapshot
+        )
+        inputs = plan_inputs(
+            rt,
+            store,
+            as_of=as_of,
+            evaluation=ev,
+            accounts=_observed(directory.accounts(), observe),
+            target=target.description,
+            override_guard=override_guard,
+        )
+        plan = build_plan(inputs)
+    finally:
+        target.close()
+    plan = seal(dataclasses.replace(plan, read=directory.read))
+    if directory.seen is not None:  # a run that applies: the next dry run may reuse it
+        _remember(rt, store, ev, plan, directory.seen, inputs.known_logon_ids)
+    return plan, ev
+
+
+def _remember(
+    rt: Runtime,
+    store: Store,
+    ev: Evaluation,
+    plan: Plan,
+    seen: Mapping[str, Seen],
+    known_logons: Mapping[str, str],
+) -> None:
+    """Keep the plan memo of a whole plan (connector.runs.memo); a failure to keep it is
+    logged, never the run's: a memo is only ever used once it checked out."""
+    from connector.runs.memo import remember
+
+    try:
+        remember(rt, store, ev, plan, seen.values(), known_logons)
+    except Exception as exc:  # noqa: BLE001 -- a cache; the run goes on
+        structlog.get_logger("misync.memo").warning("memo.not_kept", error=str(exc))
+
+
+def dry_plan(
+    rt: Runtime,
+    store: Store,
+    as_of: datetime,
+    *,
+    override_guard: bool = False,
+    full_scan: bool = False,
+) -> Plan:
+    """``misync plan``: the plan a run would carry out now, changing nothing.
+
+    Unless ``full_scan``, it reads the directory warm when it can (as ``make_plan``
+    does) and reuses the memo of the last whole plan when the feeds, settings and
+    mapping are byte for byte that plan's and the instant is within its horizon
+    (connector.runs.memo): only the people that plan named and the people of the
+    accounts changed since are evaluated and planned again. Otherwise (the plan says
+    why) every feed is read and evaluated, as ``make_plan`` does. Either way the same
+    plan: same actions, same checksum."""
+    if full_scan:
+        return make_plan(rt, store, as_of, override_guard=override_guard, full_scan=True)[0]
+    from connector.runs import memo
+
+    with collector_paused():
+        target = rt.target()
+        try:
+            reader = DirectoryReader(rt, store, target, save=False, digests=True)
+            view = list(reader.accounts())
+            description = target.description
+        finally:
+            target.close()
+        assert reader.seen is not None
+        made = memo.replan(
+            rt,
+            store,
+            as_of,
+            view,
+            reader.seen,
+            description=description,
+            override_guard=override_guard,
+        )
+        if isinstance(made, memo.MemoPlan):
+            read = dataclasses.replace(
+                reader.read, memo_at=made.made_at, replanned=made.people, reused=made.reused
+            )
+            return seal(dataclasses.replace(made.plan, read=read))
+        structlog.get_logger("misync.memo").info("memo.unused", reason=made)
+        reader.seen = None  # the ordinary plan does not need it
+        ev = evaluate(rt, store, as_of)
         plan = build_plan(
             plan_inputs(
                 rt,
                 store,
                 as_of=as_of,
                 evaluation=ev,
-                accounts=_observed(directory.accounts(), observe),
-                target=target.description,
+                accounts=view,
+                target=description,
                 override_guard=override_guard,
             )
         )
-    finally:
-        target.close()
-    return seal(dataclasses.replace(plan, read=directory.read)), ev
+        return seal(
+            dataclasses.replace(plan, read=dataclasses.replace(reader.read, memo_unused=made))
+        )
 
 
 def plan_inputs(

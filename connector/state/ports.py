@@ -205,6 +205,18 @@ class SnapshotStore(Protocol):
 
 
 @runtime_checkable
+class PlanMemoStore(Protocol):
+    """What the last whole plan found (connector.runs.memo): a meta and rows by kind,
+    replaced whole by each ``save_memo`` (an empty meta: no memo)."""
+
+    def memo_meta(self) -> dict[str, str]: ...
+
+    def memo_rows(self, kind: str, keys: Iterable[str] | None = None) -> dict[str, str]: ...
+
+    def save_memo(self, meta: Mapping[str, str], rows: Iterable[tuple[str, str, str]]) -> None: ...
+
+
+@runtime_checkable
 class AlertStore(Protocol):
     """Alerts raised, sent, reminded and closed (the alert manager's memory)."""
 
@@ -291,6 +303,7 @@ if TYPE_CHECKING:  # mypy (strict, in deploy/test.sh) fails here if the store dr
     from connector.state.sqlite.held import SqliteHeld
     from connector.state.sqlite.journal import SqliteJournal
     from connector.state.sqlite.logon_ids import SqliteLogonIds
+    from connector.state.sqlite.memo import SqliteMemo
     from connector.state.sqlite.runs import SqliteRuns
     from connector.state.sqlite.schedule import SqliteSchedule
     from connector.state.sqlite.snapshot import SqliteSnapshot
@@ -306,6 +319,7 @@ if TYPE_CHECKING:  # mypy (strict, in deploy/test.sh) fails here if the store dr
         breaches: SqliteBreaches,
         failures: SqliteFailures,
         snapshot: SqliteSnapshot,
+        memo: SqliteMemo,
         alerts: SqliteAlerts,
         schedule: SqliteSchedule,
         held: SqliteHeld,
@@ -318,6 +332,7 @@ if TYPE_CHECKING:  # mypy (strict, in deploy/test.sh) fails here if the store dr
         _breaches: BreachStore = breaches
         _failures: FailureStore = failures
         _snapshot: SnapshotStore = snapshot
+        _memo: PlanMemoStore = memo
         _alerts: AlertStore = alerts
         _schedule: ScheduleStore = schedule
         _held: HeldStore = held
@@ -331,6 +346,7 @@ if TYPE_CHECKING:  # mypy (strict, in deploy/test.sh) fails here if the store dr
         _breaches: BreachStore = store
         _failures: FailureStore = store
         _snapshot: SnapshotStore = store
+        _memo: PlanMemoStore = store
         _alerts: AlertStore = store
         _schedule: ScheduleStore = store
         _held: HeldStore = store
@@ -346,6 +362,7 @@ class Store(
     BreachStore,
     FailureStore,
     SnapshotStore,
+    PlanMemoStore,
     AlertStore,
     ScheduleStore,
     HeldStore,

@@ -62,6 +62,7 @@ SCHEMA_LOCK = 0x6D6973796E630001
 AUDIT_LOCK = 0x6D6973796E630002
 LEADER_LOCK = 0x6D6973796E630003  # session-level: held by the leading daemon
 SNAPSHOT_LOCK = 0x6D6973796E630004  # one writer of the target snapshot at a time
+MEMO_LOCK = 0x6D6973796E630005  # one writer of the plan memo at a time
 
 #: Every table of the state (not the audit trail), in the order ``state migrate`` fills
 #: them; ``is_empty`` looks at these and the audit tables.
@@ -76,6 +77,8 @@ STATE_TABLES = (
     "breaches",
     "target_snapshot",
     "target_snapshot_meta",
+    "plan_memo_meta",
+    "plan_memo",
     "failures",
     "alerts",
     "schedule",
@@ -117,6 +120,9 @@ create unique index if not exists breaches_open on breaches (account_id)
   where closed_at is null;
 create table if not exists target_snapshot (account_id text primary key, body text not null);
 create table if not exists target_snapshot_meta (key text primary key, value text not null);
+create table if not exists plan_memo_meta (key text primary key, value text not null);
+create table if not exists plan_memo (
+  kind text not null, key text not null, body text not null, primary key (kind, key));
 create table if not exists failures (
   key text primary key, count integer not null, last_at timestamptz not null,
   detail text not null);
@@ -950,6 +956,36 @@ class PgStateStore(FeedStamps):
                     list(meta.items()),
                 )
         return True
+
+    # -- the plan memo --------------------------------------------------------------------
+
+    def memo_meta(self) -> dict[str, str]:
+        return {r[0]: r[1] for r in self._query("select key, value from plan_memo_meta")}
+
+    def memo_rows(self, kind: str, keys: Iterable[str] | None = None) -> dict[str, str]:
+        if keys is None:
+            rows = self._query("select key, body from plan_memo where kind = %s", (kind,))
+        else:
+            rows = self._query(
+                "select key, body from plan_memo where kind = %s and key = any(%s)",
+                (kind, list(keys)),
+            )
+        return {r[0]: r[1] for r in rows}
+
+    def save_memo(self, meta: Mapping[str, str], rows: Iterable[tuple[str, str, str]]) -> None:
+        """As the SQLite store's; writers are serialised by a transaction-scoped
+        advisory lock."""
+        with self._tx() as cur:
+            cur.execute("select pg_advisory_xact_lock(%s)", (MEMO_LOCK,))
+            cur.execute("delete from plan_memo")
+            cur.execute("delete from plan_memo_meta")
+            with cur.copy("copy plan_memo (kind, key, body) from stdin") as copy:
+                for row in rows:
+                    copy.write_row(row)
+            if meta:
+                cur.executemany(
+                    "insert into plan_memo_meta(key, value) values (%s, %s)", list(meta.items())
+                )
 
     # -- alerts ---------------------------------------------------------------------------
 

@@ -1,5 +1,5 @@
 """The state store on SQLite: journal, logon IDs, runs, feed state, breaches, failures,
-held actions, alerts, the target's snapshot and the daemon's schedule, in one SQLite
+held actions, alerts, the target's snapshot, the plan memo and the daemon's schedule, in one SQLite
 file (WAL). ``StateStore`` composes one module of ``connector.state.sqlite`` per
 concern, each implementing one Protocol of ``connector.state.ports``, over
 ``connector.state.sqlite.base`` (the connection, the schema and its migration, the
@@ -31,6 +31,7 @@ from connector.state.sqlite.feeds import SqliteFeedState
 from connector.state.sqlite.held import SqliteHeld
 from connector.state.sqlite.journal import SqliteJournal
 from connector.state.sqlite.logon_ids import SqliteLogonIds
+from connector.state.sqlite.memo import SqliteMemo
 from connector.state.sqlite.runs import SqliteRuns
 from connector.state.sqlite.schedule import SqliteSchedule
 from connector.state.sqlite.snapshot import SqliteSnapshot
@@ -44,6 +45,7 @@ class StateStore(
     SqliteFailures,
     SqliteAlerts,
     SqliteSnapshot,
+    SqliteMemo,
     SqliteHeld,
     SqliteFeedState,
     SqliteSchedule,

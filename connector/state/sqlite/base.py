@@ -42,6 +42,9 @@ create table if not exists breaches (
 create unique index if not exists breaches_open on breaches(account_id) where closed_at is null;
 create table if not exists target_snapshot (account_id text primary key, body text not null);
 create table if not exists target_snapshot_meta (key text primary key, value text not null);
+create table if not exists plan_memo_meta (key text primary key, value text not null);
+create table if not exists plan_memo (
+  kind text not null, key text not null, body text not null, primary key (kind, key));
 create table if not exists failures (
   key text primary key, count integer not null, last_at text not null, detail text not null);
 create table if not exists alerts (

@@ -90,9 +90,7 @@ def norm_dn(dn: str) -> str:
     low = dn.lower()
     if " " not in low and low.isprintable():  # no white space to drop (all of it but " "
         return low  # is non-printable): the form is the lower-cased DN itself
-    return ",".join(
-        "=".join(part.strip() for part in rdn.split("=", 1)) for rdn in low.split(",")
-    )
+    return ",".join("=".join(part.strip() for part in rdn.split("=", 1)) for rdn in low.split(","))
 
 
 def is_disabled(rule: DisableRule, values: Values) -> bool:
