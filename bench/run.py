@@ -279,20 +279,20 @@ def _warm_plan(args: argparse.Namespace, rt: Any, c: dict[str, Any]) -> dict[str
 
             gc.collect()  # the last round's plans are gone, as in a new process
 
-            def warm(r: dict[str, Any] = r) -> Any:
-                # as make_plan does it (the collector paused for the whole plan), with
-                # the feeds timed apart
-                with collector_paused():
-                    t0 = time.perf_counter()
-                    ev = runs.evaluate(rt, store, now)
-                    r["feeds_seconds"] = time.perf_counter() - t0
-                    plan, _ = runs.make_plan(rt, store, now, evaluation=ev)
-                    return plan
+            def warm() -> Any:
+                # what ``misync plan`` does (the collector paused inside)
+                return runs.dry_plan(rt, store, now)
 
             t0 = time.perf_counter()
             plan = _profiled(args, warm) if i == 0 else warm()
             r["seconds"] = time.perf_counter() - t0
             r["read"] = {"warm": plan.read.warm, "reason": plan.read.reason}
+            r["memo"] = {
+                "used": plan.read.memo_at is not None,
+                "unused": plan.read.memo_unused,
+                "people_planned": plan.read.replanned,
+                "accounts_reused": plan.read.reused,
+            }
             r["entries_read"] = plan.read.entries
             r["found"] = plan.summary["update"]
             # the directory part alone, as the plan did it (the stored snapshot, the
@@ -303,7 +303,7 @@ def _warm_plan(args: argparse.Namespace, rt: Any, c: dict[str, Any]) -> dict[str
                 sum(1 for _ in DirectoryReader(rt, store, target, save=False).accounts())
                 r["directory_seconds"] = time.perf_counter() - t0
             target.close()
-            r["plan_rest_seconds"] = r["seconds"] - r["feeds_seconds"] - r["directory_seconds"]
+            r["plan_rest_seconds"] = r["seconds"] - r["directory_seconds"]
             r["ratio"] = r["seconds"] / r["bare_seconds"]
             cold, _ = runs.make_plan(rt, store, now, full_scan=True)
             r["same_checksum_as_full_scan"] = cold.checksum == plan.checksum
@@ -564,19 +564,13 @@ def _report(
         ("idle full cycle (misync plan --full-scan)", fig["idle_plan"], "bare_ldap3", 1.3),
         ("warm plan (misync plan, K changed)", fig["warm_plan"], "bare_interleaved", 0.3),
         (
-            "warm plan: feeds and policy",
-            _fig(fig["warm_plan"], "feeds_seconds"),
-            "bare_interleaved",
-            None,
-        ),
-        (
             "warm plan: directory",
             _fig(fig["warm_plan"], "directory_seconds"),
             "bare_interleaved",
             None,
         ),
         (
-            "warm plan: desired accounts, diff, seal",
+            "warm plan: memo, feeds, policy, plan, seal",
             _fig(fig["warm_plan"], "plan_rest_seconds"),
             "bare_interleaved",
             None,
@@ -647,7 +641,8 @@ def _report(
     wp = fig["warm_plan"]
     print(
         f"warm plan: {wp['found']} of {args.behind_back} accounts changed behind its back "
-        f"found, {wp['entries_read']} entries read, read={wp['read']}, same checksum as a "
+        f"found, {wp['entries_read']} entries read, read={wp['read']}, memo={wp['memo']}, "
+        f"same checksum as a "
         f"full scan: {wp['all_checksums_equal']}; ratio to the bare scan just before, by "
         f"round: {wp['round_ratios']}; a full scan saving the snapshot "
         f"{wp['full_read_save_seconds']:.2f} s, not saving it "

@@ -643,6 +643,7 @@ class Daemon:
             ok, result = self._run("reconcile", IncrementalCycle(self._reconciler))
             self._settle_baseline(ok)
             if ok:
+                self._keep_memo()
                 # it planned every disable the fast path and the timed job would have:
                 # what they failed to do is done or planned again, their alerts close
                 self._covered_by_reconcile(result)
@@ -652,6 +653,16 @@ class Daemon:
                 self._fast_pending = True
                 self._retry_later("fastpath", self._job_fastpath_retry)
         self._plan_timed()
+
+    def _keep_memo(self) -> None:
+        """After a reconcile, the memo of its plan for admins' dry runs (``misync plan``,
+        connector.runs.memo), when the stored one is behind it. A cache: a failure to
+        write it is logged, never a failed run."""
+        try:
+            with self.rt.store() as store:
+                self._reconciler.remember(store)
+        except Exception as exc:  # noqa: BLE001 -- a cache; the daemon goes on
+            self._log.warning("memo.not_kept", error=str(exc))
 
     def _covered_by_reconcile(self, result: ApplyResult | None) -> None:
         """A successful reconcile: the fast path and timed retries are no longer needed

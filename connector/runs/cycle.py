@@ -52,7 +52,7 @@ import dataclasses
 import hashlib
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -65,13 +65,16 @@ from connector.model.accounts import Account
 from connector.model.plan import DirectoryRead, Plan
 from connector.reconcile import build_plan, seal
 from connector.reconcile.planner import PlanCache
+from connector.reconcile.settled import Seen, named_in
 from connector.runs.directory import (
     account_from_json,
     account_to_json,
     fingerprint,
     fold_changes,
     new_generation,
+    row_digest,
 )
+from connector.runs.memo import remember
 from connector.runs.planning import (
     Evaluation,
     RejectionLog,
@@ -124,6 +127,12 @@ class CyclePlanner:
         #: the accounts this planner kept unchanged are not serialised and hashed again
         self.archive_cache = BucketCache()
         self._generation: str | None = None  # of the stored snapshot our view is saved as
+        # the plan memo (connector.runs.memo): each account's row digest, the last plan
+        # with the logon IDs it knew, and whether the stored memo is behind it
+        self._digests: dict[str, str] = {}
+        self._last: tuple[Plan, Evaluation, Mapping[str, str]] | None = None
+        self._memo_named: tuple[set[str], set[str]] | None = None
+        self._memo_stale = True
 
     @property
     def enabled_accounts(self) -> int | None:
@@ -199,6 +208,7 @@ class CyclePlanner:
         ):
             return self._ev, False
         ev = evaluate(self.rt, store, now, rejections=self._rejections)
+        self._memo_stale = True
         self._ev, self._feeds_fp = ev, fp
         self._ev_until = horizon(self.rt, ev)  # kept with ev: the daemon reuses it
         return ev, True
@@ -234,6 +244,8 @@ class CyclePlanner:
         if store.snapshot_meta().get("generation", "") != meta.get("generation", ""):
             return False
         self._accounts = {k: account_from_json(v) for k, v in rows.items()}
+        self._digests = {k: row_digest(v) for k, v in rows.items()}
+        self._memo_stale = True
         self._generation = meta.get("generation", "")
         self._mark = meta["mark"]
         self._full_at = datetime.fromisoformat(meta["full_at"])
@@ -306,20 +318,22 @@ class CyclePlanner:
             meta |= {"mark": mark, "full_at": full_at.isoformat()}
         elif self._no_mark:
             meta["no_mark"] = self._no_mark  # for misync status
+        rows = {k: account_to_json(a) for k, a in upserts.items()}
+        gone = list(deletes)
         saved = self._generation is not None and store.save_snapshot(
-            meta,
-            {k: account_to_json(a) for k, a in upserts.items()},
-            deletes,
-            replace=False,
-            expect=self._generation,
+            meta, rows, gone, replace=False, expect=self._generation
         )
         if not saved:
             if self._generation is not None:
                 self._log.info("cycle.snapshot_rewritten", reason="saved by another process")
-            store.save_snapshot(
-                meta, {k: account_to_json(a) for k, a in view.items()}, [], replace=True
-            )
+            rows = {k: rows.get(k) or account_to_json(a) for k, a in view.items()}
+            store.save_snapshot(meta, rows, [], replace=True)
         self._generation = generation
+        for k in gone:
+            self._digests.pop(k, None)
+        self._digests.update((k, row_digest(text)) for k, text in rows.items())
+        if upserts or gone:
+            self._memo_stale = True
 
     # -- the plan ------------------------------------------------------------------------------
 
@@ -332,17 +346,40 @@ class CyclePlanner:
         override_guard: bool,
     ) -> Plan:
         accounts: Any = (self._accounts or {}).values()
-        return seal(
-            build_plan(
-                plan_inputs(
-                    self.rt,
-                    store,
-                    as_of=now,
-                    evaluation=ev,
-                    accounts=accounts,
-                    target=description,
-                    override_guard=override_guard,
-                    cache=self._cache,
-                )
-            )
+        inputs = plan_inputs(
+            self.rt,
+            store,
+            as_of=now,
+            evaluation=ev,
+            accounts=accounts,
+            target=description,
+            override_guard=override_guard,
+            cache=self._cache,
         )
+        plan = seal(build_plan(inputs))
+        self._last = (plan, ev, inputs.known_logon_ids)
+        if named_in(plan) != self._memo_named:
+            self._memo_stale = True
+        return plan
+
+    # -- the plan memo ---------------------------------------------------------------------
+
+    def remember(self, store: Store) -> bool:
+        """Keep the memo of the last cycle's plan for dry runs (connector.runs.memo), when
+        the stored one is behind it: the evaluation, the accounts read or the accounts
+        and people the plan names changed since this planner last kept one. Called by
+        the daemon after the cycle's run (not inside it: a memo at 100k takes about a
+        second to write). True when it wrote one."""
+        if not self._memo_stale or self._last is None or self._accounts is None:
+            return False
+        plan, ev, known = self._last
+        seen = [
+            Seen(
+                k, a.correlation, a.logon_id, self._digests.get(k) or row_digest(account_to_json(a))
+            )
+            for k, a in self._accounts.items()
+        ]
+        remember(self.rt, store, ev, plan, seen, known)
+        self._memo_named = named_in(plan)
+        self._memo_stale = False
+        return True
