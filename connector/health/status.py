@@ -4,6 +4,7 @@ open alerts. Read-only, from the state store."""
 
 from __future__ import annotations
 
+import json
 import socket
 from datetime import datetime, tzinfo
 from typing import Any
@@ -139,8 +140,21 @@ def collect_status(settings: Settings, store: Store, now: datetime) -> dict[str,
             }
             for a in alerts
         ],
+        # what the next dry run may reuse (connector.runs.memo)
+        "plan_memo": _memo(store.memo_meta()),
         # what the last daemon cycle found that costs or hides something (issue 13.15)
         "warnings": [w for w in [store.snapshot_meta().get("no_mark", "")] if w],
+    }
+
+
+def _memo(meta: dict[str, str]) -> dict[str, Any] | None:
+    if "made_at" not in meta:
+        return None
+    return {
+        "whole_plan_at": meta["made_at"],
+        "valid_until": meta.get("until"),
+        "settled_accounts": int(meta.get("settled", "0")),
+        "named_people": len(json.loads(meta.get("open", "[]"))),
     }
 
 
@@ -155,6 +169,15 @@ def render_status(s: dict[str, Any]) -> str:
         age = f" age {f['age_hours']} h" if f["age_hours"] is not None else ""
         detail = f" ({f['detail']})" if f["detail"] else ""
         out.append(f"  {f['feed']}: {f['state']}, {f['rows']} rows{age}{detail}")
+    memo = s.get("plan_memo")
+    if memo:
+        out.append(
+            f"plan memo (for dry runs): the whole plan of {memo['whole_plan_at']}, valid "
+            f"until {memo['valid_until']} while the feeds are unchanged: "
+            f"{memo['settled_accounts']} accounts settled, {memo['named_people']} people named"
+        )
+    else:
+        out.append("plan memo (for dry runs): none (a dry run reads and evaluates every feed)")
     out.append(f"open alerts: {len(s['alerts'])}")
     out += [f"  [{a['severity']}] {a['kind']} {a['key']}: {a['summary']}" for a in s["alerts"]]
     out += [f"warning: {w}" for w in s.get("warnings", ())]

@@ -161,6 +161,7 @@ def remember(
         "rows": json.dumps({name.value: feeds.health[name].rows for name in FeedName}),
         "rejected": json.dumps([_rejection_json(r) for r in feeds.rejected]),
         "open": json.dumps(sorted(open_keys)),
+        "settled": str(len(settled)),
         "whole": json.dumps(whole),
     }
     rows: list[tuple[str, str, str]] = [("settled", k, s.row()) for k, s in settled.items()]

@@ -28,10 +28,13 @@ from tests.integration.test_daemon import start_daemon as start_daemon  # the fi
 pytestmark = pytest.mark.slapd
 
 
-def dry_run(cfg: Path, *extra: str) -> dict[str, Any]:
-    """``misync plan --format json`` as an admin runs it, beside the daemon."""
+def dry_run(cfg: Path, *extra: str, at: datetime | None = None) -> dict[str, Any]:
+    """``misync plan --format json`` as an admin runs it, beside the daemon (``at``: the
+    instant, so that two plans can be compared by checksum)."""
+    when = ["--as-of", at.isoformat()] if at is not None else []
+    cmd = [sys.executable, "-m", "connector.cli", "-c", str(cfg), "plan", "--format", "json"]
     out = subprocess.run(
-        [sys.executable, "-m", "connector.cli", "-c", str(cfg), "plan", "--format", "json", *extra],
+        [*cmd, *when, *extra],
         capture_output=True,
         text=True,
         timeout=TIMEOUT,
@@ -56,12 +59,22 @@ def test_a_dry_run_reuses_the_daemons_memo_and_sees_a_new_separation(
     kept = d.wait_event(lambda e: e.get("event") == "memo.kept" and e.get("settled", 0) >= 6)
     assert kept["named"] == 0, kept
 
-    idle = dry_run(cfg)
+    status = subprocess.run(
+        [sys.executable, "-m", "connector.cli", "-c", str(cfg), "status"],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    ).stdout
+    assert "plan memo (for dry runs): the whole plan of" in status, status
+    assert "6 accounts settled, 0 people named" in status, status
+    at = datetime.now(LA)
+    idle = dry_run(cfg, at=at)
     memo = idle["read"]["memo"]
     assert "whole_plan_at" in memo, idle["read"]
     assert memo["accounts_reused"] >= 6 and memo["people_planned"] == 0, memo
     assert idle["actions"] == [], idle["actions"]
-    assert idle["checksum"] == dry_run(cfg, "--full-scan")["checksum"]
+    assert idle["checksum"] == dry_run(cfg, "--full-scan", at=at)["checksum"]
     assert "memo" not in dry_run(cfg, "--full-scan")["read"]
 
     # the daemon stops; a separation lands; the admin's dry run must not take the memo
@@ -80,9 +93,10 @@ def test_a_dry_run_reuses_the_daemons_memo_and_sees_a_new_separation(
         lambda e: e.get("event") == "run.finished" and e.get("summary", {}).get("disable_ok")
     )
     d.wait_event(lambda e: e.get("event") == "memo.kept" and e.get("named") == 0)
-    settled = dry_run(cfg)
+    at = datetime.now(LA)
+    settled = dry_run(cfg, at=at)
     assert "whole_plan_at" in settled["read"]["memo"], settled["read"]
     assert settled["actions"] == []
-    assert settled["checksum"] == dry_run(cfg, "--full-scan")["checksum"]
+    assert settled["checksum"] == dry_run(cfg, "--full-scan", at=at)["checksum"]
     d.proc.send_signal(signal.SIGTERM)
     assert d.proc.wait(TIMEOUT) == 0
