@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import socket
+from collections.abc import Callable
 from datetime import datetime, tzinfo
 from typing import Any
 
@@ -141,18 +142,20 @@ def collect_status(settings: Settings, store: Store, now: datetime) -> dict[str,
             for a in alerts
         ],
         # what the next dry run may reuse (connector.runs.memo)
-        "plan_memo": _memo(store.memo_meta()),
+        "plan_memo": _memo(store.memo_meta(), _iso),
         # what the last daemon cycle found that costs or hides something (issue 13.15)
         "warnings": [w for w in [store.snapshot_meta().get("no_mark", "")] if w],
     }
 
 
-def _memo(meta: dict[str, str]) -> dict[str, Any] | None:
+def _memo(
+    meta: dict[str, str], iso: Callable[[datetime | None], str | None]
+) -> dict[str, Any] | None:
     if "made_at" not in meta:
         return None
     return {
-        "whole_plan_at": meta["made_at"],
-        "valid_until": meta.get("until"),
+        "whole_plan_at": iso(datetime.fromisoformat(meta["made_at"])),
+        "valid_until": iso(datetime.fromisoformat(meta["until"])),
         "settled_accounts": int(meta.get("settled", "0")),
         "named_people": len(json.loads(meta.get("open", "[]"))),
     }
