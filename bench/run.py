@@ -192,6 +192,15 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
             out["plan_file_mb"] = round(Path(c["plan_out"]).stat().st_size / 2**20, 1)
     elif phase == "warm_plan":
         out |= _warm_plan(args, rt, c)
+    elif phase == "dry_plan":  # ``misync plan`` alone, in a new process (after warm_plan)
+        with rt.store() as store:
+            t0 = time.perf_counter()
+            plan = runs.dry_plan(rt, store, now)
+            out["seconds"] = time.perf_counter() - t0
+        assert plan.read is not None
+        out["memo_used"] = plan.read.memo_at is not None
+        out["memo_unused"] = plan.read.memo_unused
+        out["warm"] = plan.read.warm
     elif phase == "cycles":
         out |= _cycles(rt, c)
     elif phase == "modify_ldif":
@@ -521,6 +530,7 @@ def main() -> int:
         cfg = str(_config(da, sa.url, sa.root_dn, sa.root_password, da / "state-warm"))
         spec = a | {"config": cfg, "behind_back": args.behind_back, "n": n}
         fig["warm_plan"] = measure(args, "warm_plan", spec | {"rounds": max(rep, 2)})
+        fig["dry_plan"] = measure(args, "dry_plan", spec, repeat=rep)
         fig["bare_interleaved"] = {
             "seconds": fig["warm_plan"]["bare_seconds"],
             "rss_mb": fig["bare_ldap3"]["rss_mb"],
@@ -590,6 +600,7 @@ def _report(
             "bare_interleaved",
             None,
         ),
+        ("misync plan alone, a new process", fig["dry_plan"], "bare_ldap3", None),
         ("daemon full cycle, feeds unchanged", _fig(cy, "warm_full_seconds"), "bare_ldap3", 1.3),
         ("incremental cycle", _fig(cy, "incremental_seconds"), "ldapsearch", 3.0),
     ]
