@@ -216,6 +216,9 @@ def replan(
         return str(exc)
     except NoDelta as exc:
         return f"a row is not where the memo says ({exc})"
+    except (KeyError, ValueError, TypeError) as exc:  # a memo this code cannot read
+        _log.warning("memo.unreadable", error=repr(exc))
+        return f"the memo is unreadable ({exc!r})"
 
 
 def _replan(
