@@ -6,7 +6,8 @@ daemon, after a reconcile, keep a **memo** of their whole plan in the state stor
 
 - the **key** of everything the plan was made from but the directory and the instant:
   the sha256 of each feed file it parsed, the settings that shape a plan (feeds,
-  policy, target, guard, apply), the target and the mapping, misync's version;
+  policy, target, guard, apply), the target and the mapping, misync's version and the
+  sha256 of its code;
 - the instants between which its decisions hold (the evaluation's ``as_of`` and its
   horizon, ``connector.policy.horizon``: the first instant a date, a grace or a
   deadline can change any decision);
@@ -39,12 +40,14 @@ evaluates every feed (it records every decision).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -100,12 +103,24 @@ MIN_REPLAN = 2000
 _log = structlog.get_logger("misync.memo")
 
 
+@functools.cache
+def code_digest() -> str:
+    """The sha256 of misync's own code (every module of the package): a memo made by
+    other code, even under the same version number, is not taken."""
+    h = hashlib.sha256()
+    root = Path(__file__).resolve().parent.parent
+    for path in sorted(root.rglob("*.py")):
+        h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
 def inputs_key(rt: Runtime, description: str, digests: Mapping[FeedName, str]) -> str:
     """The key of a plan's inputs but the directory and the instant."""
     s = rt.settings
     body = {
         "format": FORMAT,
         "version": __version__,
+        "code": code_digest(),
         "target": description,
         "mapping": repr(rt.mapping),
         "settings": [
