@@ -340,25 +340,33 @@ def _evaluate(
         if any(FeedName(f) in DECIDED_FEEDS for f in found)
     )
     lines: dict[FeedName, set[int]] = {name: set() for name in PERSON_FEEDS}
+    owner: dict[FeedName, dict[int, str]] = {name: {} for name in PERSON_FEEDS}
+
+    def take(pid: str, f: FeedName, numbers: Sequence[int]) -> None:
+        lines[f].update(numbers)
+        owner[f].update(dict.fromkeys(numbers, pid))
+
     for by_pid in people.values():
-        for found in by_pid.values():
+        for pid, found in by_pid.items():
             for f, numbers in found.items():
-                lines[FeedName(f)].update(numbers)
+                take(pid, FeedName(f), numbers)
     # the requesters of their requests: their roster and separation rows too (the
     # policy checks a requester's own separation)
-    requests = _read(FeedName.REQUESTS, data, layout, lines[FeedName.REQUESTS])
+    requests = _read(FeedName.REQUESTS, data, layout, lines[FeedName.REQUESTS], owner)
     wanted = {q.requester_id for q in requests}
     key = rt.mapping.correlation_key
     for by_pid in _people(store, {key(r) for r in wanted} - set(people)).values():
         for pid, found in by_pid.items():
             if pid in wanted:
                 for f in (FeedName.WORKERS, FeedName.SEPARATIONS):
-                    lines[f].update(found.get(f.value, ()))
+                    take(pid, f, found.get(f.value, ()))
     whole: dict[str, list[int]] = json.loads(meta["whole"])
     for name in WHOLE_FEEDS:
         lines[name] = set(whole[name.value])
     records = {
-        name: requests if name is FeedName.REQUESTS else _read(name, data, layout, lines[name])
+        name: requests
+        if name is FeedName.REQUESTS
+        else _read(name, data, layout, lines[name], owner)
         for name in FeedName
     }
     fields: dict[str, Any] = {_FIELD[name]: tuple(rs) for name, rs in records.items()}
@@ -374,8 +382,24 @@ def _people(store: Store, keys: Iterable[str]) -> dict[str, dict[str, _Lines]]:
 
 
 def _read(
-    name: FeedName, data: Mapping[FeedName, bytes], layout: FeedLayout, lines: set[int]
+    name: FeedName,
+    data: Mapping[FeedName, bytes],
+    layout: FeedLayout,
+    lines: set[int],
+    owner: Mapping[FeedName, Mapping[int, str]],
 ) -> list[Any]:
+    """The records on ``lines``; NoDelta unless each row of a person's feed is the row of
+    the person the memo says it is (a memo that does not match its files is never
+    planned from)."""
     if not lines:
         return []
-    return read_lines(name, layout.files[name], data[name], lines, layout)
+    records = read_lines(name, layout.files[name], data[name], lines, layout)
+    whose = owner.get(name)
+    if whose is not None:
+        for r in records:
+            if r.person_id != whose.get(r.source.line):
+                raise NoDelta(
+                    f"{layout.files[name]} line {r.source.line} names {r.person_id}, "
+                    f"not {whose.get(r.source.line)}"
+                )
+    return records
