@@ -592,7 +592,8 @@ def _random_step(t: Town, rnd: random.Random, state: dict[str, Any]) -> str:  # 
         [
             "attribute", "unmanaged", "lock", "unlock", "group-", "group+", "duplicate",
             "orphan", "requester", "case", "delete", "logon", "quarantine", "decide",
-            "release", "time", "apply", "remember", "create",
+            "release", "time", "apply", "remember", "create", "move", "uncorrelate",
+            "rename",
         ]
     )  # fmt: skip
     conn = t.ldap()
@@ -630,6 +631,14 @@ def _random_step(t: Town, rnd: random.Random, state: dict[str, Any]) -> str:  # 
                                                      "employeeNumber": number})  # fmt: skip
         elif kind == "case":  # the same person id in another case (caseIgnoreMatch)
             conn.modify(t.dn(p.uid), {"employeeNumber": [(ldap3.MODIFY_REPLACE, [p.pid.lower()])]})
+        elif kind == "move":  # the account now carries another person's id, or nobody's
+            other = rnd.choice([*(q.pid for q in ppl), "X0000001", "R01"])
+            conn.modify(t.dn(p.uid), {"employeeNumber": [(ldap3.MODIFY_REPLACE, [other])]})
+        elif kind == "uncorrelate":
+            conn.modify(t.dn(p.uid), {"employeeNumber": [(ldap3.MODIFY_REPLACE, [])]})
+        elif kind == "rename":
+            conn.modify_dn(t.dn(p.uid), f"uid={p.uid}-renamed")
+            state["gone"].add(p.uid)
         elif kind == "delete":
             conn.delete(t.dn(p.uid))
             state["gone"].add(p.uid)
