@@ -141,9 +141,34 @@ def town_ldif(work: Path, scope: Any) -> str:
     return "\n\n".join(b for b in blocks if "objectClass: organizationalUnit" not in b) + "\n"
 
 
-def make_town(tmp_path: Path, ldap_scope: Any, slapd: Any, n: int = N, seed: int = 1021) -> Town:
+def add_odd_rows(feeds: Path) -> None:
+    """Rows off the plain path: a separation that cannot be read (its person's account is
+    held), a person id spelled two ways (every row with either is rejected), and a data
+    sharing contract that ends in two days (the memo's horizon)."""
+    with (feeds / "separations.csv").open("a", encoding="utf-8") as f:
+        f.write("P0000010,ORG010,not-a-date,resignation\n")
+    with (feeds / "training.csv").open("a", encoding="utf-8") as f:
+        f.write("p0000007,MIS Basic,2025-02-01\n")
+    contracts = feeds / "contracts.csv"
+    text = contracts.read_text(encoding="utf-8")
+    old = "DS-ORG003,ORG003,data_sharing,esd,Case management for WIOA participants,2025-01-01,2025-01-01,,"
+    assert old in text
+    contracts.write_text(text.replace(old, old[:-1] + "2026-12-03,"), encoding="utf-8")
+
+
+def make_town(
+    tmp_path: Path,
+    ldap_scope: Any,
+    slapd: Any,
+    n: int = N,
+    seed: int = 1021,
+    *,
+    odd: bool = False,
+) -> Town:
     work = tmp_path / "town"
     gen.generate(work, n, drift=0.03, missing=0.03, orphans=1, seed=seed, stale_profile=True)
+    if odd:
+        add_odd_rows(work / "feeds")
     slapd.add_ldif(town_ldif(work, ldap_scope))
     ldap = ldap_scope.settings
     cfg = tmp_path / "misync.toml"
@@ -685,6 +710,8 @@ def _random_step(t: Town, rnd: random.Random, state: dict[str, Any]) -> str:  # 
             assert result is not None
         elif kind == "remember":
             whole(t)
+    except ldap3.core.exceptions.LDAPNoSuchObjectResult:  # an account an apply created
+        return f"{kind} (no such entry)"  # under another uid than the generator's
     finally:
         conn.unbind()
     return kind
@@ -697,7 +724,7 @@ SEEDS = range(1, 1 + int(os.environ.get("MISYNC_MEMO_SEEDS", "5")))
 @pytest.mark.parametrize("seed", SEEDS)
 def test_random_changes_after_the_memo(tmp_path: Path, slapd: Any, seed: int) -> None:
     rnd = random.Random(seed)  # noqa: S311 -- a reproducible test, not a secret
-    t = make_town(tmp_path, ldap_scope_on(slapd, tmp_path), slapd, n=60, seed=seed)
+    t = make_town(tmp_path, ldap_scope_on(slapd, tmp_path), slapd, n=60, seed=seed, odd=True)
     try:
         first = whole(t)
         missing = {a.person_id for a in first.actions if a.op is Op.CREATE}
