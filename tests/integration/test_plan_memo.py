@@ -28,6 +28,7 @@ import pytest
 
 from connector import runs
 from connector.app import Runtime
+from connector.cli import main
 from connector.model.plan import ACCEPTABLE, APPROVABLE, Op, Plan
 from connector.reconcile.serialize import held_digest
 from connector.settings import load_settings
@@ -750,3 +751,46 @@ def test_random_changes_after_the_memo(tmp_path: Path, slapd: Any, seed: int) ->
         assert used or all("horizon" in w for w in why), (steps, why)
     finally:
         t.store.close()
+
+
+# -- the CLI -------------------------------------------------------------------------------
+
+
+def test_the_cli_says_whether_it_used_the_memo(
+    town: Town, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    kept(town)
+    capsys.readouterr()
+    cfg, at = str(town.config), AS_OF.isoformat()
+
+    def cli(*extra: str, as_of: str = at) -> str:
+        assert main(["plan", "-c", cfg, "--as-of", as_of, *extra]) == 0
+        return capsys.readouterr().out
+
+    def read_of(*extra: str, as_of: str = at) -> dict[str, Any]:
+        got: dict[str, Any] = json.loads(cli("--format", "json", *extra, as_of=as_of))["read"]
+        return got
+
+    text = cli()
+    assert "feeds and policy: the files are those of the whole plan of" in text, text
+    memo = read_of()["memo"]
+    assert memo["whole_plan_at"].startswith("2026-12-01T")
+    assert memo["people_planned"] > 0
+    assert memo["accounts_reused"] > len(town.people) // 2
+    # --full-scan: the ordinary plan, no memo tried
+    assert "memo" not in read_of("--full-scan")
+    assert "feeds and policy" not in cli("--full-scan")
+    # past the memo's horizon: every feed read, and why
+    later = (
+        datetime.fromisoformat(town.store.memo_meta()["until"]) + timedelta(hours=1)
+    ).isoformat()
+    assert "outside the memo's horizon" in read_of(as_of=later)["memo"]["unused"]
+    assert "every feed read and evaluated (the plan memo: the instant is outside" in cli(
+        as_of=later
+    )
+    # plan -o (a plan to review and apply) never uses the memo: it archives every input
+    out = tmp_path / "plan.json"
+    cli("-o", str(out))
+    saved = json.loads(out.read_text(encoding="utf-8"))
+    assert "memo" not in saved["read"], saved["read"]
+    assert saved["checksum"] == json.loads(cli("--format", "json"))["checksum"]
