@@ -794,3 +794,48 @@ def test_the_cli_says_whether_it_used_the_memo(
     saved = json.loads(out.read_text(encoding="utf-8"))
     assert "memo" not in saved["read"], saved["read"]
     assert saved["checksum"] == json.loads(cli("--format", "json"))["checksum"]
+
+
+@pytest.mark.parametrize(
+    ("case", "edit"),
+    [
+        (
+            "the roster's name columns swapped",
+            lambda t: t.replace(
+                '[feeds.workers]\nfile = "workers.csv"\n',
+                '[feeds.workers]\nfile = "workers.csv"\n'
+                'columns = { given_name = "family_name", family_name = "given_name" }\n',
+            ),
+        ),
+        (
+            "the approved status word changed",
+            lambda t: t.replace('approved = ["approved"]', 'approved = ["APPROVED"]'),
+        ),
+    ],
+)
+def test_a_changed_feed_layout_is_another_key(
+    tmp_path: Path, ldap_scope: Any, slapd: Any, case: str, edit: Callable[[str], str]
+) -> None:
+    """The feed layout (``feeds.mapping``: file names, columns, status words) makes the
+    rows of the same bytes: a layout changed in place (same path) is not the memo's. (The
+    key held only the layout's path: the memo plan then reused every settled account of a
+    roster read with its names swapped, or of requests no longer approved.)"""
+    layout = tmp_path / "feeds-layout.toml"
+    layout.write_text((ROOT / "mappings" / "feeds.toml").read_text(encoding="utf-8"))
+    t = make_town(tmp_path, ldap_scope, slapd, n=60)
+    try:
+        body = t.config.read_text(encoding="utf-8")
+        t.config.write_text(
+            body.replace("max_age_hours = 0\n", f'max_age_hours = 0\nmapping = "{layout}"\n', 1),
+            encoding="utf-8",
+        )
+        t.rt = Runtime(load_settings(t.config), clock=lambda: t.clock[0])
+        assert t.rt.settings.feeds.mapping == layout
+        before = kept(t)
+        text = layout.read_text(encoding="utf-8")
+        assert edit(text) != text, case
+        layout.write_text(edit(text), encoding="utf-8")
+        plan = not_used(t, FEEDS_DIFFER)
+        assert plan.checksum != before.checksum
+    finally:
+        t.store.close()
