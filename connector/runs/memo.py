@@ -6,7 +6,8 @@ daemon, after a reconcile, keep a **memo** of their whole plan in the state stor
 
 - the **key** of everything the plan was made from but the directory and the instant:
   the sha256 of each feed file it parsed, the settings that shape a plan (feeds,
-  policy, target, guard, apply), the target and the mapping, misync's version;
+  policy, target, guard, apply), the feed layout as read (``feeds.mapping``'s
+  contents, not only its path), the target and the mapping, misync's version;
 - the instants between which its decisions hold (the evaluation's ``as_of`` and its
   horizon, ``connector.policy.horizon``: the first instant a date, a grace or a
   deadline can change any decision);
@@ -100,13 +101,16 @@ _log = structlog.get_logger("misync.memo")
 
 
 def inputs_key(rt: Runtime, description: str, digests: Mapping[FeedName, str]) -> str:
-    """The key of a plan's inputs but the directory and the instant."""
+    """The key of a plan's inputs but the directory and the instant. The feed layout
+    (``feeds.mapping``: files, columns, status words) is in it as read now: the settings
+    hold only its path, and the same bytes make other rows under another layout."""
     s = rt.settings
     body = {
         "format": FORMAT,
         "version": __version__,
         "target": description,
         "mapping": repr(rt.mapping),
+        "layout": repr(load_feed_layout(s.feeds.mapping)),
         "settings": [
             section.model_dump_json() for section in (s.feeds, s.policy, s.target, s.guard, s.apply)
         ],
