@@ -839,3 +839,17 @@ def test_a_changed_feed_layout_is_another_key(
         assert plan.checksum != before.checksum
     finally:
         t.store.close()
+
+
+def test_too_many_people_to_plan_again(town: Town, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past ``MAX_REPLAN_SHARE`` of the people (and ``MIN_REPLAN``) the ordinary plan
+    runs: it would cost about the same."""
+    from connector.runs import memo
+
+    kept(town)
+    for p in town.settled()[:40]:
+        town.modify(p.uid, {"displayName": [(ldap3.MODIFY_REPLACE, ["Someone Else"])]})
+    monkeypatch.setattr(memo, "MIN_REPLAN", 10)
+    not_used(town, "people to plan again")
+    monkeypatch.setattr(memo, "MIN_REPLAN", 1000)
+    same(memo_plan(town), ordinary(town))
