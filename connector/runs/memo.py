@@ -52,6 +52,7 @@ import structlog
 
 from connector import __version__
 from connector.app import Runtime
+from connector.errors import MisyncError
 from connector.feeds import load_feed_layout
 from connector.feeds.delta import NoDelta
 from connector.feeds.judge import judge
@@ -194,7 +195,7 @@ class MemoPlan:
     reused: int  # accounts left as the whole plan found them
 
 
-class _Skip(Exception):
+class _Skip(MisyncError):
     """Why the memo is not used (``str()``): the ordinary plan runs."""
 
 
