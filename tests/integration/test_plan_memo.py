@@ -718,8 +718,9 @@ def _random_step(t: Town, rnd: random.Random, state: dict[str, Any]) -> str:  # 
     return kind
 
 
-#: MISYNC_MEMO_SEEDS=200 explores more (the default run: a few, fast)
+#: MISYNC_MEMO_SEEDS=200 MISYNC_MEMO_STEPS=25 explores more (the default run: a few, fast)
 SEEDS = range(1, 1 + int(os.environ.get("MISYNC_MEMO_SEEDS", "5")))
+STEPS = int(os.environ.get("MISYNC_MEMO_STEPS", "12"))
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -737,7 +738,7 @@ def test_random_changes_after_the_memo(tmp_path: Path, slapd: Any, seed: int) ->
         used = 0
         steps: list[str] = []
         why: set[str] = set()
-        for _ in range(12):
+        for _ in range(STEPS):
             steps.append(_random_step(t, rnd, state))
             plan = dry(t)
             assert plan.read is not None
