@@ -165,6 +165,7 @@ def make_town(
     seed: int = 1021,
     *,
     odd: bool = False,
+    report_only: bool = False,
 ) -> Town:
     work = tmp_path / "town"
     gen.generate(work, n, drift=0.03, missing=0.03, orphans=1, seed=seed, stale_profile=True)
@@ -195,6 +196,11 @@ dir = "{tmp_path / "state"}"
 """,
         encoding="utf-8",
     )
+    if report_only:  # orphans held, external locks re-enabled
+        body = cfg.read_text(encoding="utf-8").replace(
+            "[target]\n", '[target]\norphans = "report"\n'
+        )
+        cfg.write_text(body + "\n[apply]\nreenable_external_disables = true\n", encoding="utf-8")
     clock = [AS_OF]
     rt = Runtime(load_settings(cfg), clock=lambda: clock[0])
     people = {p.pid: p for p in gen.people(n, max(len(gen.WDAS), n // 400), seed)}
@@ -726,7 +732,9 @@ STEPS = int(os.environ.get("MISYNC_MEMO_STEPS", "12"))
 @pytest.mark.parametrize("seed", SEEDS)
 def test_random_changes_after_the_memo(tmp_path: Path, slapd: Any, seed: int) -> None:
     rnd = random.Random(seed)  # noqa: S311 -- a reproducible test, not a secret
-    t = make_town(tmp_path, ldap_scope_on(slapd, tmp_path), slapd, n=60, seed=seed, odd=True)
+    scope = ldap_scope_on(slapd, tmp_path)
+    t = make_town(tmp_path, scope, slapd, n=60, seed=seed, odd=True, report_only=seed % 2 == 0)
+    assert (t.rt.settings.target.orphans == "report") is (seed % 2 == 0)
     try:
         first = whole(t)
         missing = {a.person_id for a in first.actions if a.op is Op.CREATE}
