@@ -43,6 +43,7 @@ def pg_url(postgres: LocalPostgres) -> str:
     """A new, empty database on the session's PostgreSQL: its URL."""
     return postgres.create_database(f"t{next(_database)}")
 
+
 #: Tests write their feeds a moment before they run: with the default settle window
 #: every run would first wait for them to be 5 s old. The suite (and the daemons it
 #: starts, which inherit the environment) reads them at once; the re-check after the

@@ -20,7 +20,9 @@ The rules, each conservative (an account that might not be settled is planned ag
   (for an entitled person) its logon ID is known without a proposal (a proposal
   takes an ID from the pool the creates draw from);
 - at a later plan it stays settled only if its digest (of its row as read) is the
-  same, and its person's logon ID in the store is the same;
+  same, and its person's logon ID in the store is the same; a settled account that
+  changed puts back the person it correlated to as well as the one it correlates to
+  now (a moved correlation leaves the first without an account);
 - a settled account missing from the later view puts its person back in the plan.
 
 Pure: no I/O.
@@ -140,7 +142,8 @@ def residual(
     """Split a view of the directory (lower-cased id -> (correlation, digest)) against
     what a whole plan settled: the accounts to plan again, the settled ones missing,
     and the people to plan again (by correlation key): those the plan named, those of
-    every account to plan again, and those of every settled account missing."""
+    every account to plan again (whom it correlates to now, and whom it did when it was
+    settled), and those of every settled account missing."""
     keys = set(open_keys)
     changed: list[str] = []
     for lid, (correlation, digest) in view.items():
@@ -153,6 +156,8 @@ def residual(
             changed.append(lid)
             if correlation:
                 keys.add(key(correlation))
+            if s is not None and s.person_id:  # the person it correlated to (it may not now)
+                keys.add(key(s.person_id))
     missing = [lid for lid in settled if lid not in view]
     for lid in missing:
         if settled[lid].person_id:

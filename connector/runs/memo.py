@@ -6,7 +6,8 @@ daemon, after a reconcile, keep a **memo** of their whole plan in the state stor
 
 - the **key** of everything the plan was made from but the directory and the instant:
   the sha256 of each feed file it parsed, the settings that shape a plan (feeds,
-  policy, target, guard, apply), the target and the mapping, misync's version and the
+  policy, target, guard, apply), the feed layout as read (``feeds.mapping``'s
+  contents, not only its path), the target and the mapping, misync's version and the
   sha256 of its code;
 - the instants between which its decisions hold (the evaluation's ``as_of`` and its
   horizon, ``connector.policy.horizon``: the first instant a date, a grace or a
@@ -114,8 +115,13 @@ def code_digest() -> str:
     return h.hexdigest()
 
 
-def inputs_key(rt: Runtime, description: str, digests: Mapping[FeedName, str]) -> str:
-    """The key of a plan's inputs but the directory and the instant."""
+def inputs_key(
+    rt: Runtime, description: str, digests: Mapping[FeedName, str], layout: FeedLayout
+) -> str:
+    """The key of a plan's inputs but the directory and the instant. The feed layout
+    (``feeds.mapping``: files, columns, status words) is in it as the rows were parsed
+    under it: the settings hold only its path, and the same bytes make other rows under
+    another layout."""
     s = rt.settings
     body = {
         "format": FORMAT,
@@ -123,6 +129,7 @@ def inputs_key(rt: Runtime, description: str, digests: Mapping[FeedName, str]) -
         "code": code_digest(),
         "target": description,
         "mapping": repr(rt.mapping),
+        "layout": repr(layout),
         "settings": [
             section.model_dump_json() for section in (s.feeds, s.policy, s.target, s.guard, s.apply)
         ],
@@ -154,6 +161,11 @@ def remember(
             _log.info("memo.dropped", reason=f"the {name.value} feed was not usable")
             return
         digests[name] = h.stamp.digest
+    layout = ev.memo.get("layout")
+    if not isinstance(layout, FeedLayout):  # not a whole read of the feeds
+        store.save_memo({}, [])
+        _log.info("memo.dropped", reason="the evaluation's feed layout is not known")
+        return
     key = rt.mapping.correlation_key
     settled, open_keys = settle(plan, seen, ev.decisions, known_logons, key)
     people: dict[str, dict[str, dict[str, list[int]]]] = {}
@@ -168,7 +180,7 @@ def remember(
     meta = {
         "format": FORMAT,
         "generation": uuid.uuid4().hex,
-        "key": inputs_key(rt, plan.target, digests),
+        "key": inputs_key(rt, plan.target, digests, layout),
         "from": ev.as_of.isoformat(),
         "until": horizon(rt, ev).isoformat(),
         "made_at": plan.as_of.isoformat(),
@@ -252,8 +264,10 @@ def _replan(
     start, until = meta["from"], meta["until"]
     if not datetime.fromisoformat(start) <= as_of < datetime.fromisoformat(until):
         raise _Skip(f"the instant is outside the memo's horizon ({start} to {until})")
-    data, empty = _files(rt, store, meta)
-    if inputs_key(rt, description, {n: h.digest for n, h in empty.health.items()}) != meta["key"]:
+    layout = load_feed_layout(rt.settings.feeds.mapping)  # one layout for the key and the rows
+    data, empty = _files(rt, store, meta, layout)
+    digests = {n: h.digest for n, h in empty.health.items()}
+    if inputs_key(rt, description, digests, layout) != meta["key"]:
         raise _Skip("the feeds, settings or mapping differ from the memo's")
     settled = {k: Settled.from_row(v) for k, v in store.memo_rows("settled").items()}
     key = rt.mapping.correlation_key
@@ -269,7 +283,7 @@ def _replan(
     if len(res.keys) > max(MIN_REPLAN, MAX_REPLAN_SHARE * sum(counts.values())):
         raise _Skip(f"{len(res.keys)} people to plan again")
     feeds, decisions = _evaluate(
-        rt, store, meta, data=data, empty=empty, keys=res.keys, as_of=as_of
+        rt, store, meta, data=data, empty=empty, layout=layout, keys=res.keys, as_of=as_of
     )
     if store.memo_meta().get("generation") != meta["generation"]:
         raise _Skip("the memo was replaced while it was read")
@@ -299,13 +313,12 @@ def _replan(
 
 
 def _files(
-    rt: Runtime, store: Store, meta: Mapping[str, str]
+    rt: Runtime, store: Store, meta: Mapping[str, str], layout: FeedLayout
 ) -> tuple[dict[FeedName, bytes], FeedSet]:
     """Every feed file's bytes now, and a FeedSet without rows: the health a whole read
     would give now (from the memo's row counts: the same bytes give the same rows) and
     the memo's rejected rows."""
     s = rt.settings.feeds
-    layout = load_feed_layout(s.mapping)
     rows: dict[str, int] = json.loads(meta["rows"])
     rejected = tuple(_rejection(v) for v in json.loads(meta["rejected"]))
     previous = {FeedName(k): v for k, v in store.last_good_feed_rows().items()}
@@ -346,12 +359,12 @@ def _evaluate(
     *,
     data: Mapping[FeedName, bytes],
     empty: FeedSet,
+    layout: FeedLayout,
     keys: Iterable[str],
     as_of: datetime,
 ) -> tuple[FeedSet, dict[str, Decision]]:
     """The rows of the people under ``keys`` and of their requesters, parsed again from
     the files, and the decisions of those people at ``as_of``."""
-    layout = load_feed_layout(rt.settings.feeds.mapping)
     people = _people(store, keys)
     decided = sorted(
         pid
@@ -360,25 +373,33 @@ def _evaluate(
         if any(FeedName(f) in DECIDED_FEEDS for f in found)
     )
     lines: dict[FeedName, set[int]] = {name: set() for name in PERSON_FEEDS}
+    owner: dict[FeedName, dict[int, str]] = {name: {} for name in PERSON_FEEDS}
+
+    def take(pid: str, f: FeedName, numbers: Sequence[int]) -> None:
+        lines[f].update(numbers)
+        owner[f].update(dict.fromkeys(numbers, pid))
+
     for by_pid in people.values():
-        for found in by_pid.values():
+        for pid, found in by_pid.items():
             for f, numbers in found.items():
-                lines[FeedName(f)].update(numbers)
+                take(pid, FeedName(f), numbers)
     # the requesters of their requests: their roster and separation rows too (the
     # policy checks a requester's own separation)
-    requests = _read(FeedName.REQUESTS, data, layout, lines[FeedName.REQUESTS])
+    requests = _read(FeedName.REQUESTS, data, layout, lines[FeedName.REQUESTS], owner)
     wanted = {q.requester_id for q in requests}
     key = rt.mapping.correlation_key
     for by_pid in _people(store, {key(r) for r in wanted} - set(people)).values():
         for pid, found in by_pid.items():
             if pid in wanted:
                 for f in (FeedName.WORKERS, FeedName.SEPARATIONS):
-                    lines[f].update(found.get(f.value, ()))
+                    take(pid, f, found.get(f.value, ()))
     whole: dict[str, list[int]] = json.loads(meta["whole"])
     for name in WHOLE_FEEDS:
         lines[name] = set(whole[name.value])
     records = {
-        name: requests if name is FeedName.REQUESTS else _read(name, data, layout, lines[name])
+        name: requests
+        if name is FeedName.REQUESTS
+        else _read(name, data, layout, lines[name], owner)
         for name in FeedName
     }
     fields: dict[str, Any] = {_FIELD[name]: tuple(rs) for name, rs in records.items()}
@@ -394,8 +415,24 @@ def _people(store: Store, keys: Iterable[str]) -> dict[str, dict[str, _Lines]]:
 
 
 def _read(
-    name: FeedName, data: Mapping[FeedName, bytes], layout: FeedLayout, lines: set[int]
+    name: FeedName,
+    data: Mapping[FeedName, bytes],
+    layout: FeedLayout,
+    lines: set[int],
+    owner: Mapping[FeedName, Mapping[int, str]],
 ) -> list[Any]:
+    """The records on ``lines``; NoDelta unless each row of a person's feed is the row of
+    the person the memo says it is (a memo that does not match its files is never
+    planned from)."""
     if not lines:
         return []
-    return read_lines(name, layout.files[name], data[name], lines, layout)
+    records = read_lines(name, layout.files[name], data[name], lines, layout)
+    whose = owner.get(name)
+    if whose is not None:
+        for r in records:
+            if r.person_id != whose.get(r.source.line):
+                raise NoDelta(
+                    f"{layout.files[name]} line {r.source.line} names {r.person_id}, "
+                    f"not {whose.get(r.source.line)}"
+                )
+    return records

@@ -100,16 +100,20 @@ def evaluate(
     through ``rejections`` (the daemon's: each row once) or, without one, all of them."""
     previous = {FeedName(k): v for k, v in store.last_good_feed_rows().items()}
     seen = {FeedName(k): FileStamp(*v) for k, v in store.feed_stamps().items() if k in _FEED_NAMES}
+    layout = load_feed_layout(rt.settings.feeds.mapping)
     feeds = read_feeds(
         rt.settings.feeds,
         now=rt.clock(),
         tz=rt.rules.tz,
         previous_rows=previous,
+        layout=layout,
         id_match=rt.mapping.correlation_match,  # ids the target cannot tell apart are rejected
         seen=seen,
     )
     record_read(store, feeds, rejections)
-    return Evaluation(as_of, feeds, evaluate_all(feeds, as_of, rt.rules))
+    ev = Evaluation(as_of, feeds, evaluate_all(feeds, as_of, rt.rules))
+    ev.memo["layout"] = layout  # what the rows were parsed under (the plan memo's key)
+    return ev
 
 
 _FEED_NAMES = frozenset(f.value for f in FeedName)

@@ -65,8 +65,14 @@ def three_areas(feeds: Path) -> None:
     """The demo feeds, spread over WDA-04, WDA-07 and WDA-08 (see the module's doc)."""
     shutil.copytree(DEMO / "feeds", feeds)
     orgs = (feeds / "organizations.csv").read_text(encoding="utf-8")
-    orgs = orgs.replace("CBO1,Goodwill Career Partners,wioa_contractor,WDA-04", "CBO1,Goodwill Career Partners,wioa_contractor,WDA-07")
-    orgs = orgs.replace("CBO2,Riverside Career Services,wioa_contractor,WDA-04", "CBO2,Riverside Career Services,wioa_contractor,WDA-08")
+    orgs = orgs.replace(
+        "CBO1,Goodwill Career Partners,wioa_contractor,WDA-04",
+        "CBO1,Goodwill Career Partners,wioa_contractor,WDA-07",
+    )
+    orgs = orgs.replace(
+        "CBO2,Riverside Career Services,wioa_contractor,WDA-04",
+        "CBO2,Riverside Career Services,wioa_contractor,WDA-08",
+    )
     (feeds / "organizations.csv").write_text(orgs, encoding="utf-8")
     workers = (feeds / "workers.csv").read_text(encoding="utf-8")
     moved = "P1004,CBO2,Dev,Patel,dev.patel@example.org,Auburn,P2003,active,"
@@ -134,9 +140,7 @@ def test_each_area_gets_its_own_events_once_and_the_statewide_mail_is_unchanged(
     assert main(["-c", str(cfg), "apply"]) == 0
     capsys.readouterr()
     # the statewide address gets what it got before, and nothing area-only
-    assert Counter(subject(m) for m in inbox(smtp_server, STATEWIDE, mark)) == (
-        statewide_before
-    )
+    assert Counter(subject(m) for m in inbox(smtp_server, STATEWIDE, mark)) == (statewide_before)
     for wda, to in MONITORS.items():
         for address in to:
             got = [subject(m).split(",")[0] for m in inbox(smtp_server, address, mark)]

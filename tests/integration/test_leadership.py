@@ -188,9 +188,7 @@ def test_a_command_that_leads_renews_its_lease_and_a_standby_waits(
         standby.close()
 
 
-def test_a_command_whose_lease_was_ended_stops_and_is_fenced(
-    pg_url: str, tmp_path: Path
-) -> None:
+def test_a_command_whose_lease_was_ended_stops_and_is_fenced(pg_url: str, tmp_path: Path) -> None:
     """A command that stopped renewing (paused, hung) is ended by a standby like a
     daemon: its run stops (``should_stop``) and its journal writes are refused."""
     st = StateSettings(dir=tmp_path, url=pg_url, lease_seconds=3, leader_poll_seconds=0.5)

@@ -186,7 +186,9 @@ def test_every_kind_of_run_is_archived_and_replays(
     append_row(feeds / "separations.csv", f"{ids[3]},LWDB04,{sep.isoformat()},quit")
     reviewed = tmp_path / "plan.json"
     assert main(["-c", str(cfg), "plan", "-o", str(reviewed)]) in (0, 8)
-    results.append(run_apply(rt, ReviewedPlan(plan_from_json(reviewed.read_text(encoding="utf-8")))))
+    results.append(
+        run_apply(rt, ReviewedPlan(plan_from_json(reviewed.read_text(encoding="utf-8"))))
+    )
     done = [r for r in results if r is not None]
     assert len(done) == 5
     assert [sum(a.op.value == "disable" for a in r.plan.actions) for r in done[1:]] == [1] * 4

@@ -7,6 +7,7 @@ export, tampering, concurrent appenders from threads and from two processes)."""
 from __future__ import annotations
 
 import io
+import json
 import sqlite3
 import subprocess
 import sys
@@ -404,9 +405,7 @@ def test_snapshot_compare_and_set(store: Store) -> None:
     ``generation``): the daemon, plans and applies share it (connector.runs.directory)."""
     assert store.save_snapshot({"generation": "g1"}, {"a": "1"}, [], replace=True, expect="")
     # another process saved g1 since our view "" was loaded: nothing is written
-    assert not store.save_snapshot(
-        {"generation": "x"}, {"b": "2"}, ["a"], replace=False, expect=""
-    )
+    assert not store.save_snapshot({"generation": "x"}, {"b": "2"}, ["a"], replace=False, expect="")
     assert store.load_snapshot() == {"a": "1"}
     assert store.snapshot_meta() == {"generation": "g1"}
     assert store.save_snapshot({"generation": "g2"}, {"b": "2"}, [], replace=False, expect="g1")
@@ -415,6 +414,35 @@ def test_snapshot_compare_and_set(store: Store) -> None:
     # no expectation: written whatever is there (a whole view)
     assert store.save_snapshot({"generation": "g3"}, {"c": "3"}, [], replace=True)
     assert store.load_snapshot() == {"c": "3"}
+
+
+def test_plan_memo(store: Store) -> None:
+    """The plan memo (connector.runs.memo): a meta and rows by kind, replaced whole by
+    each save; rows looked up by key in any number (SQLite binds them in chunks); an
+    empty meta is no memo."""
+    assert store.memo_meta() == {}
+    assert store.memo_rows("settled") == {}
+    settled = [("settled", f"uid=u{i},ou=people", f"d{i}\x1fP{i}\x1f") for i in range(1200)]
+    people = [("people", f"p{i}", json.dumps({f"P{i}": {"workers": [i + 2]}})) for i in range(1200)]
+    store.save_memo({"format": "1", "generation": "g1"}, iter(settled + people))
+    assert store.memo_meta() == {"format": "1", "generation": "g1"}
+    assert store.memo_rows("settled") == {k: v for _, k, v in settled}
+    assert store.memo_rows("people") == {k: v for _, k, v in people}
+    wanted = [f"p{i}" for i in range(0, 1200, 2)] + ["p5", "nobody", "p5"]  # > 500 keys
+    assert store.memo_rows("people", iter(wanted)) == {
+        k: v for _, k, v in people if k in set(wanted)
+    }
+    assert store.memo_rows("people", []) == {}
+    assert store.memo_rows("settled", ["p1"]) == {}  # by kind
+    # a save replaces everything: rows and meta
+    store.save_memo({"format": "1", "generation": "g2"}, [("people", "p1", "x")])
+    assert store.memo_meta() == {"format": "1", "generation": "g2"}
+    assert store.memo_rows("people") == {"p1": "x"}
+    assert store.memo_rows("settled") == {}
+    # an empty meta: no memo left
+    store.save_memo({}, [])
+    assert store.memo_meta() == {}
+    assert store.memo_rows("people") == {}
 
 
 def test_failures_and_quarantine(store: Store) -> None:
