@@ -69,7 +69,7 @@ from connector.model.plan import Plan
 from connector.policy.engine import PolicyIndex
 from connector.policy.engine import evaluate as evaluate_person
 from connector.reconcile import build_plan
-from connector.reconcile.settled import Seen, Settled, residual, settle
+from connector.reconcile.settled import Seen, Settled, named_in, residual, settle
 from connector.runs.planning import Evaluation, horizon, plan_inputs, record_read
 from connector.state import Store
 
@@ -165,6 +165,13 @@ def remember(
     if not isinstance(layout, FeedLayout):  # not a whole read of the feeds
         store.save_memo({}, [])
         _log.info("memo.dropped", reason="the evaluation's feed layout is not known")
+        return
+    named = len(named_in(plan)[1])
+    if named > max(MIN_REPLAN, MAX_REPLAN_SHARE * len(ev.decisions)):
+        # a dry run would plan them all again (``replan`` refuses as many): not worth
+        # writing; the daemon keeps one once its runs have carried the plan out
+        store.save_memo({}, [])
+        _log.info("memo.dropped", reason=f"the plan names {named} people")
         return
     key = rt.mapping.correlation_key
     settled, open_keys = settle(plan, seen, ev.decisions, known_logons, key)

@@ -874,3 +874,22 @@ def test_too_many_people_to_plan_again(town: Town, monkeypatch: pytest.MonkeyPat
     not_used(town, "people to plan again")
     monkeypatch.setattr(memo, "MIN_REPLAN", 1000)
     same(memo_plan(town), ordinary(town))
+
+
+def test_a_whole_plan_that_names_too_many_people_keeps_no_memo(
+    town: Town, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A dry run would plan them all again (``replan`` refuses past that share): an apply
+    that is about to change that many accounts writes no memo, and drops the last one."""
+    from connector.runs import memo
+
+    kept(town)
+    for p in town.settled()[:40]:
+        town.modify(p.uid, {"displayName": [(ldap3.MODIFY_REPLACE, ["Someone Else"])]})
+    monkeypatch.setattr(memo, "MIN_REPLAN", 10)
+    whole(town)
+    assert town.store.memo_meta() == {}
+    not_used(town, "no memo of a whole plan")
+    monkeypatch.setattr(memo, "MIN_REPLAN", 1000)
+    whole(town)
+    assert town.store.memo_meta()
