@@ -214,7 +214,8 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
             runs.make_plan(rt, store, now, full_scan=True)
             out["plan_seconds"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        result = runs.run_apply(rt, runs.FreshPlan(full_scan=True))  # as measured before warm plans
+        # as measured before warm plans (a full scan); profiled with --profile
+        result = _profiled(args, lambda: runs.run_apply(rt, runs.FreshPlan(full_scan=True)))
         out["seconds"] = time.perf_counter() - t0
         out["counts"] = result.report.counts
         out["failed"] = len(result.report.failed)
@@ -440,7 +441,7 @@ def measure(
             "--spec",
             json.dumps(spec),
         ]
-        if args.profile and phase in ("read", "plan", "first_plan", "warm_plan"):
+        if args.profile and phase in ("read", "plan", "first_plan", "warm_plan", "apply"):
             cmd.append("--profile")
         res = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if res.returncode != 0:
