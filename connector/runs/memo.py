@@ -43,6 +43,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import itertools
 import json
 import os
 import uuid
@@ -198,10 +199,16 @@ def remember(
         "settled": str(len(settled)),
         "whole": json.dumps(whole),
     }
-    rows: list[tuple[str, str, str]] = [("settled", k, s.row()) for k, s in settled.items()]
-    rows += [("people", k, json.dumps(v, separators=(",", ":"))) for k, v in people.items()]
+    # streamed into the store: 200k rows at 100k are never held as one list
+    rows = itertools.chain(
+        (("settled", k, s.row()) for k, s in settled.items()),
+        (("people", k, _compact(v)) for k, v in people.items()),
+    )
     store.save_memo(meta, rows)
     _log.info("memo.kept", settled=len(settled), named=len(open_keys), made_at=meta["made_at"])
+
+
+_compact = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def _rejection_json(r: Rejection) -> list[Any]:
