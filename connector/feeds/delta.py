@@ -240,13 +240,8 @@ def _parse_changed(
     the new ones, parsed by the reader's own row parser with their true line numbers."""
     old_lines, old_end = old
     new_lines, new_end = new
-    try:
-        header, wanted, index = _header(
-            name, file, iter([_fields(_text(new_lines[0], True, 1, file), 1, file)]), layout
-        )
-    except _Unreadable as exc:
-        raise NoDelta(str(exc)) from None
-    key_at = index[KEY_COLUMN[name]]
+    head = parse_header(name, file, new_lines[0], layout)
+    key_at = head[2][KEY_COLUMN[name]]
 
     def key_of(lines: list[bytes], end: bool, i: int) -> tuple[str, str]:
         text = _text(lines[i], end or i < len(lines) - 1, i + 1, file)
@@ -263,17 +258,44 @@ def _parse_changed(
             touched.add(key)
             sparse.append((i + 1, text))
     touched.discard("")
-    rows = _Rows(name, file, header, index, builder(name, layout.request_statuses))
-    lines = _Sparse(sparse, file)
-    try:
-        rows.read(lines, cast("Any", lines), 0)  # ``lines`` is the reader and its source
-    except _Unreadable as exc:
-        raise NoDelta(str(exc)) from None
-    rows.reject_duplicates(wanted)
-    records, rejected, unattributable = rows.result(wanted)
+    records, rejected, unattributable = parse_rows(name, file, layout, head, sparse)
     if unattributable:
         raise NoDelta(f"{file} line {unattributable[0]}: a rejected row with no readable key")
     return touched, records, rejected
+
+
+#: a feed file's header as the reader parses it: the header, the logical -> file column
+#: names, and each logical column's position
+Header = tuple[list[str], dict[str, str], dict[str, int]]
+
+
+def parse_header(name: FeedName, file: str, first: bytes, layout: FeedLayout) -> Header:
+    """The header line of a feed file, as the reader parses it; NoDelta if it is not one."""
+    try:
+        return _header(name, file, iter([_fields(_text(first, True, 1, file), 1, file)]), layout)
+    except _Unreadable as exc:
+        raise NoDelta(str(exc)) from None
+
+
+def parse_rows(
+    name: FeedName,
+    file: str,
+    layout: FeedLayout,
+    head: Header,
+    sparse: Sequence[tuple[int, str]],
+) -> tuple[list[Any], list[Rejection], list[int]]:
+    """Some lines of a feed file (their 1-based numbers and text, in order) parsed by the
+    reader's own row parser with their true line numbers: the records, the rejections
+    and the lines of rejected rows with no key (``_Rows.result``)."""
+    header, wanted, index = head
+    rows = _Rows(name, file, header, index, builder(name, layout.request_statuses))
+    source = _Sparse(sparse, file)
+    try:
+        rows.read(source, cast("Any", source), 0)  # ``source`` is the reader and its source
+    except _Unreadable as exc:
+        raise NoDelta(str(exc)) from None
+    rows.reject_duplicates(wanted)
+    return rows.result(wanted)
 
 
 def _changed_positions(

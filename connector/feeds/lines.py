@@ -14,12 +14,10 @@ raises ``NoDelta``: the caller plans the whole way instead.
 from __future__ import annotations
 
 from collections.abc import Collection
-from typing import Any, cast
+from typing import Any
 
-from connector.feeds.delta import NoDelta, _fields, _Sparse, _split, _text
+from connector.feeds.delta import NoDelta, _split, _text, parse_header, parse_rows
 from connector.feeds.layout import FeedLayout
-from connector.feeds.reader import _header, _Rows, _Unreadable
-from connector.feeds.rows import builder
 from connector.model.feeds import FeedName
 
 FIRST_ROW = 2  # line 1 is the header
@@ -38,22 +36,10 @@ def read_lines(
     outside = [n for n in (wanted[:1] + wanted[-1:]) if not FIRST_ROW <= n <= len(pieces)]
     if outside:
         raise NoDelta(f"{file}: no row on line {outside[0]}")
-    try:
-        header, columns, index = _header(
-            name, file, iter([_fields(_text(pieces[0], True, 1, file), 1, file)]), layout
-        )
-    except _Unreadable as exc:
-        raise NoDelta(str(exc)) from None
+    head = parse_header(name, file, pieces[0], layout)
     last = len(pieces)
     sparse = [(n, _text(pieces[n - 1], terminated or n < last, n, file)) for n in wanted]
-    rows = _Rows(name, file, header, index, builder(name, layout.request_statuses))
-    source = _Sparse(sparse, file)
-    try:
-        rows.read(source, cast("Any", source), 0)  # ``source`` is the reader and its source
-    except _Unreadable as exc:
-        raise NoDelta(str(exc)) from None
-    rows.reject_duplicates(columns)
-    records, rejected, _ = rows.result(columns)
+    records, rejected, _ = parse_rows(name, file, layout, head, sparse)
     if rejected or len(records) != len(wanted):
         where = rejected[0].line if rejected else "?"
         raise NoDelta(f"{file} line {where}: not the accepted row the memo indexed")

@@ -250,9 +250,61 @@ def replan(
     """The plan of ``view`` (every account, as ``seen``) at ``as_of`` from the memo, or
     why the memo cannot be used (the caller makes the ordinary plan)."""
     try:
-        return _replan(
-            rt, store, as_of, view, seen, description=description, override_guard=override_guard
+        meta = store.memo_meta()
+        if meta.get("format") != FORMAT:
+            raise _Skip("no memo of a whole plan")
+        start, until = meta["from"], meta["until"]
+        if not datetime.fromisoformat(start) <= as_of < datetime.fromisoformat(until):
+            raise _Skip(f"the instant is outside the memo's horizon ({start} to {until})")
+        # one layout for the key and the rows
+        layout = load_feed_layout(rt.settings.feeds.mapping)
+        data, empty = _files(rt, store, meta, layout)
+        digests = {n: h.digest for n, h in empty.health.items()}
+        if inputs_key(rt, description, digests, layout) != meta["key"]:
+            raise _Skip("the feeds, settings or mapping differ from the memo's")
+        settled = {k: Settled.from_row(v) for k, v in store.memo_rows("settled").items()}
+        key = rt.mapping.correlation_key
+        known = store.logon_ids(None)
+        res = residual(
+            {lid: (s.correlation, s.digest) for lid, s in seen.items()},
+            settled,
+            json.loads(meta["open"]),
+            known,
+            key,
         )
+        counts: dict[str, int] = json.loads(meta["decisions"])
+        if len(res.keys) > max(MIN_REPLAN, MAX_REPLAN_SHARE * sum(counts.values())):
+            raise _Skip(f"{len(res.keys)} people to plan again")
+        feeds, decisions = _evaluate(
+            rt, store, meta, data=data, empty=empty, layout=layout, keys=res.keys, as_of=as_of
+        )
+        if store.memo_meta().get("generation") != meta["generation"]:
+            raise _Skip("the memo was replaced while it was read")
+        changed = set(res.changed)
+        accounts = [
+            a
+            for a in view
+            if a.account_id.lower() in changed or (a.correlation and key(a.correlation) in res.keys)
+        ]
+        planned = {a.account_id.lower() for a in accounts}
+        others = {
+            s.logon_id.lower() for lid, s in seen.items() if lid not in planned and s.logon_id
+        }
+        record_read(store, feeds, None)
+        inputs = plan_inputs(
+            rt,
+            store,
+            as_of=as_of,
+            evaluation=Evaluation(as_of, feeds, decisions),
+            accounts=accounts,
+            target=description,
+            override_guard=override_guard,
+            enabled_total=sum(1 for a in view if a.enabled),
+        )
+        inputs = dataclasses.replace(inputs, taken_logon_ids=inputs.taken_logon_ids | others)
+        plan = dataclasses.replace(build_plan(inputs), decisions=counts)
+        _log.info("memo.used", made_at=meta["made_at"], people=len(decisions), reused=res.reused)
+        return MemoPlan(plan, datetime.fromisoformat(meta["made_at"]), len(decisions), res.reused)
     except _Skip as exc:
         return str(exc)
     except NoDelta as exc:
@@ -260,70 +312,6 @@ def replan(
     except (KeyError, ValueError, TypeError) as exc:  # a memo this code cannot read
         _log.warning("memo.unreadable", error=repr(exc))
         return f"the memo is unreadable ({exc!r})"
-
-
-def _replan(
-    rt: Runtime,
-    store: Store,
-    as_of: datetime,
-    view: Sequence[Account],
-    seen: Mapping[str, Seen],
-    *,
-    description: str,
-    override_guard: bool,
-) -> MemoPlan:
-    meta = store.memo_meta()
-    if meta.get("format") != FORMAT:
-        raise _Skip("no memo of a whole plan")
-    start, until = meta["from"], meta["until"]
-    if not datetime.fromisoformat(start) <= as_of < datetime.fromisoformat(until):
-        raise _Skip(f"the instant is outside the memo's horizon ({start} to {until})")
-    layout = load_feed_layout(rt.settings.feeds.mapping)  # one layout for the key and the rows
-    data, empty = _files(rt, store, meta, layout)
-    digests = {n: h.digest for n, h in empty.health.items()}
-    if inputs_key(rt, description, digests, layout) != meta["key"]:
-        raise _Skip("the feeds, settings or mapping differ from the memo's")
-    settled = {k: Settled.from_row(v) for k, v in store.memo_rows("settled").items()}
-    key = rt.mapping.correlation_key
-    known = store.logon_ids(None)
-    res = residual(
-        {lid: (s.correlation, s.digest) for lid, s in seen.items()},
-        settled,
-        json.loads(meta["open"]),
-        known,
-        key,
-    )
-    counts: dict[str, int] = json.loads(meta["decisions"])
-    if len(res.keys) > max(MIN_REPLAN, MAX_REPLAN_SHARE * sum(counts.values())):
-        raise _Skip(f"{len(res.keys)} people to plan again")
-    feeds, decisions = _evaluate(
-        rt, store, meta, data=data, empty=empty, layout=layout, keys=res.keys, as_of=as_of
-    )
-    if store.memo_meta().get("generation") != meta["generation"]:
-        raise _Skip("the memo was replaced while it was read")
-    changed = set(res.changed)
-    accounts = [
-        a
-        for a in view
-        if a.account_id.lower() in changed or (a.correlation and key(a.correlation) in res.keys)
-    ]
-    planned = {a.account_id.lower() for a in accounts}
-    others = {s.logon_id.lower() for lid, s in seen.items() if lid not in planned and s.logon_id}
-    record_read(store, feeds, None)
-    inputs = plan_inputs(
-        rt,
-        store,
-        as_of=as_of,
-        evaluation=Evaluation(as_of, feeds, decisions),
-        accounts=accounts,
-        target=description,
-        override_guard=override_guard,
-        enabled_total=sum(1 for a in view if a.enabled),
-    )
-    inputs = dataclasses.replace(inputs, taken_logon_ids=inputs.taken_logon_ids | others)
-    plan = dataclasses.replace(build_plan(inputs), decisions=counts)
-    _log.info("memo.used", made_at=meta["made_at"], people=len(decisions), reused=res.reused)
-    return MemoPlan(plan, datetime.fromisoformat(meta["made_at"]), len(decisions), res.reused)
 
 
 def _files(

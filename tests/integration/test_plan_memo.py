@@ -33,6 +33,7 @@ from connector.model.plan import ACCEPTABLE, APPROVABLE, Op, Plan
 from connector.reconcile.serialize import held_digest
 from connector.settings import load_settings
 from connector.state import LogonIdConflictError, StateStore
+from tests.configs import ldap_toml
 from tests.conftest import ldap_scope_on
 from tests.integration.test_cycle import World
 from tests.integration.test_cycle import world as world  # the fixture
@@ -174,28 +175,16 @@ def make_town(
     slapd.add_ldif(town_ldif(work, ldap_scope))
     ldap = ldap_scope.settings
     cfg = tmp_path / "misync.toml"
-    cfg.write_text(
-        f"""
-[feeds]
-dir = "{work / "feeds"}"
-max_age_hours = 0
-
-[target]
-mapping = "{ROOT / "mappings" / "openldap-ppolicy.toml"}"
-
-[target.ldap]
-url = "{ldap.url}"
-bind_dn = "{ldap.bind_dn}"
-password_file = "{ldap.password_file}"
-base_dn = "{ldap_scope.people_dn}"
-group_base_dn = "{ldap_scope.groups_dn}"
-clock_margin_seconds = 0
-
-[state]
-dir = "{tmp_path / "state"}"
-""",
-        encoding="utf-8",
+    toml = ldap_toml(
+        feeds=work / "feeds",
+        url=ldap.url,
+        bind_dn=ldap.bind_dn,
+        password_file=ldap.password_file,
+        base_dn=ldap_scope.people_dn,
+        group_base_dn=ldap_scope.groups_dn,
     )
+    state = tmp_path / "state"
+    cfg.write_text(f'{toml}\nclock_margin_seconds = 0\n\n[state]\ndir = "{state}"\n')
     if report_only:  # orphans held, external locks re-enabled
         body = cfg.read_text(encoding="utf-8").replace(
             "[target]\n", '[target]\norphans = "report"\n'
@@ -841,7 +830,7 @@ def test_a_changed_feed_layout_is_another_key(
     try:
         body = t.config.read_text(encoding="utf-8")
         t.config.write_text(
-            body.replace("max_age_hours = 0\n", f'max_age_hours = 0\nmapping = "{layout}"\n', 1),
+            body.replace(str(ROOT / "mappings" / "feeds.toml"), str(layout), 1),
             encoding="utf-8",
         )
         t.rt = Runtime(load_settings(t.config), clock=lambda: t.clock[0])
