@@ -28,6 +28,8 @@ one is disabled) and the daemon's RSS every 5 s. At the end it stops the daemon
   alert stays open long after its incident;
 - every log line is a JSON event; log lines per minute while nothing changes;
 - the daemon's RSS over time (no steady growth);
+- the daemon kept the plan memo (no failed write), and an admin's dry run at the end
+  has the checksum of a full scan at the same instant (with or without the memo);
 - ``audit verify`` intact, and the daemon stopped with exit 0 on SIGTERM.
 
 Exit 0 when every check passes, 1 otherwise. Usage::
@@ -54,7 +56,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -414,7 +416,32 @@ def report(
     _report_emails(soak, checks)
     _report_log(soak, checks)
     _report_rss(soak, checks)
+    _report_memo(soak, checks)
     _report_stop(checks, exit_code, verify)
+
+
+def _report_memo(soak: Soak, checks: Checks) -> None:
+    """6. the plan memo the daemon kept, and an admin's dry run against a full scan"""
+    text = soak.log.read_text(encoding="utf-8", errors="replace")
+    kept = text.count('"memo.kept"')
+    failed = text.count('"memo.not_kept"')
+    checks.check(
+        kept > 0 and failed == 0, "the daemon kept the plan memo", f"{kept} kept, {failed} failed"
+    )
+    at = datetime.now(UTC).isoformat()
+    dry = misync(soak, "plan", "--format", "json", "--as-of", at)
+    full = misync(soak, "plan", "--format", "json", "--as-of", at, "--full-scan")
+    if dry.returncode != 0 or full.returncode != 0:
+        checks.check(False, "misync plan after the soak", (dry.stderr + full.stderr)[-500:])
+        return
+    a, b = json.loads(dry.stdout), json.loads(full.stdout)
+    memo = a["read"].get("memo", {})
+    print("the dry run after the soak:", memo)
+    checks.check(
+        a["checksum"] == b["checksum"],
+        "a dry run is the plan of a full scan at the same instant",
+        "memo used" if "whole_plan_at" in memo else f"memo not used: {memo.get('unused')}",
+    )
 
 
 def _report_separations(soak: Soak, checks: Checks) -> None:
