@@ -5,4 +5,4 @@ Data flows one way: feeds -> model -> policy -> reconcile (plan) -> targets (app
 reconcile) does no I/O; feeds, targets, state and audit are the adapters.
 """
 
-__version__ = "0.4.0"
+__version__ = "0.5.0"

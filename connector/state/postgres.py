@@ -349,7 +349,16 @@ class PgStateStore(FeedStamps):
         #: the leader epoch this store journals under (None: no check, a command)
         self.epoch = epoch
         self._lock = threading.Lock()
-        create_schema(conn)
+        try:
+            create_schema(conn)
+        except psycopg.errors.InsufficientPrivilege as exc:  # new tables, a role without CREATE
+            missing = [t for t in (*STATE_TABLES, "leader") if not schema_present(conn, [t])]
+            raise PostgresStateError(
+                f"state database {self.where}: tables {', '.join(missing)} are missing and "
+                f"this role may not create them ({str(exc).strip()}): start misync once as a "
+                "role that may (the tables' owner), or have a DBA create them (the DDL is "
+                "connector/state/postgres.py SCHEMA)"
+            ) from exc
 
     @classmethod
     def from_settings(cls, state: StateSettings, *, epoch: int | None = None) -> PgStateStore:

@@ -797,3 +797,36 @@ def test_a_lost_connection_is_an_operating_condition(contract_db: str) -> None:
             trail.verify()
         with pytest.raises(AuditWriteError, match="cannot append 1 record"):
             other.append("operation", {})
+
+
+def test_an_upgrade_adding_tables_needs_a_role_that_may_create_them(
+    postgres: LocalPostgres,
+) -> None:
+    """A state made by an earlier version lacks the tables added since (0.5.0: the plan
+    memo's). A role without CREATE cannot open it: it is told which tables and what to
+    do (exit 3 at the command's edge), not shown a traceback; once the owner has opened
+    it, the role runs."""
+    from connector.state import StateUnavailableError
+
+    url = postgres.create_database("upgrade")
+    PgStateStore.from_url(url).close()
+    postgres.psql("drop table plan_memo; drop table plan_memo_meta", "upgrade")  # as 0.4.0 left it
+    postgres.psql(
+        "create role misync_up login; grant usage on schema public to misync_up; "
+        "grant select, insert, update, delete on all tables in schema public to misync_up; "
+        "grant usage on all sequences in schema public to misync_up",
+        "upgrade",
+    )
+    app_url = postgres.url("upgrade", user="misync_up")
+    with pytest.raises(
+        StateUnavailableError, match=r"tables plan_memo_meta, plan_memo are missing"
+    ):
+        PgStateStore.from_url(app_url)
+    PgStateStore.from_url(url).close()  # the owner: the tables are made
+    postgres.psql(
+        "grant select, insert, update, delete on all tables in schema public to misync_up",
+        "upgrade",
+    )
+    with PgStateStore.from_url(app_url) as s:
+        s.save_memo({"format": "1"}, [("settled", "k", "v")])
+        assert s.memo_meta() == {"format": "1"}
