@@ -421,6 +421,25 @@ def _write_modify_ldif(plan: Any, path: Path) -> int:
 # -- the parent ------------------------------------------------------------------------------
 
 
+def _write_results(
+    out: Path, started: datetime, head: dict[str, Any], tail: dict[str, Any]
+) -> None:
+    """One results file: ``head``, when and on what machine, then ``tail``."""
+    result = {
+        **head,
+        "started": started.isoformat(),
+        "finished": datetime.now(UTC).isoformat(),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "load_average": os.getloadavg(),
+            "python": platform.python_version(),
+        },
+        **tail,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+
+
 def measure(
     args: argparse.Namespace,
     phase: str,
@@ -640,22 +659,9 @@ def _report(
                 "met": None if target is None else ratio <= target,
             }
         )
-    result = {
-        "n": n,
-        "apply_n": apply_n,
-        "repeat": rep,
-        "started": started.isoformat(),
-        "finished": datetime.now(UTC).isoformat(),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "load_average": os.getloadavg(),
-            "python": platform.python_version(),
-        },
-        "table": table,
-        "figures": fig,
-    }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    _write_results(
+        out, started, {"n": n, "apply_n": apply_n, "repeat": rep}, {"table": table, "figures": fig}
+    )
     print(f"\nN = {n} (apply: {apply_n}); load average {os.getloadavg()}; {out}")
     print(f"{'figure':40} {'s':>8} {'RSS MB':>7}  {'baseline':12} {'s':>7} {'ratio':>6} target")
     for r in table:
@@ -714,17 +720,14 @@ def _only_apply(
         fresh.stop()
     a, base = fig["apply"], fig["ldapmodify"]["seconds"]
     result = {
-        "apply_n": apply_n,
-        "world": "every account stale in attributes only (no group moves)",
-        "started": started.isoformat(),
-        "finished": datetime.now(UTC).isoformat(),
-        "machine": {"cpus": os.cpu_count(), "load_average": os.getloadavg()},
         "apply_ratio": round(a["seconds"] / base, 2),
         "execution_ratio": round((a["seconds"] - a["plan_seconds"]) / base, 2),
-        "figures": fig,
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    head = {
+        "apply_n": apply_n,
+        "world": "every account stale in attributes only (no group moves)",
+    }
+    _write_results(out, started, head, result | {"figures": fig})
     print(
         f"apply of {apply_n} (attributes only): {a['seconds']:.2f} s, execution "
         f"{a['seconds'] - a['plan_seconds']:.2f} s; ldapmodify {base:.2f} s; ratios "
@@ -788,23 +791,13 @@ def _only_cold(args: argparse.Namespace, work: Path, n: int, out: Path, started:
         }
         for key, label, target in rows
     ]
-    result = {
+    head = {
         "n": n,
         "only_cold": True,
         "before": str(args.before) if args.before else None,
         "repeat": args.repeat,
-        "started": started.isoformat(),
-        "finished": datetime.now(UTC).isoformat(),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "load_average": os.getloadavg(),
-            "python": platform.python_version(),
-        },
-        "table": table,
-        "figures": fig,
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    _write_results(out, started, head, {"table": table, "figures": fig})
     print(f"\nN = {n}, cold plans only; load average {os.getloadavg()}; {out}")
     print(f"bare ldap3 scan {base:.2f} s, {fig['bare_ldap3']['rss_mb']:.0f} MB")
     for r in table:

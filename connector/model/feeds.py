@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import Any, cast
 
 from connector.model.records import (
     AccessRequest,
@@ -117,6 +118,10 @@ class FeedSet:
     requests: tuple[AccessRequest, ...] = ()
     rejected: tuple[Rejection, ...] = ()
     health: Mapping[FeedName, FeedHealth] = field(default_factory=dict)
+
+    def records(self, name: FeedName) -> tuple[Any, ...]:
+        """The records of feed ``name`` (each field is named by its feed's value)."""
+        return cast(tuple[Any, ...], getattr(self, name.value))
 
     def unhealthy(self) -> frozenset[FeedName]:
         """Feeds that must not drive any action (missing, unreadable, stale, shrunk, empty).

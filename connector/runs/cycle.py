@@ -368,8 +368,8 @@ class CyclePlanner:
         """Keep the memo of the last cycle's plan for dry runs (connector.runs.memo), when
         the stored one is behind it: the evaluation, the accounts read or the accounts
         and people the plan names changed since this planner last kept one. Called by
-        the daemon after the cycle's run (not inside it: a memo at 100k takes about a
-        second to write). True when it wrote one."""
+        the daemon after the cycle's run (not inside it: a memo at 100k takes about 3 s
+        to write). True when it wrote one."""
         if not self._memo_stale or self._last is None or self._accounts is None:
             return False
         plan, ev, known = self._last

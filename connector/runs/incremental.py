@@ -62,7 +62,6 @@ from connector.state import Store
 
 #: the feeds read row by row (keyed by person); a change anywhere else reads them whole
 DELTA_FEEDS: tuple[FeedName, ...] = (FeedName.SEPARATIONS, FeedName.WORKERS)
-_FIELD = {FeedName.SEPARATIONS: "separations", FeedName.WORKERS: "workers"}
 
 
 @dataclass(frozen=True)
@@ -199,9 +198,7 @@ class FeedDeltas:
         for name in DELTA_FEEDS:
             stamp = feeds.health[name].stamp
             assert stamp is not None
-            versions[name] = Version(
-                data[name], stamp, tuple(getattr(feeds, _FIELD[name])), rejected[name]
-            )
+            versions[name] = Version(data[name], stamp, feeds.records(name), rejected[name])
         return Baseline(
             ev,
             versions,
@@ -344,7 +341,7 @@ def _feeds(
         )
         health[name] = dataclasses.replace(h, state=state, detail=detail)
         rejected += rej
-    changed = {_FIELD[name]: d.version.records for name, d in deltas.items()}
+    changed = {name.value: d.version.records for name, d in deltas.items()}
     return dataclasses.replace(old, rejected=tuple(rejected), health=health, **changed)
 
 

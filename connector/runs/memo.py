@@ -87,16 +87,6 @@ PERSON_FEEDS = (
 WHOLE_FEEDS = (FeedName.ORGANIZATIONS, FeedName.CONTRACTS, FeedName.REQUESTERS)
 #: people who have a decision: in the roster, the requests or the separations
 DECIDED_FEEDS = frozenset({FeedName.WORKERS, FeedName.REQUESTS, FeedName.SEPARATIONS})
-_FIELD = {
-    FeedName.ORGANIZATIONS: "organizations",
-    FeedName.CONTRACTS: "contracts",
-    FeedName.WORKERS: "workers",
-    FeedName.SEPARATIONS: "separations",
-    FeedName.TRAINING: "training",
-    FeedName.NDAS: "ndas",
-    FeedName.REQUESTERS: "requesters",
-    FeedName.REQUESTS: "requests",
-}
 #: past this share of the people to plan again (and ``MIN_REPLAN`` people), the
 #: ordinary plan runs instead: it would cost about the same
 MAX_REPLAN_SHARE = 0.25
@@ -178,13 +168,11 @@ def remember(
     settled, open_keys = settle(plan, seen, ev.decisions, known_logons, key)
     people: dict[str, dict[str, dict[str, list[int]]]] = {}
     for name in PERSON_FEEDS:
-        for r in getattr(feeds, _FIELD[name]):
+        for r in feeds.records(name):
             pid = r.person_id
             lines = people.setdefault(key(pid), {}).setdefault(pid, {})
             lines.setdefault(name.value, []).append(r.source.line)
-    whole = {
-        name.value: [r.source.line for r in getattr(feeds, _FIELD[name])] for name in WHOLE_FEEDS
-    }
+    whole = {name.value: [r.source.line for r in feeds.records(name)] for name in WHOLE_FEEDS}
     meta = {
         "format": FORMAT,
         "generation": uuid.uuid4().hex,
@@ -299,6 +287,7 @@ def replan(
             accounts=accounts,
             target=description,
             override_guard=override_guard,
+            known_logon_ids=known,  # read once, above
             enabled_total=sum(1 for a in view if a.enabled),
         )
         inputs = dataclasses.replace(inputs, taken_logon_ids=inputs.taken_logon_ids | others)
@@ -329,8 +318,13 @@ def _files(
     health: dict[FeedName, FeedHealth] = {}
     for name in FeedName:
         path = s.dir / layout.files[name]
+        # not ``feeds.delta.read_bytes_settled``: a file still being written cannot have
+        # the memo's digest, so there is nothing to wait for (the ordinary read that
+        # follows waits for it to settle, once)
         try:
             st = path.stat()
+            if s.max_bytes and st.st_size > s.max_bytes:  # never read: the memo has no such file
+                raise _Skip(f"{path.name} is over feeds.max_bytes")
             raw = path.read_bytes()
             after = path.stat()
         except OSError as exc:
@@ -404,7 +398,7 @@ def _evaluate(
         else _read(name, data, layout, lines[name], owner)
         for name in FeedName
     }
-    fields: dict[str, Any] = {_FIELD[name]: tuple(rs) for name, rs in records.items()}
+    fields: dict[str, Any] = {name.value: tuple(rs) for name, rs in records.items()}
     feeds = dataclasses.replace(empty, **fields)
     idx = PolicyIndex.build(feeds)
     decisions = {pid: evaluate_person(pid, idx, as_of, rt.rules) for pid in decided}

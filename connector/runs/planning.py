@@ -358,7 +358,7 @@ def dry_plan(
         )
 
 
-def plan_inputs(
+def plan_inputs(  # noqa: PLR0913 -- keyword-only inputs of one plan, each named
     rt: Runtime,
     store: Store,
     *,
@@ -368,6 +368,7 @@ def plan_inputs(
     target: str,
     override_guard: bool = False,
     people: Collection[str] | None = None,
+    known_logon_ids: Mapping[str, str] | None = None,
     **extra: Any,
 ) -> PlanInputs:
     """The planner's inputs for one run: the evaluation and the accounts read, with what
@@ -376,7 +377,8 @@ def plan_inputs(
     incremental and targeted runs cannot drift apart; ``extra`` sets the rest (a plan
     cache, the enabled-account total). ``people``: a targeted plan's people; when none
     of them is entitled (no logon ID is proposed, nobody is created or updated) only
-    their own logon IDs are read, not every one ever assigned."""
+    their own logon IDs are read, not every one ever assigned. ``known_logon_ids``:
+    every logon ID the store holds, when the caller has read them already."""
     s = rt.settings
     decisions = evaluation.decisions
     everyone = people is None or any(decisions[p].entitled for p in people if p in decisions)
@@ -387,7 +389,9 @@ def plan_inputs(
         accounts=accounts,
         mapping=rt.mapping,
         target=target,
-        known_logon_ids=store.logon_ids(None if everyone else people),
+        known_logon_ids=known_logon_ids
+        if known_logon_ids is not None
+        else store.logon_ids(None if everyone else people),
         taken_logon_ids=frozenset(store.taken_logon_ids() if everyone else ()),
         quarantined=frozenset(store.quarantined(s.apply.quarantine_after)),
         disabled_by_misync=store.misync_disabled(),

@@ -882,3 +882,17 @@ def test_a_whole_plan_that_names_too_many_people_keeps_no_memo(
     monkeypatch.setattr(memo, "MIN_REPLAN", 1000)
     whole(town)
     assert town.store.memo_meta()
+
+
+def test_a_feed_over_max_bytes_is_not_read_by_the_memo(
+    town: Town, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A feed file over ``feeds.max_bytes`` is never read into memory by the memo's
+    check (the memo cannot have it: such a feed is unusable); the ordinary plan holds
+    what it would drive, and says why."""
+    kept(town)
+    size = (town.feeds / "workers.csv").stat().st_size
+    monkeypatch.setenv("MISYNC_FEEDS__MAX_BYTES", str(size - 1))
+    rt = Runtime(load_settings(town.config), clock=lambda: town.clock[0])
+    plan = not_used(town, "workers.csv is over feeds.max_bytes", rt=rt)
+    assert any(f.feed.value == "workers" and not f.healthy for f in plan.feeds)
